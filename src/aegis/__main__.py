@@ -1,0 +1,3 @@
+from aegis.cli.main import main
+
+main()

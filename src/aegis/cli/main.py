@@ -1,0 +1,73 @@
+"""Entry point of the ``aegis`` command.
+
+Every expected failure is one line on stderr (``error: ...``) and a non-zero exit; a traceback
+only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from aegis.cli import db, scan, serve, up
+from aegis.core.errors import AegisError
+
+app = typer.Typer(
+    name="aegis",
+    help="Aegis: let an AI act on Kubernetes without trusting it blindly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+app.add_typer(db.app, name="db")
+app.add_typer(scan.app, name="scan")
+app.command("serve")(serve.serve)
+app.command("up")(up.up)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by :func:`main` and the tests)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = "--debug" in args
+    try:
+        result = app(args=args, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except AegisError as exc:
+        if _state["debug"]:
+            raise
+        click.echo(f"error: {exc.message}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
+            err=True,
+        )
+        return 1
+    return int(result) if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

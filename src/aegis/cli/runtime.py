@@ -1,0 +1,30 @@
+"""Start-up steps the commands share: settings, logging, waiting for and migrating the database."""
+
+from __future__ import annotations
+
+from aegis.core.config import Settings, load_settings
+from aegis.core.logging import configure_logging
+from aegis.database.core import Database, wait_for_database
+
+
+def settings_for(service: str = "cli", **overrides: object) -> Settings:
+    settings = load_settings(**overrides)
+    configure_logging(level=settings.log_level, json_output=settings.log_json, service=service)
+    return settings
+
+
+def open_database(settings: Settings | None = None) -> tuple[Settings, Database]:
+    settings = settings or settings_for()
+    database = Database(settings.effective_database_url)
+    wait_for_database(database.engine, timeout_s=settings.database_connect_timeout_s)
+    return settings, database
+
+
+def prepare_database(
+    settings: Settings | None = None, *, revision: str = "head"
+) -> tuple[Settings, Database]:
+    from aegis.database import migrate
+
+    settings, database = open_database(settings)
+    migrate.upgrade(database.engine, revision)
+    return settings, database

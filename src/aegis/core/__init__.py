@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every service shares: settings, errors, logging, HTTP plumbing, metrics."""

@@ -1,0 +1,35 @@
+"""The common shape of the three deployable apps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from aegis import __version__
+from aegis.core import http, metrics
+from aegis.core.context import AppContext
+
+Hook = Callable[[AppContext], None]
+
+
+def base_app(ctx: AppContext, *, title: str, on_shutdown: list[Hook] | None = None) -> FastAPI:
+    """A FastAPI app holding ``ctx``, with request ids, metrics, limits and the error body."""
+    shutdown_hooks = list(on_shutdown or [])
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        metrics.SERVICE_INFO.labels(ctx.service, __version__).set(1)
+        try:
+            yield
+        finally:
+            for hook in shutdown_hooks:
+                hook(ctx)
+            metrics.SERVICE_INFO.labels(ctx.service, __version__).set(0)
+            ctx.close()
+
+    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+    http.install(app, service=ctx.service, max_body_bytes=ctx.settings.max_body_bytes)
+    return app

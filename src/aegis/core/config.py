@@ -1,0 +1,285 @@
+"""Typed settings for every Aegis service.
+
+One :class:`Settings` object is built once at start-up (:func:`load_settings`) and passed in.
+Every field reads the environment variable named in ``docs/configuration.md`` and an optional
+``.env`` file in the current directory. Secrets are ``SecretStr`` and never printed.
+
+Two modes:
+
+* ``embedded`` (default): SQLite and a filesystem object store inside the data directory, no Redis;
+  secrets that are not set are generated once and kept in ``<data dir>/secrets.json`` (mode 0600).
+* ``production``: a missing secret is a start-up error that names the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from aegis.core.errors import ConfigError
+
+# Secrets the platform needs. In embedded mode each is generated when unset.
+GENERATED_SECRETS = (
+    "jwt_secret",
+    "jwt_refresh_secret",
+    "executor_hmac_secret",
+    "api_key",
+    "alert_webhook_token",
+)
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting Aegis reads. Field docs are the documented defaults."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # --- where and how -----------------------------------------------------------------------
+    mode: Literal["embedded", "production"] = Field(
+        "embedded", validation_alias=_env("AEGIS_MODE", "mode")
+    )
+    data_dir: Path = Field(Path(".aegis"), validation_alias=_env("AEGIS_DATA_DIR", "data_dir"))
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
+    log_json: bool = Field(True, validation_alias=_env("LOG_JSON", "log_json"))
+
+    # --- stores ------------------------------------------------------------------------------
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "database_url"))
+    database_connect_timeout_s: float = Field(
+        30.0, validation_alias=_env("DATABASE_CONNECT_TIMEOUT_S", "database_connect_timeout_s")
+    )
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
+    object_store_url: str | None = Field(
+        None, validation_alias=_env("OBJECT_STORE_URL", "object_store_url")
+    )
+    audit_store_url: str | None = Field(
+        None, validation_alias=_env("AUDIT_STORE_URL", "AUDIT_S3_BUCKET", "audit_store_url")
+    )
+    backup_dir: Path | None = Field(None, validation_alias=_env("BACKUP_DIR", "backup_dir"))
+    retention_days: int = Field(14, ge=1, validation_alias=_env("RETENTION_DAYS", "retention_days"))
+
+    # --- secrets -----------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(None, validation_alias=_env("JWT_SECRET", "jwt_secret"))
+    jwt_secret_previous: SecretStr | None = Field(
+        None, validation_alias=_env("JWT_SECRET_PREVIOUS", "jwt_secret_previous")
+    )
+    jwt_refresh_secret: SecretStr | None = Field(
+        None, validation_alias=_env("JWT_REFRESH_SECRET", "jwt_refresh_secret")
+    )
+    jwt_refresh_secret_previous: SecretStr | None = Field(
+        None, validation_alias=_env("JWT_REFRESH_SECRET_PREVIOUS", "jwt_refresh_secret_previous")
+    )
+    executor_hmac_secret: SecretStr | None = Field(
+        None, validation_alias=_env("EXECUTOR_HMAC_SECRET", "executor_hmac_secret")
+    )
+    executor_hmac_secret_previous: SecretStr | None = Field(
+        None,
+        validation_alias=_env("EXECUTOR_HMAC_SECRET_PREVIOUS", "executor_hmac_secret_previous"),
+    )
+    api_key: SecretStr | None = Field(None, validation_alias=_env("API_KEY", "api_key"))
+    api_key_previous: SecretStr | None = Field(
+        None, validation_alias=_env("API_KEY_PREVIOUS", "api_key_previous")
+    )
+    alert_webhook_token: SecretStr | None = Field(
+        None, validation_alias=_env("ALERT_WEBHOOK_TOKEN", "alert_webhook_token")
+    )
+
+    # --- tokens ------------------------------------------------------------------------------
+    access_token_ttl_s: int = Field(
+        900, ge=30, validation_alias=_env("ACCESS_TOKEN_TTL_S", "access_token_ttl_s")
+    )
+    refresh_token_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, validation_alias=_env("REFRESH_TOKEN_TTL_S", "refresh_token_ttl_s")
+    )
+    oidc_issuer: str | None = Field(None, validation_alias=_env("OIDC_ISSUER", "oidc_issuer"))
+    oidc_audience: str | None = Field(
+        None, validation_alias=_env("OIDC_AUDIENCE", "oidc_audience")
+    )
+    oidc_roles_claim: str = Field(
+        "groups", validation_alias=_env("OIDC_ROLES_CLAIM", "oidc_roles_claim")
+    )
+    oidc_role_map: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=_env("OIDC_ROLE_MAP", "oidc_role_map")
+    )
+
+    # --- rate limits -------------------------------------------------------------------------
+    rate_limit_login_per_minute: int = Field(
+        10, ge=1, validation_alias=_env("RATE_LIMIT_LOGIN_PER_MINUTE", "rate_limit_login_per_minute")
+    )
+    rate_limit_api_per_minute: int = Field(
+        600, ge=1, validation_alias=_env("RATE_LIMIT_API_PER_MINUTE", "rate_limit_api_per_minute")
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, validation_alias=_env("MAX_BODY_BYTES", "max_body_bytes")
+    )
+
+    # --- services ----------------------------------------------------------------------------
+    backend_host: str = Field("127.0.0.1", validation_alias=_env("BACKEND_HOST", "backend_host"))
+    backend_port: int = Field(3000, validation_alias=_env("BACKEND_PORT", "PORT", "backend_port"))
+    engine_host: str = Field("127.0.0.1", validation_alias=_env("ENGINE_HOST", "engine_host"))
+    engine_port: int = Field(8000, validation_alias=_env("ENGINE_PORT", "engine_port"))
+    executor_host: str = Field("127.0.0.1", validation_alias=_env("EXECUTOR_HOST", "executor_host"))
+    executor_port: int = Field(8080, validation_alias=_env("EXECUTOR_PORT", "executor_port"))
+    ai_engine_url: str | None = Field(
+        None, validation_alias=_env("AI_ENGINE_URL", "ai_engine_url")
+    )
+    ai_engine_enabled: bool = Field(
+        True, validation_alias=_env("AI_ENGINE_ENABLED", "ai_engine_enabled")
+    )
+    ai_engine_required: bool = Field(
+        False, validation_alias=_env("AI_ENGINE_REQUIRED", "ai_engine_required")
+    )
+    ai_engine_timeout_s: float = Field(
+        2.0, validation_alias=_env("AI_ENGINE_TIMEOUT_S", "ai_engine_timeout_s")
+    )
+    executor_url: str | None = Field(None, validation_alias=_env("EXECUTOR_URL", "executor_url"))
+    executor_enabled: bool = Field(
+        True, validation_alias=_env("EXECUTOR_ENABLED", "executor_enabled")
+    )
+
+    # --- AI engine ---------------------------------------------------------------------------
+    model_signing_required: bool = Field(
+        True, validation_alias=_env("MODEL_SIGNING_REQUIRED", "model_signing_required")
+    )
+    model_name: str = Field(
+        "example_multimodal", validation_alias=_env("MODEL_NAME", "model_name")
+    )
+    trusted_keys: str | None = Field(
+        None, validation_alias=_env("AEGIS_TRUSTED_KEYS", "COSIGN_PUB_KEY", "trusted_keys")
+    )
+    batch_max_size: int = Field(
+        32, ge=1, validation_alias=_env("BATCH_MAX_SIZE", "batch_max_size")
+    )
+    batch_max_latency_ms: float = Field(
+        5.0, ge=0, validation_alias=_env("BATCH_MAX_LATENCY_MS", "batch_max_latency_ms")
+    )
+    batch_queue_limit: int = Field(
+        1024, ge=1, validation_alias=_env("BATCH_QUEUE_LIMIT", "batch_queue_limit")
+    )
+
+    # --- derived -----------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+pysqlite:///{(self.data_dir / 'aegis.db').resolve()}"
+
+    @property
+    def effective_object_store_url(self) -> str:
+        if self.object_store_url:
+            return self.object_store_url
+        return (self.data_dir / "objects").resolve().as_uri()
+
+    @property
+    def effective_audit_store_url(self) -> str:
+        if self.audit_store_url:
+            url = self.audit_store_url
+            return url if "://" in url else f"s3://{url}/audit"  # AUDIT_S3_BUCKET form
+        return self.effective_object_store_url.rstrip("/") + "/audit"
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return self.backup_dir if self.backup_dir else self.data_dir / "backups"
+
+    @property
+    def effective_ai_engine_url(self) -> str:
+        return self.ai_engine_url or f"http://{self.engine_host}:{self.engine_port}"
+
+    @property
+    def effective_executor_url(self) -> str:
+        return self.executor_url or f"http://{self.executor_host}:{self.executor_port}"
+
+    def secret(self, name: str) -> str:
+        """The plain value of a required secret; :func:`load_settings` guarantees it is set."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"{name.upper()} is not set")
+        return str(value.get_secret_value())
+
+
+def validate_database_url(url: str) -> None:
+    """Raise a one-line :class:`ConfigError` for a URL SQLAlchemy cannot parse or drive."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is malformed: expected e.g. "
+            "postgresql+psycopg://user:password@host:5432/dbname or sqlite:///path/aegis.db"
+        ) from None
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            f"DATABASE_URL uses unsupported backend {parsed.get_backend_name()!r}: "
+            "use postgresql+psycopg:// or sqlite://"
+        )
+
+
+def ensure_data_dir(path: Path) -> None:
+    """Create the data directory (0700) and prove it is writable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = path / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"data directory {path} is not writable ({exc.strerror}): "
+            "set AEGIS_DATA_DIR to a folder this user can write"
+        ) from None
+
+
+def _load_or_create_secrets(path: Path, missing: list[str]) -> dict[str, str]:
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    changed = False
+    for name in missing:
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(32)
+            changed = True
+    if changed:
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    os.chmod(path, 0o600)
+    return stored
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the one Settings object: read env, check it, fill embedded secrets.
+
+    Raises :class:`ConfigError` with one line naming the problem.
+    """
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    ensure_data_dir(settings.data_dir)
+    validate_database_url(settings.effective_database_url)
+    missing = [name for name in GENERATED_SECRETS if getattr(settings, name) is None]
+    if missing and settings.mode == "production":
+        raise ConfigError(
+            f"{missing[0].upper()} must be set in production mode (AEGIS_MODE=production)"
+        )
+    if missing:
+        stored = _load_or_create_secrets(settings.data_dir / "secrets.json", missing)
+        settings = settings.model_copy(
+            update={name: SecretStr(stored[name]) for name in missing}
+        )
+    return settings

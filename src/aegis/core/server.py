@@ -1,0 +1,45 @@
+"""Serve one ASGI app with uvicorn on a socket bound up front.
+
+Binding first turns "port already in use" into a one-line error instead of a traceback inside
+the server. uvicorn handles SIGINT/SIGTERM: it stops accepting, lets in-flight requests finish
+(bounded by ``graceful_timeout_s``) and runs the app's shutdown hooks.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from aegis.core.errors import ConfigError
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use: stop the other process or choose "
+                "another port (--port or the service's *_PORT setting)"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: FastAPI, sock: socket.socket, *, graceful_timeout_s: int = 30) -> None:
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=graceful_timeout_s,
+        server_header=False,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,1 @@
+"""The relational store: engine set-up, the declarative base, sessions and migrations."""

@@ -1,0 +1,1 @@
+"""The AI engine: detectors, recommender, and the batched inference server."""

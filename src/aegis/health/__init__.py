@@ -1,0 +1,1 @@
+"""Health contract of every service (operations runbook section 4)."""

@@ -1,0 +1,70 @@
+"""The machine's real PostgreSQL and Redis, and throw-away databases on them."""
+
+from __future__ import annotations
+
+import socket
+
+import psycopg
+from psycopg import sql
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+PG_USER = "postgres"
+PG_ADMIN_URL = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_up() -> bool:
+    if not _port_open(PG_HOST, PG_PORT):
+        return False
+    try:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                             connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def redis_up() -> bool:
+    if not _port_open("127.0.0.1", 6379):
+        return False
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def pg_url(name: str) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def create_pg_database(name: str, template: str | None = None) -> None:
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                         autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        conn.execute(stmt)
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
