@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from aegis.cli import db, scan, serve, up
+from aegis.cli import audit, db, engine, executor, keys, model, policy, scan, serve, up, user
 from aegis.core.errors import AegisError
 
 app = typer.Typer(
@@ -31,8 +31,15 @@ def _root(
     _state["debug"] = debug
 
 
+app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.add_typer(engine.app, name="engine")
+app.add_typer(executor.app, name="executor")
+app.add_typer(keys.app, name="keys")
+app.add_typer(model.app, name="model")
+app.add_typer(policy.app, name="policy")
 app.add_typer(scan.app, name="scan")
+app.add_typer(user.app, name="user")
 app.command("serve")(serve.serve)
 app.command("up")(up.up)
 

@@ -21,7 +21,7 @@ def open_database(settings: Settings | None = None) -> tuple[Settings, Database]
 
 
 def prepare_database(
-    settings: Settings | None = None, *, revision: str = "head"
+    settings: Settings | None = None, *, revision: str = "heads"
 ) -> tuple[Settings, Database]:
     from aegis.database import migrate
 
