@@ -58,7 +58,9 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def _templates(tmp_path_factory: pytest.TempPathFactory, worker_tag: str) -> Iterator[dict[str, Any]]:
+def _templates(
+    tmp_path_factory: pytest.TempPathFactory, worker_tag: str
+) -> Iterator[dict[str, Any]]:
     """Migrated template databases, created lazily per backend, dropped at the end."""
     made: dict[str, Any] = {}
     yield made
@@ -70,6 +72,7 @@ def _template_for(backend: str, templates: dict[str, Any], tmp_root: Path, tag: 
     if backend in templates:
         return templates[backend]
     if backend == "sqlite":
+        tmp_root.mkdir(parents=True, exist_ok=True)
         path = tmp_root / "template.db"
         engine = make_engine(f"sqlite+pysqlite:///{path}")
         migrate.upgrade(engine)

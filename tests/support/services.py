@@ -25,8 +25,9 @@ def postgres_up() -> bool:
     if not _port_open(PG_HOST, PG_PORT):
         return False
     try:
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                             connect_timeout=3):
+        with psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
+        ):
             return True
     except psycopg.Error:
         return False
@@ -48,8 +49,9 @@ def pg_url(name: str) -> str:
 
 
 def create_pg_database(name: str, template: str | None = None) -> None:
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True
+    ) as conn:
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -59,9 +61,12 @@ def create_pg_database(name: str, template: str | None = None) -> None:
 
 
 def drop_pg_database(name: str) -> None:
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def free_port() -> int:

@@ -8,7 +8,9 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
 
 @app.command("upgrade")
-def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+def upgrade(
+    revision: str = typer.Argument("heads", help="Target revision (default: every head)."),
+) -> None:
     """Migrate the database to REVISION (default: the newest)."""
     from aegis.cli.runtime import prepare_database
 
@@ -19,7 +21,9 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 
 
 @app.command("downgrade")
-def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base.")) -> None:
+def downgrade(
+    revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base."),
+) -> None:
     """Migrate the database down to REVISION."""
     from aegis.cli.runtime import open_database
     from aegis.database import migrate

@@ -44,7 +44,7 @@ app.command("serve")(serve.serve)
 app.command("up")(up.up)
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit code per outcome
     """Run the CLI and return its exit code (used by :func:`main` and the tests)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
 
-class Service(str, Enum):
+class Service(StrEnum):
     backend = "backend"
     engine = "engine"
     executor = "executor"

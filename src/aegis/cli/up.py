@@ -47,14 +47,17 @@ def up(
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "AEGIS_DATA_DIR": str(data_dir), "BACKEND_HOST": host,
-           "ENGINE_HOST": host, "EXECUTOR_HOST": host}
+    env = {
+        **os.environ,
+        "AEGIS_DATA_DIR": str(data_dir),
+        "BACKEND_HOST": host,
+        "ENGINE_HOST": host,
+        "EXECUTOR_HOST": host,
+    }
     children = {name: _spawn(name, env, logs) for name in SERVICES}
     stop = _install_stop_handlers()
     try:
-        urls = {
-            name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in SERVICES
-        }
+        urls = {name: f"http://{host}:{getattr(settings, f'{name}_port')}" for name in SERVICES}
         _wait_healthy(children, urls)
         console.print("[bold green]Aegis is up[/]")
         console.print(f"  backend API   {urls['backend']}/api/v1/health")

@@ -108,9 +108,7 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=60, validation_alias=_env("REFRESH_TOKEN_TTL_S", "refresh_token_ttl_s")
     )
     oidc_issuer: str | None = Field(None, validation_alias=_env("OIDC_ISSUER", "oidc_issuer"))
-    oidc_audience: str | None = Field(
-        None, validation_alias=_env("OIDC_AUDIENCE", "oidc_audience")
-    )
+    oidc_audience: str | None = Field(None, validation_alias=_env("OIDC_AUDIENCE", "oidc_audience"))
     oidc_roles_claim: str = Field(
         "groups", validation_alias=_env("OIDC_ROLES_CLAIM", "oidc_roles_claim")
     )
@@ -120,7 +118,9 @@ class Settings(BaseSettings):
 
     # --- rate limits -------------------------------------------------------------------------
     rate_limit_login_per_minute: int = Field(
-        10, ge=1, validation_alias=_env("RATE_LIMIT_LOGIN_PER_MINUTE", "rate_limit_login_per_minute")
+        10,
+        ge=1,
+        validation_alias=_env("RATE_LIMIT_LOGIN_PER_MINUTE", "rate_limit_login_per_minute"),
     )
     rate_limit_api_per_minute: int = Field(
         600, ge=1, validation_alias=_env("RATE_LIMIT_API_PER_MINUTE", "rate_limit_api_per_minute")
@@ -136,9 +136,7 @@ class Settings(BaseSettings):
     engine_port: int = Field(8000, validation_alias=_env("ENGINE_PORT", "engine_port"))
     executor_host: str = Field("127.0.0.1", validation_alias=_env("EXECUTOR_HOST", "executor_host"))
     executor_port: int = Field(8080, validation_alias=_env("EXECUTOR_PORT", "executor_port"))
-    ai_engine_url: str | None = Field(
-        None, validation_alias=_env("AI_ENGINE_URL", "ai_engine_url")
-    )
+    ai_engine_url: str | None = Field(None, validation_alias=_env("AI_ENGINE_URL", "ai_engine_url"))
     ai_engine_enabled: bool = Field(
         True, validation_alias=_env("AI_ENGINE_ENABLED", "ai_engine_enabled")
     )
@@ -157,15 +155,11 @@ class Settings(BaseSettings):
     model_signing_required: bool = Field(
         True, validation_alias=_env("MODEL_SIGNING_REQUIRED", "model_signing_required")
     )
-    model_name: str = Field(
-        "example_multimodal", validation_alias=_env("MODEL_NAME", "model_name")
-    )
+    model_name: str = Field("example_multimodal", validation_alias=_env("MODEL_NAME", "model_name"))
     trusted_keys: str | None = Field(
         None, validation_alias=_env("AEGIS_TRUSTED_KEYS", "COSIGN_PUB_KEY", "trusted_keys")
     )
-    batch_max_size: int = Field(
-        32, ge=1, validation_alias=_env("BATCH_MAX_SIZE", "batch_max_size")
-    )
+    batch_max_size: int = Field(32, ge=1, validation_alias=_env("BATCH_MAX_SIZE", "batch_max_size"))
     batch_max_latency_ms: float = Field(
         5.0, ge=0, validation_alias=_env("BATCH_MAX_LATENCY_MS", "batch_max_latency_ms")
     )
@@ -260,8 +254,27 @@ def _load_or_create_secrets(path: Path, missing: list[str]) -> dict[str, str]:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
-    os.chmod(path, 0o600)
+    path.chmod(0o600)
     return stored
+
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "replace-me", "default"}
+MIN_SECRET_LENGTH = 16
+
+
+def _check_production_secrets(settings: Settings) -> None:
+    for name in GENERATED_SECRETS:
+        value = getattr(settings, name)
+        if value is None:
+            raise ConfigError(
+                f"{name.upper()} must be set in production mode (AEGIS_MODE=production)"
+            )
+        plain = value.get_secret_value()
+        if plain.lower() in PLACEHOLDER_SECRETS or len(plain) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{name.upper()} is a placeholder or shorter than {MIN_SECRET_LENGTH} characters; "
+                "set a long random value"
+            )
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -272,14 +285,11 @@ def load_settings(**overrides: object) -> Settings:
     settings = Settings(**overrides)  # type: ignore[arg-type]
     ensure_data_dir(settings.data_dir)
     validate_database_url(settings.effective_database_url)
+    if settings.mode == "production":
+        _check_production_secrets(settings)
+        return settings
     missing = [name for name in GENERATED_SECRETS if getattr(settings, name) is None]
-    if missing and settings.mode == "production":
-        raise ConfigError(
-            f"{missing[0].upper()} must be set in production mode (AEGIS_MODE=production)"
-        )
     if missing:
         stored = _load_or_create_secrets(settings.data_dir / "secrets.json", missing)
-        settings = settings.model_copy(
-            update={name: SecretStr(stored[name]) for name in missing}
-        )
+        settings = settings.model_copy(update={name: SecretStr(stored[name]) for name in missing})
     return settings

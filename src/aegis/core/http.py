@@ -32,8 +32,9 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "request_id": request_id_var.get()}}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 

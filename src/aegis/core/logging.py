@@ -36,7 +36,9 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(*, level: str = "INFO", json_output: bool = True, service: str = "aegis") -> None:
+def configure_logging(
+    *, level: str = "INFO", json_output: bool = True, service: str = "aegis"
+) -> None:
     """Route stdlib and structlog output through one JSON (or console) renderer on stderr."""
     renderer: Any = (
         structlog.processors.JSONRenderer()

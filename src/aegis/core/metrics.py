@@ -31,6 +31,7 @@ def render() -> tuple[bytes, str]:
     """The exposition text and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST
 
+
 # --- security and supply chain ----------------------------------------------------------------
 MODEL_SIGNATURE_ERRORS = Counter(
     "aegis_model_signature_errors",  # exposed as aegis_model_signature_errors_total

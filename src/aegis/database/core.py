@@ -67,7 +67,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def is_postgres(engine_or_session: Engine | Session) -> bool:
-    bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
+    bind = (
+        engine_or_session.get_bind()
+        if isinstance(engine_or_session, Session)
+        else engine_or_session
+    )
     return bind.dialect.name == "postgresql"
 
 
@@ -122,4 +126,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-

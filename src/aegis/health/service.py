@@ -29,7 +29,9 @@ async def _redis_probe(ctx: AppContext) -> Probe:
         return "disabled"
     import redis.asyncio as aioredis
 
-    client = aioredis.from_url(url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
+    client = aioredis.from_url(
+        url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
+    )
     try:
         return "up" if await client.ping() else "down"
     except Exception:
@@ -62,6 +64,8 @@ async def backend_health(ctx: AppContext) -> tuple[HealthRead, bool]:
     everything_up = required_ok and engine != "down"
     status = "ok" if everything_up else ("degraded" if required_ok else "down")
     return (
-        HealthRead(status=status, database=database, redis=redis, ai_engine=engine, version=__version__),
+        HealthRead(
+            status=status, database=database, redis=redis, ai_engine=engine, version=__version__
+        ),
         required_ok,
     )

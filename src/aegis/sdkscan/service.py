@@ -33,7 +33,17 @@ SDK_PREFIXES: tuple[str, ...] = (
     "oss2",
     "tencentcloud",
 )
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache", "build", "dist"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".tox",
+    ".mypy_cache",
+    "build",
+    "dist",
+}
 
 
 @dataclass(frozen=True)
@@ -85,13 +95,12 @@ class _Visitor(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         dynamic = (
-            (isinstance(func, ast.Name) and func.id in {"__import__", *self.import_module_names})
-            or (
-                isinstance(func, ast.Attribute)
-                and func.attr == "import_module"
-                and isinstance(func.value, ast.Name)
-                and func.value.id in self.importlib_aliases
-            )
+            isinstance(func, ast.Name) and func.id in {"__import__", *self.import_module_names}
+        ) or (
+            isinstance(func, ast.Attribute)
+            and func.attr == "import_module"
+            and isinstance(func.value, ast.Name)
+            and func.value.id in self.importlib_aliases
         )
         if dynamic and node.args:
             first = node.args[0]

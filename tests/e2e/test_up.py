@@ -1,0 +1,53 @@
+"""`aegis up` on a machine with nothing set: three healthy services, graceful stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.services import free_port
+
+
+def test_up_serves_all_three_health_endpoints_and_stops_gracefully(tmp_path: Path) -> None:
+    ports = {"BACKEND_PORT": free_port(), "ENGINE_PORT": free_port(), "EXECUTOR_PORT": free_port()}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
+    }
+    env.update({k: str(v) for k, v in ports.items()})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aegis", "up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    urls = [
+        f"http://127.0.0.1:{ports['BACKEND_PORT']}/api/v1/health",
+        f"http://127.0.0.1:{ports['ENGINE_PORT']}/health",
+        f"http://127.0.0.1:{ports['EXECUTOR_PORT']}/health",
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        healthy: set[str] = set()
+        while len(healthy) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            for url in urls:
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        healthy.add(url)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+        assert healthy == set(urls)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "Aegis is up" in output and "Aegis stopped." in output
+    assert (tmp_path / ".aegis" / "aegis.db").exists()

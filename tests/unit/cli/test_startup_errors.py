@@ -1,0 +1,74 @@
+"""Bad start-up input is one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.services import free_port
+
+
+def _aegis(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
+    clean.update({"AEGIS_DATA_DIR": str(tmp_path / "data"), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "aegis", *args],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_malformed_database_url(tmp_path: Path) -> None:
+    line = _one_error_line(_aegis(["db", "upgrade"], tmp_path, DATABASE_URL="postgres//x"))
+    assert "DATABASE_URL is malformed" in line
+
+
+def test_unreachable_database_names_it_without_the_password(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://aegis:hunter2@127.0.0.1:{free_port()}/aegis"
+    result = _aegis(["db", "upgrade"], tmp_path, DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT_S="1")
+    line = _one_error_line(result)
+    assert "cannot reach the database" in line
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_unwritable_data_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = _one_error_line(_aegis(["db", "upgrade"], tmp_path, AEGIS_DATA_DIR=str(blocker / "d")))
+    assert "is not writable" in line
+
+
+def test_port_already_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_error_line(_aegis(["serve", "engine", "--port", str(port)], tmp_path))
+    assert f"port {port}" in line and "already in use" in line
+
+
+def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
+    result = _aegis(["--debug", "db", "upgrade"], tmp_path, DATABASE_URL="postgres//x")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_db_upgrade_migrates_a_fresh_sqlite_database(tmp_path: Path) -> None:
+    result = _aegis(["db", "upgrade"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "aegis.db").exists()

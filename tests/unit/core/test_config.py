@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from aegis.core.config import Settings, load_settings
+from aegis.core.errors import ConfigError
+
+
+def test_embedded_mode_generates_secrets_once_with_private_permissions(tmp_path: Path) -> None:
+    first = load_settings(_env_file=None, data_dir=tmp_path / "d")
+    second = load_settings(_env_file=None, data_dir=tmp_path / "d")
+
+    secrets_file = tmp_path / "d" / "secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert first.secret("jwt_secret") == second.secret("jwt_secret")
+    assert first.secret("jwt_secret") != first.secret("jwt_refresh_secret")
+    assert set(json.loads(secrets_file.read_text())) >= {
+        "jwt_secret",
+        "executor_hmac_secret",
+        "api_key",
+    }
+
+
+def test_production_mode_refuses_to_start_without_a_secret_and_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET must be set"):
+        load_settings(_env_file=None, data_dir=tmp_path, mode="production")
+
+
+def test_production_mode_refuses_a_placeholder_secret(tmp_path: Path) -> None:
+    values = {
+        name: SecretStr("x" * 40)
+        for name in (
+            "jwt_secret",
+            "jwt_refresh_secret",
+            "executor_hmac_secret",
+            "api_key",
+            "alert_webhook_token",
+        )
+    }
+    values["executor_hmac_secret"] = SecretStr("changeme")
+    with pytest.raises(ConfigError, match="EXECUTOR_HMAC_SECRET"):
+        load_settings(_env_file=None, data_dir=tmp_path, mode="production", **values)
+
+
+def test_malformed_database_url_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL is malformed"):
+        load_settings(_env_file=None, data_dir=tmp_path, database_url="postgres//nope")
+
+
+def test_unsupported_database_backend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unsupported backend 'mysql'"):
+        load_settings(_env_file=None, data_dir=tmp_path, database_url="mysql://u@h/db")
+
+
+def test_unwritable_data_dir_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # even root cannot create a folder under a file
+    with pytest.raises(ConfigError, match="is not writable"):
+        load_settings(_env_file=None, data_dir=blocker / "sub")
+
+
+def test_settings_read_runbook_variable_names_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BATCH_MAX_LATENCY_MS", "7.5")
+    monkeypatch.setenv("MODEL_SIGNING_REQUIRED", "false")
+    monkeypatch.setenv("RETENTION_DAYS", "30")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.data_dir == tmp_path
+    assert settings.batch_max_latency_ms == 7.5
+    assert settings.model_signing_required is False
+    assert settings.retention_days == 30
+
+
+def test_secrets_are_not_rendered_in_repr(tmp_path: Path) -> None:
+    settings = load_settings(_env_file=None, data_dir=tmp_path)
+    assert settings.secret("jwt_secret") not in repr(settings)
+    assert settings.secret("api_key") not in str(settings.model_dump())

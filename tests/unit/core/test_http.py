@@ -1,0 +1,69 @@
+"""The shared HTTP plumbing: request ids, the error body, body limits, no leaked internals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from aegis.core.app import base_app
+from aegis.core.config import Settings
+from aegis.core.context import AppContext
+from aegis.core.errors import NotFound
+
+
+def _app(settings: Settings) -> FastAPI:
+    app = base_app(AppContext.build(settings, service="test"), title="t")
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise NotFound("policy p1 not found")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret-internal-detail")
+
+    @app.post("/echo")
+    async def echo(body: dict[str, str]) -> dict[str, str]:
+        return body
+
+    return app
+
+
+def test_domain_error_becomes_the_documented_error_body(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(_app(make_settings())) as client:
+        response = client.get("/missing", headers={"X-Request-ID": "abc123"})
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "policy p1 not found", "request_id": "abc123"}
+    }
+    assert response.headers["X-Request-ID"] == "abc123"
+
+
+def test_unexpected_error_is_500_without_internals(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(_app(make_settings()), raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert "secret-internal-detail" not in response.text
+    assert response.json()["error"]["code"] == "internal_error"
+
+
+def test_oversized_body_is_413(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(_app(make_settings(max_body_bytes=2048))) as client:
+        response = client.post("/echo", json={"a": "x" * 5000})
+        small = client.post("/echo", json={"a": "x"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert small.status_code == 200
+
+
+def test_validation_errors_name_the_field(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(_app(make_settings())) as client:
+        response = client.post(
+            "/echo", content=b"[1,2]", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
