@@ -4,14 +4,34 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aegis.audit.journal import AuditWriter
+from aegis.audit.views import router as audit_router
+from aegis.auth import handlers as auth_handlers
+from aegis.auth.oidc import OIDCValidator
+from aegis.auth.ratelimit import build_limiter
+from aegis.auth.views import router as auth_router
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.health.views import router as health_router
 
+# Routes anyone may call. Everything else must declare require_roles (tests enforce it).
+PUBLIC_ROUTES = {
+    ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/health/ping"),
+    ("GET", "/metrics"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+}
+
 
 def create_app(settings: Settings) -> FastAPI:
     ctx = AppContext.build(settings, service="backend")
+    ctx.extras["limiter"] = build_limiter(settings.redis_url)
+    ctx.extras["oidc"] = OIDCValidator.from_settings(settings)
+    ctx.extras["audit_writer"] = AuditWriter(ctx.db, settings.audit_journal_path)
     app = base_app(ctx, title="Aegis backend")
-    app.include_router(health_router)
+    auth_handlers.install(app)
+    for router in (health_router, auth_router, audit_router):
+        app.include_router(router)
     return app

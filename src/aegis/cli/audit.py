@@ -1,7 +1,91 @@
-"""``aegis audit``."""
+"""``aegis audit``: verify the chain, write a checkpoint, export for a SIEM."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import typer
 
-app = typer.Typer(help="audit commands.", no_args_is_help=True)
+app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify() -> None:
+    """Walk the chain and the signed checkpoints; exit 0 only when intact."""
+    from rich.progress import Progress
+
+    from aegis.audit import keys
+    from aegis.audit import verify as audit_verify
+    from aegis.cli.runtime import open_database
+    from aegis.storage.service import open_store
+
+    settings, database = open_database()
+    key_path = settings.effective_audit_verify_key_file
+    public_key = keys.load_public_key(key_path) if key_path.exists() else None
+    store = open_store(settings.effective_audit_store_url)
+    with Progress(transient=True) as progress, database.unit_of_work() as session:
+        task = progress.add_task("verifying audit chain", total=None)
+        report = audit_verify.verify(
+            session=session,
+            store=store,
+            public_key=public_key,
+            progress=lambda n: progress.advance(task, n),
+        )
+    database.dispose()
+    if public_key is None:
+        typer.echo(
+            f"warning: no audit verification key at {key_path}; checkpoints not checked", err=True
+        )
+    if not report.ok:
+        typer.echo(f"FAILED: {report.problems[0]}")
+        raise typer.Exit(1)
+    typer.echo(
+        f"intact: {report.entries} entries, head {report.head_seq} "
+        f"{report.head_hash[:16]}…, {report.checkpoints} checkpoint(s) verified"
+    )
+
+
+@app.command("checkpoint")
+def checkpoint() -> None:
+    """Sign the chain's current size and head hash and write it to the object store."""
+    from aegis.audit import keys
+    from aegis.audit.checkpoint import write_checkpoint
+    from aegis.cli.runtime import open_database
+    from aegis.storage.service import open_store
+
+    settings, database = open_database()
+    private_key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
+    with database.unit_of_work() as session:
+        cp = write_checkpoint(
+            session=session,
+            store=open_store(settings.effective_audit_store_url),
+            private_key=private_key,
+        )
+    database.dispose()
+    typer.echo(f"checkpoint at entry {cp.seq} written to {cp.object_key}")
+
+
+@app.command("export")
+def export(
+    to: str = typer.Option(..., "--to", help="s3://bucket/path/audit.jsonl, file:///..., ..."),
+    since: datetime | None = typer.Option(None, "--since", help="Only entries at or after this."),
+) -> None:
+    """Write audit entries as JSON Lines to an object store URL."""
+    from rich.progress import Progress
+
+    from aegis.audit.export import export_jsonl
+    from aegis.cli.runtime import open_database
+    from aegis.core.errors import AegisError
+
+    _, database = open_database()
+    try:
+        with Progress(transient=True) as progress, database.unit_of_work() as session:
+            task = progress.add_task("exporting", total=None)
+            count = export_jsonl(
+                session=session, to=to, since=since, progress=lambda n: progress.advance(task, n)
+            )
+    except ValueError as exc:
+        raise AegisError(str(exc)) from None
+    finally:
+        database.dispose()
+    typer.echo(f"exported {count} entries to {to}")

@@ -15,11 +15,15 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
 import typer
 
 from aegis.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aegis.database.core import Database
 
 SERVICES = ("engine", "executor", "backend")
 HEALTH_PATH = {"backend": "/api/v1/health/ping", "engine": "/health", "executor": "/health"}
@@ -41,7 +45,7 @@ def up(
     for name in SERVICES:  # fail before starting anything if a port is taken
         server.bind(host, getattr(settings, f"{name}_port")).close()
     _, database = prepare_database(settings)
-    admin_line = _first_admin(settings, database)
+    admin_line = _first_admin(database)
     database.dispose()
 
     data_dir = settings.data_dir.resolve()
@@ -81,13 +85,11 @@ def up(
     console.print("Aegis stopped.")
 
 
-def _first_admin(settings: object, database: object) -> str | None:
+def _first_admin(database: Database) -> str | None:
     """Create the first admin when the user table is empty; return the line to print once."""
-    try:
-        from aegis.auth import service as auth_service
-    except ImportError:  # identity lands with the auth domain
-        return None
-    created = auth_service.ensure_first_admin(database=database)  # type: ignore[attr-defined]
+    from aegis.auth import service as auth_service
+
+    created = auth_service.ensure_first_admin(database=database)
     if created is None:
         return None
     username, password = created

@@ -1,7 +1,117 @@
-"""``aegis user``."""
+"""``aegis user``: local users and their roles."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-app = typer.Typer(help="user commands.", no_args_is_help=True)
+app = typer.Typer(help="Local users and roles.", no_args_is_help=True)
+ACTOR = "cli:local-operator"
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\n")
+    else:
+        value = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(value) < 12:
+        from aegis.core.errors import AegisError
+
+        raise AegisError("password must be at least 12 characters")
+    return value
+
+
+@app.command("create")
+def create(
+    username: str = typer.Argument(...),
+    role: list[str] = typer.Option(..., "--role", help="viewer, operator, approver or admin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin."
+    ),
+) -> None:
+    """Create a user holding one or more roles."""
+    from aegis.auth import service
+    from aegis.cli.runtime import prepare_database
+
+    password = _password(password_stdin)
+    _, database = prepare_database()
+    with database.unit_of_work() as session:
+        user = service.create_user(
+            session=session, username=username, password=password, roles=role, actor=ACTOR
+        )
+        typer.echo(f"created {user.username} ({', '.join(user.roles)})")
+    database.dispose()
+
+
+@app.command("list")
+def list_users() -> None:
+    """Every user with roles and state."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aegis.auth import service
+    from aegis.cli.runtime import prepare_database
+
+    _, database = prepare_database()
+    table = Table("user", "roles", "state")
+    with database.unit_of_work() as session:
+        for user in service.list_users(session=session):
+            table.add_row(
+                user.username, ", ".join(user.roles), "disabled" if user.disabled else "active"
+            )
+    database.dispose()
+    Console().print(table)
+
+
+def _toggle(username: str, disabled: bool) -> None:
+    from aegis.auth import service
+    from aegis.cli.runtime import prepare_database
+
+    _, database = prepare_database()
+    with database.unit_of_work() as session:
+        service.set_disabled(session=session, username=username, disabled=disabled, actor=ACTOR)
+    database.dispose()
+    typer.echo(f"{username} {'disabled' if disabled else 'enabled'}")
+
+
+@app.command("disable")
+def disable(username: str) -> None:
+    """Disable a user and end their sessions."""
+    _toggle(username, True)
+
+
+@app.command("enable")
+def enable(username: str) -> None:
+    """Enable a disabled user."""
+    _toggle(username, False)
+
+
+@app.command("reset-password")
+def reset_password(
+    username: str,
+    password_stdin: bool = typer.Option(False, "--password-stdin"),
+) -> None:
+    """Set a new password and end the user's sessions."""
+    from aegis.auth import service
+    from aegis.cli.runtime import prepare_database
+
+    password = _password(password_stdin)
+    _, database = prepare_database()
+    with database.unit_of_work() as session:
+        service.reset_password(session=session, username=username, password=password, actor=ACTOR)
+    database.dispose()
+    typer.echo(f"password reset for {username}")
+
+
+@app.command("set-roles")
+def set_roles(username: str, role: list[str] = typer.Option(..., "--role")) -> None:
+    """Replace a user's roles (audited; ends their sessions)."""
+    from aegis.auth import service
+    from aegis.cli.runtime import prepare_database
+
+    _, database = prepare_database()
+    with database.unit_of_work() as session:
+        service.set_roles(session=session, username=username, roles=role, actor=ACTOR)
+    database.dispose()
+    typer.echo(f"{username} now holds {', '.join(sorted(set(role)))}")

@@ -17,10 +17,10 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     )
     audit_store_url: str | None = Field(
         None, validation_alias=_env("AUDIT_STORE_URL", "AUDIT_S3_BUCKET", "audit_store_url")
+    )
+    audit_signing_key_file: Path | None = Field(
+        None, validation_alias=_env("AUDIT_SIGNING_KEY_FILE", "audit_signing_key_file")
+    )
+    audit_verify_key_file: Path | None = Field(
+        None, validation_alias=_env("AUDIT_VERIFY_KEY_FILE", "audit_verify_key_file")
+    )
+    audit_checkpoint_interval_s: float = Field(
+        300.0,
+        ge=1,
+        validation_alias=_env("AUDIT_CHECKPOINT_INTERVAL_S", "audit_checkpoint_interval_s"),
     )
     backup_dir: Path | None = Field(None, validation_alias=_env("BACKUP_DIR", "backup_dir"))
     retention_days: int = Field(14, ge=1, validation_alias=_env("RETENTION_DAYS", "retention_days"))
@@ -188,6 +199,20 @@ class Settings(BaseSettings):
         return self.effective_object_store_url.rstrip("/") + "/audit"
 
     @property
+    def effective_audit_signing_key_file(self) -> Path:
+        return self.audit_signing_key_file or self.data_dir / "keys" / "audit-signing.key"
+
+    @property
+    def effective_audit_verify_key_file(self) -> Path:
+        if self.audit_verify_key_file:
+            return self.audit_verify_key_file
+        return self.effective_audit_signing_key_file.with_suffix(".pub")
+
+    @property
+    def audit_journal_path(self) -> Path:
+        return self.data_dir / "audit-journal.jsonl"
+
+    @property
     def effective_backup_dir(self) -> Path:
         return self.backup_dir if self.backup_dir else self.data_dir / "backups"
 
@@ -205,6 +230,55 @@ class Settings(BaseSettings):
         if value is None:
             raise ConfigError(f"{name.upper()} is not set")
         return str(value.get_secret_value())
+
+    # --- executor (owned by src/aegis/executor; documented in docs/executor.md) ----------------
+    # Unset lists and backend take mode-dependent defaults: embedded mode acts on the local demo
+    # workload in the demo namespaces; production mode uses Kubernetes and allows no namespace
+    # until EXECUTOR_ALLOWED_NAMESPACES names some (fail closed).
+    executor_backend: Literal["kubernetes", "dry-run", "local"] | None = Field(
+        None, validation_alias=_env("EXECUTOR_BACKEND", "executor_backend")
+    )
+    executor_allowed_namespaces: Annotated[list[str] | None, NoDecode] = Field(
+        None, validation_alias=_env("EXECUTOR_ALLOWED_NAMESPACES", "executor_allowed_namespaces")
+    )
+    executor_allowed_actions: Annotated[list[str] | None, NoDecode] = Field(
+        None, validation_alias=_env("EXECUTOR_ALLOWED_ACTIONS", "executor_allowed_actions")
+    )
+    executor_min_replicas: int = Field(
+        0, ge=0, validation_alias=_env("EXECUTOR_MIN_REPLICAS", "executor_min_replicas")
+    )
+    executor_max_replicas: int = Field(
+        20, ge=0, validation_alias=_env("EXECUTOR_MAX_REPLICAS", "executor_max_replicas")
+    )
+
+    @field_validator("executor_allowed_namespaces", "executor_allowed_actions", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """Accept ``a,b,c`` or a JSON list from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def effective_executor_backend(self) -> str:
+        if self.executor_backend:
+            return self.executor_backend
+        return "local" if self.mode == "embedded" else "kubernetes"
+
+    @property
+    def effective_executor_allowed_namespaces(self) -> list[str]:
+        if self.executor_allowed_namespaces is not None:
+            return list(self.executor_allowed_namespaces)
+        return ["demo", "staging-*", "default"] if self.mode == "embedded" else []
+
+    @property
+    def effective_executor_allowed_actions(self) -> list[str]:
+        if self.executor_allowed_actions is not None:
+            return list(self.executor_allowed_actions)
+        return ["restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment"]
 
 
 def validate_database_url(url: str) -> None:

@@ -77,12 +77,14 @@ def test_ping_reports_ok_and_uptime(make_settings: Callable[..., Settings], db_u
     assert body["uptime"] >= 0
 
 
-def test_engine_and_executor_health_and_metrics(make_settings: Callable[..., Settings]) -> None:
+def test_engine_and_executor_health_and_metrics(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
     from aegis.engine.app import create_app as engine_app
     from aegis.executor.app import create_app as executor_app
 
     for factory in (engine_app, executor_app):
-        with TestClient(factory(make_settings())) as client:
+        with TestClient(factory(make_settings(database_url=db_url))) as client:
             assert client.get("/health").status_code == 200
             metrics = client.get("/metrics")
             assert metrics.status_code == 200

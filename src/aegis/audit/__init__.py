@@ -1,0 +1,1 @@
+"""The one append-only, hash-chained audit log, its signed checkpoints, verifier and export."""

@@ -1,0 +1,157 @@
+"""Appending to and reading the audit chain.
+
+``record_audit_event`` is the one entry point. It appends inside the caller's transaction, so
+an action's state change and its audit record land together or not at all. Appends are
+serialised: on PostgreSQL by a transaction-scoped advisory lock (held to commit, so concurrent
+API processes still build one chain), on SQLite by the ``BEGIN IMMEDIATE`` write lock every Aegis
+transaction takes. Under that lock the head is read and the new entry gets ``seq = head + 1`` —
+gapless, because a rolled-back append frees its number for the next writer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from aegis.audit import canonical
+from aegis.audit.models import AuditEntry
+from aegis.audit.schemas import AuditEntryRead, AuditEventCreate, AuditPage, Category
+from aegis.database.core import is_postgres
+
+# pg_advisory_xact_lock key: the bytes "AEGISAUD" as a signed 64-bit integer.
+APPEND_LOCK_KEY = int.from_bytes(b"AEGISAUD", "big", signed=True)
+
+
+def _lock_chain(session: Session) -> None:
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+    # SQLite: the connection already holds the database write lock (BEGIN IMMEDIATE).
+
+
+def head(*, session: Session) -> tuple[int, str]:
+    """(seq, entry_hash) of the newest entry, or (0, genesis) for an empty chain."""
+    row = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (int(row[0]), str(row[1])) if row else (0, canonical.GENESIS_HASH)
+
+
+def _build(event: AuditEventCreate, seq: int, prev_hash: str) -> AuditEntry:
+    created_at = (event.created_at or datetime.now(UTC)).astimezone(UTC)
+    data = canonical.canonical(event.data).decode("utf-8")
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "event_id": event.event_id or str(uuid.uuid4()),
+        "created_at": created_at,
+        "category": event.category,
+        "event_type": event.event_type,
+        "actor": event.actor,
+        "resource": event.resource,
+        "outcome": event.outcome,
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    return AuditEntry(**fields, entry_hash=canonical.entry_hash(**fields))
+
+
+def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[AuditEntry]:
+    """Append ``events`` in order to the chain within the caller's transaction."""
+    if not events:
+        return []
+    _lock_chain(session)
+    seq, prev = head(session=session)
+    entries = []
+    for event in events:
+        seq += 1
+        entry = _build(event, seq, prev)
+        prev = entry.entry_hash
+        entries.append(entry)
+    session.add_all(entries)
+    # Flush now so a duplicate event_id (a journal replay) fails here, inside the lock.
+    session.flush()
+    return entries
+
+
+def record_audit_event(
+    *,
+    session: Session,
+    category: Category,
+    event_type: str,
+    actor: str,
+    resource: str = "",
+    outcome: str = "ok",
+    data: dict[str, Any] | None = None,
+    event_id: str | None = None,
+) -> AuditEntry:
+    """Record one audit event in the caller's transaction. The one entry point."""
+    event = AuditEventCreate(
+        category=category,
+        event_type=event_type,
+        actor=actor,
+        resource=resource,
+        outcome=outcome,
+        data=data or {},
+        event_id=event_id,
+    )
+    return append(session=session, events=[event])[0]
+
+
+def existing_event_ids(*, session: Session, event_ids: Sequence[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    rows = session.execute(select(AuditEntry.event_id).where(AuditEntry.event_id.in_(event_ids)))
+    return {str(row[0]) for row in rows}
+
+
+def to_read(entry: AuditEntry) -> AuditEntryRead:
+    import json
+
+    return AuditEntryRead(
+        seq=entry.seq,
+        event_id=entry.event_id,
+        created_at=entry.created_at.replace(tzinfo=entry.created_at.tzinfo or UTC),
+        category=entry.category,
+        event_type=entry.event_type,
+        actor=entry.actor,
+        resource=entry.resource,
+        outcome=entry.outcome,
+        data=json.loads(entry.data),
+        prev_hash=entry.prev_hash,
+        entry_hash=entry.entry_hash,
+    )
+
+
+def query(
+    *,
+    session: Session,
+    category: str | None = None,
+    event_type: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    after_seq: int | None = None,
+    limit: int = 100,
+) -> AuditPage:
+    """Entries oldest first, filtered, one page; ``next_cursor`` continues after the last."""
+    stmt = select(AuditEntry).order_by(AuditEntry.seq).limit(limit + 1)
+    if category:
+        stmt = stmt.where(AuditEntry.category == category)
+    if event_type:
+        stmt = stmt.where(AuditEntry.event_type == event_type)
+    if actor:
+        stmt = stmt.where(AuditEntry.actor == actor)
+    if since:
+        stmt = stmt.where(AuditEntry.created_at >= since)
+    if after_seq:
+        stmt = stmt.where(AuditEntry.seq > after_seq)
+    rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditPage(
+        items=[to_read(row) for row in rows],
+        next_cursor=rows[-1].seq if more and rows else None,
+    )

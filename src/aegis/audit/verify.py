@@ -1,0 +1,159 @@
+"""``aegis audit verify``: walk the chain and the checkpoints, report the first bad entry.
+
+Detected: a modified field (hash mismatch), a deleted row (a hole in the gapless sequence), a
+reordered row (broken prev_hash link), a truncated tail or a database older than the last
+checkpoint (checkpoint beyond the head), a rewritten chain (checkpoint hash differs), a forged
+or non-monotonic checkpoint, and an executed action with no allow or approval recorded before it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aegis.audit import canonical
+from aegis.audit.checkpoint import Checkpoint, read_checkpoints
+from aegis.audit.errors import CheckpointInvalid
+from aegis.audit.models import AuditEntry
+from aegis.storage.service import ObjectStore
+
+BATCH = 5000
+# An executed action must follow one of these for the same action_id.
+AUTHORISING_EVENTS = {"action.allowed", "action.approved"}
+EXECUTED_EVENT = "action.executed"
+
+
+@dataclass
+class VerifyReport:
+    entries: int = 0
+    checkpoints: int = 0
+    head_seq: int = 0
+    head_hash: str = canonical.GENESIS_HASH
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _walk_chain(
+    session: Session,
+    report: VerifyReport,
+    wanted: set[int],
+    progress: Callable[[int], None] | None,
+) -> dict[int, str]:
+    """Check every link; return seq -> hash for the ``wanted`` (checkpointed) entries."""
+    expected_seq = 1
+    prev_hash = canonical.GENESIS_HASH
+    authorised: set[str] = set()
+    hashes: dict[int, str] = {}
+    stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=BATCH)
+    for entry in session.scalars(stmt):
+        if entry.seq != expected_seq:
+            report.problems.append(
+                f"entry {expected_seq}: missing (next entry is {entry.seq}): rows were deleted"
+            )
+            return hashes
+        recomputed = canonical.entry_hash(
+            seq=entry.seq,
+            event_id=entry.event_id,
+            created_at=entry.created_at,
+            category=entry.category,
+            event_type=entry.event_type,
+            actor=entry.actor,
+            resource=entry.resource,
+            outcome=entry.outcome,
+            data=entry.data,
+            prev_hash=entry.prev_hash,
+        )
+        if recomputed != entry.entry_hash:
+            report.problems.append(f"entry {entry.seq}: contents do not match its hash (modified)")
+            return hashes
+        if entry.prev_hash != prev_hash:
+            report.problems.append(
+                f"entry {entry.seq}: does not link to entry {entry.seq - 1} (reordered or replaced)"
+            )
+            return hashes
+        _check_authorisation(entry, authorised, report)
+        if report.problems:
+            return hashes
+        if entry.seq in wanted:
+            hashes[entry.seq] = entry.entry_hash
+        prev_hash = entry.entry_hash
+        expected_seq += 1
+        report.entries += 1
+        if progress and report.entries % BATCH == 0:
+            progress(BATCH)
+    report.head_seq = expected_seq - 1
+    report.head_hash = prev_hash
+    return hashes
+
+
+def _check_authorisation(entry: AuditEntry, authorised: set[str], report: VerifyReport) -> None:
+    if entry.category != "action":
+        return
+    action_id = json.loads(entry.data).get("action_id")
+    if entry.event_type in AUTHORISING_EVENTS and action_id:
+        authorised.add(str(action_id))
+    elif entry.event_type == EXECUTED_EVENT and str(action_id) not in authorised:
+        report.problems.append(
+            f"entry {entry.seq}: action {action_id} was executed with no allow or approval "
+            "recorded before it"
+        )
+
+
+def _check_checkpoints(
+    checkpoints: list[Checkpoint], hashes: dict[int, str], report: VerifyReport
+) -> None:
+    last_seq = 0
+    for cp in checkpoints:
+        if cp.seq < last_seq:
+            report.problems.append(
+                f"checkpoint {cp.object_key}: seq {cp.seq} is below an earlier checkpoint's "
+                f"{last_seq} (non-monotonic)"
+            )
+            return
+        last_seq = cp.seq
+        if cp.seq > report.head_seq:
+            report.problems.append(
+                f"checkpoint {cp.object_key}: the chain ends at {report.head_seq} but was signed "
+                f"at {cp.seq}: the tail was truncated or the database is older than the checkpoint"
+            )
+            return
+        if cp.seq and hashes.get(cp.seq) != cp.head_hash:
+            report.problems.append(
+                f"checkpoint {cp.object_key}: entry {cp.seq} differs from the signed head "
+                "(the chain was rewritten)"
+            )
+            return
+
+
+def verify(
+    *,
+    session: Session,
+    store: ObjectStore | None,
+    public_key: Ed25519PublicKey | None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    report = VerifyReport()
+    checkpoints: list[Checkpoint] = []
+    checkpoint_error: str | None = None
+    if store is not None and public_key is not None:
+        try:
+            checkpoints = read_checkpoints(store=store, public_key=public_key)
+        except CheckpointInvalid as exc:
+            checkpoint_error = exc.message + " (forged or corrupted)"
+    hashes = _walk_chain(session, report, {cp.seq for cp in checkpoints}, progress)
+    if report.problems:
+        return report
+    if checkpoint_error:
+        report.problems.append(checkpoint_error)
+        return report
+    report.checkpoints = len(checkpoints)
+    _check_checkpoints(checkpoints, hashes, report)
+    return report

@@ -1,0 +1,1 @@
+"""Identity and access: users, roles, JWT sessions, OIDC, RBAC, rate limits."""

@@ -1,0 +1,151 @@
+"""Request dependencies: the unit of work, who is asking, and what they may do.
+
+Every non-public route declares ``Depends(require_roles(...))``; a test walks the app and fails
+when a route has none. Roles: viewer < operator, approver < admin (admin may do everything).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from aegis.auth import service, tokens
+from aegis.auth.errors import PermissionDenied, RateLimited, TokenInvalid
+from aegis.auth.oidc import OIDCValidator
+from aegis.auth.ratelimit import FailClosedLimiter
+from aegis.auth.schemas import Actor
+from aegis.core.context import AppContext, get_context
+from aegis.core.errors import AegisError
+
+SERVICE_KEY_HEADER = "X-API-Key"
+
+
+def _session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error.
+
+    An error that sets ``commit = True`` (a detected refresh-token reuse) commits what was done
+    before it — the revocation and its audit record must persist.
+    """
+    ctx: AppContext = request.app.state.ctx
+    session = ctx.db.sessions()
+    try:
+        yield session
+        session.commit()
+    except AegisError as exc:
+        if getattr(exc, "commit", False):
+            session.commit()
+        else:
+            session.rollback()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+get_session = Depends(_session, scope="function")
+SessionDep = Annotated[Session, get_session]
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def limiter(ctx: AppContext) -> FailClosedLimiter:
+    found: FailClosedLimiter = ctx.extras["limiter"]
+    return found
+
+
+def enforce(ctx: AppContext, key: str, *, limit: int, name: str) -> None:
+    verdict = limiter(ctx).hit(key, limit=limit, period_s=60.0, name=name)
+    if not verdict.allowed:
+        raise RateLimited("too many requests; retry later", retry_after=verdict.retry_after_s)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _service_actor(ctx: AppContext, presented: str) -> Actor | None:
+    settings = ctx.settings
+    candidates = [settings.api_key, settings.api_key_previous]
+    for secret in candidates:
+        if secret is not None and hmac.compare_digest(
+            secret.get_secret_value().encode(), presented.encode()
+        ):
+            return Actor(name="ai-engine", roles=frozenset(), kind="service")
+    return None
+
+
+def current_actor(request: Request, ctx: ContextDep, session: SessionDep) -> Actor:
+    """Resolve the caller from a bearer token (Aegis or OIDC) or the engine's service key."""
+    service_key = request.headers.get(SERVICE_KEY_HEADER)
+    if service_key:
+        actor = _service_actor(ctx, service_key)
+        if actor is None:
+            raise TokenInvalid("service key invalid")
+    else:
+        token = _bearer(request)
+        if token is None:
+            raise TokenInvalid("missing bearer token")
+        actor = _token_actor(ctx, session, token)
+    enforce(
+        ctx,
+        f"api:user:{actor.kind}:{actor.name}",
+        limit=ctx.settings.rate_limit_api_per_minute,
+        name="api",
+    )
+    request.state.actor = actor
+    return actor
+
+
+def _token_actor(ctx: AppContext, session: Session, token: str) -> Actor:
+    if tokens.is_local(token):
+        claims = tokens.verify(ctx.settings, token, kind="access")
+        if not service.session_active(session=session, session_id=str(claims["sid"])):
+            raise TokenInvalid("session revoked")
+        return Actor(
+            name=str(claims["sub"]),
+            roles=frozenset(claims.get("roles", [])),
+            kind="user",
+            session_id=str(claims["sid"]),
+        )
+    validator: OIDCValidator | None = ctx.extras.get("oidc")
+    if validator is None:
+        raise TokenInvalid("token issuer not trusted")
+    return validator.actor(token)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+def require_roles(*roles: str, principals: tuple[str, ...] = ()) -> Callable[..., Actor]:
+    """A dependency that admits ``roles`` (and admin), plus the named service principals."""
+    allowed = set(roles)
+
+    def dependency(actor: ActorDep) -> Actor:
+        if actor.kind == "service":
+            if actor.name in principals:
+                return actor
+        elif actor.has_any(allowed):
+            return actor
+        raise PermissionDenied(f"requires role {' or '.join(sorted(allowed | {'admin'}))}")
+
+    dependency.__aegis_rbac__ = (tuple(sorted(allowed)), principals)  # type: ignore[attr-defined]
+    return dependency
+
+
+def rbac_of(call: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The (roles, principals) a require_roles dependency admits; None for anything else."""
+    found: tuple[tuple[str, ...], tuple[str, ...]] | None = getattr(call, "__aegis_rbac__", None)
+    return found

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from aegis.core.errors import AegisError, Conflict, Forbidden, NotFound, Unauthorized
+
+
+class AuthenticationFailed(Unauthorized):
+    code = "authentication_failed"
+
+
+class TokenInvalid(Unauthorized):
+    code = "token_invalid"
+
+
+class PermissionDenied(Forbidden):
+    code = "permission_denied"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class UserExists(Conflict):
+    code = "user_exists"
+
+
+class InvalidRole(AegisError):
+    code = "invalid_role"
+    status_code = 422
+
+
+class RateLimited(AegisError):
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}

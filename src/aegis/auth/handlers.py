@@ -1,0 +1,49 @@
+"""Every authentication and authorisation failure is an audit event.
+
+Recorded after the request's transaction has rolled back, through the AuditWriter (its own
+transaction, journal fallback), so a refused request still leaves its trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from aegis.audit.journal import AuditWriter
+from aegis.core import metrics
+from aegis.core.errors import AegisError, Forbidden, Unauthorized
+from aegis.core.http import error_response
+
+
+def install(app: FastAPI) -> None:
+    async def audited_failure(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AegisError)
+        ctx = request.app.state.ctx
+        writer: AuditWriter = ctx.extras["audit_writer"]
+        actor = getattr(request.state, "actor", None)
+        attempted = getattr(request.state, "attempted_user", None)
+        who = actor.name if actor is not None else (attempted or "anonymous")
+        denied = isinstance(exc, Forbidden)
+        if not denied:
+            metrics.AUTH_FAILURES.labels(exc.code).inc()
+        await asyncio.to_thread(
+            writer.record,
+            category="auth",
+            event_type="access.denied" if denied else "authentication.failed",
+            actor=str(who),
+            resource=f"{request.method} {request.url.path}",
+            outcome="denied",
+            data={
+                "ip": request.client.host if request.client else "unknown",
+                "reason": exc.message,
+                "code": exc.code,
+                "username": attempted,
+            },
+        )
+        headers = getattr(exc, "headers", None)
+        return error_response(exc.status_code, exc.code, exc.message, headers)
+
+    app.add_exception_handler(Unauthorized, audited_failure)
+    app.add_exception_handler(Forbidden, audited_failure)

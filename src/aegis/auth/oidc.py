@@ -1,0 +1,156 @@
+"""Bearer tokens from an external OpenID Connect identity provider.
+
+The issuer's discovery document gives the JWKS URI; the JWKS is cached and fetched again when a
+token names a ``kid`` it does not hold (rate-limited by a cooldown). Checked: signature with an
+asymmetric algorithm the JWK allows (``alg: none``, HS* and a kid absent from the JWKS are
+refused), issuer, audience, expiry and not-before with a small clock skew. Roles come from a
+configurable claim (``groups`` by default) mapped to Aegis roles.
+
+``validate_oidc_token`` and ``get_actor_from_token`` keep the names runbook_complete.md uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import jwt
+from jwt import PyJWKClient
+
+from aegis.auth.errors import TokenInvalid
+from aegis.auth.schemas import ROLES, Actor
+from aegis.core.config import Settings
+
+ASYMMETRIC = {
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+}
+CLOCK_SKEW_S = 30
+
+
+class OIDCValidator:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        roles_claim: str = "groups",
+        role_map: dict[str, list[str]] | None = None,
+        jwks_refresh_cooldown_s: float = 30.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self.roles_claim = roles_claim
+        self.role_map = role_map or {}
+        self.cooldown = jwks_refresh_cooldown_s
+        self.timeout = timeout_s
+        self._jwks: PyJWKClient | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OIDCValidator | None:
+        if not settings.oidc_issuer:
+            return None
+        return cls(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience or "aegis",
+            roles_claim=settings.oidc_roles_claim,
+            role_map=settings.oidc_role_map,
+        )
+
+    def _client(self) -> PyJWKClient:
+        with self._lock:
+            if self._jwks is None:
+                url = f"{self.issuer}/.well-known/openid-configuration"
+                try:
+                    document = httpx.get(url, timeout=self.timeout).raise_for_status().json()
+                    jwks_uri = str(document["jwks_uri"])
+                except (httpx.HTTPError, KeyError, ValueError):
+                    raise TokenInvalid("identity provider discovery failed") from None
+                if str(document.get("issuer", "")).rstrip("/") != self.issuer:
+                    raise TokenInvalid("identity provider issuer mismatch")
+                self._jwks = PyJWKClient(
+                    jwks_uri,
+                    cache_jwk_set=True,
+                    lifespan=300,
+                    cooldown_duration=self.cooldown,
+                    timeout=self.timeout,
+                )
+            return self._jwks
+
+    def validate(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenInvalid("token malformed") from None
+        alg = header.get("alg")
+        if alg not in ASYMMETRIC:
+            raise TokenInvalid(f"token algorithm {alg!r} not allowed")
+        if not header.get("kid"):
+            raise TokenInvalid("token has no key id")
+        try:
+            key = self._client().get_signing_key(str(header["kid"]))
+        except jwt.PyJWKClientError:
+            raise TokenInvalid("token key id not in the identity provider's key set") from None
+        if key.algorithm_name != alg:  # the JWK decides which algorithm its key may verify
+            raise TokenInvalid(f"token algorithm {alg!r} does not match its key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=CLOCK_SKEW_S,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenInvalid("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenInvalid("token not yet valid") from None
+        except jwt.InvalidAudienceError:
+            raise TokenInvalid("token audience invalid") from None
+        except jwt.InvalidIssuerError:
+            raise TokenInvalid("token issuer invalid") from None
+        except jwt.InvalidSignatureError:
+            raise TokenInvalid("token signature invalid") from None
+        except jwt.PyJWTError:
+            raise TokenInvalid("token invalid") from None
+        return claims
+
+    def roles_for(self, claims: dict[str, Any]) -> frozenset[str]:
+        raw = claims.get(self.roles_claim, [])
+        groups = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
+        roles: set[str] = set()
+        for group in groups:
+            mapped = self.role_map.get(str(group))
+            if mapped is not None:
+                roles.update(mapped)
+            elif group in ROLES:
+                roles.add(str(group))
+        return frozenset(role for role in roles if role in ROLES)
+
+    def actor(self, token: str) -> Actor:
+        claims = self.validate(token)
+        name = str(claims.get("preferred_username") or claims.get("email") or claims["sub"])
+        return Actor(name=name, roles=self.roles_for(claims), kind="oidc", claims=claims)
+
+
+def validate_oidc_token(token: str, *, validator: OIDCValidator) -> dict[str, Any]:
+    """The verified claims of an OIDC bearer token, or TokenInvalid."""
+    return validator.validate(token)
+
+
+def get_actor_from_token(token: str, *, validator: OIDCValidator) -> Actor:
+    """The audit actor (name and mapped roles) for an OIDC bearer token."""
+    return validator.actor(token)

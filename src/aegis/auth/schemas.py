@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["viewer", "operator", "approver", "admin"]
+ROLES: tuple[str, ...] = ("viewer", "operator", "approver", "admin")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking: a local user, an OIDC identity, or a service principal."""
+
+    name: str
+    roles: frozenset[str]
+    kind: Literal["user", "oidc", "service"] = "user"
+    session_id: str | None = None
+    claims: dict[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def subjects(self) -> set[str]:
+        """Policy subjects this actor matches: user:NAME plus role:ROLE for each role."""
+        prefix = "principal" if self.kind == "service" else "user"
+        return {f"{prefix}:{self.name}", *(f"role:{role}" for role in self.roles)}
+
+    def has_any(self, roles: set[str]) -> bool:
+        return "admin" in self.roles or bool(self.roles & roles)
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_in: int
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=12, max_length=1024)
+    roles: list[Role] = Field(min_length=1)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    roles: list[str]
+    disabled: bool
+    created_at: datetime
+
+
+class MeRead(BaseModel):
+    name: str
+    roles: list[str]
+    kind: str

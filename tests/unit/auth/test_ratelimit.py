@@ -1,0 +1,100 @@
+"""Rate limits: the same GCRA behaviour on Redis and in process, and never failing open."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aegis.auth.ratelimit import FailClosedLimiter, MemoryStore, RateLimitStore, RedisStore
+from aegis.backend_app import create_app
+from aegis.core import metrics
+from aegis.core.config import Settings
+from tests.conftest import require
+from tests.support import processes
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[RateLimitStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        url = request.getfixturevalue("redis_url")
+        yield RedisStore(url, prefix=f"aegis-test:{uuid.uuid4().hex}:")
+
+
+def test_allows_exactly_the_limit_then_refuses_with_retry_after(store: RateLimitStore) -> None:
+    verdicts = [store.hit("k", limit=5, period_s=60) for _ in range(6)]
+    assert [v.allowed for v in verdicts] == [True] * 5 + [False]
+    assert 0 < verdicts[-1].retry_after_s <= 12.5  # one emission interval is 12 s
+
+
+def test_keys_are_independent(store: RateLimitStore) -> None:
+    for _ in range(3):
+        store.hit("a", limit=3, period_s=60)
+    assert not store.hit("a", limit=3, period_s=60).allowed
+    assert store.hit("b", limit=3, period_s=60).allowed
+
+
+def test_capacity_returns_as_time_passes(store: RateLimitStore) -> None:
+    import time
+
+    for _ in range(2):
+        store.hit("t", limit=2, period_s=0.2)
+    assert not store.hit("t", limit=2, period_s=0.2).allowed
+    time.sleep(0.15)
+    assert store.hit("t", limit=2, period_s=0.2).allowed
+
+
+def test_redis_dying_mid_stream_does_not_fail_open(tmp_path: Path) -> None:
+    require(shutil.which("redis-server") is not None, "redis-server binary is not installed")
+    with processes.private_redis(tmp_path) as (url, proc):
+        limiter = FailClosedLimiter(RedisStore(url))
+        before = metrics.RATE_LIMIT_FALLBACK._value.get()
+        assert limiter.hit("ip", limit=3, period_s=60, name="login").allowed
+        proc.kill()
+        proc.wait()
+        results = [limiter.hit("ip", limit=3, period_s=60, name="login").allowed for _ in range(5)]
+    assert results == [True, True, True, False, False]  # same limit, now per process
+    assert metrics.RATE_LIMIT_FALLBACK._value.get() >= before + 5
+
+
+def test_login_is_limited_per_ip_with_429_and_retry_after(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    settings = make_settings(database_url=db_url, rate_limit_login_per_minute=3)
+    with TestClient(create_app(settings)) as client:
+        codes = [
+            client.post(
+                "/api/v1/auth/login", json={"username": f"user{i}", "password": "x"}
+            ).status_code
+            for i in range(4)
+        ]
+        last = client.post("/api/v1/auth/login", json={"username": "z", "password": "x"})
+    assert codes == [401, 401, 401, 429]
+    assert last.status_code == 429
+    assert int(last.headers["Retry-After"]) >= 1
+    assert last.json()["error"]["code"] == "rate_limited"
+
+
+def test_api_limit_is_per_user_over_redis(
+    make_settings: Callable[..., Settings], db_url: str, redis_url: str
+) -> None:
+    from aegis.database.core import Database
+    from tests.support import factories
+
+    settings = make_settings(database_url=db_url, redis_url=redis_url, rate_limit_api_per_minute=4)
+    database = Database(db_url)
+    alice, bob = factories.user(database, "viewer"), factories.user(database, "viewer")
+    database.dispose()
+    with TestClient(create_app(settings)) as client:
+        a = factories.bearer(factories.login(client, alice))
+        b = factories.bearer(factories.login(client, bob))
+        alice_codes = [client.get("/api/v1/auth/me", headers=a).status_code for _ in range(5)]
+        bob_code = client.get("/api/v1/auth/me", headers=b).status_code
+    assert alice_codes == [200, 200, 200, 200, 429]
+    assert bob_code == 200
