@@ -9,7 +9,7 @@ or non-monotonic checkpoint, and an executed action with no allow or approval re
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -48,12 +48,25 @@ def _walk_chain(
     progress: Callable[[int], None] | None,
 ) -> dict[int, str]:
     """Check every link; return seq -> hash for the ``wanted`` (checkpointed) entries."""
+    stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=BATCH)
+    result = session.scalars(stmt)
+    try:
+        return _walk(result, report, wanted, progress)
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL; stopping early must release it
+
+
+def _walk(
+    entries: Iterable[AuditEntry],
+    report: VerifyReport,
+    wanted: set[int],
+    progress: Callable[[int], None] | None,
+) -> dict[int, str]:
     expected_seq = 1
     prev_hash = canonical.GENESIS_HASH
     authorised: set[str] = set()
     hashes: dict[int, str] = {}
-    stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=BATCH)
-    for entry in session.scalars(stmt):
+    for entry in entries:
         if entry.seq != expected_seq:
             report.problems.append(
                 f"entry {expected_seq}: missing (next entry is {entry.seq}): rows were deleted"

@@ -1,0 +1,259 @@
+"""The hash chain: appends, and every kind of tampering `aegis audit verify` must catch."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select, text
+
+from aegis.audit import canonical, checkpoint, verify
+from aegis.audit import service as audit_service
+from aegis.audit.models import AuditEntry
+from aegis.database.core import Database
+from aegis.storage.service import ObjectStore, open_store
+
+
+@pytest.fixture
+def store() -> ObjectStore:
+    return open_store(f"memory://audit-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def _record(database: Database, count: int, **fields: object) -> None:
+    with database.unit_of_work() as session:
+        for i in range(count):
+            audit_service.record_audit_event(
+                session=session,
+                category="auth",
+                event_type="login.succeeded",
+                actor=str(fields.get("actor", f"user{i}")),
+                data={"i": i},
+            )
+
+
+def _verify(
+    database: Database, store: ObjectStore | None = None, key: Ed25519PrivateKey | None = None
+) -> verify.VerifyReport:
+    with database.unit_of_work() as session:
+        return verify.verify(
+            session=session, store=store, public_key=key.public_key() if key else None
+        )
+
+
+def _checkpoint(database: Database, store: ObjectStore, key: Ed25519PrivateKey) -> None:
+    with database.unit_of_work() as session:
+        checkpoint.write_checkpoint(session=session, store=store, private_key=key)
+
+
+def _sql(database: Database, statement: str) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(text(statement))
+
+
+def test_appends_are_gapless_and_linked(database: Database) -> None:
+    _record(database, 5)
+    with database.unit_of_work() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert entries[0].prev_hash == canonical.GENESIS_HASH
+    assert all(b.prev_hash == a.entry_hash for a, b in zip(entries, entries[1:], strict=False))
+    assert _verify(database).ok
+
+
+def test_a_rolled_back_append_leaves_no_gap(database: Database) -> None:
+    _record(database, 2)
+    with pytest.raises(RuntimeError), database.unit_of_work() as session:
+        audit_service.record_audit_event(
+            session=session, category="auth", event_type="x", actor="a"
+        )
+        raise RuntimeError("the action failed; its audit record goes with it")
+    _record(database, 1)
+    report = _verify(database)
+    assert report.ok and report.head_seq == 3
+
+
+def test_modified_field_is_caught(database: Database) -> None:
+    _record(database, 5)
+    _sql(database, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+    report = _verify(database)
+    assert not report.ok
+    assert report.problems[0].startswith("entry 3: contents do not match")
+
+
+def test_modified_data_is_caught(database: Database) -> None:
+    _record(database, 3)
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET data = :d WHERE seq = 2"), {"d": '{"i":99}'})
+    assert _verify(database).problems[0].startswith("entry 2:")
+
+
+def test_deleted_row_is_a_visible_hole(database: Database) -> None:
+    _record(database, 5)
+    _sql(database, "DELETE FROM audit_log WHERE seq = 2")
+    assert _verify(database).problems[0] == (
+        "entry 2: missing (next entry is 3): rows were deleted"
+    )
+
+
+def test_reordered_rows_are_caught(database: Database) -> None:
+    _record(database, 4)
+    _sql(database, "UPDATE audit_log SET seq = 100 WHERE seq = 2")
+    _sql(database, "UPDATE audit_log SET seq = 2 WHERE seq = 3")
+    _sql(database, "UPDATE audit_log SET seq = 3 WHERE seq = 100")
+    report = _verify(database)
+    assert not report.ok and report.problems[0].startswith("entry 2:")
+
+
+def test_truncated_tail_is_caught_by_the_checkpoint(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey
+) -> None:
+    _record(database, 6)
+    _checkpoint(database, store, key)
+    _sql(database, "DELETE FROM audit_log WHERE seq > 4")
+    assert _verify(database).ok  # the chain alone cannot tell
+    report = _verify(database, store, key)
+    assert "tail was truncated or the database is older" in report.problems[0]
+
+
+def test_database_restored_to_an_older_point_is_caught(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey
+) -> None:
+    _record(database, 3)
+    _checkpoint(database, store, key)
+    _record(database, 3)
+    _checkpoint(database, store, key)
+    _sql(
+        database, "DELETE FROM audit_log WHERE seq > 3"
+    )  # what a restore of the old backup looks like
+    report = _verify(database, store, key)
+    assert "older than the checkpoint" in report.problems[0]
+
+
+def test_a_rewritten_chain_is_caught_by_the_checkpoint(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey
+) -> None:
+    _record(database, 4)
+    _checkpoint(database, store, key)
+    # an attacker with the database recomputes every hash after changing entry 2
+    with database.unit_of_work() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+        prev = canonical.GENESIS_HASH
+        for entry in entries:
+            if entry.seq == 2:
+                entry.actor = "mallory"
+            entry.prev_hash = prev
+            entry.entry_hash = canonical.entry_hash(
+                seq=entry.seq,
+                event_id=entry.event_id,
+                created_at=entry.created_at,
+                category=entry.category,
+                event_type=entry.event_type,
+                actor=entry.actor,
+                resource=entry.resource,
+                outcome=entry.outcome,
+                data=entry.data,
+                prev_hash=prev,
+            )
+            prev = entry.entry_hash
+    assert _verify(database).ok
+    report = _verify(database, store, key)
+    assert "the chain was rewritten" in report.problems[0]
+
+
+def test_forged_checkpoint_is_caught(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey
+) -> None:
+    _record(database, 2)
+    _checkpoint(database, store, Ed25519PrivateKey.generate())  # not the platform key
+    report = _verify(database, store, key)
+    assert "signature does not verify" in report.problems[0]
+
+
+def test_non_monotonic_checkpoints_are_caught(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey
+) -> None:
+    _record(database, 5)
+    _checkpoint(database, store, key)
+    _sql(database, "DELETE FROM audit_log WHERE seq > 2")
+    _checkpoint(database, store, key)  # written after a rollback: goes backwards
+    report = _verify(database, store, key)
+    assert not report.ok
+    assert (
+        "non-monotonic" in report.problems[0] or "older than the checkpoint" in report.problems[0]
+    )
+
+
+def test_executed_action_without_a_prior_allow_is_caught(database: Database) -> None:
+    with database.unit_of_work() as session:
+        audit_service.record_audit_event(
+            session=session,
+            category="action",
+            event_type="action.allowed",
+            actor="policy",
+            data={"action_id": "a1"},
+        )
+        audit_service.record_audit_event(
+            session=session,
+            category="action",
+            event_type="action.executed",
+            actor="executor",
+            data={"action_id": "a1"},
+        )
+    assert _verify(database).ok
+    with database.unit_of_work() as session:
+        audit_service.record_audit_event(
+            session=session,
+            category="action",
+            event_type="action.executed",
+            actor="executor",
+            data={"action_id": "a2"},
+        )
+    assert "action a2 was executed with no allow" in _verify(database).problems[0]
+
+
+def test_typed_views_expose_runbook_columns(database: Database) -> None:
+    with database.unit_of_work() as session:
+        audit_service.record_audit_event(
+            session=session,
+            category="action",
+            event_type="action.executed",
+            actor="executor",
+            data={
+                "action_id": "a9",
+                "action": "scale_deployment",
+                "namespace": "staging",
+                "name": "web",
+                "status": "succeeded",
+                "requested_by": "alice",
+            },
+        )
+        audit_service.record_audit_event(
+            session=session,
+            category="model",
+            event_type="model.loaded",
+            actor="engine",
+            data={
+                "model": "m",
+                "version": "0.1",
+                "digest": "sha256:x",
+                "verification_result": "verified",
+            },
+        )
+    with database.engine.connect() as conn:
+        action = conn.execute(
+            text(
+                "SELECT action_type, namespace, resource_name, status, requested_by "
+                "FROM action_audit_logs"
+            )
+        ).one()
+        model = conn.execute(
+            text("SELECT model, version, verification_result FROM model_audit")
+        ).one()
+    assert tuple(action) == ("scale_deployment", "staging", "web", "succeeded", "alice")
+    assert tuple(model) == ("m", "0.1", "verified")
