@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aegis.audit import jobs as audit_jobs
 from aegis.audit.journal import AuditWriter
 from aegis.audit.views import router as audit_router
 from aegis.auth import handlers as auth_handlers
@@ -30,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     ctx.extras["limiter"] = build_limiter(settings.redis_url)
     ctx.extras["oidc"] = OIDCValidator.from_settings(settings)
     ctx.extras["audit_writer"] = AuditWriter(ctx.db, settings.audit_journal_path)
-    app = base_app(ctx, title="Aegis backend")
+    app = base_app(ctx, title="Aegis backend", jobs=[audit_jobs.run])
     auth_handlers.install(app)
     for router in (health_router, auth_router, audit_router):
         app.include_router(router)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,18 +15,34 @@ from aegis.core import http, metrics
 from aegis.core.context import AppContext
 
 Hook = Callable[[AppContext], None]
+Job = Callable[[AppContext], Coroutine[Any, Any, None]]
 
 
-def base_app(ctx: AppContext, *, title: str, on_shutdown: list[Hook] | None = None) -> FastAPI:
-    """A FastAPI app holding ``ctx``, with request ids, metrics, limits and the error body."""
+def base_app(
+    ctx: AppContext,
+    *,
+    title: str,
+    on_shutdown: list[Hook] | None = None,
+    jobs: list[Job] | None = None,
+) -> FastAPI:
+    """A FastAPI app holding ``ctx``, with request ids, metrics, limits and the error body.
+
+    ``jobs`` run in the background while the app serves and are cancelled at shutdown.
+    """
     shutdown_hooks = list(on_shutdown or [])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         metrics.SERVICE_INFO.labels(ctx.service, __version__).set(1)
+        running = [asyncio.create_task(job(ctx)) for job in jobs or []]
         try:
             yield
         finally:
+            for task in running:
+                task.cancel()
+            for task in running:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for hook in shutdown_hooks:
                 hook(ctx)
             metrics.SERVICE_INFO.labels(ctx.service, __version__).set(0)

@@ -1,0 +1,48 @@
+"""Work outside a request: drain the fallback journal and write signed checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aegis.audit import keys
+from aegis.audit.checkpoint import write_checkpoint
+from aegis.audit.journal import AuditWriter
+from aegis.core import metrics
+from aegis.core.context import AppContext
+from aegis.core.logging import get_logger
+from aegis.storage.errors import StorageError
+from aegis.storage.service import open_store
+
+log = get_logger(__name__)
+DRAIN_EVERY_S = 5.0
+
+
+def checkpoint_once(ctx: AppContext) -> bool:
+    """Write one checkpoint; an unreachable object store counts as an audit write error."""
+    settings = ctx.settings
+    try:
+        private_key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
+        store = open_store(settings.effective_audit_store_url)
+        with ctx.db.unit_of_work() as session:
+            write_checkpoint(session=session, store=store, private_key=private_key)
+    except StorageError as exc:
+        metrics.AUDIT_WRITE_ERRORS.labels("object_store").inc()
+        log.warning("audit_checkpoint_failed", backend="object_store", error=exc.message)
+        return False
+    return True
+
+
+async def run(ctx: AppContext) -> None:
+    """Forever: drain the journal every few seconds, checkpoint every interval."""
+    writer: AuditWriter = ctx.extras["audit_writer"]
+    since_checkpoint = ctx.settings.audit_checkpoint_interval_s  # checkpoint soon after start
+    while True:
+        await asyncio.sleep(DRAIN_EVERY_S)
+        since_checkpoint += DRAIN_EVERY_S
+        try:
+            await asyncio.to_thread(writer.drain)
+            due = since_checkpoint >= ctx.settings.audit_checkpoint_interval_s
+            if due and await asyncio.to_thread(checkpoint_once, ctx):
+                since_checkpoint = 0.0
+        except Exception as exc:  # a job must outlive any one failure
+            log.warning("audit_job_failed", error=type(exc).__name__)

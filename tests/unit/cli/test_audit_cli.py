@@ -1,0 +1,101 @@
+"""`aegis audit verify|checkpoint|export` and `aegis user ...` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from aegis.audit import service as audit_service
+from aegis.audit.jobs import checkpoint_once
+from aegis.cli.main import run
+from aegis.core import metrics
+from aegis.core.context import AppContext
+from aegis.database.core import Database
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Path:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("AUDIT_STORE_URL", (tmp_path / "audit-store").as_uri())
+    monkeypatch.setenv("LOG_JSON", "false")
+    return tmp_path
+
+
+def _events(db_url: str, n: int) -> None:
+    database = Database(db_url)
+    with database.unit_of_work() as session:
+        for i in range(n):
+            audit_service.record_audit_event(
+                session=session, category="system", event_type="test", actor="t", data={"i": i}
+            )
+    database.dispose()
+
+
+def test_verify_checkpoint_and_tamper_detection(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _events(db_url, 5)
+    assert run(["audit", "checkpoint"]) == 0
+    assert run(["audit", "verify"]) == 0
+    assert "intact: 5 entries" in capsys.readouterr().out
+    database = Database(db_url)
+    with database.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
+    database.dispose()
+    assert run(["audit", "verify"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_export_writes_json_lines(env: Path, db_url: str) -> None:
+    _events(db_url, 3)
+    target = env / "exports"
+    target.mkdir()
+    assert run(["audit", "export", "--to", (target / "audit.jsonl").as_uri()]) == 0
+    lines = (target / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(line)["data"]["i"] for line in lines] == [0, 1, 2]
+    assert {"seq", "entry_hash", "prev_hash", "actor"} <= set(json.loads(lines[0]))
+
+
+def test_export_to_a_folder_is_a_clear_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["audit", "export", "--to", "s3://bucket"]) == 1
+    assert "must name a file" in capsys.readouterr().err
+
+
+def test_user_commands(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    name = f"u{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password-123\n"))
+    assert (
+        run(
+            ["user", "create", name, "--role", "operator", "--role", "approver", "--password-stdin"]
+        )
+        == 0
+    )
+    assert run(["user", "list"]) == 0
+    assert name in capsys.readouterr().out
+    assert run(["user", "disable", name]) == 0
+    assert run(["user", "create", "bad", "--role", "wizard", "--password-stdin"]) == 1
+
+
+def test_unreachable_checkpoint_store_counts_an_audit_write_error(
+    make_settings: object, db_url: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    settings = make_settings(
+        database_url=db_url,  # type: ignore[operator]
+        audit_store_url=(blocker / "store").as_uri(),
+    )
+    ctx = AppContext.build(settings, service="test")
+    before = metrics.AUDIT_WRITE_ERRORS.labels("object_store")._value.get()
+    assert checkpoint_once(ctx) is False
+    ctx.close()
+    assert metrics.AUDIT_WRITE_ERRORS.labels("object_store")._value.get() == before + 1
