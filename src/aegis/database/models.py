@@ -1,8 +1,11 @@
 """Every table, imported in one place so Alembic and the schema test see the whole metadata."""
 
+from aegis.audit import models as audit_models
+from aegis.auth import models as auth_models
 from aegis.database.core import Base
+from aegis.executor import models as executor_models  # noqa: F401 - registers the tables
 from aegis.flags import models as flags_models
 
 metadata = Base.metadata
 
-__all__ = ["flags_models", "metadata"]
+__all__ = ["audit_models", "auth_models", "flags_models", "metadata"]

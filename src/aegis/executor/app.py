@@ -1,23 +1,76 @@
-"""The executor app factory."""
+"""The executor app factory: ``GET /health`` and the signed ``POST /v1/actions``.
+
+Run it alone with ``aegis serve executor``; ``aegis up`` starts it as a child process.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from sqlalchemy import inspect
+from starlette.concurrency import run_in_threadpool
 
 from aegis import __version__
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
+from aegis.core.errors import ConfigError
+from aegis.executor import service
+from aegis.executor.backends import ExecutorBackend, build_backend
+from aegis.executor.nonces import NonceStore, build_nonce_store
+from aegis.executor.schemas import ACTIONS_PATH, ExecutorActionResult
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    backend: ExecutorBackend | None = None,
+    nonce_store: NonceStore | None = None,
+) -> FastAPI:
+    """Build the executor. ``backend``/``nonce_store`` default to the ones settings name."""
+    settings.secret("executor_hmac_secret")  # fail closed: no secret, no executor
+    policy = service.ExecutorPolicy.from_settings(settings)
     ctx = AppContext.build(settings, service="executor")
-    app = base_app(ctx, title="Aegis executor")
+    try:
+        if not inspect(ctx.db.engine).has_table("executor_actions"):
+            raise ConfigError(
+                "the executor's tables are missing from the database: run `aegis db upgrade`"
+            )
+        executor = service.Executor(
+            settings=settings,
+            database=ctx.db,
+            backend=backend or build_backend(settings),
+            nonces=nonce_store or build_nonce_store(settings, ctx.db),
+            policy=policy,
+        )
+    except BaseException:
+        ctx.close()
+        raise
+    ctx.extras["executor"] = executor
+    app = base_app(ctx, title="Aegis executor", on_shutdown=[lambda _: executor.close()])
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "enabled": settings.executor_enabled}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "enabled": settings.executor_enabled,
+            "actions": "enabled" if settings.executor_enabled else "disabled",
+            "backend": executor.backend.name,
+        }
+
+    @app.post(ACTIONS_PATH, response_model=ExecutorActionResult)
+    async def submit_action(request: Request) -> ExecutorActionResult:
+        body = await request.body()
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return await run_in_threadpool(
+            service.handle_action,
+            executor,
+            method=request.method,
+            path=path,
+            headers=dict(request.headers),
+            body=body,
+        )
 
     return app
