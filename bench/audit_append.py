@@ -21,6 +21,7 @@ import multiprocessing as mp
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from rich.console import Console
@@ -72,8 +73,11 @@ PLAIN_INSERT = text(
 )
 
 
-def _writer(url: str, mode: str, events: int, batch: int) -> None:
+def _writer(url: str, mode: str, events: int, batch: int, ready: Any) -> None:
     database = Database(url, pool_size=1, max_overflow=0)
+    with database.engine.connect():  # connect before the clock starts
+        pass
+    ready.wait()
     for start in range(0, events, batch):
         chunk = [_event(i) for i in range(start, min(events, start + batch))]
         with database.unit_of_work() as session:
@@ -87,10 +91,14 @@ def _writer(url: str, mode: str, events: int, batch: int) -> None:
 def _run(url: str, mode: str, writers: int, events: int, batch: int) -> float:
     per = events // writers
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(url, mode, per, batch)) for _ in range(writers)]
-    started = time.perf_counter()
+    ready = ctx.Barrier(writers + 1)
+    procs = [
+        ctx.Process(target=_writer, args=(url, mode, per, batch, ready)) for _ in range(writers)
+    ]
     for p in procs:
         p.start()
+    ready.wait()  # every writer has imported and connected: start the clock
+    started = time.perf_counter()
     for p in procs:
         p.join()
         assert p.exitcode == 0

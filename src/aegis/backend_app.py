@@ -15,6 +15,7 @@ from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.health.views import router as health_router
+from aegis.incidents.views import router as incidents_router
 
 # Routes anyone may call. Everything else must declare require_roles (tests enforce it).
 PUBLIC_ROUTES = {
@@ -33,6 +34,6 @@ def create_app(settings: Settings) -> FastAPI:
     ctx.extras["audit_writer"] = AuditWriter(ctx.db, settings.audit_journal_path)
     app = base_app(ctx, title="Aegis backend", jobs=[audit_jobs.run])
     auth_handlers.install(app)
-    for router in (health_router, auth_router, audit_router):
+    for router in (health_router, auth_router, audit_router, incidents_router):
         app.include_router(router)
     return app

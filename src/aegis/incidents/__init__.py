@@ -1,0 +1,1 @@
+"""Alertmanager webhook ingestion: alerts deduplicated by fingerprint, grouped into incidents."""

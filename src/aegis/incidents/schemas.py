@@ -1,0 +1,77 @@
+"""Alertmanager's webhook payload (version 4) and Aegis's incident shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WebhookAlert(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(max_length=64)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
+    starts_at: datetime | None = Field(None, alias="startsAt")
+    ends_at: datetime | None = Field(None, alias="endsAt")
+    generator_url: str = Field("", alias="generatorURL", max_length=2048)
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+
+class WebhookPayload(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    version: str = "4"
+    group_key: str = Field("", alias="groupKey", max_length=4096)
+    status: Literal["firing", "resolved"]
+    receiver: str = Field("", max_length=256)
+    alerts: list[WebhookAlert] = Field(min_length=1, max_length=1000)
+    truncated_alerts: int = Field(0, alias="truncatedAlerts")
+
+
+class IngestResult(BaseModel):
+    received: int
+    new_alerts: int
+    resolved_alerts: int
+    duplicates: int
+    incidents: list[int]
+
+
+class AlertRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    fingerprint: str
+    alertname: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    received_count: int
+
+
+class IncidentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    status: str
+    title: str
+    severity: str
+    namespace: str
+    workload: str
+    prediction: dict[str, Any] | None
+    prediction_status: str
+    prediction_note: str
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+class IncidentDetail(IncidentRead):
+    alerts: list[AlertRead]
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentRead]
+    next_cursor: int | None
