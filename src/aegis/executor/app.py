@@ -48,6 +48,7 @@ def create_app(
         ctx.close()
         raise
     ctx.extras["executor"] = executor
+    service.initialise_metrics()
     app = base_app(ctx, title="Aegis executor", on_shutdown=[lambda _: executor.close()])
 
     @app.get("/health")

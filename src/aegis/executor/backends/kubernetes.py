@@ -1,0 +1,265 @@
+"""The ``kubernetes`` backend: the four actions through the official client, as kubectl does them.
+
+* restart: strategic-merge patch of the pod-template annotation
+  ``kubectl.kubernetes.io/restartedAt`` (``kubectl rollout restart``);
+* scale: the ``deployments/scale`` subresource (``read/patch_namespaced_deployment_scale``);
+* delete pod: ``DELETE`` with a UID precondition, so only the pod that was read is deleted;
+* rollback: list the ReplicaSets the deployment controls, take the previous
+  ``deployment.kubernetes.io/revision`` (or the one asked for) and JSON-patch its pod template
+  into the deployment (``kubectl rollout undo``).
+
+A dry run sends the same writes with ``dryRun=All``: the API server validates and answers with
+the object as it would be, and persists nothing. Every response's ``Audit-Id`` header is kept,
+in call order, so the action can be found in the API server's audit log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+
+from aegis.core.errors import ConfigError
+from aegis.executor.backends.protocol import (
+    RESTARTED_AT_ANNOTATION,
+    REVISION_ANNOTATION,
+    ActionOutcome,
+    parse_revision,
+    rollback_target,
+)
+from aegis.executor.errors import ActionFailed
+from aegis.executor.schemas import ExecutorActionRequest
+
+FIELD_MANAGER = "aegis-executor"
+AUDIT_ID_HEADER = "Audit-Id"
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def load_api_client() -> Any:
+    """In-cluster service account first, then the kubeconfig (``KUBECONFIG``/``~/.kube/config``)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        try:
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError) as exc:
+            raise ConfigError(
+                "EXECUTOR_BACKEND=kubernetes needs an in-cluster service account or a kubeconfig "
+                f"(KUBECONFIG or ~/.kube/config): {str(exc).splitlines()[0]}"
+            ) from None
+    return client.ApiClient(configuration)
+
+
+def deployment_state(deployment: Any) -> dict[str, Any]:
+    annotations = deployment.metadata.annotations or {}
+    template = deployment.spec.template
+    template_annotations = (template.metadata.annotations if template.metadata else None) or {}
+    replicas = deployment.spec.replicas
+    return {
+        "replicas": 1 if replicas is None else replicas,  # the API server's default
+        "revision": parse_revision(annotations.get(REVISION_ANNOTATION)),
+        "restarted_at": template_annotations.get(RESTARTED_AT_ANNOTATION),
+        "images": {c.name: c.image for c in template.spec.containers},
+    }
+
+
+class _Run:
+    """One action's calls: collects audit ids and turns API errors into ActionFailed."""
+
+    def __init__(self, backend: KubernetesBackend, request: ExecutorActionRequest) -> None:
+        self.backend = backend
+        self.request = request
+        self.audit_ids: list[str] = []
+        self.before: dict[str, Any] = {}
+        self.dry_run = "All" if request.dry_run else None
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            data, _status, headers = fn(*args, _request_timeout=self.backend.timeout, **kwargs)
+        except client.ApiException as exc:
+            self._collect(exc.headers)
+            raise ActionFailed(f"{what}: {_api_error(exc)}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ActionFailed(
+                f"{what}: kubernetes API unreachable ({type(exc).__name__})"
+            ) from None
+        self._collect(headers)
+        return data
+
+    def _collect(self, headers: Mapping[str, str] | None) -> None:
+        audit_id = headers.get(AUDIT_ID_HEADER) if headers is not None else None
+        if audit_id:
+            self.audit_ids.append(str(audit_id))
+
+    def read_deployment(self) -> Any:
+        r = self.request
+        deployment = self.call(
+            f"read deployment {r.namespace}/{r.name}",
+            self.backend.apps.read_namespaced_deployment_with_http_info,
+            r.name,
+            r.namespace,
+        )
+        self.before = deployment_state(deployment)
+        return deployment
+
+    def patch_deployment(self, body: Any) -> Any:
+        r = self.request
+        return self.call(
+            f"patch deployment {r.namespace}/{r.name}",
+            self.backend.apps.patch_namespaced_deployment_with_http_info,
+            r.name,
+            r.namespace,
+            body,
+            dry_run=self.dry_run,
+            field_manager=FIELD_MANAGER,
+        )
+
+
+def _api_error(exc: Any) -> str:
+    message = exc.reason or "error"
+    try:
+        status = json.loads(exc.body or "")
+        message = status.get("message") or message
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return f"{exc.status} {message}"
+
+
+def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    run.read_deployment()
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # RFC 3339, as kubectl writes it
+    body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}}}}
+    return run.before, deployment_state(run.patch_deployment(body))
+
+
+def _scale(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    r, apps = run.request, run.backend.apps
+    run.read_deployment()
+    what = f"deployment {r.namespace}/{r.name} scale"
+    scale = run.call(
+        f"read {what}", apps.read_namespaced_deployment_scale_with_http_info, r.name, r.namespace
+    )
+    run.before["replicas"] = scale.spec.replicas
+    patched = run.call(
+        f"patch {what}",
+        apps.patch_namespaced_deployment_scale_with_http_info,
+        r.name,
+        r.namespace,
+        {"spec": {"replicas": r.replicas}},
+        dry_run=run.dry_run,
+        field_manager=FIELD_MANAGER,
+    )
+    return run.before, {**run.before, "replicas": patched.spec.replicas}
+
+
+def _delete_pod(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    r, core = run.request, run.backend.core
+    pod = run.call(
+        f"read pod {r.namespace}/{r.name}",
+        core.read_namespaced_pod_with_http_info,
+        r.name,
+        r.namespace,
+    )
+    owners = pod.metadata.owner_references or []
+    run.before = {
+        "phase": pod.status.phase if pod.status else None,
+        "uid": pod.metadata.uid,
+        "owner": f"{owners[0].kind}/{owners[0].name}" if owners else None,
+        "deleted": False,
+    }
+    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
+    run.call(
+        f"delete pod {r.namespace}/{r.name}",
+        core.delete_namespaced_pod_with_http_info,
+        r.name,
+        r.namespace,
+        body=options,
+        dry_run=run.dry_run,
+    )
+    return run.before, {**run.before, "deleted": True}
+
+
+def _rollback(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    r = run.request
+    what = f"{r.namespace}/{r.name}"
+    deployment = run.read_deployment()
+    if deployment.spec.paused:
+        raise ActionFailed(f"deployment {what} is paused; resume it before rolling back")
+    owned = _owned_replica_sets(run, deployment)
+    target = rollback_target(list(owned), run.before["revision"], r.revision, what, run.before)
+    sanitize = run.backend.api_client.sanitize_for_serialization
+    template = sanitize(owned[target].spec.template)
+    template.get("metadata", {}).get("labels", {}).pop(POD_TEMPLATE_HASH, None)
+    if template == sanitize(deployment.spec.template):  # kubectl: "skipped rollback"
+        return run.before, {**run.before, "rollback_to_revision": target}
+    patched = run.patch_deployment([{"op": "replace", "path": "/spec/template", "value": template}])
+    return run.before, {**deployment_state(patched), "rollback_to_revision": target}
+
+
+def _owned_replica_sets(run: _Run, deployment: Any) -> dict[int, Any]:
+    """The deployment's ReplicaSets (controller owner reference = its uid), by revision."""
+    r = run.request
+    labels = deployment.spec.selector.match_labels or {}
+    selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    listing = run.call(
+        f"list replicasets in {r.namespace}",
+        run.backend.apps.list_namespaced_replica_set_with_http_info,
+        r.namespace,
+        label_selector=selector or None,
+    )
+    owned: dict[int, Any] = {}
+    for rs in listing.items:
+        refs = rs.metadata.owner_references or []
+        if not any(ref.uid == deployment.metadata.uid and ref.controller for ref in refs):
+            continue
+        revision = parse_revision((rs.metadata.annotations or {}).get(REVISION_ANNOTATION))
+        if revision is not None:
+            owned[revision] = rs
+    return owned
+
+
+_ACTIONS: dict[str, Callable[[_Run, datetime], tuple[dict[str, Any], dict[str, Any]]]] = {
+    "restart_deployment": _restart,
+    "scale_deployment": _scale,
+    "delete_pod": _delete_pod,
+    "rollback_deployment": _rollback,
+}
+
+
+class KubernetesBackend:
+    """``EXECUTOR_BACKEND=kubernetes``. Takes a configured ``kubernetes.client.ApiClient``."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.api_client = api_client
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.timeout = timeout
+        self._clock = clock
+
+    def execute(self, request: ExecutorActionRequest) -> ActionOutcome:
+        run = _Run(self, request)
+        try:
+            before, after = _ACTIONS[request.action](run, self._clock())
+        except ActionFailed as exc:
+            raise ActionFailed(
+                exc.message, before=exc.before or run.before, audit_ids=run.audit_ids
+            ) from None
+        return ActionOutcome(
+            before=before, after=after, dry_run=request.dry_run, audit_ids=run.audit_ids
+        )
+
+    def close(self) -> None:
+        self.api_client.close()

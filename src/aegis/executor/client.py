@@ -1,0 +1,104 @@
+"""The executor's client: how the backend asks for an action::
+
+    client = ExecutorClient.from_settings(settings)  # EXECUTOR_URL + EXECUTOR_HMAC_SECRET
+    result = client.submit(ExecutorActionRequest(...))  # ExecutorActionResult
+
+``submit`` signs every request with a fresh timestamp and nonce and forwards the caller's
+``X-Request-ID``. A result, succeeded or failed, is returned. A refusal raises
+:class:`ExecutorRejected` carrying the executor's answer (``executor_status`` 401, 403, 409, 422
+or 503, and its ``code``); the exception itself maps to a 502 in the backend. A transport failure
+raises :class:`ExecutorUnreachable`: retrying with the same idempotency key is safe, the executor
+acts at most once per key.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from aegis.core.config import Settings
+from aegis.core.logging import REQUEST_ID_HEADER, request_id_var
+from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
+from aegis.executor.schemas import ACTIONS_PATH, ExecutorActionRequest, ExecutorActionResult
+from aegis.executor.signing import sign_request
+
+
+class ExecutorClient:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str | SecretStr,
+        timeout: float = 30.0,
+        *,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """``http`` replaces the transport (tests pass Starlette's TestClient)."""
+        plain = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        if not plain:
+            raise ValueError("the executor client needs the EXECUTOR_HMAC_SECRET value")
+        self._secret = plain
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self._prefix = httpx.URL(base_url).path.rstrip("/")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = 30.0) -> ExecutorClient:
+        return cls(
+            settings.effective_executor_url, settings.secret("executor_hmac_secret"), timeout
+        )
+
+    def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
+        """Ask the executor to run (or dry-run) ``request``; its result, succeeded or failed."""
+        body = request.model_dump_json().encode()
+        path = f"{self._prefix}{ACTIONS_PATH}"
+        headers = sign_request(secret=self._secret, method="POST", path=path, body=body)
+        headers["Content-Type"] = "application/json"
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        try:
+            response = self._http.post(ACTIONS_PATH, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ExecutorUnreachable(
+                f"executor unreachable ({type(exc).__name__}); the action may or may not have "
+                "run: retry with the same idempotency key"
+            ) from None
+        if response.status_code == 200:
+            return ExecutorActionResult.model_validate_json(response.content)
+        raise _rejection(response)
+
+    def health(self) -> dict[str, Any]:
+        try:
+            response = self._http.get("/health")
+        except httpx.HTTPError as exc:
+            raise ExecutorUnreachable(f"executor unreachable ({type(exc).__name__})") from None
+        body: dict[str, Any] = response.json()
+        return body
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> ExecutorClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _rejection(response: httpx.Response) -> ExecutorRejected:
+    code, message = "executor_error", f"executor answered {response.status_code}"
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    return ExecutorRejected(message, executor_status=response.status_code, code=code)

@@ -1,0 +1,134 @@
+"""The executor's wire shapes: one request, one result.
+
+The result carries everything the audit record of an action needs: who asked, what was asked,
+what the target looked like before and after, the field-level diff and the Kubernetes API
+server's ``Audit-Id`` values that tie it to the cluster's own audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aegis.executor.errors import InvalidActionRequest
+
+ACTIONS_PATH = "/v1/actions"  # the one endpoint that acts
+
+ActionType = Literal["restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment"]
+ACTION_TYPES: tuple[str, ...] = get_args(ActionType)
+BackendName = Literal["kubernetes", "dry-run", "local"]
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
+
+# A namespace is a DNS label; a resource name a DNS subdomain (both lower case).
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+_PARAMS: dict[str, dict[str, bool]] = {  # action -> {param: required}
+    "restart_deployment": {},
+    "scale_deployment": {"replicas": True},
+    "delete_pod": {},
+    "rollback_deployment": {"revision": False},
+}
+
+
+class ExecutorActionRequest(BaseModel):
+    """``POST /v1/actions`` body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action_id: str = Field(min_length=1, max_length=128)
+    action: ActionType
+    namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=63)
+    name: str = Field(pattern=NAME_PATTERN, max_length=253)
+    params: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    dry_run: bool = False
+    requested_by: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _check_params(self) -> ExecutorActionRequest:
+        allowed = _PARAMS[self.action]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(f"params: {self.action} does not take {', '.join(unknown)}")
+        for param, required in allowed.items():
+            if param not in self.params:
+                if required:
+                    raise ValueError(f"params: {self.action} needs params.{param}")
+                continue
+            value = self.params[param]
+            minimum = 0 if param == "replicas" else 1
+            if type(value) is not int or value < minimum:  # bool is not a count
+                raise ValueError(f"params.{param} must be an integer >= {minimum}")
+        return self
+
+    @property
+    def replicas(self) -> int | None:
+        value = self.params.get("replicas")
+        return value if isinstance(value, int) else None
+
+    @property
+    def revision(self) -> int | None:
+        value = self.params.get("revision")
+        return value if isinstance(value, int) else None
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON: equal for equal requests, whatever the byte layout."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class DiffEntry(BaseModel):
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+class ExecutorActionResult(BaseModel):
+    """``POST /v1/actions`` answer (200) for an action that ran (or was dry-run), either way."""
+
+    action_id: str
+    status: Literal["succeeded", "failed"]
+    dry_run: bool
+    diff: list[DiffEntry] = Field(default_factory=list)
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    kube_audit_ids: list[str] = Field(default_factory=list)
+    error: str | None = None
+    backend: BackendName
+    # What was asked and by whom, so the result alone is enough for the audit record.
+    action: ActionType
+    namespace: str
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+    requested_by: str
+    request_id: str | None = None
+    started_at: datetime
+    finished_at: datetime
+    # True when this is the stored result of an earlier request with the same idempotency key.
+    idempotent_replay: bool = False
+
+
+def parse_request(body: bytes) -> ExecutorActionRequest:
+    """Validate a raw body; any problem is one :class:`InvalidActionRequest` line (422)."""
+    try:
+        return ExecutorActionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidActionRequest(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    if first.get("type") == "literal_error" and where == "action":
+        return (
+            f"unknown action type {first.get('input')!r}; expected one of {', '.join(ACTION_TYPES)}"
+        )
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "json_invalid":
+        return "body is not valid JSON"
+    return f"{where}: {message}" if where else message

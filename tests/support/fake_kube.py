@@ -1,0 +1,612 @@
+"""A FAKE Kubernetes API server for tests. It is not Kubernetes and must never be used as one.
+
+No real API server can run here, so the executor's ``kubernetes`` backend is tested against this
+wire-level fake: a stdlib HTTP server on a free loopback port that serves the real API paths and
+JSON shapes the official ``kubernetes`` client speaks, for just what the executor uses:
+
+* ``apps/v1`` Deployments: GET, PATCH (strategic-merge and merge patch as a recursive merge in
+  which lists are replaced whole; JSON patch ``add``/``replace``/``remove``/``test``);
+* ``deployments/{name}/scale``: GET, PATCH;
+* ``apps/v1`` ReplicaSets: list, with ``ownerReferences`` and ``deployment.kubernetes.io/revision``
+  annotations, filtered by an equality ``labelSelector``;
+* ``core/v1`` Pods: list, GET, DELETE (honouring a UID precondition).
+
+``dryRun=All`` is honoured (the answer shows the change, nothing is stored); any other dryRun
+value is a 400 as on a real server. Every response carries an ``Audit-Id`` header, and every
+request is recorded (:attr:`FakeKubeApiServer.requests`) so tests can assert what was sent.
+
+After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
+controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
+whose template matches, re-numbered) and the next revision number; pods follow the replica count;
+a deleted pod is replaced. As on a real server, the PATCH answer is the object as written, before
+the controller runs (so its revision annotation is still the old one).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import secrets
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+Obj = dict[str, Any]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str | None
+    body: Any
+    status: int
+    audit_id: str
+
+
+class _ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+    def status(self) -> Obj:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+
+
+def _not_found(kind: str, name: str) -> _ApiError:
+    return _ApiError(404, "NotFound", f'{kind} "{name}" not found')
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 merge patch (strategic merge treated the same; lists replaced whole)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result
+
+
+def _json_patch(target: Obj, ops: list[Obj]) -> Obj:
+    doc = copy.deepcopy(target)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent: Any = doc
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1]
+        if op["op"] in ("add", "replace"):
+            if op["op"] == "replace" and isinstance(parent, dict) and last not in parent:
+                raise _ApiError(422, "Invalid", f"replace of missing path {op['path']}")
+            parent[last] = copy.deepcopy(op["value"])
+        elif op["op"] == "remove":
+            del parent[last]
+        elif op["op"] == "test":
+            if parent.get(last) != op["value"]:
+                raise _ApiError(422, "Invalid", f"test failed at {op['path']}")
+        else:
+            raise _ApiError(422, "Invalid", f"unsupported JSON patch op {op['op']}")
+    return doc
+
+
+def _template_key(template: Obj) -> str:
+    stripped = copy.deepcopy(template)
+    stripped.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
+    return json.dumps(stripped, sort_keys=True)
+
+
+def _matches(labels: dict[str, str], selector: str | None) -> bool:
+    if not selector:
+        return True
+    for term in selector.split(","):
+        key, _, value = term.partition("=")
+        if labels.get(key.strip()) != value.strip():
+            return False
+    return True
+
+
+class FakeKubeApiServer:
+    """A FAKE API server (see the module doc). Use as a context manager."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.deployments: dict[tuple[str, str], Obj] = {}
+        self.replicasets: dict[tuple[str, str], Obj] = {}
+        self.pods: dict[tuple[str, str], Obj] = {}
+        self.requests: list[RecordedRequest] = []
+        self._version = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FakeKubeApiServer:
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeKubeApiServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def api_client(self) -> Any:
+        """A real ``kubernetes.client.ApiClient`` pointed at this fake."""
+        from kubernetes import client
+
+        return client.ApiClient(client.Configuration(host=self.url))
+
+    # --- arranging ---------------------------------------------------------------------------
+    def add_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int = 3,
+        revisions: list[dict[str, str]] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """A deployment rolled out once per entry of ``revisions`` ({container: image})."""
+        labels = labels or {"app": name}
+        revisions = revisions or [{name: f"registry.example/{name}:1"}]
+        with self._lock:
+            self.deployments[(namespace, name)] = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": str(uuid.uuid4()),
+                    "generation": 1,
+                    "annotations": {},
+                    "labels": dict(labels),
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": dict(labels)},
+                    "template": {},
+                },
+                "status": {},
+            }
+            for images in revisions:
+                deployment = self.deployments[(namespace, name)]
+                deployment["spec"]["template"] = {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": {"containers": [{"name": c, "image": i} for c, i in images.items()]},
+                }
+                self._reconcile(namespace, name)
+
+    def add_pod(self, namespace: str, name: str, *, phase: str = "Running") -> None:
+        """A bare pod, owned by nothing."""
+        with self._lock:
+            self.pods[(namespace, name)] = self._pod(namespace, name, {}, None, phase)
+
+    # --- inspecting --------------------------------------------------------------------------
+    def snapshot(self) -> Obj:
+        with self._lock:
+            return copy.deepcopy(
+                {
+                    "deployments": self.deployments,
+                    "replicasets": self.replicasets,
+                    "pods": self.pods,
+                }
+            )
+
+    def deployment(self, namespace: str, name: str) -> Obj:
+        with self._lock:
+            return copy.deepcopy(self.deployments[(namespace, name)])
+
+    def pod_names(self, namespace: str) -> list[str]:
+        with self._lock:
+            return sorted(name for ns, name in self.pods if ns == namespace)
+
+    def mutating_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method in {"PATCH", "DELETE", "POST", "PUT"}]
+
+    # --- the "controllers" -------------------------------------------------------------------
+    def _owned(
+        self, namespace: str, owner_uid: str, store: dict[tuple[str, str], Obj]
+    ) -> list[Obj]:
+        return [
+            obj
+            for (ns, _), obj in store.items()
+            if ns == namespace
+            and any(ref["uid"] == owner_uid for ref in obj["metadata"].get("ownerReferences", []))
+        ]
+
+    def _reconcile(self, namespace: str, name: str) -> None:
+        deployment = self.deployments[(namespace, name)]
+        uid = deployment["metadata"]["uid"]
+        template = deployment["spec"]["template"]
+        owned = self._owned(namespace, uid, self.replicasets)
+        top = max((int(rs["metadata"]["annotations"][REVISION]) for rs in owned), default=0)
+        current = next(
+            (
+                rs
+                for rs in owned
+                if _template_key(rs["spec"]["template"]) == _template_key(template)
+            ),
+            None,
+        )
+        if current is None:
+            current = self._new_replica_set(namespace, deployment, top + 1)
+        elif int(current["metadata"]["annotations"][REVISION]) != top:
+            current["metadata"]["annotations"][REVISION] = str(top + 1)
+        deployment["metadata"]["annotations"][REVISION] = current["metadata"]["annotations"][
+            REVISION
+        ]
+        for rs in self._owned(namespace, uid, self.replicasets):
+            rs["spec"]["replicas"] = deployment["spec"]["replicas"] if rs is current else 0
+            self._reconcile_pods(namespace, rs)
+
+    def _new_replica_set(self, namespace: str, deployment: Obj, revision: int) -> Obj:
+        template = copy.deepcopy(deployment["spec"]["template"])
+        digest = hashlib.sha256(_template_key(template).encode()).hexdigest()[:10]
+        template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = digest
+        name = f"{deployment['metadata']['name']}-{digest}"
+        rs = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "labels": dict(template["metadata"]["labels"]),
+                "annotations": {REVISION: str(revision)},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment["metadata"]["name"],
+                        "uid": deployment["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": dict(template["metadata"]["labels"])},
+                "template": template,
+            },
+        }
+        self.replicasets[(namespace, name)] = rs
+        return rs
+
+    def _reconcile_pods(self, namespace: str, rs: Obj) -> None:
+        pods = sorted(
+            self._owned(namespace, rs["metadata"]["uid"], self.pods),
+            key=lambda p: p["metadata"]["name"],
+        )
+        wanted = rs["spec"]["replicas"]
+        for pod in pods[wanted:]:
+            del self.pods[(namespace, pod["metadata"]["name"])]
+        for _ in range(wanted - len(pods[:wanted])):
+            name = f"{rs['metadata']['name']}-{secrets.token_hex(3)[:5]}"
+            self.pods[(namespace, name)] = self._pod(
+                namespace, name, rs["spec"]["template"], rs, "Running"
+            )
+
+    def _pod(self, namespace: str, name: str, template: Obj, owner: Obj | None, phase: str) -> Obj:
+        containers = template.get("spec", {}).get("containers") or [
+            {"name": "main", "image": "registry.example/bare:1"}
+        ]
+        metadata: Obj = {
+            "name": name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid4()),
+            "labels": dict(template.get("metadata", {}).get("labels", {})),
+        }
+        if owner is not None:
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": {"containers": copy.deepcopy(containers)},
+            "status": {"phase": phase},
+        }
+
+    # --- the API -----------------------------------------------------------------------------
+    def handle(
+        self, method: str, path: str, query: dict[str, str], content_type: str | None, body: Any
+    ) -> tuple[int, Obj]:
+        dry = "dryRun" in query
+        if dry and query["dryRun"] != "All":
+            raise _ApiError(400, "BadRequest", f"invalid dry run value {query['dryRun']!r}")
+        with self._lock:
+            for pattern, handler in _ROUTES:
+                match = re.fullmatch(pattern, path)
+                if match:
+                    return handler(self, method, match.groups(), query, content_type, body, dry)
+        raise _ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
+
+    def _bump(self, obj: Obj) -> None:
+        self._version += 1
+        obj["metadata"]["resourceVersion"] = str(self._version)
+
+    def _patched(self, current: Obj, content_type: str | None, body: Any) -> Obj:
+        kind = (content_type or "").split(";")[0].strip()
+        if kind == "application/json-patch+json":
+            if not isinstance(body, list):
+                raise _ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
+            return _json_patch(current, body)
+        if kind in ("application/strategic-merge-patch+json", "application/merge-patch+json"):
+            if not isinstance(body, dict):
+                raise _ApiError(400, "BadRequest", "a merge patch must be an object")
+            merged: Obj = _merge(current, body)
+            return merged
+        raise _ApiError(415, "UnsupportedMediaType", f"unsupported patch type {kind!r}")
+
+    def _deployment_route(
+        self,
+        method: str,
+        groups: tuple[str, ...],
+        _q: dict[str, str],
+        content_type: str | None,
+        body: Any,
+        dry: bool,
+    ) -> tuple[int, Obj]:
+        namespace, name = groups
+        current = self.deployments.get((namespace, name))
+        if current is None:
+            raise _not_found("deployments.apps", name)
+        if method == "GET":
+            return 200, copy.deepcopy(current)
+        if method != "PATCH":
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        patched = self._patched(current, content_type, body)
+        patched["metadata"]["uid"] = current["metadata"]["uid"]
+        if patched["spec"]["template"] != current["spec"]["template"]:
+            patched["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        answer = copy.deepcopy(patched)
+        if not dry:
+            self._bump(patched)
+            answer = copy.deepcopy(patched)
+            self.deployments[(namespace, name)] = patched
+            self._reconcile(namespace, name)
+        return 200, answer
+
+    def _scale_route(
+        self,
+        method: str,
+        groups: tuple[str, ...],
+        _q: dict[str, str],
+        content_type: str | None,
+        body: Any,
+        dry: bool,
+    ) -> tuple[int, Obj]:
+        namespace, name = groups
+        deployment = self.deployments.get((namespace, name))
+        if deployment is None:
+            raise _not_found("deployments.apps", name)
+        selector = ",".join(
+            f"{k}={v}" for k, v in sorted(deployment["spec"]["selector"]["matchLabels"].items())
+        )
+        running = len(
+            [
+                p
+                for p in self.pods.values()
+                if p["metadata"]["namespace"] == namespace
+                and _matches(p["metadata"].get("labels", {}), selector)
+            ]
+        )
+        scale = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": deployment["metadata"]["uid"],
+            },
+            "spec": {"replicas": deployment["spec"]["replicas"]},
+            "status": {"replicas": running, "selector": selector},
+        }
+        if method == "GET":
+            return 200, scale
+        if method != "PATCH":
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        patched = self._patched(scale, content_type, body)
+        replicas = patched.get("spec", {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise _ApiError(422, "Invalid", "spec.replicas: must be a non-negative integer")
+        if not dry:
+            deployment["spec"]["replicas"] = replicas
+            self._bump(deployment)
+            self._reconcile(namespace, name)
+        return 200, patched
+
+    def _replicasets_route(
+        self,
+        method: str,
+        groups: tuple[str, ...],
+        query: dict[str, str],
+        _ct: str | None,
+        _b: Any,
+        _dry: bool,
+    ) -> tuple[int, Obj]:
+        (namespace,) = groups
+        if method != "GET":
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        items = [
+            copy.deepcopy(rs)
+            for (ns, _), rs in sorted(self.replicasets.items())
+            if ns == namespace
+            and _matches(rs["metadata"].get("labels", {}), query.get("labelSelector"))
+        ]
+        return 200, {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSetList",
+            "metadata": {},
+            "items": items,
+        }
+
+    def _pods_route(
+        self,
+        method: str,
+        groups: tuple[str, ...],
+        query: dict[str, str],
+        _ct: str | None,
+        _b: Any,
+        _dry: bool,
+    ) -> tuple[int, Obj]:
+        (namespace,) = groups
+        if method != "GET":
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        items = [
+            copy.deepcopy(p)
+            for (ns, _), p in sorted(self.pods.items())
+            if ns == namespace
+            and _matches(p["metadata"].get("labels", {}), query.get("labelSelector"))
+        ]
+        return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+
+    def _pod_route(
+        self,
+        method: str,
+        groups: tuple[str, ...],
+        _q: dict[str, str],
+        _ct: str | None,
+        body: Any,
+        dry: bool,
+    ) -> tuple[int, Obj]:
+        namespace, name = groups
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise _not_found("pods", name)
+        if method == "GET":
+            return 200, copy.deepcopy(pod)
+        if method != "DELETE":
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        wanted_uid = ((body or {}).get("preconditions") or {}).get("uid")
+        if wanted_uid and wanted_uid != pod["metadata"]["uid"]:
+            raise _ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: "
+                f"{wanted_uid}, UID in object meta: "
+                f"{pod['metadata']['uid']}",
+            )
+        answer = copy.deepcopy(pod)
+        answer["metadata"]["deletionTimestamp"] = "2026-11-23T00:00:00Z"
+        answer["metadata"]["deletionGracePeriodSeconds"] = 30
+        if not dry:
+            del self.pods[(namespace, name)]
+            owner = next(iter(pod["metadata"].get("ownerReferences", [])), None)
+            if owner is not None:  # the ReplicaSet controller replaces it
+                rs = next(
+                    (r for r in self.replicasets.values() if r["metadata"]["uid"] == owner["uid"]),
+                    None,
+                )
+                if rs is not None:
+                    self._reconcile_pods(namespace, rs)
+        return 200, answer
+
+
+_Route = Callable[
+    [FakeKubeApiServer, str, tuple[str, ...], dict[str, str], str | None, Any, bool],
+    tuple[int, Obj],
+]
+_ROUTES: list[tuple[str, _Route]] = [
+    (r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)", FakeKubeApiServer._deployment_route),
+    (r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)/scale", FakeKubeApiServer._scale_route),
+    (r"/apis/apps/v1/namespaces/([^/]+)/replicasets", FakeKubeApiServer._replicasets_route),
+    (r"/api/v1/namespaces/([^/]+)/pods", FakeKubeApiServer._pods_route),
+    (r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", FakeKubeApiServer._pod_route),
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_fake: FakeKubeApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the fake records requests in ``requests`` instead."""
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("Content-Type")
+        audit_id = str(uuid.uuid4())
+        body: Any = None
+        try:
+            body = json.loads(raw) if raw else None
+            status, payload = self.server_fake.handle(
+                self.command, parts.path, query, content_type, body
+            )
+        except _ApiError as exc:
+            status, payload = exc.code, exc.status()
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            status, payload = 400, _ApiError(400, "BadRequest", f"bad request: {exc}").status()
+        self.server_fake.requests.append(
+            RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
+        )
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Audit-Id", audit_id)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PATCH = do_DELETE = do_PUT = do_POST = _serve  # noqa: N815 - http.server names

@@ -1,0 +1,71 @@
+"""``ExecutorClient``: what the backend uses to ask for an action."""
+
+from __future__ import annotations
+
+import pytest
+
+from aegis.core.logging import request_id_var
+from aegis.executor.client import ExecutorClient
+from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
+from aegis.executor.schemas import ExecutorActionRequest
+from tests.support.services import free_port
+from tests.unit.executor.conftest import SECRET, ExecutorHarness, action_body
+
+
+@pytest.fixture
+def db_backend() -> str:
+    return "sqlite"
+
+
+def _client(executor: ExecutorHarness, secret: str = SECRET) -> ExecutorClient:
+    return ExecutorClient("http://testserver", secret, 5.0, http=executor.client)
+
+
+def test_submit_runs_the_action_and_returns_the_result(executor: ExecutorHarness) -> None:
+    result = _client(executor).submit(ExecutorActionRequest.model_validate(action_body()))
+
+    assert result.status == "succeeded"
+    assert result.kube_audit_ids
+    assert executor.fake.deployment("demo", "web")["spec"]["replicas"] == 5
+
+
+def test_submit_forwards_the_request_id(executor: ExecutorHarness) -> None:
+    token = request_id_var.set("req-from-the-backend-123")
+    try:
+        result = _client(executor).submit(ExecutorActionRequest.model_validate(action_body()))
+    finally:
+        request_id_var.reset(token)
+
+    assert result.request_id == "req-from-the-backend-123"
+
+
+def test_a_refusal_raises_with_the_executors_status_and_code(executor: ExecutorHarness) -> None:
+    request = ExecutorActionRequest.model_validate(action_body(namespace="kube-system"))
+
+    with pytest.raises(ExecutorRejected) as caught:
+        _client(executor).submit(request)
+
+    assert (caught.value.executor_status, caught.value.code) == (403, "namespace_not_allowed")
+
+
+def test_a_client_with_the_wrong_secret_is_refused(executor: ExecutorHarness) -> None:
+    client = _client(executor, secret="not-the-secret-" + "q" * 30)
+
+    with pytest.raises(ExecutorRejected) as caught:
+        client.submit(ExecutorActionRequest.model_validate(action_body()))
+
+    assert caught.value.executor_status == 401
+    assert executor.fake.mutating_requests() == []
+
+
+def test_an_unreachable_executor_raises_executor_unreachable() -> None:
+    with (
+        ExecutorClient(f"http://127.0.0.1:{free_port()}", SECRET, 2.0) as client,
+        pytest.raises(ExecutorUnreachable, match="same idempotency key"),
+    ):
+        client.submit(ExecutorActionRequest.model_validate(action_body()))
+
+
+def test_an_empty_secret_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="EXECUTOR_HMAC_SECRET"):
+        ExecutorClient("http://127.0.0.1:1", "", 1.0)

@@ -1,0 +1,153 @@
+"""What the ``kubernetes`` backend sends on the wire, checked at the FAKE API server."""
+
+from __future__ import annotations
+
+import pytest
+
+from aegis.executor.backends.kubernetes import KubernetesBackend
+from aegis.executor.errors import ActionFailed
+from aegis.executor.schemas import ExecutorActionRequest
+from tests.support.fake_kube import FakeKubeApiServer
+from tests.support.services import free_port
+
+
+def _request(
+    action: str, *, name: str = "web", dry_run: bool = False, **params: int
+) -> ExecutorActionRequest:
+    return ExecutorActionRequest(
+        action_id="act-1",
+        action=action,
+        namespace="demo",
+        name=name,
+        params=params,
+        idempotency_key="idem-1",
+        dry_run=dry_run,
+        requested_by="alice",
+    )
+
+
+def test_every_api_call_contributes_its_audit_id_in_order(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    outcome = kube_backend.execute(_request("rollback_deployment"))
+
+    assert outcome.audit_ids == [r.audit_id for r in fake_kube.requests]
+    assert [r.method for r in fake_kube.requests] == ["GET", "GET", "PATCH"]
+
+
+def test_scale_goes_through_the_scale_subresource(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    kube_backend.execute(_request("scale_deployment", replicas=4))
+
+    (write,) = fake_kube.mutating_requests()
+    assert write.path == "/apis/apps/v1/namespaces/demo/deployments/web/scale"
+    assert write.body == {"spec": {"replicas": 4}}
+    assert write.query.get("fieldManager") == "aegis-executor"
+
+
+def test_restart_patches_the_restarted_at_annotation_like_kubectl(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    outcome = kube_backend.execute(_request("restart_deployment"))
+
+    (write,) = fake_kube.mutating_requests()
+    assert write.content_type == "application/strategic-merge-patch+json"
+    annotations = write.body["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"kubectl.kubernetes.io/restartedAt": outcome.after["restarted_at"]}
+    # The controller rolled a new ReplicaSet: the deployment is now at revision 3.
+    deployment = fake_kube.deployment("demo", "web")
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+
+
+def test_rollback_uses_a_json_patch_of_the_previous_replica_set_template(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    kube_backend.execute(_request("rollback_deployment"))
+
+    (write,) = fake_kube.mutating_requests()
+    assert write.content_type == "application/json-patch+json"
+    (op,) = write.body
+    assert (op["op"], op["path"]) == ("replace", "/spec/template")
+    assert op["value"]["spec"]["containers"] == [{"name": "web", "image": "nginx:1.26"}]
+    assert "pod-template-hash" not in op["value"]["metadata"]["labels"]
+
+
+def test_rollback_ignores_replica_sets_owned_by_another_deployment(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # Same labels, so the label selector returns its ReplicaSets too; owner refs tell them apart.
+    fake_kube.add_deployment(
+        "demo",
+        "web-canary",
+        replicas=1,
+        labels={"app": "web"},
+        revisions=[{"web": "nginx:9.0"}, {"web": "nginx:9.1"}, {"web": "nginx:9.2"}],
+    )
+
+    outcome = kube_backend.execute(_request("rollback_deployment"))
+
+    assert outcome.after["rollback_to_revision"] == 1
+    assert outcome.after["images"] == {"web": "nginx:1.26"}
+
+
+def test_rollback_of_a_paused_deployment_fails(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.deployments[("demo", "web")]["spec"]["paused"] = True
+
+    with pytest.raises(ActionFailed, match="is paused"):
+        kube_backend.execute(_request("rollback_deployment"))
+    assert fake_kube.mutating_requests() == []
+
+
+def test_pod_delete_carries_a_uid_precondition(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    victim = next(name for name in fake_kube.pod_names("demo") if name.startswith("web-"))
+    uid = fake_kube.pods[("demo", victim)]["metadata"]["uid"]
+
+    outcome = kube_backend.execute(_request("delete_pod", name=victim))
+
+    (write,) = fake_kube.mutating_requests()
+    assert write.body["preconditions"] == {"uid": uid}
+    assert outcome.before["owner"].startswith("ReplicaSet/web-")
+
+
+def test_a_dry_run_sends_dry_run_all_on_every_write(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    for request in (
+        _request("scale_deployment", dry_run=True, replicas=2),
+        _request("restart_deployment", dry_run=True),
+        _request("rollback_deployment", dry_run=True),
+        _request("delete_pod", name=fake_kube.pod_names("demo")[0], dry_run=True),
+    ):
+        kube_backend.execute(request)
+
+    writes = fake_kube.mutating_requests()
+    assert len(writes) == 4
+    assert all(w.query.get("dryRun") == "All" for w in writes)
+
+
+def test_a_refusal_from_the_api_server_is_a_one_line_failure_with_its_audit_id(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(_request("delete_pod", name="ghost"))
+
+    assert caught.value.message == 'read pod demo/ghost: 404 pods "ghost" not found'
+    assert caught.value.audit_ids == [fake_kube.requests[-1].audit_id]
+
+
+def test_an_unreachable_api_server_is_a_failure_not_a_crash() -> None:
+    from kubernetes import client
+
+    configuration = client.Configuration(host=f"http://127.0.0.1:{free_port()}")
+    configuration.retries = 0
+    backend = KubernetesBackend(client.ApiClient(configuration), timeout=(1.0, 1.0))
+    try:
+        with pytest.raises(ActionFailed, match="kubernetes API unreachable"):
+            backend.execute(_request("scale_deployment", replicas=2))
+    finally:
+        backend.close()

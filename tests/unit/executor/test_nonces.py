@@ -1,0 +1,93 @@
+"""The nonce-store contract, run against Redis (the real one at 127.0.0.1:6379, a private key
+prefix per test) and the database table (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from aegis.database.core import Database
+from aegis.executor.errors import NonceStoreUnavailable
+from aegis.executor.models import ExecutorNonce
+from aegis.executor.nonces import DatabaseNonceStore, NonceStore, RedisNonceStore
+from tests.support.services import free_port
+
+
+class NonceStoreContract:
+    """What every nonce store does; subclasses provide the ``store`` fixture."""
+
+    def test_a_new_nonce_is_claimed(self, store: NonceStore) -> None:
+        assert store.claim("nonce-aaaaaaaaaaaaaaaa", ttl_s=60) is True
+
+    def test_a_claimed_nonce_cannot_be_claimed_again(self, store: NonceStore) -> None:
+        store.claim("nonce-bbbbbbbbbbbbbbbb", ttl_s=60)
+        assert store.claim("nonce-bbbbbbbbbbbbbbbb", ttl_s=60) is False
+
+    def test_different_nonces_do_not_collide(self, store: NonceStore) -> None:
+        assert store.claim("nonce-cccccccccccccccc", ttl_s=60) is True
+        assert store.claim("nonce-dddddddddddddddd", ttl_s=60) is True
+
+
+class TestRedisNonceStore(NonceStoreContract):
+    @pytest.fixture
+    def client(self, redis_url: str) -> Iterator[redis.Redis]:
+        client = redis.Redis.from_url(redis_url)
+        yield client
+        client.close()
+
+    @pytest.fixture
+    def prefix(self, client: redis.Redis) -> Iterator[str]:
+        prefix = f"aegis:test:{uuid.uuid4().hex}:nonce:"
+        yield prefix
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+    @pytest.fixture
+    def store(self, client: redis.Redis, prefix: str) -> RedisNonceStore:
+        return RedisNonceStore(client, prefix=prefix)
+
+    def test_a_claim_expires_with_its_ttl(
+        self, store: RedisNonceStore, client: redis.Redis, prefix: str
+    ) -> None:
+        store.claim("nonce-eeeeeeeeeeeeeeee", ttl_s=130)
+        assert 0 < client.ttl(prefix + "nonce-eeeeeeeeeeeeeeee") <= 130
+
+    def test_an_unreachable_redis_fails_closed(self) -> None:
+        store = RedisNonceStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+        try:
+            with pytest.raises(NonceStoreUnavailable, match="refusing to execute"):
+                store.claim("nonce-ffffffffffffffff", ttl_s=60)
+        finally:
+            store.close()
+
+
+class TestDatabaseNonceStore(NonceStoreContract):
+    @pytest.fixture
+    def clock(self) -> list[float]:
+        return [1_800_000_000.0]
+
+    @pytest.fixture
+    def store(self, database: Database, clock: list[float]) -> DatabaseNonceStore:
+        return DatabaseNonceStore(database, clock=lambda: clock[0])
+
+    def test_an_expired_nonce_is_forgotten(
+        self, store: DatabaseNonceStore, database: Database, clock: list[float]
+    ) -> None:
+        store.claim("nonce-gggggggggggggggg", ttl_s=130)
+        clock[0] += 131
+        assert store.claim("nonce-hhhhhhhhhhhhhhhh", ttl_s=130) is True
+        with database.unit_of_work() as session:
+            remembered = session.scalars(select(ExecutorNonce.nonce)).all()
+        assert remembered == ["nonce-hhhhhhhhhhhhhhhh"]
+
+    def test_a_nonce_is_remembered_until_its_ttl(
+        self, store: DatabaseNonceStore, clock: list[float]
+    ) -> None:
+        store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130)
+        clock[0] += 129
+        assert store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130) is False
