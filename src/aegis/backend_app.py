@@ -16,6 +16,8 @@ from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.health.views import router as health_router
 from aegis.incidents.views import router as incidents_router
+from aegis.policy.views import router as policy_router
+from aegis.web.views import router as web_router
 
 # Routes anyone may call. Everything else must declare require_roles (tests enforce it).
 PUBLIC_ROUTES = {
@@ -24,6 +26,9 @@ PUBLIC_ROUTES = {
     ("GET", "/metrics"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
+    ("GET", "/"),
+    ("GET", "/console"),
+    ("GET", "/static/{name}"),
 }
 
 
@@ -34,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     ctx.extras["audit_writer"] = AuditWriter(ctx.db, settings.audit_journal_path)
     app = base_app(ctx, title="Aegis backend", jobs=[audit_jobs.run])
     auth_handlers.install(app)
-    for router in (health_router, auth_router, audit_router, incidents_router):
+    for router in (health_router, auth_router, audit_router, incidents_router, policy_router):
         app.include_router(router)
+    app.include_router(web_router)
     return app

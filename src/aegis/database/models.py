@@ -6,7 +6,15 @@ from aegis.database.core import Base
 from aegis.executor import models as executor_models  # noqa: F401 - registers the tables
 from aegis.flags import models as flags_models
 from aegis.incidents import models as incidents_models
+from aegis.policy import models as policy_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "auth_models", "flags_models", "incidents_models", "metadata"]
+__all__ = [
+    "audit_models",
+    "auth_models",
+    "flags_models",
+    "incidents_models",
+    "metadata",
+    "policy_models",
+]

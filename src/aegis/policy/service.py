@@ -1,0 +1,285 @@
+"""The policy store: versioned documents in the database, the active set, evaluation.
+
+An update never overwrites: it adds a version. Deleting adds a version that deactivates the
+policy; restoring makes an old version's document current again (as a new version). Every change
+and every evaluation is audited (``policy_audit_logs``) in the same transaction.
+
+The active :class:`PolicySet` is cached per process and rebuilt when the store's generation
+counter (a runtime flag bumped by every change, in the same transaction) moves.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aegis.audit import service as audit_service
+from aegis.core import metrics
+from aegis.core.errors import Conflict, NotFound
+from aegis.flags import service as flags
+from aegis.policy.bundle import policy_set_digest
+from aegis.policy.document import Policy
+from aegis.policy.engine import PolicySet
+from aegis.policy.errors import InvalidEvaluationRequest
+from aegis.policy.loader import field_errors, parse_policy
+from aegis.policy.models import PolicyVersion, StoredPolicy
+from aegis.policy.request import Decision, EvaluationRequest
+
+GENERATION_FLAG = "policy_generation"
+
+
+class PolicyNotFound(NotFound):
+    code = "policy_not_found"
+
+
+class PolicyExists(Conflict):
+    code = "policy_exists"
+
+
+_cache_lock = threading.Lock()
+# (database URL, generation) -> (set, digest); one entry per database this process talks to.
+_cache: dict[str, tuple[str, PolicySet, str]] = {}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _bump(session: Session, actor: str) -> None:
+    """A new generation token: unique, so a rolled-back change's token can never recur."""
+    flags.set_flag(session=session, name=GENERATION_FLAG, value=uuid.uuid4().hex, actor=actor)
+
+
+def _audit_change(
+    session: Session, *, actor: str, policy_id: str, version: int, change: str
+) -> None:
+    audit_service.record_audit_event(
+        session=session,
+        category="policy",
+        event_type=f"policy.{change}",
+        actor=actor,
+        resource=f"policy:{policy_id}",
+        data={"policy_id": policy_id, "version": version, "change": change},
+    )
+
+
+def _stored(session: Session, policy_id: str) -> StoredPolicy:
+    row = session.get(StoredPolicy, policy_id)
+    if row is None:
+        raise PolicyNotFound(f"policy {policy_id!r} not found")
+    return row
+
+
+def _add_version(
+    session: Session, row: StoredPolicy, policy: Policy, *, change: str, actor: str
+) -> Policy:
+    versioned = policy.model_copy(update={"version": row.current_version})
+    session.add(
+        PolicyVersion(
+            policy_id=row.id,
+            version=row.current_version,
+            document=versioned.canonical_dict(),
+            change=change,
+            created_by=actor,
+        )
+    )
+    row.updated_at = _now()
+    _bump(session, actor)
+    _audit_change(
+        session, actor=actor, policy_id=row.id, version=row.current_version, change=change
+    )
+    return versioned
+
+
+def create(*, session: Session, policy: Policy, actor: str) -> Policy:
+    existing = session.get(StoredPolicy, policy.id)
+    if existing is not None and existing.active:
+        raise PolicyExists(f"policy {policy.id!r} already exists; PUT to change it")
+    if existing is None:
+        existing = StoredPolicy(id=policy.id, current_version=1, active=True)
+        session.add(existing)
+        session.flush()  # the version row references it
+    else:  # re-creating a deleted id continues its history
+        existing.current_version += 1
+        existing.active = True
+    return _add_version(session, existing, policy, change="create", actor=actor)
+
+
+def update(*, session: Session, policy_id: str, policy: Policy, actor: str) -> Policy:
+    if policy.id != policy_id:
+        raise Conflict(f"document id {policy.id!r} does not match the URL's {policy_id!r}")
+    row = _stored(session, policy_id)
+    row.current_version += 1
+    row.active = True
+    return _add_version(session, row, policy, change="update", actor=actor)
+
+
+def delete(*, session: Session, policy_id: str, actor: str) -> None:
+    row = _stored(session, policy_id)
+    if not row.active:
+        raise PolicyNotFound(f"policy {policy_id!r} not found")
+    current = _version(session, policy_id, row.current_version)
+    row.current_version += 1
+    row.active = False
+    session.add(
+        PolicyVersion(
+            policy_id=policy_id,
+            version=row.current_version,
+            document=current.document,
+            change="delete",
+            created_by=actor,
+        )
+    )
+    _bump(session, actor)
+    _audit_change(
+        session, actor=actor, policy_id=policy_id, version=row.current_version, change="delete"
+    )
+
+
+def restore(*, session: Session, policy_id: str, version: int, actor: str) -> Policy:
+    old = _version(session, policy_id, version)
+    row = _stored(session, policy_id)
+    row.current_version += 1
+    row.active = True
+    return _add_version(session, row, parse_policy(old.document), change="restore", actor=actor)
+
+
+def _version(session: Session, policy_id: str, version: int) -> PolicyVersion:
+    found = session.get(PolicyVersion, (policy_id, version))
+    if found is None:
+        raise PolicyNotFound(f"policy {policy_id!r} has no version {version}")
+    return found
+
+
+def get(*, session: Session, policy_id: str) -> tuple[StoredPolicy, dict[str, Any]]:
+    row = _stored(session, policy_id)
+    if not row.active:
+        raise PolicyNotFound(f"policy {policy_id!r} not found")
+    return row, _version(session, policy_id, row.current_version).document
+
+
+def versions(*, session: Session, policy_id: str) -> list[PolicyVersion]:
+    _stored(session, policy_id)
+    return list(
+        session.scalars(
+            select(PolicyVersion)
+            .where(PolicyVersion.policy_id == policy_id)
+            .order_by(PolicyVersion.version)
+        )
+    )
+
+
+def active_policies(*, session: Session) -> list[Policy]:
+    rows = session.execute(
+        select(PolicyVersion.document)
+        .join(
+            StoredPolicy,
+            (StoredPolicy.id == PolicyVersion.policy_id)
+            & (StoredPolicy.current_version == PolicyVersion.version),
+        )
+        .where(StoredPolicy.active.is_(True))
+        .order_by(StoredPolicy.id)
+    )
+    return [parse_policy(doc, source=f"policy {doc.get('id')}") for (doc,) in rows]
+
+
+def active_set(*, session: Session) -> tuple[PolicySet, str]:
+    """The active policy set and its digest, rebuilt only when the store changed."""
+    generation = flags.get(session=session, name=GENERATION_FLAG, default="0") or "0"
+    database = str(session.get_bind().engine.url)
+    with _cache_lock:
+        cached = _cache.get(database)
+    if cached is not None and cached[0] == generation:
+        return cached[1], cached[2]
+    policies = active_policies(session=session)
+    policy_set, digest = PolicySet(policies), policy_set_digest(policies)
+    with _cache_lock:
+        _cache[database] = (generation, policy_set, digest)
+    return policy_set, digest
+
+
+def parse_request(body: Mapping[str, Any]) -> EvaluationRequest:
+    """An evaluation request from JSON, or InvalidEvaluationRequest naming each bad field."""
+    try:
+        return EvaluationRequest.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidEvaluationRequest(
+            field_errors(exc, model=EvaluationRequest), source="request"
+        ) from None
+
+
+def evaluate(
+    *, session: Session, request: EvaluationRequest, actor: str, audit: bool = True
+) -> tuple[Decision, str]:
+    """Decide ``request`` against the active set; audited as ``policy.evaluated``."""
+    policy_set, digest = active_set(session=session)
+    decision = policy_set.evaluate(request)
+    metrics.POLICY_DECISIONS.labels(decision.effect.value).inc()
+    if audit:
+        audit_service.record_audit_event(
+            session=session,
+            category="policy",
+            event_type="policy.evaluated",
+            actor=actor,
+            resource=f"{request.resource.namespace}/{request.resource.name}",
+            outcome=decision.effect.value,
+            data={
+                "decision": decision.effect.value,
+                "action": request.action,
+                "namespace": request.resource.namespace,
+                "name": request.resource.name,
+                "subjects": sorted(request.subject),
+                "policy_id": ",".join(ref.id for ref in decision.policies),
+                "policies": [{"id": r.id, "version": r.version} for r in decision.policies],
+                "reason": decision.reason,
+                "digest": digest,
+            },
+        )
+    return decision, digest
+
+
+def replace_all(
+    *, session: Session, policies: Iterable[Policy], actor: str, change: str = "sync"
+) -> dict[str, list[str]]:
+    """Make the active set equal ``policies`` (GitOps sync / bundle apply). Returns the diff."""
+    wanted = {p.id: p for p in policies}
+    current = {p.id: p for p in active_policies(session=session)}
+    diff: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
+    for policy_id, policy in sorted(wanted.items()):
+        old = current.get(policy_id)
+        if old is None:
+            create(session=session, policy=policy, actor=actor)
+            diff["added"].append(policy_id)
+        elif _content(old) != _content(policy):
+            update(session=session, policy_id=policy_id, policy=policy, actor=actor)
+            diff["changed"].append(policy_id)
+    for policy_id in sorted(set(current) - set(wanted)):
+        delete(session=session, policy_id=policy_id, actor=actor)
+        diff["removed"].append(policy_id)
+    return diff
+
+
+def plan(*, session: Session, policies: Iterable[Policy]) -> dict[str, list[str]]:
+    """The diff ``replace_all`` would make, without making it."""
+    wanted = {p.id: p for p in policies}
+    current = {p.id: p for p in active_policies(session=session)}
+    return {
+        "added": sorted(set(wanted) - set(current)),
+        "changed": sorted(
+            i for i in set(wanted) & set(current) if _content(wanted[i]) != _content(current[i])
+        ),
+        "removed": sorted(set(current) - set(wanted)),
+    }
+
+
+def _content(policy: Policy) -> dict[str, Any]:
+    body = policy.canonical_dict()
+    body.pop("version", None)
+    return body

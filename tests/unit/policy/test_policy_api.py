@@ -1,0 +1,160 @@
+"""The policy store over the API: versions, restore, evaluation, digest, audit, roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from aegis.audit.models import AuditEntry
+from aegis.backend_app import create_app
+from aegis.core.config import Settings
+from aegis.database.core import Database
+from tests.support import factories
+
+STAGING = {
+    "id": "staging-restarts",
+    "description": "AI may restart in staging when confident",
+    "effect": "allow",
+    "subjects": ["role:operator", "principal:ai-engine"],
+    "actions": ["restart_deployment", "scale_deployment"],
+    "resources": {"namespaces": ["staging-*"], "names": ["*"]},
+    "conditions": {"min_confidence": 0.8, "replicas": {"min": 1, "max": 10}},
+}
+FREEZE_YAML = """
+id: kube-system-freeze
+effect: deny
+subjects: ["*"]
+actions: ["*"]
+resources: {namespaces: ["kube-*"], names: ["*"]}
+"""
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings], db_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(database_url=db_url))) as c:
+        yield c
+
+
+@pytest.fixture
+def admin(client: TestClient, database: Database) -> dict[str, str]:
+    return factories.bearer(factories.login(client, factories.user(database, "admin")))
+
+
+def _evaluate(client: TestClient, headers: dict[str, str], **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "subject": "role:operator",
+        "action": "restart_deployment",
+        "resource": {"namespace": "staging-a", "name": "web"},
+        "context": {"confidence": 0.9},
+    }
+    body.update(over)
+    response = client.post("/api/v1/policy/evaluate", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_create_evaluate_and_default_deny(client: TestClient, admin: dict[str, str]) -> None:
+    assert _evaluate(client, admin)["decision"] == "deny"  # nothing allows it yet
+    created = client.post("/api/v1/policy", json=STAGING, headers=admin)
+    assert created.status_code == 201 and created.json()["version"] == 1
+    result = _evaluate(client, admin)
+    assert result["decision"] == "allow"
+    assert result["policies"] == [{"id": "staging-restarts", "version": 1}]
+    low = _evaluate(client, admin, context={"confidence": 0.5})
+    assert low["decision"] == "deny"
+
+
+def test_yaml_documents_and_deny_wins_with_a_reason(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    client.post(
+        "/api/v1/policy",
+        json={**STAGING, "resources": {"namespaces": ["*"], "names": ["*"]}},
+        headers=admin,
+    )
+    response = client.post(
+        "/api/v1/policy", content=FREEZE_YAML, headers={**admin, "Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 201
+    result = _evaluate(client, admin, resource={"namespace": "kube-system", "name": "dns"})
+    assert result["decision"] == "deny"
+    assert "kube-system-freeze v1" in result["reason"]
+
+
+def test_update_adds_a_version_and_restore_brings_an_old_one_back(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    client.post("/api/v1/policy", json=STAGING, headers=admin)
+    changed = client.put(
+        "/api/v1/policy/staging-restarts",
+        json={**STAGING, "effect": "require_approval"},
+        headers=admin,
+    )
+    assert changed.json()["version"] == 2
+    assert _evaluate(client, admin)["decision"] == "require_approval"
+    versions = client.get("/api/v1/policy/staging-restarts/versions", headers=admin).json()
+    assert [(v["version"], v["change"]) for v in versions] == [(1, "create"), (2, "update")]
+    restored = client.post("/api/v1/policy/staging-restarts/versions/1/restore", headers=admin)
+    assert restored.json()["version"] == 3
+    assert _evaluate(client, admin)["decision"] == "allow"
+
+
+def test_delete_deactivates_and_changes_the_digest(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    empty = client.get("/api/v1/policy/digest", headers=admin).json()["digest"]
+    client.post("/api/v1/policy", json=STAGING, headers=admin)
+    one = client.get("/api/v1/policy/digest", headers=admin).json()
+    assert one["digest"] != empty and one["policies"] == 1
+    assert client.delete("/api/v1/policy/staging-restarts", headers=admin).status_code == 204
+    assert client.get("/api/v1/policy/staging-restarts", headers=admin).status_code == 404
+    assert client.get("/api/v1/policy/digest", headers=admin).json()["digest"] == empty
+
+
+def test_schema_errors_name_the_bad_field(client: TestClient, admin: dict[str, str]) -> None:
+    bad = {**STAGING, "conditions": {"replicas": {"min": -1}}}
+    response = client.post("/api/v1/policy", json=bad, headers=admin)
+    assert response.status_code == 422
+    assert "conditions.replicas.min" in response.json()["error"]["message"]
+    unknown = client.post("/api/v1/policy", json={**STAGING, "colour": "red"}, headers=admin)
+    assert unknown.status_code == 422
+
+
+def test_bad_evaluation_request_is_422(client: TestClient, admin: dict[str, str]) -> None:
+    response = client.post(
+        "/api/v1/policy/evaluate",
+        headers=admin,
+        json={
+            "subject": "role:operator",
+            "action": "format_disk",
+            "resource": {"namespace": "a", "name": "b"},
+        },
+    )
+    assert response.status_code == 422
+    assert "action" in response.json()["error"]["message"]
+
+
+def test_changes_and_evaluations_are_audited(
+    client: TestClient, admin: dict[str, str], database: Database
+) -> None:
+    client.post("/api/v1/policy", json=STAGING, headers=admin)
+    _evaluate(client, admin)
+    with database.unit_of_work() as session:
+        types = [
+            e.event_type
+            for e in session.scalars(
+                select(AuditEntry).where(AuditEntry.category == "policy").order_by(AuditEntry.seq)
+            )
+        ]
+    assert types == ["policy.create", "policy.evaluated"]
+
+
+def test_only_admins_change_policies(client: TestClient, database: Database) -> None:
+    operator = factories.bearer(factories.login(client, factories.user(database, "operator")))
+    assert client.post("/api/v1/policy", json=STAGING, headers=operator).status_code == 403
+    assert client.get("/api/v1/policy", headers=operator).status_code == 200
