@@ -141,6 +141,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "api_key": SecretStr("test-api-key-" + "d" * 32),
             "alert_webhook_token": SecretStr("test-webhook-token-" + "e" * 32),
             "ai_engine_enabled": False,
+            "background_jobs": False,
         }
         values.update(overrides)
         (tmp_path / "data").mkdir(exist_ok=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aegis.actions import jobs as actions_jobs
+from aegis.actions.views import router as actions_router
 from aegis.audit import jobs as audit_jobs
 from aegis.audit.journal import AuditWriter
 from aegis.audit.views import router as audit_router
@@ -37,9 +39,17 @@ def create_app(settings: Settings) -> FastAPI:
     ctx.extras["limiter"] = build_limiter(settings.redis_url)
     ctx.extras["oidc"] = OIDCValidator.from_settings(settings)
     ctx.extras["audit_writer"] = AuditWriter(ctx.db, settings.audit_journal_path)
-    app = base_app(ctx, title="Aegis backend", jobs=[audit_jobs.run])
+    app = base_app(ctx, title="Aegis backend", jobs=[audit_jobs.run, actions_jobs.run])
     auth_handlers.install(app)
-    for router in (health_router, auth_router, audit_router, incidents_router, policy_router):
+    routers = (
+        health_router,
+        auth_router,
+        audit_router,
+        incidents_router,
+        policy_router,
+        actions_router,
+    )
+    for router in routers:
         app.include_router(router)
     app.include_router(web_router)
     return app

@@ -45,5 +45,23 @@ def install(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         return error_response(exc.status_code, exc.code, exc.message, headers)
 
+    async def audited_refusal(request: Request, exc: Exception) -> JSONResponse:
+        """Other refusals a domain marks ``audited = True`` (bad action requests, key reuse)."""
+        assert isinstance(exc, AegisError)
+        if getattr(exc, "audited", False):
+            writer: AuditWriter = request.app.state.ctx.extras["audit_writer"]
+            actor = getattr(request.state, "actor", None)
+            await asyncio.to_thread(
+                writer.record,
+                category="action",
+                event_type="request.refused",
+                actor=actor.name if actor is not None else "anonymous",
+                resource=f"{request.method} {request.url.path}",
+                outcome="refused",
+                data={"code": exc.code, "reason": exc.message, "status": exc.status_code},
+            )
+        return error_response(exc.status_code, exc.code, exc.message, getattr(exc, "headers", None))
+
     app.add_exception_handler(Unauthorized, audited_failure)
     app.add_exception_handler(Forbidden, audited_failure)
+    app.add_exception_handler(AegisError, audited_refusal)

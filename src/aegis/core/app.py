@@ -34,7 +34,8 @@ def base_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         metrics.SERVICE_INFO.labels(ctx.service, __version__).set(1)
-        running = [asyncio.create_task(job(ctx)) for job in jobs or []]
+        wanted = jobs if ctx.settings.background_jobs else []
+        running = [asyncio.create_task(job(ctx)) for job in wanted or []]
         try:
             yield
         finally:

@@ -161,6 +161,18 @@ class Settings(BaseSettings):
     executor_enabled: bool = Field(
         True, validation_alias=_env("EXECUTOR_ENABLED", "executor_enabled")
     )
+    background_jobs: bool = Field(
+        True, validation_alias=_env("AEGIS_BACKGROUND_JOBS", "background_jobs")
+    )
+    action_approval_ttl_s: float = Field(
+        3600.0, ge=1, validation_alias=_env("ACTION_APPROVAL_TTL_S", "action_approval_ttl_s")
+    )
+    action_recheck_window_s: float = Field(
+        600.0, ge=1, validation_alias=_env("ACTION_RECHECK_WINDOW_S", "action_recheck_window_s")
+    )
+    action_max_attempts: int = Field(
+        8, ge=1, validation_alias=_env("ACTION_MAX_ATTEMPTS", "action_max_attempts")
+    )
 
     # --- AI engine ---------------------------------------------------------------------------
     model_signing_required: bool = Field(

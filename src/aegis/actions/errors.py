@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from aegis.core.errors import AegisError, Conflict, Forbidden, NotFound
+
+
+class ActionNotFound(NotFound):
+    code = "action_not_found"
+
+
+class ActionInputInvalid(AegisError):
+    """A request Aegis refuses before deciding anything; audited after the rollback."""
+
+    code = "action_invalid"
+    status_code = 422
+    audited = True
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    audited = True
+
+
+class ActionStateConflict(Conflict):
+    code = "action_state_conflict"
+
+
+class SelfApprovalForbidden(Forbidden):
+    code = "self_approval_forbidden"
+
+
+class ApprovalMismatch(Conflict):
+    code = "approval_mismatch"

@@ -1,0 +1,276 @@
+"""The dispatcher: dry runs, expiry, execution with retries, and the re-check after acting.
+
+``tick(...)`` does one pass and is what tests call; ``run(ctx)`` calls it forever in the backend.
+Each step is its own short transaction; the HTTP call to the executor happens between them (a
+claimed request is ``running``), so no database lock is held while the executor works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+
+from aegis.actions import service
+from aegis.actions.models import ActionRequest
+from aegis.core.config import Settings
+from aegis.core.context import AppContext
+from aegis.core.logging import get_logger
+from aegis.database.core import Database
+from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
+from aegis.flags import service as flags
+
+log = get_logger(__name__)
+KILL_SWITCH_FLAG = "executor_enabled"
+TICK_S = 0.5
+MAX_BACKOFF_S = 60.0
+
+
+class Executor(Protocol):
+    def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult: ...
+
+
+def dispatch_enabled(settings: Settings, database: Database) -> bool:
+    """The kill switch: EXECUTOR_ENABLED=false or `aegis executor disable` stops all dispatch."""
+    if not settings.executor_enabled:
+        return False
+    with database.unit_of_work() as session:
+        return flags.get(session=session, name=KILL_SWITCH_FLAG, default="true") != "false"
+
+
+def _executor_request(request: ActionRequest, *, dry_run: bool, key: str) -> ExecutorActionRequest:
+    return ExecutorActionRequest(
+        action_id=request.id,
+        action=request.action,  # type: ignore[arg-type]
+        namespace=request.namespace,
+        name=request.name,
+        params=request.params,
+        idempotency_key=key,
+        dry_run=dry_run,
+        requested_by=request.requested_by,
+    )
+
+
+def _dry_run(executor: Executor, request: ActionRequest) -> ExecutorActionResult:
+    key = f"{request.id}:dry-run:{request.attempts}:{service.now().timestamp()}"
+    return executor.submit(_executor_request(request, dry_run=True, key=key))
+
+
+def _diff(result: ExecutorActionResult) -> list[dict[str, Any]]:
+    return [entry.model_dump(mode="json") for entry in result.diff]
+
+
+def expire_pending(database: Database) -> int:
+    with database.unit_of_work() as session:
+        due = list(
+            session.scalars(
+                select(ActionRequest).where(
+                    ActionRequest.status == "pending_approval",
+                    ActionRequest.expires_at <= service.now(),
+                )
+            )
+        )
+        for request in due:
+            request.status, request.updated_at = "expired", service.now()
+            service.audit(
+                session,
+                request,
+                "action.expired",
+                "system",
+                reason="no approval before the deadline: denied on timeout",
+            )
+    return len(due)
+
+
+def dry_run_pending(database: Database, executor: Executor) -> None:
+    with database.unit_of_work() as session:
+        pending = list(
+            session.scalars(
+                select(ActionRequest).where(
+                    ActionRequest.status == "pending_approval", ActionRequest.dry_run_diff.is_(None)
+                )
+            )
+        )
+    for request in pending:  # detached copies: no transaction is open during the HTTP call
+        try:
+            result = _dry_run(executor, request)
+        except (ExecutorUnreachable, ExecutorRejected) as exc:
+            log.warning("dry_run_failed", action_id=request.id, error=exc.message)
+            continue
+        with database.unit_of_work() as session:
+            current = service.get(session=session, action_id=request.id)
+            if current.status == "pending_approval" and current.dry_run_diff is None:
+                service.set_dry_run(session=session, request=current, diff=_diff(result))
+
+
+def _claim(database: Database) -> list[str]:
+    with database.unit_of_work() as session:
+        ids = list(
+            session.scalars(
+                select(ActionRequest.id)
+                .where(
+                    ActionRequest.status == "approved",
+                    ActionRequest.next_attempt_at <= service.now(),
+                )
+                .limit(20)
+            )
+        )
+        claimed = []
+        for action_id in ids:
+            changed = session.execute(
+                update(ActionRequest)
+                .where(ActionRequest.id == action_id, ActionRequest.status == "approved")
+                .values(status="running", updated_at=service.now())
+            )
+            if changed.rowcount:  # type: ignore[attr-defined]
+                claimed.append(action_id)
+    return claimed
+
+
+def _still_what_was_approved(executor: Executor, database: Database, action_id: str) -> bool:
+    """Re-run the dry run of an approved request; void the approval if the change differs."""
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id)
+    if request.approved_by is None:
+        return True  # allowed by policy, no human sign-off to protect
+    result = _dry_run(executor, request)
+    if service.approval_hash(request, _diff(result)) == request.approval_hash:
+        return True
+    with database.unit_of_work() as session:
+        current = service.get(session=session, action_id=action_id)
+        current.status = "pending_approval"
+        current.approved_by = None
+        current.expires_at = service.now() + timedelta(hours=1)
+        service.set_dry_run(session=session, request=current, diff=_diff(result))
+        service.audit(
+            session,
+            current,
+            "action.approval_voided",
+            "system",
+            reason="the dry-run diff changed since approval",
+        )
+    return False
+
+
+def execute(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
+    try:
+        if not _still_what_was_approved(executor, database, action_id):
+            return
+        with database.unit_of_work() as session:
+            request = service.get(session=session, action_id=action_id)
+            outgoing = _executor_request(request, dry_run=False, key=request.id)
+        result = executor.submit(outgoing)
+    except ExecutorUnreachable as exc:
+        _retry_later(database, settings, action_id, exc.message)
+        return
+    except ExecutorRejected as exc:
+        _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
+        return
+    _finish(database, settings, action_id, result, result.error)
+
+
+def _retry_later(database: Database, settings: Settings, action_id: str, error: str) -> None:
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id)
+        request.attempts += 1
+        request.error = error
+        if request.attempts >= settings.action_max_attempts:
+            request.status = "failed"
+            service.audit(
+                session, request, "action.failed", "system", error=error, attempts=request.attempts
+            )
+            return
+        backoff = min(MAX_BACKOFF_S, 0.5 * 2**request.attempts)
+        request.status = "approved"
+        request.next_attempt_at = service.now() + timedelta(seconds=backoff)
+
+
+def _finish(
+    database: Database,
+    settings: Settings,
+    action_id: str,
+    result: ExecutorActionResult | None,
+    error: str | None,
+) -> None:
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id)
+        request.attempts += 1
+        request.status = result.status if result is not None else "failed"
+        request.error = error
+        request.updated_at = service.now()
+        if result is not None:
+            request.result = result.model_dump(mode="json")
+        if request.status == "succeeded" and request.incident_id is not None:
+            request.watch_until = service.now() + timedelta(
+                seconds=settings.action_recheck_window_s
+            )
+        service.audit(
+            session,
+            request,
+            "action.executed",
+            "executor",
+            result=request.status,
+            error=error,
+            diff=_diff(result) if result else None,
+            kube_audit_ids=result.kube_audit_ids if result else [],
+            backend=result.backend if result else None,
+        )
+
+
+def recheck(database: Database) -> None:
+    """Mark succeeded actions effective when their incident resolved within the window;
+    ineffective (and escalate the incident) when the window passed with it still open."""
+    from aegis.incidents.models import Incident
+
+    with database.unit_of_work() as session:
+        watched = list(
+            session.scalars(
+                select(ActionRequest).where(
+                    ActionRequest.status == "succeeded",
+                    ActionRequest.effective.is_(None),
+                    ActionRequest.incident_id.is_not(None),
+                )
+            )
+        )
+        for request in watched:
+            incident = session.get(Incident, request.incident_id)
+            if incident is None:
+                continue
+            if incident.status == "resolved":
+                request.effective = "effective"
+                service.record_outcome(session=session, request=request, success=True)
+                service.audit(session, request, "action.effective", "system")
+            elif request.watch_until and service._aware(request.watch_until) <= service.now():
+                request.effective = "ineffective"
+                incident.severity = "critical"
+                service.record_outcome(session=session, request=request, success=False)
+                service.audit(
+                    session, request, "action.ineffective", "system", escalated_incident=incident.id
+                )
+
+
+def tick(database: Database, settings: Settings, executor: Executor) -> None:
+    expire_pending(database)
+    dry_run_pending(database, executor)
+    if dispatch_enabled(settings, database):
+        for action_id in _claim(database):
+            execute(database, settings, executor, action_id)
+    recheck(database)
+
+
+async def run(ctx: AppContext) -> None:
+    from aegis.executor.client import ExecutorClient
+
+    client = ExecutorClient.from_settings(ctx.settings, timeout=10.0)
+    try:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await asyncio.to_thread(tick, ctx.db, ctx.settings, client)
+            except Exception as exc:  # the dispatcher must outlive any one failure
+                log.warning("dispatcher_tick_failed", error=type(exc).__name__, detail=str(exc))
+    finally:
+        client.close()

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ActionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(min_length=1, max_length=64)
+    namespace: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    params: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    reason: str = Field("", max_length=2000)
+    incident_id: int | None = None
+    confidence: float | None = Field(None, ge=0, le=1)
+    severity: str | None = Field(None, pattern="^(critical|warning|info)$")
+    model_digest: str | None = Field(None, max_length=128)
+
+
+class ApprovalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    approval_hash: str = Field(min_length=64, max_length=64)
+    comment: str = Field("", max_length=2000)
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=2000)
+
+
+class ActionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    action: str
+    namespace: str
+    name: str
+    params: dict[str, Any]
+    reason: str
+    idempotency_key: str
+    requested_by: str
+    incident_id: int | None
+    confidence: float | None
+    status: str
+    decision: str
+    decision_reason: str
+    decision_policies: list[dict[str, Any]]
+    policy_set_digest: str
+    model_digest: str | None
+    dry_run_diff: list[dict[str, Any]] | None
+    approval_hash: str | None
+    approved_by: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    effective: str | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class ActionPage(BaseModel):
+    items: list[ActionRead]

@@ -1,0 +1,355 @@
+"""Action requests, decided by policy and approved by a second person.
+
+Life of a request::
+
+    requested ─ DENY ─────────────▶ denied
+              ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed
+              ─ REQUIRE_APPROVAL ─▶ pending_approval ─ approve ─▶ approved ─▶ …
+                                                    ─ reject ──▶ rejected
+                                                    ─ timeout ─▶ expired (denied on timeout)
+
+An approval signs off ``approval_hash`` = SHA-256 of the canonical (action, namespace, name,
+params, dry-run diff). The approver sends the hash they saw; the dispatcher runs the dry run
+again before acting and voids the approval if the diff changed. The idempotency key travels end
+to end: the executor receives the request id as its key, so a request is executed at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aegis.actions.errors import (
+    ActionInputInvalid,
+    ActionNotFound,
+    ActionStateConflict,
+    ApprovalMismatch,
+    IdempotencyConflict,
+    SelfApprovalForbidden,
+)
+from aegis.actions.models import ActionOutcome, ActionRequest
+from aegis.actions.schemas import ActionCreate
+from aegis.audit import canonical
+from aegis.audit import service as audit_service
+from aegis.auth.schemas import Actor
+from aegis.core.config import Settings
+from aegis.executor.schemas import ExecutorActionRequest
+from aegis.policy import service as policy_service
+from aegis.policy.errors import InvalidEvaluationRequest
+
+ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
+RECENT_WINDOW = timedelta(hours=24)
+COUNTED_STATUSES = ("approved", "running", "succeeded")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def body_hash(body: ActionCreate) -> str:
+    return hashlib.sha256(
+        canonical.canonical(
+            {
+                "action": body.action,
+                "namespace": body.namespace,
+                "name": body.name,
+                "params": body.params,
+            }
+        )
+    ).hexdigest()
+
+
+def approval_hash(request: ActionRequest, diff: list[dict[str, Any]] | None) -> str:
+    return hashlib.sha256(
+        canonical.canonical(
+            {
+                "action": request.action,
+                "namespace": request.namespace,
+                "name": request.name,
+                "params": request.params,
+                "diff": diff,
+            }
+        )
+    ).hexdigest()
+
+
+def audit(
+    session: Session, request: ActionRequest, event_type: str, actor: str, **extra: Any
+) -> None:
+    data: dict[str, Any] = {
+        "action_id": request.id,
+        "action": request.action,
+        "namespace": request.namespace,
+        "name": request.name,
+        "params": request.params,
+        "status": request.status,
+        "requested_by": request.requested_by,
+        "policy_set_digest": request.policy_set_digest,
+        "model_digest": request.model_digest,
+        "incident_id": request.incident_id,
+    }
+    data.update(extra)
+    audit_service.record_audit_event(
+        session=session,
+        category="action",
+        event_type=event_type,
+        actor=actor,
+        resource=f"{request.namespace}/{request.name}",
+        outcome=request.status,
+        data=data,
+    )
+
+
+def get(*, session: Session, action_id: str) -> ActionRequest:
+    found = session.get(ActionRequest, action_id)
+    if found is None:
+        raise ActionNotFound(f"action {action_id} not found")
+    return found
+
+
+def list_actions(
+    *, session: Session, status: str | None = None, limit: int = 100
+) -> list[ActionRequest]:
+    stmt = select(ActionRequest).order_by(ActionRequest.created_at.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(ActionRequest.status == status)
+    return list(session.scalars(stmt))
+
+
+def _recent(session: Session, namespace: str, name: str) -> list[datetime]:
+    since = now() - RECENT_WINDOW
+    rows = session.scalars(
+        select(ActionRequest.created_at).where(
+            ActionRequest.namespace == namespace,
+            ActionRequest.name == name,
+            ActionRequest.status.in_(COUNTED_STATUSES),
+            ActionRequest.created_at >= since,
+        )
+    )
+    return [_aware(ts) for ts in rows]
+
+
+def evaluation_body(
+    *,
+    subjects: list[str],
+    action: str,
+    namespace: str,
+    name: str,
+    params: dict[str, Any],
+    confidence: float | None,
+    severity: str | None,
+    recent: list[datetime] | None,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if confidence is not None:
+        context["confidence"] = confidence
+    if severity is not None:
+        context["severity"] = severity
+    if "replicas" in params:
+        context["replicas"] = params["replicas"]
+    if recent is not None:
+        context["recent_actions"] = [ts.isoformat() for ts in recent]
+    return {
+        "subject": subjects,
+        "action": action,
+        "resource": {"namespace": namespace, "name": name},
+        "context": context,
+    }
+
+
+def _check_executable(body: ActionCreate, actor: Actor) -> None:
+    """The executor's own request shape (names, params per action), checked up front."""
+    try:
+        ExecutorActionRequest(
+            action_id="check",
+            action=body.action,  # type: ignore[arg-type]
+            namespace=body.namespace,
+            name=body.name,
+            params=body.params,
+            idempotency_key=body.idempotency_key,
+            requested_by=actor.name,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ActionInputInvalid(f"{where}: {message}" if where else message) from None
+
+
+def request_action(
+    *, session: Session, settings: Settings, body: ActionCreate, actor: Actor
+) -> tuple[ActionRequest, bool]:
+    """Record and decide a request. Returns (request, created); a replay returns the original."""
+    digest = body_hash(body)
+    existing = session.scalar(
+        select(ActionRequest).where(ActionRequest.idempotency_key == body.idempotency_key)
+    )
+    if existing is not None:
+        if existing.body_hash != digest:
+            raise IdempotencyConflict(
+                f"idempotency key {body.idempotency_key!r} was used for a different request"
+            )
+        return existing, False
+    if body.action not in ACTIONS:
+        raise ActionInputInvalid(
+            f"action: unknown action type {body.action!r}; one of {', '.join(ACTIONS)}"
+        )
+    _check_executable(body, actor)
+    subjects = sorted(actor.subjects)
+    try:
+        evaluation = policy_service.parse_request(
+            evaluation_body(
+                subjects=subjects,
+                action=body.action,
+                namespace=body.namespace,
+                name=body.name,
+                params=body.params,
+                confidence=body.confidence,
+                severity=body.severity,
+                recent=_recent(session, body.namespace, body.name),
+            )
+        )
+    except InvalidEvaluationRequest as exc:
+        raise ActionInputInvalid(exc.message) from None
+    decision, set_digest = policy_service.evaluate(
+        session=session, request=evaluation, actor=actor.name
+    )
+    effect = decision.effect.value
+    status = {"allow": "approved", "deny": "denied", "require_approval": "pending_approval"}
+    request = ActionRequest(
+        id=str(uuid.uuid4()),
+        action=body.action,
+        namespace=body.namespace,
+        name=body.name,
+        params=body.params,
+        reason=body.reason,
+        idempotency_key=body.idempotency_key,
+        body_hash=digest,
+        requested_by=actor.name,
+        subjects=subjects,
+        incident_id=body.incident_id,
+        confidence=body.confidence,
+        severity=body.severity,
+        model_digest=body.model_digest,
+        status=status[effect],
+        decision=effect,
+        decision_reason=decision.reason,
+        decision_policies=[{"id": r.id, "version": r.version} for r in decision.policies],
+        policy_set_digest=set_digest,
+        attempts=0,
+        next_attempt_at=now(),
+        expires_at=(
+            now() + timedelta(seconds=settings.action_approval_ttl_s)
+            if effect == "require_approval"
+            else None
+        ),
+        created_at=now(),
+        updated_at=now(),
+    )
+    session.add(request)
+    audit(session, request, "action.requested", actor.name, reason=body.reason)
+    event = {
+        "allow": "action.allowed",
+        "deny": "action.denied",
+        "require_approval": "action.pending_approval",
+    }[effect]
+    audit(
+        session,
+        request,
+        event,
+        "policy",
+        decision=effect,
+        reason=decision.reason,
+        policies=request.decision_policies,
+    )
+    return request, True
+
+
+def set_dry_run(*, session: Session, request: ActionRequest, diff: list[dict[str, Any]]) -> None:
+    request.dry_run_diff = diff
+    request.approval_hash = approval_hash(request, diff)
+    request.updated_at = now()
+    audit(
+        session,
+        request,
+        "action.dry_run",
+        "executor",
+        diff=diff,
+        approval_hash=request.approval_hash,
+    )
+
+
+def approve(
+    *, session: Session, action_id: str, actor: Actor, presented_hash: str, comment: str = ""
+) -> ActionRequest:
+    request = get(session=session, action_id=action_id)
+    if request.status != "pending_approval":
+        raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
+    if actor.name == request.requested_by:
+        raise SelfApprovalForbidden("an approver cannot approve their own request")
+    if request.approval_hash is None:
+        raise ActionStateConflict("the dry run has not finished yet; try again shortly")
+    if presented_hash != request.approval_hash:
+        raise ApprovalMismatch("the approval is for a different request or diff; reload it")
+    request.status, request.approved_by, request.updated_at = "approved", actor.name, now()
+    request.next_attempt_at = now()
+    audit(
+        session,
+        request,
+        "action.approved",
+        actor.name,
+        approval_hash=presented_hash,
+        comment=comment,
+    )
+    return request
+
+
+def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "") -> ActionRequest:
+    request = get(session=session, action_id=action_id)
+    if request.status != "pending_approval":
+        raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
+    if actor.name == request.requested_by:
+        raise SelfApprovalForbidden("an approver cannot reject their own request; withdraw it")
+    request.status, request.updated_at = "rejected", now()
+    audit(session, request, "action.rejected", actor.name, comment=comment)
+    if request.requested_by == "ai-engine":
+        record_outcome(session=session, request=request, success=False)
+    return request
+
+
+def incident_kind(session: Session, request: ActionRequest) -> str:
+    from aegis.incidents import service as incidents_service
+
+    if request.incident_id is None:
+        return "manual"
+    incident, _ = incidents_service.get(session=session, incident_id=request.incident_id)
+    return incident.title
+
+
+def record_outcome(*, session: Session, request: ActionRequest, success: bool) -> None:
+    kind = incident_kind(session, request)
+    row = session.get(ActionOutcome, (kind, request.action))
+    if row is None:
+        row = ActionOutcome(incident_kind=kind, action=request.action, successes=0, failures=0)
+        session.add(row)
+    if success:
+        row.successes += 1
+    else:
+        row.failures += 1
+
+
+def outcome_stats(*, session: Session) -> dict[tuple[str, str], dict[str, int]]:
+    return {
+        (r.incident_kind, r.action): {"successes": r.successes, "failures": r.failures}
+        for r in session.scalars(select(ActionOutcome))
+    }

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from aegis.actions import service
+from aegis.actions.schemas import ActionCreate, ActionPage, ActionRead, ApprovalBody, RejectBody
+from aegis.auth.dependencies import ContextDep, SessionDep, require_roles
+from aegis.auth.schemas import Actor
+
+router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
+Requester = Annotated[Actor, Depends(require_roles("operator", principals=("ai-engine",)))]
+Approver = Annotated[Actor, Depends(require_roles("approver"))]
+Reader = Annotated[Actor, Depends(require_roles("viewer", "operator", "approver"))]
+
+
+@router.post(
+    "",
+    response_model=ActionRead,
+    status_code=201,
+    responses={200: {"model": ActionRead, "description": "idempotent replay"}},
+)
+def request_action(
+    body: ActionCreate, actor: Requester, ctx: ContextDep, session: SessionDep
+) -> JSONResponse:
+    """Request an action; policy decides. The same idempotency key returns the same request."""
+    request, created = service.request_action(
+        session=session, settings=ctx.settings, body=body, actor=actor
+    )
+    session.flush()  # server defaults (created_at) for the response
+    body_out = ActionRead.model_validate(request).model_dump(mode="json")
+    return JSONResponse(body_out, status_code=201 if created else 200)
+
+
+@router.get("", response_model=ActionPage)
+def list_actions(
+    _: Reader,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=24)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ActionPage:
+    rows = service.list_actions(session=session, status=status, limit=limit)
+    return ActionPage(items=[ActionRead.model_validate(r) for r in rows])
+
+
+@router.get("/{action_id}", response_model=ActionRead)
+def get_action(action_id: str, _: Reader, session: SessionDep) -> ActionRead:
+    return ActionRead.model_validate(service.get(session=session, action_id=action_id))
+
+
+@router.post("/{action_id}/approve", response_model=ActionRead)
+def approve(action_id: str, body: ApprovalBody, actor: Approver, session: SessionDep) -> ActionRead:
+    """Approve exactly the change shown: send the approval_hash you reviewed."""
+    return ActionRead.model_validate(
+        service.approve(
+            session=session,
+            action_id=action_id,
+            actor=actor,
+            presented_hash=body.approval_hash,
+            comment=body.comment,
+        )
+    )
+
+
+@router.post("/{action_id}/reject", response_model=ActionRead)
+def reject(action_id: str, body: RejectBody, actor: Approver, session: SessionDep) -> ActionRead:
+    return ActionRead.model_validate(
+        service.reject(session=session, action_id=action_id, actor=actor, comment=body.comment)
+    )

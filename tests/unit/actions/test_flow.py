@@ -1,0 +1,285 @@
+"""Action requests end to end: policy, approval bound to the diff, dispatch at most once,
+kill switch, retries while the executor is down, expiry, and the re-check after acting.
+
+The executor is the real executor app with its `local` backend (in-process over its ASGI
+interface); the backend is the real backend app; the dispatcher is driven one tick at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from aegis.actions import jobs
+from aegis.audit import verify
+from aegis.backend_app import create_app
+from aegis.core.config import Settings
+from aegis.database.core import Database
+from aegis.executor.app import create_app as executor_app
+from aegis.executor.backends.local import LocalCluster, default_state_path
+from aegis.executor.client import ExecutorClient
+from aegis.flags import service as flags
+from tests.support import factories
+from tests.support.services import free_port
+
+POLICIES: list[dict[str, Any]] = [
+    {
+        "id": "demo-restarts",
+        "effect": "allow",
+        "subjects": ["role:operator"],
+        "actions": ["restart_deployment", "delete_pod"],
+        "resources": {"namespaces": ["demo"], "names": ["*"]},
+    },
+    {
+        "id": "demo-scaling",
+        "effect": "require_approval",
+        "subjects": ["role:operator"],
+        "actions": ["scale_deployment"],
+        "resources": {"namespaces": ["demo"], "names": ["*"]},
+    },
+    {
+        "id": "kube-freeze",
+        "effect": "deny",
+        "subjects": ["*"],
+        "actions": ["*"],
+        "resources": {"namespaces": ["kube-*"], "names": ["*"]},
+    },
+]
+
+
+@dataclass
+class World:
+    api: TestClient
+    settings: Settings
+    database: Database
+    executor: ExecutorClient
+    cluster: LocalCluster
+    operator: dict[str, str]
+    approver: dict[str, str]
+    approver_name: str
+    operator_name: str
+
+    def request(self, **over: Any) -> httpx.Response:
+        body = {
+            "action": "restart_deployment",
+            "namespace": "demo",
+            "name": "web",
+            "params": {},
+            "idempotency_key": f"k-{id(over)}-{len(over)}",
+            "reason": "test",
+        }
+        body.update(over)
+        return self.api.post("/api/v1/actions", json=body, headers=self.operator)
+
+    def tick(self, executor: ExecutorClient | None = None) -> None:
+        jobs.tick(self.database, self.settings, executor or self.executor)
+
+    def action(self, action_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.api.get(
+            f"/api/v1/actions/{action_id}", headers=self.operator
+        ).json()
+        return body
+
+
+@pytest.fixture
+def world(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> Iterator[World]:
+    settings = make_settings(database_url=db_url, executor_backend="local")
+    with (
+        TestClient(create_app(settings)) as api,
+        TestClient(executor_app(settings), base_url="http://executor") as ex,
+    ):
+        admin = factories.bearer(factories.login(api, factories.user(database, "admin")))
+        for policy in POLICIES:
+            assert api.post("/api/v1/policy", json=policy, headers=admin).status_code == 201
+        operator_name = factories.user(database, "operator")
+        approver_name = factories.user(database, "approver")
+        client = ExecutorClient("http://executor", settings.secret("executor_hmac_secret"), http=ex)
+        yield World(
+            api=api,
+            settings=settings,
+            database=database,
+            executor=client,
+            cluster=LocalCluster(default_state_path(settings.data_dir)),
+            operator=factories.bearer(factories.login(api, operator_name)),
+            approver=factories.bearer(factories.login(api, approver_name)),
+            approver_name=approver_name,
+            operator_name=operator_name,
+        )
+
+
+def _chain_ok(world: World) -> None:
+    with world.database.unit_of_work() as session:
+        report = verify.verify(session=session, store=None, public_key=None)
+    assert report.ok, report.problems
+
+
+def test_allowed_action_is_executed_once_and_audited_in_order(world: World) -> None:
+    before = world.cluster.deployment("demo", "web")
+    created = world.request()
+    assert created.status_code == 201
+    action = created.json()
+    assert action["status"] == "approved" and action["decision"] == "allow"
+    assert action["decision_policies"] == [{"id": "demo-restarts", "version": 1}]
+    world.tick()
+    world.tick()
+    done = world.action(action["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert world.cluster.deployment("demo", "web")["revision"] == before["revision"] + 1
+    _chain_ok(world)  # includes: executed only after an allow was recorded
+
+
+def test_denied_action_is_recorded_and_never_dispatched(world: World) -> None:
+    action = world.request(namespace="kube-system", name="coredns").json()
+    assert action["status"] == "denied"
+    assert "kube-freeze" in action["decision_reason"]
+    world.tick()
+    assert world.action(action["id"])["status"] == "denied"
+
+
+def test_approval_is_four_eyes_and_bound_to_the_exact_diff(world: World) -> None:
+    action = world.request(action="scale_deployment", params={"replicas": 5}).json()
+    assert action["status"] == "pending_approval"
+    world.tick()  # the dry run fills in the diff and the hash to approve
+    pending = world.action(action["id"])
+    assert pending["dry_run_diff"] == [{"path": "spec.replicas", "before": 3, "after": 5}]
+    url = f"/api/v1/actions/{action['id']}/approve"
+    wrong = world.api.post(url, json={"approval_hash": "0" * 64}, headers=world.approver)
+    assert wrong.status_code == 409
+    own = world.api.post(
+        url, json={"approval_hash": pending["approval_hash"]}, headers=world.operator
+    )
+    assert own.status_code == 403
+    ok = world.api.post(
+        url, json={"approval_hash": pending["approval_hash"]}, headers=world.approver
+    )
+    assert ok.status_code == 200 and ok.json()["approved_by"] == world.approver_name
+    world.tick()
+    assert world.action(action["id"])["status"] == "succeeded"
+    assert world.cluster.deployment("demo", "web")["replicas"] == 5
+    _chain_ok(world)
+
+
+def test_approval_is_voided_when_the_cluster_changed_before_acting(world: World) -> None:
+    from datetime import UTC, datetime
+
+    from aegis.executor.schemas import ExecutorActionRequest
+
+    action = world.request(action="scale_deployment", params={"replicas": 5}).json()
+    world.tick()
+    pending = world.action(action["id"])
+    world.api.post(
+        f"/api/v1/actions/{action['id']}/approve",
+        json={"approval_hash": pending["approval_hash"]},
+        headers=world.approver,
+    )
+    # someone scales web to 4 by hand: the approved change (3 -> 5) is no longer what would run
+    world.cluster.apply(
+        ExecutorActionRequest(
+            action_id="manual",
+            action="scale_deployment",
+            namespace="demo",
+            name="web",
+            params={"replicas": 4},
+            idempotency_key="manual",
+            requested_by="kubectl",
+        ),
+        now=datetime.now(UTC),
+    )
+    world.tick()
+    voided = world.action(action["id"])
+    assert voided["status"] == "pending_approval" and voided["approved_by"] is None
+    assert voided["dry_run_diff"] == [{"path": "spec.replicas", "before": 4, "after": 5}]
+    assert voided["approval_hash"] != pending["approval_hash"]
+    assert world.cluster.deployment("demo", "web")["replicas"] == 4
+
+
+def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None:
+    response = world.request(action="delete_pod", params={"force": True})
+    assert response.status_code == 422
+    assert "does not take force" in response.json()["error"]["message"]
+
+
+def test_rejection_and_self_rejection(world: World) -> None:
+    action = world.request(action="scale_deployment", params={"replicas": 4}).json()
+    url = f"/api/v1/actions/{action['id']}/reject"
+    assert world.api.post(url, json={}, headers=world.operator).status_code == 403
+    rejected = world.api.post(url, json={"comment": "not now"}, headers=world.approver)
+    assert rejected.json()["status"] == "rejected"
+    world.tick()
+    assert world.cluster.deployment("demo", "web")["replicas"] == 3
+
+
+def test_idempotency_key_replays_and_conflicts(world: World) -> None:
+    first = world.request(idempotency_key="same")
+    again = world.request(idempotency_key="same")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    conflict = world.request(idempotency_key="same", name="api")
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_unknown_action_type_is_422_and_audited(world: World) -> None:
+    response = world.request(action="format_disk")
+    assert response.status_code == 422
+    admin_read = world.api.get(
+        "/api/v1/audit", params={"type": "request.refused"}, headers=world.approver
+    ).json()
+    assert admin_read["items"] and "format_disk" in admin_read["items"][-1]["data"]["reason"]
+
+
+def test_kill_switch_holds_dispatch_until_enabled(world: World) -> None:
+    with world.database.unit_of_work() as session:
+        flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value="false", actor="t")
+    action = world.request().json()
+    world.tick()
+    assert world.action(action["id"])["status"] == "approved"  # evaluated, recorded, held
+    with world.database.unit_of_work() as session:
+        flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value="true", actor="t")
+    world.tick()
+    assert world.action(action["id"])["status"] == "succeeded"
+
+
+def test_executor_down_retries_with_backoff_then_runs_once(world: World) -> None:
+    dead = ExecutorClient(
+        f"http://127.0.0.1:{free_port()}", world.settings.secret("executor_hmac_secret"), timeout=1
+    )
+    action = world.request().json()
+    world.tick(dead)
+    waiting = world.action(action["id"])
+    assert waiting["status"] == "approved" and waiting["attempts"] == 1
+    assert "unreachable" in waiting["error"]
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from aegis.actions.models import ActionRequest
+
+    with world.database.unit_of_work() as session:  # skip the backoff wait
+        session.execute(update(ActionRequest).values(next_attempt_at=datetime.now(UTC)))
+    world.tick()
+    world.tick()
+    assert world.action(action["id"])["status"] == "succeeded"
+
+
+def test_unanswered_approval_expires(make_settings: Callable[..., Settings], world: World) -> None:
+    action = world.request(action="scale_deployment", params={"replicas": 2}).json()
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from aegis.actions.models import ActionRequest
+
+    with world.database.unit_of_work() as session:
+        session.execute(
+            update(ActionRequest).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    world.tick()
+    assert world.action(action["id"])["status"] == "expired"
