@@ -44,7 +44,7 @@ def dispatch_enabled(settings: Settings, database: Database) -> bool:
 def _executor_request(request: ActionRequest, *, dry_run: bool, key: str) -> ExecutorActionRequest:
     return ExecutorActionRequest(
         action_id=request.id,
-        action=request.action,  # type: ignore[arg-type]
+        action=request.action,
         namespace=request.namespace,
         name=request.name,
         params=request.params,

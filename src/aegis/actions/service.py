@@ -172,7 +172,7 @@ def _check_executable(body: ActionCreate, actor: Actor) -> None:
     try:
         ExecutorActionRequest(
             action_id="check",
-            action=body.action,  # type: ignore[arg-type]
+            action=body.action,
             namespace=body.namespace,
             name=body.name,
             params=body.params,
