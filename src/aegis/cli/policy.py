@@ -1,7 +1,181 @@
-"""``aegis policy``."""
+"""``aegis policy``: signed bundles, GitOps sync, replay against history."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
 
-app = typer.Typer(help="policy commands.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from aegis.database.core import Database
+    from aegis.policy.document import Policy
+
+app = typer.Typer(
+    help="Policies: export/apply signed bundles, sync a folder, replay.", no_args_is_help=True
+)
+ACTOR = "cli:local-operator"
+
+
+def _load_dir(folder: Path) -> list[Policy]:
+    from aegis.core.errors import AegisError
+    from aegis.policy.loader import parse_policies
+
+    if not folder.is_dir():
+        raise AegisError(f"{folder} is not a folder of policy files")
+    policies: list[Policy] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml"), *folder.glob("*.json")]):
+        policies.extend(parse_policies(path.read_bytes(), source=str(path)))
+    return policies
+
+
+def _print_diff(diff: dict[str, list[str]]) -> bool:
+    changed = False
+    for kind, sign in (("added", "+"), ("changed", "~"), ("removed", "-")):
+        for policy_id in diff[kind]:
+            typer.echo(f"  {sign} {policy_id} ({kind})")
+            changed = True
+    if not changed:
+        typer.echo("  no changes")
+    return changed
+
+
+@app.command("export")
+def export(out: Path = typer.Option(Path("policies.bundle.tar"), "--out", "-o")) -> None:
+    """Write every active policy as a bundle signed with the platform key."""
+    from aegis.audit import keys
+    from aegis.cli.runtime import prepare_database
+    from aegis.policy import service
+    from aegis.policy.bundle import export_bundle, policy_set_digest
+
+    settings, database = prepare_database()
+    with database.unit_of_work() as session:
+        policies = service.active_policies(session=session)
+    database.dispose()
+    key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
+    out.write_bytes(export_bundle(policies, key))
+    typer.echo(f"wrote {out}: {len(policies)} policies, digest {policy_set_digest(policies)}")
+
+
+@app.command("apply")
+def apply(
+    bundle: Path = typer.Argument(..., help="A bundle made by `aegis policy export`."),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Refuse a bundle whose signature or digest is wrong."
+    ),
+    key: Path | None = typer.Option(None, "--key", help="Trusted public key (PEM)."),
+    yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
+) -> None:
+    """Make the active set equal the bundle's policies, after showing the diff."""
+    from aegis.audit import keys
+    from aegis.cli.runtime import prepare_database
+    from aegis.core.errors import AegisError
+    from aegis.policy.bundle import read_bundle
+
+    settings, database = prepare_database()
+    if not verify:
+        raise AegisError("unsigned policy bundles are not applied; drop --no-verify")
+    public = keys.load_public_key(key or settings.effective_audit_verify_key_file)
+    policies = read_bundle(bundle.read_bytes(), [public])
+    _apply(database, policies, yes=yes, change="apply")
+
+
+def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str) -> None:
+    from aegis.policy import service
+
+    with database.unit_of_work() as session:
+        diff = service.plan(session=session, policies=policies)
+    typer.echo("changes:")
+    if not _print_diff(diff):
+        database.dispose()
+        return
+    if not yes and not typer.confirm("apply these changes?"):
+        database.dispose()
+        raise typer.Exit(1)
+    with database.unit_of_work() as session:
+        service.replace_all(session=session, policies=policies, actor=ACTOR, change=change)
+        _, digest = service.active_set(session=session)
+    database.dispose()
+    typer.echo(f"applied; active set digest {digest}")
+
+
+@app.command("sync")
+def sync(
+    folder: Path = typer.Argument(..., help="A folder of YAML/JSON policy files (git)."),
+    yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show the diff."),
+) -> None:
+    """Make the active set equal a folder of policy files (GitOps), showing the diff first."""
+    from aegis.cli.runtime import prepare_database
+    from aegis.policy import service
+
+    policies = _load_dir(folder)
+    _, database = prepare_database()
+    if dry_run:
+        with database.unit_of_work() as session:
+            _print_diff(service.plan(session=session, policies=policies))
+        database.dispose()
+        return
+    _apply(database, policies, yes=yes, change="sync")
+
+
+def parse_since(value: str) -> datetime:
+    match = re.fullmatch(r"(\d+)([dhm])", value)
+    if match:
+        amount, unit = int(match[1]), match[2]
+        delta = {
+            "d": timedelta(days=amount),
+            "h": timedelta(hours=amount),
+            "m": timedelta(minutes=amount),
+        }[unit]
+        return datetime.now(UTC) - delta
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        from aegis.core.errors import AegisError
+
+        raise AegisError(f"--since {value!r}: use e.g. 30d, 12h or an ISO date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command("replay")
+def replay(
+    since: str = typer.Option("30d", "--since", help="30d, 12h, 90m or an ISO date."),
+    policies: Path | None = typer.Option(
+        None, "--policies", help="Candidate policy folder (default: active set)."
+    ),
+    show_all: bool = typer.Option(False, "--all", help="List unchanged decisions too."),
+) -> None:
+    """Evaluate a candidate policy set against every past action request; show what changes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aegis.actions.replay import replay as run_replay
+    from aegis.cli.runtime import prepare_database
+    from aegis.policy import service
+    from aegis.policy.engine import PolicySet
+
+    start = parse_since(since)
+    _, database = prepare_database()
+    with database.unit_of_work() as session:
+        candidate = (
+            PolicySet(_load_dir(policies)) if policies else service.active_set(session=session)[0]
+        )
+        rows = run_replay(session=session, candidate=candidate, since=start)
+    database.dispose()
+    table = Table("when", "action", "target", "by", "was", "would be", "why")
+    changed = [r for r in rows if r.changed]
+    for row in rows if show_all else changed:
+        table.add_row(
+            row.created_at.strftime("%Y-%m-%d %H:%M"),
+            row.action,
+            row.target,
+            row.requested_by,
+            row.recorded,
+            row.candidate,
+            row.reason,
+        )
+    Console().print(table)
+    typer.echo(f"{len(rows)} requests replayed, {len(changed)} decisions would change")
