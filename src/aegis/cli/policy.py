@@ -70,34 +70,35 @@ def apply(
 ) -> None:
     """Make the active set equal the bundle's policies, after showing the diff."""
     from aegis.audit import keys
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import prepare_database, settings_for
     from aegis.core.errors import AegisError
     from aegis.policy.bundle import read_bundle
 
-    settings, database = prepare_database()
     if not verify:
         raise AegisError("unsigned policy bundles are not applied; drop --no-verify")
+    settings = settings_for()
     public = keys.load_public_key(key or settings.effective_audit_verify_key_file)
-    policies = read_bundle(bundle.read_bytes(), [public])
+    policies = read_bundle(bundle.read_bytes(), [public])  # refuses before touching the DB
+    _, database = prepare_database(settings)
     _apply(database, policies, yes=yes, change="apply")
 
 
 def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str) -> None:
     from aegis.policy import service
 
-    with database.unit_of_work() as session:
-        diff = service.plan(session=session, policies=policies)
-    typer.echo("changes:")
-    if not _print_diff(diff):
+    try:
+        with database.unit_of_work() as session:
+            diff = service.plan(session=session, policies=policies)
+        typer.echo("changes:")
+        if not _print_diff(diff):
+            return
+        if not yes and not typer.confirm("apply these changes?"):
+            raise typer.Exit(1)
+        with database.unit_of_work() as session:
+            service.replace_all(session=session, policies=policies, actor=ACTOR, change=change)
+            _, digest = service.active_set(session=session)
+    finally:
         database.dispose()
-        return
-    if not yes and not typer.confirm("apply these changes?"):
-        database.dispose()
-        raise typer.Exit(1)
-    with database.unit_of_work() as session:
-        service.replace_all(session=session, policies=policies, actor=ACTOR, change=change)
-        _, digest = service.active_set(session=session)
-    database.dispose()
     typer.echo(f"applied; active set digest {digest}")
 
 
