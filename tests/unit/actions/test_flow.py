@@ -283,3 +283,50 @@ def test_unanswered_approval_expires(make_settings: Callable[..., Settings], wor
         )
     world.tick()
     assert world.action(action["id"])["status"] == "expired"
+
+
+def _incident(world: World, name: str, status: str = "firing") -> int:
+    from tests.support.alerts import alert, payload
+
+    headers = {"Authorization": f"Bearer {world.settings.secret('alert_webhook_token')}"}
+    response = world.api.post(
+        "/api/v1/alerts/alertmanager",
+        json=payload(alert(name, namespace="demo", deployment="web", status=status)),
+        headers=headers,
+    )
+    ids: list[int] = response.json()["incidents"]
+    return ids[0] if ids else 0
+
+
+def test_action_is_effective_when_its_incident_resolves(world: World) -> None:
+    incident_id = _incident(world, "PodCrashLooping")
+    action = world.request(incident_id=incident_id).json()
+    world.tick()
+    _incident(world, "PodCrashLooping", status="resolved")
+    world.tick()
+    assert world.action(action["id"])["effective"] == "effective"
+    from aegis.actions import service
+
+    with world.database.unit_of_work() as session:
+        stats = service.outcome_stats(session=session)
+    assert stats[("PodCrashLooping", "restart_deployment")] == {"successes": 1, "failures": 0}
+
+
+def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: World) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from aegis.actions.models import ActionRequest
+
+    incident_id = _incident(world, "HighLatency")
+    action = world.request(incident_id=incident_id).json()
+    world.tick()
+    with world.database.unit_of_work() as session:  # the watch window has passed
+        session.execute(
+            update(ActionRequest).values(watch_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    world.tick()
+    assert world.action(action["id"])["effective"] == "ineffective"
+    detail = world.api.get(f"/api/v1/incidents/{incident_id}", headers=world.operator).json()
+    assert detail["severity"] == "critical"
