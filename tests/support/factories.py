@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 
 from aegis.auth import service as auth_service
 from aegis.database.core import Database
@@ -28,7 +28,7 @@ def user(
     return name
 
 
-def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
+def login(client: httpx.Client, username: str, password: str = PASSWORD) -> dict[str, Any]:
     response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
