@@ -8,6 +8,7 @@ claimed request is ``running``), so no database lock is held while the executor 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -261,16 +262,29 @@ def tick(database: Database, settings: Settings, executor: Executor) -> None:
     recheck(database)
 
 
+def wake(ctx: AppContext) -> None:
+    """Run the dispatcher now instead of at its next tick (called after a commit)."""
+    wakeup = ctx.extras.get("dispatch_wakeup")
+    if wakeup is not None:
+        loop, event = wakeup
+        loop.call_soon_threadsafe(event.set)
+
+
 async def run(ctx: AppContext) -> None:
     from aegis.executor.client import ExecutorClient
 
     client = ExecutorClient.from_settings(ctx.settings, timeout=10.0)
+    event = asyncio.Event()
+    ctx.extras["dispatch_wakeup"] = (asyncio.get_running_loop(), event)
     try:
         while True:
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), TICK_S)
+            event.clear()
             try:
                 await asyncio.to_thread(tick, ctx.db, ctx.settings, client)
             except Exception as exc:  # the dispatcher must outlive any one failure
                 log.warning("dispatcher_tick_failed", error=type(exc).__name__, detail=str(exc))
     finally:
+        ctx.extras.pop("dispatch_wakeup", None)
         client.close()

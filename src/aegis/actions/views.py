@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 
-from aegis.actions import service
+from aegis.actions import jobs, service
 from aegis.actions.schemas import ActionCreate, ActionPage, ActionRead, ApprovalBody, RejectBody
 from aegis.auth.dependencies import ContextDep, SessionDep, require_roles
 from aegis.auth.schemas import Actor
@@ -31,7 +32,10 @@ def request_action(
     )
     session.flush()  # server defaults (created_at) for the response
     body_out = ActionRead.model_validate(request).model_dump(mode="json")
-    return JSONResponse(body_out, status_code=201 if created else 200)
+    # The background task runs after the response, so after the commit the dispatcher needs.
+    return JSONResponse(
+        body_out, status_code=201 if created else 200, background=BackgroundTask(jobs.wake, ctx)
+    )
 
 
 @router.get("", response_model=ActionPage)
