@@ -1,0 +1,155 @@
+"""Glob patterns for namespaces and names: the grammar, its validation and its compilation.
+
+Grammar (also published as the ``pattern`` of every glob in ``docs/policy-schema.json``)::
+
+    glob  := item+                      (at most 253 characters)
+    item  := char | "*" | "?" | class
+    char  := [a-z0-9.-]                 (what Kubernetes allows in names)
+    class := "[" "!"? ( c | c "-" c )+ "]"   with c := [a-z0-9.], ranges low <= high
+
+``*`` matches any run of characters (also none), ``?`` exactly one, ``[a-c]`` one of a set and
+``[!a-c]`` one character outside it. Matching is against the whole string and case-sensitive.
+Anything else (an unclosed ``[``, an empty class, a reversed range, an upper-case letter, a
+space) is refused when the policy is parsed rather than silently matching nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GLOB_MAX_LENGTH = 253
+_CHAR = "a-z0-9.\\-"
+_CLASS_CHAR = "a-z0-9."
+# The published grammar; ``check_glob`` also refuses reversed ranges, which a regex cannot.
+GLOB_PATTERN = rf"^(?:[{_CHAR}*?]|\[!?(?:[{_CLASS_CHAR}](?:-[{_CLASS_CHAR}])?)+\])+$"
+_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_CLASS_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.")
+
+
+def check_glob(pattern: str) -> str:
+    """Return ``pattern`` if it follows the grammar, else raise ``ValueError`` saying why."""
+    if not pattern:
+        raise ValueError("must not be empty")
+    if len(pattern) > GLOB_MAX_LENGTH:
+        raise ValueError(f"must be at most {GLOB_MAX_LENGTH} characters")
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "[":
+            i = _check_class(pattern, i)
+            continue
+        if ch == "]":
+            raise ValueError(f"invalid glob {pattern!r}: ']' at {i} closes nothing")
+        if ch not in _LITERAL and ch not in "*?":
+            raise ValueError(
+                f"invalid glob {pattern!r}: character {ch!r} at {i} is not allowed "
+                "(use a-z, 0-9, '.', '-', and the wildcards *, ?, [...])"
+            )
+        i += 1
+    return pattern
+
+
+def _check_class(pattern: str, start: int) -> int:
+    """Check the class opening at ``start``; return the index after its closing ``]``."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] == "!":
+        i += 1
+    items = 0
+    while i < len(pattern) and pattern[i] != "]":
+        low = pattern[i]
+        if low not in _CLASS_LITERAL:
+            raise ValueError(
+                f"invalid glob {pattern!r}: character {low!r} at {i} is not allowed in [...]"
+            )
+        if i + 2 < len(pattern) and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+            high = pattern[i + 2]
+            if high not in _CLASS_LITERAL:
+                raise ValueError(
+                    f"invalid glob {pattern!r}: character {high!r} at {i + 2} is not allowed "
+                    "in [...]"
+                )
+            if high < low:
+                raise ValueError(f"invalid glob {pattern!r}: range {low}-{high} is reversed")
+            i += 3
+        else:
+            if pattern[i + 1 : i + 2] == "-":
+                raise ValueError(f"invalid glob {pattern!r}: '-' in [...] must join a range")
+            i += 1
+        items += 1
+    if i >= len(pattern):
+        raise ValueError(f"invalid glob {pattern!r}: '[' at {start} is never closed")
+    if items == 0:
+        raise ValueError(f"invalid glob {pattern!r}: empty [...] at {start}")
+    return i + 1
+
+
+def is_literal(pattern: str) -> bool:
+    """True when the pattern has no wildcard, so it matches exactly one string."""
+    return not any(ch in "*?[" for ch in pattern)
+
+
+def literal_prefix(pattern: str) -> str:
+    """The characters before the first wildcard: every match starts with them."""
+    for i, ch in enumerate(pattern):
+        if ch in "*?[":
+            return pattern[:i]
+    return pattern
+
+
+def to_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a checked glob to an anchored regular expression."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            end = pattern.index("]", i)
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace(".", "\\.") + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def literal_suffix(pattern: str) -> str:
+    """The characters after the last wildcard (or class): every match ends with them."""
+    for i in range(len(pattern) - 1, -1, -1):
+        if pattern[i] in "*?]":
+            return pattern[i + 1 :]
+    return pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """A compiled glob. ``regex`` is None for literals and for globs a prefix and suffix test
+    decide alone (``staging-*``, ``*-prod``, ``*``)."""
+
+    text: str
+    prefix: str
+    suffix: str
+    literal: bool
+    regex: re.Pattern[str] | None
+
+    @classmethod
+    def compile(cls, text: str) -> Glob:
+        prefix, suffix = literal_prefix(text), literal_suffix(text)
+        literal = is_literal(text)
+        simple = literal or text in (prefix + "*", "*" + suffix)
+        regex = None if simple else to_regex(text)
+        return cls(text=text, prefix=prefix, suffix=suffix, literal=literal, regex=regex)
+
+    def matches(self, value: str) -> bool:
+        if self.literal:
+            return value == self.text
+        if self.regex is None:
+            return value.startswith(self.prefix) and value.endswith(self.suffix)
+        return self.regex.fullmatch(value) is not None
