@@ -1,0 +1,271 @@
+"""The registry's records: push, promotion with four eyes, and which version is in production.
+
+Every push, promotion request, approval, rejection and load is a ``model_audit`` event, written
+in the same transaction as the change it records.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from aegis.audit import service as audit_service
+from aegis.core.errors import Conflict, Forbidden, NotFound
+from aegis.registry import service as registry_service
+from aegis.registry.keyset import KeySet
+from aegis.registry.models import ModelVersion, PromotionRequest
+from aegis.storage.service import open_store
+
+STAGES = ("staging", "production", "archived")
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class ModelExists(Conflict):
+    code = "model_exists"
+
+
+class PromotionConflict(Conflict):
+    code = "promotion_conflict"
+
+
+class FourEyesRequired(Forbidden):
+    code = "four_eyes_required"
+
+
+def audit(
+    session: Session,
+    event_type: str,
+    actor: str,
+    *,
+    name: str,
+    version: str,
+    outcome: str = "ok",
+    **data: Any,
+) -> None:
+    audit_service.record_audit_event(
+        session=session,
+        category="model",
+        event_type=event_type,
+        actor=actor,
+        resource=f"model:{name}/{version}",
+        outcome=outcome,
+        data={"model": name, "version": version, **data},
+    )
+
+
+def get_version(*, session: Session, name: str, version: str) -> ModelVersion:
+    found = session.scalar(
+        select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
+    )
+    if found is None:
+        raise ModelNotFound(f"model {name} {version} is not in the registry")
+    return found
+
+
+def production(*, session: Session, name: str) -> ModelVersion:
+    found = session.scalar(
+        select(ModelVersion).where(ModelVersion.name == name, ModelVersion.stage == "production")
+    )
+    if found is None:
+        raise ModelNotFound(f"model {name} has no production version")
+    return found
+
+
+def list_versions(*, session: Session, name: str | None = None) -> list[ModelVersion]:
+    stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.id)
+    if name:
+        stmt = stmt.where(ModelVersion.name == name)
+    return list(session.scalars(stmt))
+
+
+def push(
+    *, session: Session, archive: Path, signature: Path, to: str, keyset: KeySet, actor: str
+) -> ModelVersion:
+    """Verify the signed archive, upload archive + signature under ``to``, record it (staging)."""
+    verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
+    name, version = verified.manifest.name, verified.manifest.version
+    if session.scalar(
+        select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version)
+    ):
+        raise ModelExists(f"model {name} {version} is already in the registry")
+    base = to.rstrip("/")
+    store = open_store(base)
+    store.put_file("model.tar.gz", archive)
+    store.put_file("model.tar.gz.sig", signature)
+    row = ModelVersion(
+        name=name,
+        version=version,
+        archive_uri=f"{base}/model.tar.gz",
+        signature_uri=f"{base}/model.tar.gz.sig",
+        digest=verified.digest,
+        size=verified.size,
+        signer_key_id=verified.key_id,
+        manifest={
+            "files": [
+                {"path": f.path, "size": f.size, "sha256": f.sha256}
+                for f in verified.manifest.files
+            ]
+        },
+        stage="staging",
+        pushed_by=actor,
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    audit(
+        session,
+        "model.pushed",
+        actor,
+        name=name,
+        version=version,
+        digest=f"sha256:{verified.digest}",
+        key_id=verified.key_id,
+        verification_result="verified",
+        archive_uri=row.archive_uri,
+    )
+    return row
+
+
+def request_promotion(
+    *, session: Session, name: str, version: str, to: str, actor: str
+) -> PromotionRequest:
+    if to not in STAGES:
+        raise PromotionConflict(f"unknown stage {to!r}; one of {', '.join(STAGES)}")
+    row = get_version(session=session, name=name, version=version)
+    if row.stage == to:
+        raise PromotionConflict(f"model {name} {version} is already {to}")
+    request = PromotionRequest(
+        name=name,
+        version=version,
+        target_stage=to,
+        status="pending",
+        requested_by=actor,
+        comment="",
+        created_at=datetime.now(UTC),
+    )
+    session.add(request)
+    session.flush()  # the id is what approvers name
+    audit(
+        session,
+        "model.promotion_requested",
+        actor,
+        name=name,
+        version=version,
+        digest=f"sha256:{row.digest}",
+        target_stage=to,
+        promotion_id=request.id,
+    )
+    return request
+
+
+def _pending(session: Session, promotion_id: int) -> PromotionRequest:
+    request = session.get(PromotionRequest, promotion_id)
+    if request is None:
+        raise ModelNotFound(f"promotion request {promotion_id} not found")
+    if request.status != "pending":
+        raise PromotionConflict(f"promotion request {promotion_id} is already {request.status}")
+    return request
+
+
+def approve(*, session: Session, promotion_id: int, actor: str, comment: str = "") -> ModelVersion:
+    """Four eyes: the approver must not be the requester. Moves the version to its stage."""
+    request = _pending(session, promotion_id)
+    if request.requested_by == actor:
+        raise FourEyesRequired("a promotion needs an approver other than its requester")
+    row = get_version(session=session, name=request.name, version=request.version)
+    if request.target_stage == "production":
+        session.execute(
+            update(ModelVersion)
+            .where(
+                ModelVersion.name == row.name,
+                ModelVersion.stage == "production",
+                ModelVersion.id != row.id,
+            )
+            .values(stage="archived")
+        )
+    row.stage = request.target_stage
+    request.status, request.decided_by = "approved", actor
+    request.decided_at, request.comment = datetime.now(UTC), comment
+    audit(
+        session,
+        "model.promotion_approved",
+        actor,
+        name=row.name,
+        version=row.version,
+        digest=f"sha256:{row.digest}",
+        target_stage=row.stage,
+        promotion_id=request.id,
+        requested_by=request.requested_by,
+    )
+    audit(
+        session,
+        "model.promoted",
+        actor,
+        name=row.name,
+        version=row.version,
+        digest=f"sha256:{row.digest}",
+        stage=row.stage,
+    )
+    return row
+
+
+def reject(
+    *, session: Session, promotion_id: int, actor: str, comment: str = ""
+) -> PromotionRequest:
+    request = _pending(session, promotion_id)
+    if request.requested_by == actor:
+        raise FourEyesRequired("a promotion must be rejected by someone other than its requester")
+    request.status, request.decided_by = "rejected", actor
+    request.decided_at, request.comment = datetime.now(UTC), comment
+    audit(
+        session,
+        "model.promotion_rejected",
+        actor,
+        name=request.name,
+        version=request.version,
+        promotion_id=request.id,
+        comment=comment,
+    )
+    return request
+
+
+def list_promotions(*, session: Session, status: str | None = None) -> list[PromotionRequest]:
+    stmt = select(PromotionRequest).order_by(PromotionRequest.id.desc())
+    if status:
+        stmt = stmt.where(PromotionRequest.status == status)
+    return list(session.scalars(stmt))
+
+
+def bootstrap_production(
+    *, session: Session, archive: Path, signature: Path, to: str, keyset: KeySet
+) -> ModelVersion:
+    """Embedded mode only: push and mark production at once when the registry is empty.
+
+    The first model of a fresh single-machine install has nobody to approve it; this is
+    audited as ``model.bootstrapped`` so it can never pass for a four-eyes promotion.
+    """
+    row = push(
+        session=session,
+        archive=archive,
+        signature=signature,
+        to=to,
+        keyset=keyset,
+        actor="system:bootstrap",
+    )
+    row.stage = "production"
+    audit(
+        session,
+        "model.bootstrapped",
+        "system:bootstrap",
+        name=row.name,
+        version=row.version,
+        digest=f"sha256:{row.digest}",
+        stage="production",
+    )
+    return row

@@ -1,0 +1,190 @@
+"""``fetch_and_prepare_model_for_load``: the only way a model reaches the inference path.
+
+Resolve the production version in the registry, download archive and signature into the cache,
+verify the signature against the trusted keys, check the archive's digest against the registry,
+extract safely (every member checked: no absolute paths, ``..``, links, devices, pickles, size
+bombs; manifest matches), and return the ready folder. Any failure raises a typed error, records
+``model.load_refused`` in ``model_audit`` with the reason and counts
+``aegis_model_signature_errors_total{reason}`` — the caller keeps serving what it had.
+
+A cached, already-extracted model is reused only after its archive's signature verifies again
+and every extracted file matches the signed manifest (size and SHA-256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aegis.audit.journal import AuditWriter
+from aegis.core import metrics
+from aegis.core.config import Settings
+from aegis.core.errors import AegisError
+from aegis.database.core import Database
+from aegis.registry import catalog
+from aegis.registry import service as registry_service
+from aegis.registry.errors import ManifestMismatch, RegistryError, SignatureInvalid
+from aegis.registry.keyset import keyset_from_settings
+from aegis.storage.errors import StorageError
+from aegis.storage.service import open_store
+
+
+class DigestMismatch(RegistryError):
+    code = "digest_mismatch"
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    name: str
+    version: str
+    digest: str
+    key_id: str
+    path: Path
+
+
+def _split(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    folder, _, key = parts.path.rpartition("/")
+    return f"{parts.scheme}://{parts.netloc}{folder}", key
+
+
+def _download(uri: str, dest: Path) -> None:
+    base, key = _split(uri)
+    open_store(base).get_file(key, dest)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cached_files_match(folder: Path, manifest: dict[str, object]) -> bool:
+    files = manifest.get("files", [])
+    assert isinstance(files, list)
+    expected = {str(f["path"]): (int(f["size"]), str(f["sha256"])) for f in files}
+    present = {
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    }
+    if present != set(expected):
+        return False
+    return all(
+        (folder / path).stat().st_size == size and _sha256(folder / path) == sha
+        for path, (size, sha) in expected.items()
+    )
+
+
+def fetch_and_prepare_model_for_load(
+    model_name: str, *, settings: Settings, database: Database, actor: str = "ai-engine"
+) -> PreparedModel:
+    """Verify and prepare the production version of ``model_name``; fail closed."""
+    writer = AuditWriter(database, settings.audit_journal_path)
+    version = "?"
+    try:
+        with database.unit_of_work() as session:
+            row = catalog.production(session=session, name=model_name)
+            version, digest, manifest = row.version, row.digest, dict(row.manifest)
+            archive_uri, signature_uri = row.archive_uri, row.signature_uri
+        prepared = _prepare(
+            settings,
+            name=model_name,
+            version=version,
+            digest=digest,
+            manifest=manifest,
+            archive_uri=archive_uri,
+            signature_uri=signature_uri,
+        )
+    except (AegisError, StorageError) as exc:
+        reason = exc.code
+        metrics.MODEL_SIGNATURE_ERRORS.labels(reason).inc()
+        writer.record(
+            category="model",
+            event_type="model.load_refused",
+            actor=actor,
+            resource=f"model:{model_name}/{version}",
+            outcome="refused",
+            data={
+                "model": model_name,
+                "version": version,
+                "verification_result": f"refused: {exc.message}",
+                "reason": reason,
+            },
+        )
+        raise
+    writer.record(
+        category="model",
+        event_type="model.verified",
+        actor=actor,
+        resource=f"model:{model_name}/{version}",
+        data={
+            "model": model_name,
+            "version": version,
+            "digest": f"sha256:{prepared.digest}",
+            "key_id": prepared.key_id,
+            "verification_result": "verified",
+        },
+    )
+    return prepared
+
+
+def _prepare(
+    settings: Settings,
+    *,
+    name: str,
+    version: str,
+    digest: str,
+    manifest: dict[str, object],
+    archive_uri: str,
+    signature_uri: str,
+) -> PreparedModel:
+    cache = settings.data_dir / "model-cache" / name / version
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    archive, signature, extracted = (
+        cache / "model.tar.gz",
+        cache / "model.tar.gz.sig",
+        cache / "model",
+    )
+    if not archive.exists() or _sha256(archive) != digest:
+        _download(archive_uri, archive)
+    _download(signature_uri, signature)
+    # MODEL_SIGNING_REQUIRED=false (explicit): still digest-checked and safely extracted.
+    keyset = keyset_from_settings(settings) if settings.model_signing_required else None
+    if _sha256(archive) != digest:
+        raise DigestMismatch(f"archive digest differs from the registry's for {name} {version}")
+    if extracted.exists():
+        if keyset is not None:
+            verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
+            key_id = verified.key_id
+        else:
+            key_id = "unverified"
+        if _cached_files_match(extracted, manifest):
+            return PreparedModel(name, version, digest, key_id, extracted)
+        shutil.rmtree(extracted)
+    if keyset is None:
+        registry_service.safe_extract(archive, extracted)
+        return PreparedModel(name, version, digest, "unverified", extracted)
+    verified = registry_service.verify_and_extract(
+        archive, signature.read_bytes(), keyset, extracted
+    )
+    if verified.digest != digest:
+        shutil.rmtree(extracted, ignore_errors=True)
+        raise DigestMismatch(f"archive digest differs from the registry's for {name} {version}")
+    if not _cached_files_match(extracted, manifest):
+        shutil.rmtree(extracted, ignore_errors=True)
+        raise ManifestMismatch("extracted files differ from the registry's manifest")
+    return PreparedModel(name, version, digest, verified.key_id, extracted)
+
+
+__all__ = [
+    "DigestMismatch",
+    "PreparedModel",
+    "SignatureInvalid",
+    "fetch_and_prepare_model_for_load",
+]

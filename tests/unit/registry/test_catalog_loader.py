@@ -1,0 +1,225 @@
+"""Push, four-eyes promotion, and the fail-closed loader (fetch_and_prepare_model_for_load)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from aegis.audit.models import AuditEntry
+from aegis.core import metrics
+from aegis.core.config import Settings
+from aegis.database.core import Database
+from aegis.registry import catalog
+from aegis.registry import service as registry_service
+from aegis.registry.cosign_keys import generate_private_key, public_key_pem
+from aegis.registry.errors import NoTrustedKeys, SignatureInvalid, UntrustedKey
+from aegis.registry.keyset import load_keyset
+from aegis.registry.loader import DigestMismatch, fetch_and_prepare_model_for_load
+
+
+def _model_dir(root: Path, payload: str = "1") -> Path:
+    folder = root / f"src-{payload}"
+    folder.mkdir()
+    (folder / "params.json").write_text(json.dumps({"threshold": payload}))
+    (folder / "weights").mkdir()
+    (folder / "weights" / "w.json").write_text("[1, 2, 3]")
+    return folder
+
+
+@pytest.fixture
+def signing(tmp_path: Path) -> tuple[object, Path]:
+    key = generate_private_key()
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(public_key_pem(key.public_key()))
+    return key, pub
+
+
+def _build(
+    tmp_path: Path, key: object, version: str = "0.1", payload: str = "1"
+) -> tuple[Path, Path]:
+    archive = tmp_path / f"model-{version}.tar.gz"
+    registry_service.build_archive(
+        _model_dir(tmp_path, payload + version), archive, name="example_multimodal", version=version
+    )
+    sig = registry_service.sign_archive(archive, key)  # type: ignore[arg-type]
+    return archive, sig
+
+
+@pytest.fixture
+def settings(
+    make_settings: Callable[..., Settings], db_url: str, signing: tuple[object, Path]
+) -> Settings:
+    return make_settings(database_url=db_url, trusted_keys=str(signing[1]))
+
+
+def _events(database: Database, prefix: str = "model.") -> list[str]:
+    with database.unit_of_work() as session:
+        return [
+            e.event_type
+            for e in session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.event_type.like(f"{prefix}%"))
+                .order_by(AuditEntry.seq)
+            )
+        ]
+
+
+def _push_and_promote(
+    database: Database, settings: Settings, tmp_path: Path, key: object, version: str = "0.1"
+) -> None:
+    archive, sig = _build(tmp_path, key, version)
+    store = (tmp_path / "store").as_uri() + f"/model-archives/example/{version}/"
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=store,
+            keyset=load_keyset(settings.trusted_keys or ""),
+            actor="alice",
+        )
+        promotion = catalog.request_promotion(
+            session=session,
+            name="example_multimodal",
+            version=version,
+            to="production",
+            actor="alice",
+        )
+        promotion_id = promotion.id
+    with database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=promotion_id, actor="bob")
+
+
+def test_push_promote_with_four_eyes_then_load(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    archive, sig = _build(tmp_path, signing[0])
+    store = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    with database.unit_of_work() as session:
+        row = catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=store,
+            keyset=load_keyset(str(signing[1])),
+            actor="alice",
+        )
+        assert row.stage == "staging"
+        promotion = catalog.request_promotion(
+            session=session,
+            name="example_multimodal",
+            version="0.1",
+            to="production",
+            actor="alice",
+        )
+        promotion_id = promotion.id
+    with pytest.raises(catalog.FourEyesRequired), database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=promotion_id, actor="alice")
+    with database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=promotion_id, actor="bob")
+    prepared = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert json.loads((prepared.path / "params.json").read_text()) == {"threshold": "10.1"}
+    assert _events(database) == [
+        "model.pushed",
+        "model.promotion_requested",
+        "model.promotion_approved",
+        "model.promoted",
+        "model.verified",
+    ]
+
+
+def test_promoting_a_new_version_archives_the_old_one(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0], "0.1")
+    _push_and_promote(database, settings, tmp_path, signing[0], "0.2")
+    with database.unit_of_work() as session:
+        stages = {v.version: v.stage for v in catalog.list_versions(session=session)}
+    assert stages == {"0.1": "archived", "0.2": "production"}
+    prepared = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert prepared.version == "0.2"
+
+
+def test_signature_by_an_untrusted_key_is_refused_counted_and_audited(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    # the published signature is replaced by one from another key
+    with database.unit_of_work() as session:
+        row = catalog.production(session=session, name="example_multimodal")
+        sig_path = Path(row.signature_uri.removeprefix("file://"))
+    (tmp_path / "other").mkdir()
+    other = _build(tmp_path / "other", generate_private_key())[1]
+    sig_path.write_bytes(other.read_bytes())
+    before = metrics.MODEL_SIGNATURE_ERRORS.labels("untrusted_key")._value.get()
+    with pytest.raises((UntrustedKey, SignatureInvalid)):
+        fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
+    assert "model.load_refused" in _events(database)
+    total = sum(
+        metrics.MODEL_SIGNATURE_ERRORS.labels(r)._value.get()
+        for r in ("untrusted_key", "signature_invalid")
+    )
+    assert total > before
+
+
+def test_archive_swapped_in_the_store_is_refused(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    with database.unit_of_work() as session:
+        row = catalog.production(session=session, name="example_multimodal")
+        archive_path = Path(row.archive_uri.removeprefix("file://"))
+        sig_path = Path(row.signature_uri.removeprefix("file://"))
+    # a different archive, validly signed by the trusted key, but not the one registered
+    (tmp_path / "evil").mkdir()
+    evil, evil_sig = _build(tmp_path / "evil", signing[0], payload="evil")
+    archive_path.write_bytes(evil.read_bytes())
+    sig_path.write_bytes(evil_sig.read_bytes())
+    with pytest.raises(DigestMismatch):
+        fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
+
+
+def test_no_trusted_key_means_nothing_loads(
+    database: Database,
+    make_settings: Callable[..., Settings],
+    db_url: str,
+    tmp_path: Path,
+    signing: tuple[object, Path],
+    settings: Settings,
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    keyless = make_settings(database_url=db_url, trusted_keys=None)
+    with pytest.raises(NoTrustedKeys):
+        fetch_and_prepare_model_for_load("example_multimodal", settings=keyless, database=database)
+
+
+def test_cached_model_is_reverified_and_a_changed_file_is_replaced(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    first = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    (first.path / "params.json").write_text('{"threshold": "tampered"}')
+    again = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert json.loads((again.path / "params.json").read_text()) == {"threshold": "10.1"}
+
+
+def test_digest_tampered_in_the_registry_is_refused(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE model_versions SET digest = :d"), {"d": "0" * 64})
+    with pytest.raises(DigestMismatch):
+        fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
