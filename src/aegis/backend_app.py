@@ -19,6 +19,7 @@ from aegis.core.context import AppContext
 from aegis.health.views import router as health_router
 from aegis.incidents.views import router as incidents_router
 from aegis.policy.views import router as policy_router
+from aegis.registry.views import router as registry_router
 from aegis.web.views import router as web_router
 
 # Routes anyone may call. Everything else must declare require_roles (tests enforce it).
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         incidents_router,
         policy_router,
         actions_router,
+        registry_router,
     )
     for router in routers:
         app.include_router(router)
