@@ -17,6 +17,7 @@ from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.health.views import router as health_router
+from aegis.incidents import jobs as incidents_jobs
 from aegis.incidents.views import router as incidents_router
 from aegis.policy.views import router as policy_router
 from aegis.registry.views import router as registry_router
@@ -40,7 +41,9 @@ def create_app(settings: Settings) -> FastAPI:
     ctx.extras["limiter"] = build_limiter(settings.redis_url)
     ctx.extras["oidc"] = OIDCValidator.from_settings(settings)
     ctx.extras["audit_writer"] = AuditWriter(ctx.db, settings.audit_journal_path)
-    app = base_app(ctx, title="Aegis backend", jobs=[audit_jobs.run, actions_jobs.run])
+    app = base_app(
+        ctx, title="Aegis backend", jobs=[audit_jobs.run, actions_jobs.run, incidents_jobs.run]
+    )
     auth_handlers.install(app)
     routers = (
         health_router,

@@ -27,6 +27,7 @@ class ActionRequest(Base):
     requested_by: Mapped[str] = mapped_column(String(256))
     subjects: Mapped[list[str]] = mapped_column(JSON)
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    incident_kind: Mapped[str | None] = mapped_column(String(64), nullable=True)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     severity: Mapped[str | None] = mapped_column(String(16), nullable=True)
     model_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)

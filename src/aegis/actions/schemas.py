@@ -16,6 +16,7 @@ class ActionCreate(BaseModel):
     idempotency_key: str = Field(min_length=1, max_length=200)
     reason: str = Field("", max_length=2000)
     incident_id: int | None = None
+    incident_kind: str | None = Field(None, max_length=64)
     confidence: float | None = Field(None, ge=0, le=1)
     severity: str | None = Field(None, pattern="^(critical|warning|info)$")
     model_digest: str | None = Field(None, max_length=128)

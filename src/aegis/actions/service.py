@@ -238,6 +238,7 @@ def request_action(
         requested_by=actor.name,
         subjects=subjects,
         incident_id=body.incident_id,
+        incident_kind=body.incident_kind,
         confidence=body.confidence,
         severity=body.severity,
         model_digest=body.model_digest,
@@ -328,8 +329,11 @@ def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "")
 
 
 def incident_kind(session: Session, request: ActionRequest) -> str:
+    """The kind outcomes are learnt under: the engine's kind, else the alert name."""
     from aegis.incidents import service as incidents_service
 
+    if request.incident_kind:
+        return request.incident_kind
     if request.incident_id is None:
         return "manual"
     incident, _ = incidents_service.get(session=session, incident_id=request.incident_id)

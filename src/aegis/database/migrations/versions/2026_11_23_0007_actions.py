@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("requested_by", sa.String(256), nullable=False),
         sa.Column("subjects", sa.JSON(), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=True),
+        sa.Column("incident_kind", sa.String(64), nullable=True),
         sa.Column("confidence", sa.Float(), nullable=True),
         sa.Column("severity", sa.String(16), nullable=True),
         sa.Column("model_digest", sa.String(128), nullable=True),

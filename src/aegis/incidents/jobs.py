@@ -1,0 +1,180 @@
+"""Ask the AI engine about new incidents and turn its top recommendation into an action request.
+
+Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``) or unreachable,
+incidents are kept without a prediction and say why (``prediction_status``/``prediction_note``);
+nothing else stops working. A recommendation becomes an ordinary action request from
+``principal:ai-engine`` — policy decides it like any other — carrying the confidence, the
+engine's incident kind (what outcomes are learnt under) and the model digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from aegis.actions import service as actions_service
+from aegis.actions.schemas import ActionCreate
+from aegis.auth.schemas import Actor
+from aegis.core.config import Settings
+from aegis.core.context import AppContext
+from aegis.core.errors import AegisError
+from aegis.core.logging import REQUEST_ID_HEADER, get_logger, request_id_var
+from aegis.database.core import Database
+from aegis.incidents.models import Alert, Incident
+
+log = get_logger(__name__)
+ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
+ACTIONS = set(actions_service.ACTIONS)
+TICK_S = 1.0
+
+
+def _engine_request(
+    incident: Incident, alerts: list[Alert], stats: dict[Any, Any]
+) -> dict[str, Any]:
+    first = alerts[0] if alerts else None
+    return {
+        "incident": {
+            "id": str(incident.id),
+            "alert": {
+                "labels": first.labels if first else {"alertname": incident.title},
+                "annotations": first.annotations if first else {},
+                "status": "firing",
+            },
+            "series": [],
+            "logs": [],
+            "changes": [],
+        },
+        "outcome_stats": [
+            {"incident_kind": kind, "action": action, **counts}
+            for (kind, action), counts in stats.items()
+            if action in ACTIONS and 0 < len(kind) <= 64
+        ],
+    }
+
+
+def _ask_engine(
+    settings: Settings, body: dict[str, Any], http: httpx.Client | None
+) -> dict[str, Any]:
+    headers = {"X-API-Key": settings.secret("api_key")}
+    rid = request_id_var.get()
+    if rid:
+        headers[REQUEST_ID_HEADER] = rid
+    url = settings.effective_ai_engine_url.rstrip("/") + "/predict"
+    if http is not None:  # a client brings its own timeout
+        response = http.post(url, json=body, headers=headers)
+    else:
+        response = httpx.post(url, json=body, headers=headers, timeout=settings.ai_engine_timeout_s)
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {response.status_code}"
+        raise AegisError(f"engine answered {response.status_code}: {message}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def predict_pending(
+    database: Database, settings: Settings, http: httpx.Client | None = None
+) -> int:
+    """One pass over incidents waiting for a prediction. Returns how many were handled."""
+    with database.unit_of_work() as session:
+        pending = list(
+            session.scalars(
+                select(Incident)
+                .where(Incident.status == "open", Incident.prediction_status == "pending")
+                .limit(20)
+            )
+        )
+        work = []
+        for incident in pending:
+            alerts = list(session.scalars(select(Alert).where(Alert.incident_id == incident.id)))
+            work.append((incident, alerts))
+        stats = actions_service.outcome_stats(session=session)
+    for incident, alerts in work:
+        if not settings.ai_engine_enabled:
+            _store(
+                database,
+                incident.id,
+                None,
+                "disabled",
+                "AI engine calls are off (AI_ENGINE_ENABLED=false)",
+            )
+            continue
+        try:
+            prediction = _ask_engine(settings, _engine_request(incident, alerts, stats), http)
+        except (httpx.HTTPError, AegisError) as exc:
+            note = (
+                exc.message
+                if isinstance(exc, AegisError)
+                else f"unreachable ({type(exc).__name__})"
+            )
+            _store(
+                database,
+                incident.id,
+                None,
+                "unavailable",
+                f"stored without a prediction: AI engine {note}",
+            )
+            continue
+        _store(database, incident.id, prediction, "ok", "")
+        _recommend(database, settings, incident, prediction)
+    return len(work)
+
+
+def _store(
+    database: Database, incident_id: int, prediction: dict[str, Any] | None, status: str, note: str
+) -> None:
+    with database.unit_of_work() as session:
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            return
+        incident.prediction, incident.prediction_status = prediction, status
+        incident.prediction_note = note
+        if prediction is not None:
+            level = prediction.get("severity", {}).get("level")
+            if level in {"critical", "warning", "info"}:
+                incident.severity = level
+
+
+def _recommend(
+    database: Database, settings: Settings, incident: Incident, prediction: dict[str, Any]
+) -> None:
+    ranked = prediction.get("recommendations") or []
+    if not ranked or ranked[0].get("action") not in ACTIONS:
+        return  # the engine's best advice is to do nothing
+    top = ranked[0]
+    target = top.get("target") or {}
+    model = prediction.get("model") or {}
+    body = ActionCreate(
+        action=top["action"],
+        namespace=target.get("namespace") or incident.namespace,
+        name=target.get("name") or incident.workload,
+        params=top.get("params") or {},
+        idempotency_key=f"incident-{incident.id}-{top['action']}-{model.get('digest', '')[:16]}",
+        reason=str(top.get("explanation", ""))[:2000],
+        incident_id=incident.id,
+        incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
+        confidence=float(top.get("confidence", 0.0)),
+        severity=incident.severity,
+        model_digest=str(model.get("digest", ""))[:128] or None,
+    )
+    try:
+        with database.unit_of_work() as session:
+            actions_service.request_action(
+                session=session, settings=settings, body=body, actor=ENGINE_ACTOR
+            )
+    except AegisError as exc:
+        log.warning("recommendation_not_requested", incident_id=incident.id, error=exc.message)
+
+
+async def run(ctx: AppContext) -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        try:
+            await asyncio.to_thread(predict_pending, ctx.db, ctx.settings)
+        except Exception as exc:  # the job must outlive any one failure
+            log.warning("prediction_job_failed", error=type(exc).__name__)
