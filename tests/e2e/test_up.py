@@ -45,6 +45,14 @@ def test_up_serves_all_three_health_endpoints_and_stops_gracefully(tmp_path: Pat
                     pass
             time.sleep(0.3)
         assert healthy == set(urls)
+        # the engine serves the bootstrapped model only after its signature verified
+        deadline = time.monotonic() + 30
+        engine: dict[str, object] = {}
+        while time.monotonic() < deadline and not engine.get("model_loaded"):
+            engine = httpx.get(urls[1], timeout=2).json()
+            time.sleep(0.3)
+        assert engine["model_loaded"] is True
+        assert engine["model"]["signer"]  # type: ignore[index]
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)

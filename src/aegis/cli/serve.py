@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from aegis.core.config import Settings
 
 
 class Service(StrEnum):
@@ -32,15 +38,23 @@ def serve(
     else:
         _, database = open_database(settings)
     database.dispose()
-    app = _factory(service)(settings)
-    server.serve(app, sock)
+    server.serve(_build(service, settings), sock)
 
 
-def _factory(service: Service):  # type: ignore[no-untyped-def]
+def _build(service: Service, settings: Settings) -> FastAPI:
     if service is Service.backend:
         from aegis.backend_app import create_app
-    elif service is Service.engine:
-        from aegis.engine.app import create_app
-    else:
-        from aegis.executor.app import create_app
-    return create_app
+
+        return create_app(settings)
+    if service is Service.engine:
+        from aegis.database.core import Database
+        from aegis.engine.app import create_app as engine_app
+        from aegis.engine.signed_loader import signed_loader
+
+        # The engine serves only what the registry promoted and the signature vouches for.
+        return engine_app(
+            settings, loader=signed_loader(settings, Database(settings.effective_database_url))
+        )
+    from aegis.executor.app import create_app as executor_app
+
+    return executor_app(settings)

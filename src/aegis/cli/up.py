@@ -46,6 +46,9 @@ def up(
         server.bind(host, getattr(settings, f"{name}_port")).close()
     _, database = prepare_database(settings)
     admin_line = _first_admin(database)
+    from aegis.registry import bootstrap
+
+    bootstrapped = bootstrap.ensure_model(settings, database)
     database.dispose()
 
     data_dir = settings.data_dir.resolve()
@@ -58,6 +61,8 @@ def up(
         "ENGINE_HOST": host,
         "EXECUTOR_HOST": host,
     }
+    if not settings.trusted_keys:  # embedded: trust the local bootstrap signing key
+        env["AEGIS_TRUSTED_KEYS"] = str(bootstrap.signing_key_paths(settings)[1].resolve())
     children = {name: _spawn(name, env, logs) for name in SERVICES}
     stop = _install_stop_handlers()
     try:
@@ -71,6 +76,11 @@ def up(
         console.print(f"  data dir      {data_dir}  (logs in {logs})")
         if admin_line:
             console.print(admin_line)
+        if bootstrapped:
+            console.print(
+                f"  model         {settings.model_name} {bootstrapped} signed and "
+                "loaded (embedded bootstrap)"
+            )
         console.print("Press Ctrl-C to stop.")
         sys.stdout.flush()
         while not stop["requested"]:
