@@ -1,0 +1,1 @@
+"""The signed model supply chain: archives, cosign and OMS signatures, trusted keys."""

@@ -1,0 +1,304 @@
+"""Open an object store by URL: the one way Aegis touches object storage.
+
+Every backend goes through `obstore <https://developmentseed.org/obstore/>`_ (Rust
+``object_store``); runtime code never imports a cloud SDK (``aegis scan sdk --strict src``).
+
+===================  ======================================================================
+URL                  Backend
+===================  ======================================================================
+``file:///abs/dir``  folder on local disk (created on first use); the embedded default
+``memory://name``    in-process store, shared by every ``open_store`` of the same URL
+``s3://bucket/pre``  Amazon S3 or any S3-protocol server (MinIO, Ceph, moto)
+``gs://bucket/pre``  Google Cloud Storage
+``az://cont/pre``    Azure Blob Storage (account from ``AZURE_STORAGE_ACCOUNT_NAME``)
+===================  ======================================================================
+
+Credentials come from each cloud's standard environment chain, read by obstore itself:
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, web identity
+(``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``, i.e. EKS IRSA), ECS/EC2 instance
+metadata, ``AWS_ENDPOINT_URL`` and ``AWS_ALLOW_HTTP`` for S3-compatible servers;
+``GOOGLE_SERVICE_ACCOUNT``/``GOOGLE_APPLICATION_CREDENTIALS`` or workload identity for GCS;
+``AZURE_STORAGE_*``, workload identity or managed identity for Azure. ``options`` overrides them
+(obstore config keys such as ``endpoint``, ``region``, ``access_key_id``).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from aegis.storage.base import ObjectStore
+from aegis.storage.errors import (
+    InvalidObjectKey,
+    InvalidStoreUrl,
+    ObjectNotFound,
+    StorageError,
+    StoreUnavailable,
+)
+
+if TYPE_CHECKING:
+    from aegis.core.config import Settings
+
+CLOUD_SCHEMES = {"s3", "s3a", "gs", "az", "azure", "abfs", "abfss"}
+SCHEMES = CLOUD_SCHEMES | {"file", "memory"}
+STREAM_CHUNK = 8 * 1024 * 1024
+_RETRY: dict[str, Any] = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=30),
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=5),
+        "base": 2.0,
+    },
+}
+_memory_stores: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def redact_url(url: str) -> str:
+    """The URL without user info or query (SAS tokens, passwords) for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key, else raise InvalidObjectKey."""
+    if not key or key.startswith("/") or key.endswith("/"):
+        raise InvalidObjectKey(f"invalid object key {key!r}: must be a relative path")
+    if any(ord(ch) < 0x20 or ch in "\\\x7f" for ch in key):
+        raise InvalidObjectKey(f"invalid object key {key!r}: control character or backslash")
+    if any(part in {"", ".", ".."} for part in key.split("/")):
+        raise InvalidObjectKey(f"invalid object key {key!r}: empty, '.' or '..' segment")
+    return key
+
+
+class ObstoreStore:
+    """An :class:`~aegis.storage.base.ObjectStore` over any obstore backend."""
+
+    def __init__(self, url: str, backend: Any) -> None:
+        self.url = url
+        self._backend = backend
+        self._where = redact_url(url)
+
+    def __repr__(self) -> str:
+        return f"ObstoreStore({self._where!r})"
+
+    # --- errors ----------------------------------------------------------------------------
+    def _translate(self, exc: BaseException, key: str, *, writing: bool = False) -> StorageError:
+        from obstore.exceptions import BaseError, NotFoundError
+
+        if isinstance(exc, FileNotFoundError | NotFoundError):
+            if writing:  # a write cannot miss its key: the bucket/container itself is missing
+                return StoreUnavailable(
+                    f"object store {self._where} refused a write to {key!r}: "
+                    "bucket or container not found"
+                )
+            return ObjectNotFound(f"object {key!r} not found in {self._where}")
+        if isinstance(exc, ValueError) and not isinstance(exc, BaseError):
+            return InvalidObjectKey(f"invalid object key {key!r}: {_first_line(exc)}")
+        return StoreUnavailable(
+            f"object store {self._where} failed on {key!r}: "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        )
+
+    # --- contract --------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        import obstore
+
+        check_key(key)
+        try:
+            obstore.put(self._backend, key, bytes(data))
+        except _backend_errors() as exc:
+            raise self._translate(exc, key, writing=True) from None
+
+    def get(self, key: str) -> bytes:
+        import obstore
+
+        check_key(key)
+        try:
+            return bytes(obstore.get(self._backend, key).bytes())
+        except _backend_errors() as exc:
+            raise self._translate(exc, key) from None
+
+    def exists(self, key: str) -> bool:
+        import obstore
+
+        check_key(key)
+        try:
+            obstore.head(self._backend, key)
+        except _backend_errors() as exc:
+            error = self._translate(exc, key)
+            if isinstance(error, ObjectNotFound):
+                return False
+            raise error from None
+        return True
+
+    def list(self, prefix: str = "") -> list[str]:
+        import obstore
+
+        # obstore prefixes match whole path segments; list the enclosing folder, filter here.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if folder:
+            check_key(folder)
+        keys: list[str] = []
+        try:
+            for chunk in obstore.list(self._backend, prefix=folder or None):
+                keys.extend(str(meta["path"]) for meta in chunk)
+        except FileNotFoundError:
+            return []
+        except _backend_errors() as exc:
+            raise self._translate(exc, prefix) from None
+        return sorted(key for key in keys if key.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        import obstore
+
+        check_key(key)
+        try:
+            obstore.delete(self._backend, key)
+        except _backend_errors() as exc:
+            error = self._translate(exc, key)
+            if not isinstance(error, ObjectNotFound):
+                raise error from None
+
+    def put_file(self, key: str, path: Path) -> None:
+        import obstore
+
+        check_key(key)
+        try:
+            with path.open("rb") as fh:
+                obstore.put(self._backend, key, fh, chunk_size=STREAM_CHUNK, max_concurrency=4)
+        except FileNotFoundError as exc:
+            if exc.filename == str(path):
+                raise StorageError(f"local file {path} does not exist") from None
+            raise self._translate(exc, key, writing=True) from None
+        except _backend_errors() as exc:
+            raise self._translate(exc, key, writing=True) from None
+
+    def get_file(self, key: str, path: Path) -> None:
+        import obstore
+
+        check_key(key)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            result = obstore.get(self._backend, key)
+            with partial.open("wb") as fh:
+                for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
+                    fh.write(chunk)
+            partial.replace(path)
+        except _backend_errors() as exc:
+            partial.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.filename in {str(partial), str(path)}:
+                raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+            raise self._translate(exc, key) from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """What an obstore call raises: its own errors plus the OSError/ValueError it maps to."""
+    from obstore.exceptions import BaseError
+
+    return (BaseError, OSError, ValueError, RuntimeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _memory_backend(url: str) -> Any:
+    from obstore.store import MemoryStore
+
+    name = url.rstrip("/")
+    with _memory_lock:
+        if name not in _memory_stores:
+            _memory_stores[name] = MemoryStore()
+        return _memory_stores[name]
+
+
+def _file_backend(url: str, parts: Any) -> Any:
+    from obstore.store import LocalStore
+
+    if parts.netloc not in {"", "localhost"}:
+        raise InvalidStoreUrl(f"file URL {url!r} must name a local absolute path (file:///...)")
+    root = Path(unquote(parts.path))
+    if not root.is_absolute():
+        raise InvalidStoreUrl(f"file URL {url!r} must name an absolute path")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return LocalStore(prefix=root, automatic_cleanup=True)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot use folder {root}: {exc.strerror}") from None
+
+
+def open_store(url: str, *, options: Mapping[str, str] | None = None) -> ObjectStore:
+    """Open the store at ``url`` (see the module docstring for schemes and credentials).
+
+    Opening does no I/O for cloud stores; an unreachable backend raises
+    :class:`StoreUnavailable` on the first operation (see :func:`check_store`).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise InvalidStoreUrl(
+            f"unsupported object store URL {redact_url(url)!r}: use file://, memory://, "
+            "s3://, gs:// or az://"
+        )
+    if scheme == "memory":
+        return ObstoreStore(url, _memory_backend(url))
+    if scheme == "file":
+        return ObstoreStore(url, _file_backend(url, parts))
+    if not parts.netloc:
+        raise InvalidStoreUrl(f"object store URL {redact_url(url)!r} names no bucket/container")
+    from obstore.exceptions import BaseError
+    from obstore.store import from_url
+
+    build: Any = from_url  # one call for every scheme; obstore's overloads are per scheme
+    config = dict(options or {})
+    # Client options given here replace those obstore reads from the environment
+    # (AWS_ALLOW_HTTP, ...), so pass them only when the caller sets one explicitly.
+    client: dict[str, Any] | None = None
+    if config.pop("allow_http", "").lower() in {"1", "true", "yes"}:
+        client = {"allow_http": True}
+    try:
+        backend = build(url, config=config or None, client_options=client, retry_config=_RETRY)
+    except (BaseError, ValueError, OSError) as exc:
+        raise InvalidStoreUrl(f"cannot open {redact_url(url)}: {_first_line(exc)}") from None
+    return ObstoreStore(url, backend)
+
+
+def check_store(store: ObjectStore) -> None:
+    """Raise :class:`StoreUnavailable` unless the store answers (a HEAD on a probe key)."""
+    store.exists(".aegis-probe")
+
+
+def _clear_memory_stores() -> None:
+    """Forget every ``memory://`` store (tests only)."""
+    with _memory_lock:
+        _memory_stores.clear()
+
+
+__all__ = [
+    "ObjectStore",
+    "ObstoreStore",
+    "check_key",
+    "check_store",
+    "open_configured_store",
+    "open_store",
+    "redact_url",
+]
+
+
+def open_configured_store(settings: Settings) -> ObjectStore:
+    """The store named by ``OBJECT_STORE_URL``, or ``<data dir>/objects`` when unset."""
+    return open_store(settings.effective_object_store_url)
