@@ -1,0 +1,84 @@
+{{/* Common labels of every object. */}}
+{{- define "aegis.labels" -}}
+app.kubernetes.io/part-of: aegis
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* The image reference: repository and tag (default: the chart's appVersion). */}}
+{{- define "aegis.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* OBJECT_STORE_URL: objectStore.url, else scheme://bucket/prefix (bucket is required). */}}
+{{- define "aegis.objectStoreUrl" -}}
+{{- if .Values.objectStore.url -}}
+{{ .Values.objectStore.url }}
+{{- else -}}
+{{ .Values.objectStore.scheme }}://{{ required "objectStore.bucket is required (Terraform output bucket_name) unless objectStore.url is set" .Values.objectStore.bucket }}/{{ .Values.objectStore.prefix }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding DATABASE_URL and its key. */}}
+{{- define "aegis.databaseSecretName" -}}
+{{- if .Values.database.existingSecret -}}
+{{ .Values.database.existingSecret }}
+{{- else -}}
+{{- $_ := required "database.url is required (Terraform output database_url) unless database.existingSecret is set" .Values.database.url -}}
+aegis-database
+{{- end -}}
+{{- end -}}
+
+{{- define "aegis.databaseSecretKey" -}}
+{{- if .Values.database.existingSecret -}}
+{{ .Values.database.existingSecretKey }}
+{{- else -}}
+DATABASE_URL
+{{- end -}}
+{{- end -}}
+
+{{/* env entry reading DATABASE_URL from its Secret. */}}
+{{- define "aegis.databaseEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "aegis.databaseSecretName" . }}
+      key: {{ include "aegis.databaseSecretKey" . }}
+{{- end -}}
+
+{{/* env entries from a Secret: call with (dict "secret" NAME "required" LIST "optional" LIST). */}}
+{{- define "aegis.secretEnv" -}}
+{{- $secret := .secret -}}
+{{- range .required }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+{{- end }}
+{{- range .optional }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- end -}}
+
+{{/* The container security context every Aegis container runs with. */}}
+{{- define "aegis.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Pod annotations that let a plain Prometheus (kubernetes_sd_configs) find /metrics. */}}
+{{- define "aegis.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ . | quote }}
+prometheus.io/path: /metrics
+{{- end -}}

@@ -1,0 +1,136 @@
+variable "db_password" {
+  description = "Master password of the RDS PostgreSQL instance (at least 16 characters)."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.db_password) >= 16
+    error_message = "db_password must be at least 16 characters."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "name" {
+  description = "Name prefix of every resource."
+  type        = string
+  default     = "aegis"
+}
+
+variable "environment" {
+  description = "Environment name (part of resource names and tags)."
+  type        = string
+  default     = "staging"
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "bucket_name" {
+  description = "S3 bucket name; null gives NAME-ENVIRONMENT-ACCOUNT_ID."
+  type        = string
+  default     = null
+}
+
+variable "object_prefix" {
+  description = "Key prefix Aegis keeps its objects under (OBJECT_STORE_URL s3://BUCKET/PREFIX)."
+  type        = string
+  default     = "aegis"
+}
+
+variable "model_archive_prefix" {
+  description = "Key prefix of the signed model archives CI verifies (runbook: model-archives/)."
+  type        = string
+  default     = "model-archives/"
+}
+
+variable "force_destroy_bucket" {
+  description = "Let `terraform destroy` delete a non-empty bucket (staging only)."
+  type        = bool
+  default     = false
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class."
+  type        = string
+  default     = "db.t4g.medium"
+}
+
+variable "db_multi_az" {
+  description = "Standby in a second availability zone."
+  type        = bool
+  default     = false
+}
+
+variable "db_deletion_protection" {
+  description = "Refuse to delete the database."
+  type        = bool
+  default     = true
+}
+
+variable "db_skip_final_snapshot" {
+  description = "Delete the database without a final snapshot."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_id" {
+  description = "VPC of the EKS cluster; null puts the database in the default VPC."
+  type        = string
+  default     = null
+}
+
+variable "db_subnet_ids" {
+  description = "Private subnets for the database (with vpc_id)."
+  type        = list(string)
+  default     = []
+}
+
+variable "db_allowed_security_group_ids" {
+  description = "Security groups allowed to connect to PostgreSQL (the EKS nodes')."
+  type        = list(string)
+  default     = []
+}
+
+variable "db_allowed_cidr_blocks" {
+  description = "CIDR blocks allowed to connect to PostgreSQL."
+  type        = list(string)
+  default     = []
+}
+
+variable "eks_oidc_provider_arn" {
+  description = "ARN of the EKS cluster's IAM OIDC provider; enables the IRSA roles."
+  type        = string
+  default     = null
+}
+
+variable "k8s_namespace" {
+  description = "Namespace Aegis runs in (the IRSA trust names its ServiceAccounts)."
+  type        = string
+  default     = "aegis"
+}
+
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose verifier workflow may read model archives; null: no role."
+  type        = string
+  default     = null
+}
+
+variable "github_environment" {
+  description = "GitHub environment the verifier job runs in."
+  type        = string
+  default     = "staging"
+}
+
+variable "github_oidc_provider_arn" {
+  description = "Existing GitHub OIDC provider in the account; null creates one."
+  type        = string
+  default     = null
+}

@@ -1,0 +1,153 @@
+"""helm/: the chart's templates only use values that exist, set only real settings, and (where
+the helm binary is installed) render to objects that pass the same rules as k8s/base.
+
+`helm upgrade --install aegis ./helm -n aegis --create-namespace -f helm/values.aws.yaml
+--set image.tag=<tag>` plus Terraform's outputs must work without template changes: every value
+the provider files set is a key of values.yaml, and a missing bucket or database URL stops the
+render with a message naming the Terraform output. helm is not a prerequisite of `make test`;
+without it the render tests skip and the static checks still run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.deploy import checks
+from tests.unit.deploy.manifests import HELM, secret_setting_names, setting_names
+
+TEMPLATES = sorted((HELM / "templates").glob("*"))
+VALUES = yaml.safe_load((HELM / "values.yaml").read_text())
+_VALUES_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+_OPEN = re.compile(r"\{\{-?\s*(?:if|range|with|define)\b")
+_END = re.compile(r"\{\{-?\s*end\s*-?\}\}")
+
+
+def _has_path(tree: Any, path: list[str]) -> bool:
+    for part in path:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def _paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    found = set()
+    for key, value in tree.items():
+        here = (*prefix, key)
+        found.add(here)
+        if isinstance(value, dict) and key not in {"config", "labels", "prometheusPodLabels"}:
+            found |= _paths(value, here)
+    return found
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_template_uses_only_values_that_exist(template: Path) -> None:
+    for match in _VALUES_REF.finditer(template.read_text()):
+        path = match.group(1).strip(".").split(".")
+        assert _has_path(VALUES, path), f"{template.name}: .Values.{'.'.join(path)} not in values"
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_template_actions_are_balanced(template: Path) -> None:
+    text = template.read_text()
+    assert text.count("{{") == text.count("}}"), f"{template.name}: unbalanced braces"
+    assert len(_OPEN.findall(text)) == len(_END.findall(text)), f"{template.name}: if/end"
+
+
+@pytest.mark.parametrize("provider", ["values.aws.yaml", "values.gcp.yaml"])
+def test_provider_values_only_set_keys_the_chart_reads(provider: str) -> None:
+    overrides = yaml.safe_load((HELM / provider).read_text())
+    unknown = _paths(overrides) - _paths(VALUES)
+    assert not unknown, f"{provider} sets keys the chart does not have: {unknown}"
+
+
+def test_values_config_and_template_env_are_settings() -> None:
+    known = setting_names()
+    assert set(VALUES["config"]) <= known
+    configmap = (HELM / "templates" / "configmap.yaml").read_text()
+    keys = set(re.findall(r"^  ([A-Z][A-Z0-9_]+):", configmap, re.MULTILINE))
+    assert keys and keys <= known, keys - known
+    assert not keys & secret_setting_names()
+    for template in TEMPLATES:
+        text = template.read_text()
+        names = set(re.findall(r"- name: ([A-Z][A-Z0-9_]+)", text))
+        names |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', text)) - {"ALL"}  # capabilities
+        assert names <= known, f"{template.name}: {names - known}"
+
+
+def _helm() -> str:
+    binary = shutil.which("helm")
+    if binary is None:
+        pytest.skip("helm is not installed: chart not rendered")
+    return binary
+
+
+def _render(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_helm(), "template", "aegis", str(HELM), "-n", "aegis", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+TERRAFORM_OUTPUTS = {
+    "image.tag": "1.2.3",
+    "objectStore.bucket": "aegis-staging-123456789012",
+    "database.url": "postgresql+psycopg://aegis:pw@db.example:5432/aegis?sslmode=require",
+    "cloud.aws.backendRoleArn": "arn:aws:iam::123456789012:role/aegis-staging-backend",
+    "cloud.aws.engineRoleArn": "arn:aws:iam::123456789012:role/aegis-staging-engine",
+}
+
+
+def _sets(values: dict[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(scope="module")
+def rendered_aws() -> list[dict[str, Any]]:
+    result = _render("-f", str(HELM / "values.aws.yaml"), *_sets(TERRAFORM_OUTPUTS))
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("check", checks.ALL_CHECKS, ids=[c.__name__ for c in checks.ALL_CHECKS])
+def test_rendered_chart(
+    rendered_aws: list[dict[str, Any]], check: Callable[[list[dict[str, Any]]], object]
+) -> None:
+    check(rendered_aws)
+
+
+def test_rendered_chart_uses_the_terraform_outputs(rendered_aws: list[dict[str, Any]]) -> None:
+    config = checks.config_data(rendered_aws)
+    assert config["OBJECT_STORE_URL"] == "s3://aegis-staging-123456789012/aegis"
+    accounts = {o["metadata"]["name"]: o for o in rendered_aws if o["kind"] == "ServiceAccount"}
+    role = accounts["aegis-backend"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role.endswith("role/aegis-staging-backend")
+    images = {
+        c["image"]
+        for o in rendered_aws
+        if o["kind"] == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {"registry.example.com/aegis:1.2.3"}
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [("objectStore.bucket", "bucket_name"), ("database.url", "database_url")],
+)
+def test_render_without_a_terraform_output_fails_naming_it(missing: str, named: str) -> None:
+    values = {k: v for k, v in TERRAFORM_OUTPUTS.items() if k != missing}
+    result = _render("-f", str(HELM / "values.aws.yaml"), *_sets(values))
+    assert result.returncode != 0
+    assert named in result.stderr

@@ -1,0 +1,125 @@
+"""k8s/: the Kustomize base and overlays, the Secrets, External Secrets.
+
+The same rules (tests/unit/deploy/checks.py) run on the base as written and, where kubectl is
+installed, on each overlay as `kubectl kustomize` renders it (`kubectl apply -k` applies exactly
+that). kubectl is not a prerequisite of `make test`; without it the rendered-overlay tests skip
+and the checks of the base and of the overlay patches still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.deploy import checks
+from tests.unit.deploy.manifests import (
+    K8S,
+    base_objects,
+    by_name,
+    kubectl_kustomize,
+    load_docs,
+    secret_setting_names,
+    setting_names,
+)
+
+OVERLAYS = ["staging", "production"]
+CHECK_IDS = [c.__name__ for c in checks.ALL_CHECKS]
+
+
+@pytest.mark.parametrize("check", checks.ALL_CHECKS, ids=CHECK_IDS)
+def test_base_manifests(check: Callable[[list[dict[str, Any]]], object]) -> None:
+    check(base_objects())
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered_overlay(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    objects = kubectl_kustomize(K8S / "overlays" / request.param)
+    if objects is None:
+        pytest.skip("kubectl is not installed: rendered overlays not checked")
+    return objects
+
+
+@pytest.mark.parametrize("check", checks.ALL_CHECKS, ids=CHECK_IDS)
+def test_rendered_overlays(
+    rendered_overlay: list[dict[str, Any]], check: Callable[[list[dict[str, Any]]], object]
+) -> None:
+    check(rendered_overlay)
+
+
+def test_rendered_overlays_keep_every_object_in_the_aegis_namespace(
+    rendered_overlay: list[dict[str, Any]],
+) -> None:
+    for obj in rendered_overlay:
+        if obj["kind"] in {"Namespace", "Role", "RoleBinding"}:
+            continue
+        assert obj["metadata"].get("namespace") == "aegis", obj["metadata"]["name"]
+
+
+def test_overlay_patches_only_set_settings() -> None:
+    for overlay in OVERLAYS:
+        for path in (K8S / "overlays" / overlay).glob("*.yaml"):
+            for doc in load_docs(path):
+                if doc.get("kind") == "ConfigMap":
+                    unknown = set(doc["data"]) - setting_names()
+                    assert not unknown, f"{path} sets {unknown}"
+                    assert not set(doc["data"]) & secret_setting_names(), path
+
+
+def test_staging_executor_acts_where_k8s_rbac_grants_rights() -> None:
+    patch = yaml.safe_load((K8S / "overlays" / "staging" / "config-patch.yaml").read_text())
+    (role,) = load_docs(K8S / "rbac" / "executor-role.yaml")
+    assert patch["data"]["EXECUTOR_ALLOWED_NAMESPACES"] == role["metadata"]["namespace"]
+
+
+def _secret_refs(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    refs = set()
+    for deployment in [o for o in objects if o["kind"] == "Deployment"]:
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for entry in container.get("env", []):
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional", False):
+                    refs.add((ref["name"], ref["key"]))
+        for volume in deployment["spec"]["template"]["spec"].get("volumes", []):
+            secret = volume.get("secret")
+            if secret and not secret.get("optional", False):
+                for item in secret.get("items", []):
+                    refs.add((secret["secretName"], item["key"]))
+    return refs
+
+
+def test_secrets_file_has_every_key_the_deployments_require_and_only_placeholders() -> None:
+    secrets = by_name(load_docs(K8S / "secrets.yaml"), "Secret")
+    assert set(secrets) == {
+        "aegis-backend-secrets",
+        "aegis-ai-engine-secrets",
+        "aegis-executor-secrets",
+    }
+    for name, key in _secret_refs(base_objects()):
+        assert key in secrets[name]["stringData"], f"{name} lacks {key}"
+    for secret in secrets.values():
+        assert "data" not in secret, "base64 data could hide a real value"
+        for key, value in secret["stringData"].items():
+            assert "REPLACE_ME" in value, f"{secret['metadata']['name']}.{key} is not a placeholder"
+            if key.isupper():
+                assert key in setting_names(), f"{key} is not a setting"
+
+
+def test_cosign_external_secret_fills_the_secret_the_engine_mounts() -> None:
+    mounted = checks.check_mounted_keys_match_settings(base_objects())
+    docs = load_docs(K8S / "external-secrets" / "external-secret-cosign.yaml")
+    external = by_name(docs, "ExternalSecret")
+    (cosign,) = external.values()
+    assert cosign["spec"]["target"]["name"] == mounted["AEGIS_TRUSTED_KEYS"]
+    assert [d["secretKey"] for d in cosign["spec"]["data"]] == ["cosign.pub"]
+    store = cosign["spec"]["secretStoreRef"]["name"]
+    assert store in by_name(docs, "SecretStore")
+
+
+def test_service_external_secrets_target_the_runbook_secret_names() -> None:
+    docs = load_docs(K8S / "external-secrets" / "external-secrets-aegis.yaml")
+    targets = {d["spec"]["target"]["name"] for d in docs if d["kind"] == "ExternalSecret"}
+    refs = {name for name, _ in _secret_refs(base_objects())}
+    assert refs - {"aegis-cosign-public-key"} <= targets

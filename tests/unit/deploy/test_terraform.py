@@ -1,0 +1,160 @@
+"""infra/terraform: the AWS overlay and its modules are consistent HCL.
+
+No Terraform provider can be downloaded here, so `terraform validate` is not part of the suite;
+instead every `var.X` is declared, every declared variable is used, every `local.X` is defined,
+every module call passes only (and all required) variables of its module and reads only its
+outputs, and the runbook's outputs exist. Where the terraform binary is installed,
+`terraform fmt -check` (which parses every file) runs too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.unit.deploy.manifests import TERRAFORM
+
+OVERLAY = TERRAFORM / "overlays" / "aws"
+MODULE_DIRS = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
+ALL_DIRS = [OVERLAY, *MODULE_DIRS]
+_BLOCK = re.compile(r'^(variable|output|module|locals)\b\s*(?:"([^"]+)")?\s*\{', re.MULTILINE)
+_META_ARGS = {"source", "count", "for_each", "providers", "depends_on", "version"}
+
+
+def _text(directory: Path) -> str:
+    files = sorted(directory.glob("*.tf"))
+    assert files, f"no .tf files in {directory}"
+    return "\n".join(f.read_text() for f in files)
+
+
+def _body(text: str, start: int) -> str:
+    """The text between the brace at ``start`` and its matching closing brace."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i]
+    raise AssertionError("unbalanced braces")
+
+
+def _blocks(text: str, kind: str) -> dict[str, str]:
+    found = {}
+    for match in _BLOCK.finditer(text):
+        if match.group(1) == kind:
+            found[match.group(2) or f"_{match.start()}"] = _body(text, match.end() - 1)
+    return found
+
+
+def _top_level_attributes(body: str) -> set[str]:
+    names, depth = set(), 0
+    for line in body.splitlines():
+        stripped = line.strip()
+        if depth == 0:
+            match = re.match(r"([a-z_][a-z0-9_]*)\s*=", stripped)
+            if match:
+                names.add(match.group(1))
+        depth += line.count("{") + line.count("[") - line.count("}") - line.count("]")
+    return names
+
+
+def _required_variables(directory: Path) -> set[str]:
+    return {
+        name
+        for name, body in _blocks(_text(directory), "variable").items()
+        if "default" not in _top_level_attributes(body)
+    }
+
+
+@pytest.mark.parametrize("directory", ALL_DIRS, ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_every_variable_referenced_is_declared_and_every_declared_one_used(
+    directory: Path,
+) -> None:
+    text = _text(directory)
+    declared = set(_blocks(text, "variable"))
+    referenced = set(re.findall(r"\bvar\.([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert referenced <= declared, f"undeclared: {referenced - declared}"
+    assert declared <= referenced, f"declared but unused: {declared - referenced}"
+    for name, body in _blocks(text, "variable").items():
+        assert "description" in _top_level_attributes(body), f"variable {name} has no description"
+
+
+@pytest.mark.parametrize("directory", ALL_DIRS, ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_every_local_referenced_is_defined(directory: Path) -> None:
+    text = _text(directory)
+    defined = set().union(*(_top_level_attributes(b) for b in _blocks(text, "locals").values()))
+    referenced = set(re.findall(r"\blocal\.([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert referenced <= defined, f"undefined locals: {referenced - defined}"
+
+
+@pytest.mark.parametrize("directory", ALL_DIRS, ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_module_calls_match_the_modules(directory: Path) -> None:
+    text = _text(directory)
+    for name, body in _blocks(text, "module").items():
+        source = re.search(r'source\s*=\s*"([^"]+)"', body)
+        assert source, f"module {name} has no source"
+        module_dir = (directory / source.group(1)).resolve()
+        assert module_dir.is_dir(), f"module {name}: {source.group(1)} does not exist"
+        module_text = _text(module_dir)
+        variables = set(_blocks(module_text, "variable"))
+        passed = _top_level_attributes(body) - _META_ARGS
+        assert passed <= variables, f"module {name} passes unknown {passed - variables}"
+        missing = _required_variables(module_dir) - passed
+        assert not missing, f"module {name} does not pass required {missing}"
+        outputs = set(_blocks(module_text, "output"))
+        read = set(re.findall(rf"\bmodule\.{name}(?:\[\*\]|\[\d+\])?\.(\w+)", text))
+        assert read <= outputs, f"module.{name} has no output {read - outputs}"
+
+
+def test_overlay_outputs_are_the_runbooks() -> None:
+    outputs = _blocks(_text(OVERLAY), "output")
+    assert {"bucket_name", "database_url"} <= set(outputs)
+    assert re.search(r"sensitive\s*=\s*true", outputs["database_url"])
+    variables = _blocks(_text(OVERLAY), "variable")
+    assert "db_password" in _required_variables(OVERLAY)
+    assert re.search(r"sensitive\s*=\s*true", variables["db_password"])
+
+
+def test_bucket_is_versioned_kms_encrypted_and_never_public() -> None:
+    text = _text(TERRAFORM / "modules" / "object_store")
+    assert re.search(r'status\s*=\s*"Enabled"', text)
+    assert re.search(r'sse_algorithm\s*=\s*"aws:kms"', text)
+    for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                 "restrict_public_buckets"):  # fmt: skip
+        assert re.search(rf"{flag}\s*=\s*true", text), flag
+
+
+def test_database_is_encrypted_and_not_public() -> None:
+    text = _text(TERRAFORM / "modules" / "postgres")
+    assert re.search(r"storage_encrypted\s*=\s*true", text)
+    assert re.search(r"publicly_accessible\s*=\s*false", text)
+
+
+def test_irsa_policies_grant_no_wildcard_actions() -> None:
+    text = _text(OVERLAY) + _text(TERRAFORM / "modules" / "github_oidc_role")
+    for actions in re.findall(r"actions\s*=\s*\[([^\]]*)\]", text):
+        for action in re.findall(r'"([^"]+)"', actions):
+            assert "*" not in action, f"wildcard action {action}"
+    # Only the TLS-only deny statement of the bucket policy may name s3:* (it denies).
+    bucket = _text(TERRAFORM / "modules" / "object_store")
+    assert 'effect  = "Deny"' in bucket
+
+
+def test_terraform_fmt_accepts_every_file() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed: fmt not run")
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
