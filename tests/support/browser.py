@@ -102,6 +102,7 @@ def backend(
             "AEGIS_DATA_DIR": str(work_dir / "data"),
             "DATABASE_URL": database_url,
             "AI_ENGINE_ENABLED": "false",
+            "AEGIS_BACKGROUND_JOBS": "false",
             "EXECUTOR_ENABLED": "false",
             "LOG_JSON": "true",
             **(env or {}),

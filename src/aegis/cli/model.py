@@ -209,3 +209,144 @@ def extract(
     with _progress("extracting", archive.stat().st_size) as progress:
         verified = verify_and_extract(archive, sig, keyset, dest, progress=progress)
     typer.echo(f"verified and extracted {len(verified.manifest.files)} files into {dest}")
+
+
+# --- registry: push, promote with four eyes -----------------------------------------------------
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or f"cli:{getpass.getuser()}"
+
+
+@app.command("push")
+def push(
+    archive: Path = typer.Argument(..., help="A signed model archive (model.tar.gz)."),
+    to: str = typer.Option(..., "--to", help="e.g. s3://bucket/model-archives/NAME/V/"),
+    signature: Path | None = typer.Option(None, "--signature", help="Default ARCHIVE.sig."),
+    key: list[Path] = typer.Option(
+        None, "--key", help="Trusted key(s) (default: AEGIS_TRUSTED_KEYS)."
+    ),
+    actor: str | None = typer.Option(None, "--actor", help="Who is pushing (audited)."),
+) -> None:
+    """Verify, upload archive and signature, and record the version (stage: staging)."""
+    from aegis.cli.runtime import prepare_database
+    from aegis.registry import catalog
+
+    keyset = load_keyset(key or None)
+    _, database = prepare_database()
+    try:
+        with database.unit_of_work() as session:
+            row = catalog.push(
+                session=session,
+                archive=archive,
+                signature=signature or archive.with_name(archive.name + ".sig"),
+                to=to,
+                keyset=keyset,
+                actor=_actor(actor),
+            )
+            typer.echo(
+                f"pushed {row.name} {row.version} sha256:{row.digest} to {row.archive_uri}"
+                f" (signed by {row.signer_key_id}; stage {row.stage})"
+            )
+    finally:
+        database.dispose()
+
+
+@app.command("promote")
+def promote(
+    name: str = typer.Argument(...),
+    version: str = typer.Argument(...),
+    to: str = typer.Option("production", "--to", help="staging, production or archived."),
+    actor: str = typer.Option(..., "--actor", help="Who asks (a user; audited)."),
+) -> None:
+    """Ask for a promotion; another user with the approver role must approve it."""
+    from aegis.cli.runtime import prepare_database
+    from aegis.registry import catalog
+
+    _, database = prepare_database()
+    try:
+        with database.unit_of_work() as session:
+            request = catalog.request_promotion(
+                session=session, name=name, version=version, to=to, actor=actor
+            )
+            typer.echo(
+                f"promotion request {request.id}: {name} {version} -> {to}, waiting for "
+                f"an approver other than {actor} (aegis model approve {request.id})"
+            )
+    finally:
+        database.dispose()
+
+
+def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
+    from aegis.auth import service as auth_service
+    from aegis.cli.runtime import prepare_database
+    from aegis.core.errors import Forbidden
+    from aegis.registry import catalog
+
+    _, database = prepare_database()
+    try:
+        with database.unit_of_work() as session:
+            user = auth_service.get_user(session=session, username=actor)
+            if user.disabled or not ({"approver", "admin"} & set(user.roles)):
+                raise Forbidden(f"{actor} does not hold the approver role")
+            if approve:
+                row = catalog.approve(
+                    session=session, promotion_id=promotion_id, actor=actor, comment=comment
+                )
+                typer.echo(f"approved: {row.name} {row.version} is now {row.stage}")
+            else:
+                catalog.reject(
+                    session=session, promotion_id=promotion_id, actor=actor, comment=comment
+                )
+                typer.echo(f"rejected promotion request {promotion_id}")
+    finally:
+        database.dispose()
+
+
+@app.command("approve")
+def approve(
+    promotion_id: int = typer.Argument(..., help="The promotion request's id."),
+    actor: str = typer.Option(..., "--actor", help="An approver other than the requester."),
+    comment: str = typer.Option("", "--comment"),
+) -> None:
+    """Approve a promotion (four eyes: not the requester; approver role required)."""
+    _decide(promotion_id, actor, comment, approve=True)
+
+
+@app.command("reject")
+def reject(
+    promotion_id: int = typer.Argument(...),
+    actor: str = typer.Option(..., "--actor"),
+    comment: str = typer.Option("", "--comment"),
+) -> None:
+    """Reject a promotion request."""
+    _decide(promotion_id, actor, comment, approve=False)
+
+
+@app.command("list")
+def list_models(name: str | None = typer.Option(None, "--name")) -> None:
+    """Registered versions with stage, digest and signer."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aegis.cli.runtime import prepare_database
+    from aegis.registry import catalog
+
+    _, database = prepare_database()
+    table = Table("name", "version", "stage", "digest", "signer", "pushed by")
+    try:
+        with database.unit_of_work() as session:
+            for row in catalog.list_versions(session=session, name=name):
+                table.add_row(
+                    row.name,
+                    row.version,
+                    row.stage,
+                    row.digest[:16],
+                    row.signer_key_id,
+                    row.pushed_by,
+                )
+    finally:
+        database.dispose()
+    Console().print(table)

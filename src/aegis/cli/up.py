@@ -17,7 +17,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import httpx
 import typer
 
 from aegis.core.errors import ConfigError
@@ -132,6 +131,8 @@ def _install_stop_handlers() -> dict[str, bool]:
 
 
 def _wait_healthy(children: dict[str, subprocess.Popen[bytes]], urls: dict[str, str]) -> None:
+    import httpx
+
     deadline = time.monotonic() + START_TIMEOUT_S
     pending = set(children)
     with httpx.Client(timeout=2.0) as client:
