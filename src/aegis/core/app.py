@@ -51,5 +51,10 @@ def base_app(
 
     app = FastAPI(title=title, version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
-    http.install(app, service=ctx.service, max_body_bytes=ctx.settings.max_body_bytes)
+    http.install(
+        app,
+        service=ctx.service,
+        max_body_bytes=ctx.settings.max_body_bytes,
+        rollout_track=ctx.settings.rollout_track,
+    )
     return app

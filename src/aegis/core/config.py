@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     executor_enabled: bool = Field(
         True, validation_alias=_env("EXECUTOR_ENABLED", "executor_enabled")
     )
+    rollout_track: Literal["stable", "canary", ""] | None = Field(
+        None, validation_alias=_env("ROLLOUT_TRACK", "rollout_track")
+    )
     background_jobs: bool = Field(
         True, validation_alias=_env("AEGIS_BACKGROUND_JOBS", "background_jobs")
     )
@@ -291,6 +294,13 @@ class Settings(BaseSettings):
         if self.executor_allowed_actions is not None:
             return list(self.executor_allowed_actions)
         return ["restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment"]
+
+    # --- backup (owned by src/aegis/backup; documented in docs/operations/backup-restore.md) --
+    # BACKUP_DIR and RETENTION_DAYS are in "stores" above. When set, backups are encrypted with
+    # AES-256-GCM under a key derived from this secret (HKDF-SHA256); restore needs the same value.
+    backup_encryption_key: SecretStr | None = Field(
+        None, validation_alias=_env("BACKUP_ENCRYPTION_KEY", "backup_encryption_key")
+    )
 
 
 def validate_database_url(url: str) -> None:

@@ -86,8 +86,17 @@ def _route_template(request: Request) -> str:
     return str(path) if path else "unmatched"
 
 
-def install(app: FastAPI, *, service: str, max_body_bytes: int) -> None:
-    """Mount the shared middleware, error handlers and ``/metrics`` on ``app``."""
+UNCOUNTED_ROUTES = {"/metrics", "/health", "/api/v1/health", "/api/v1/health/ping", "unmatched"}
+
+
+def install(
+    app: FastAPI, *, service: str, max_body_bytes: int, rollout_track: str | None = None
+) -> None:
+    """Mount the shared middleware, error handlers and ``/metrics`` on ``app``.
+
+    With ``rollout_track`` set (a canary or stable pod), every API request is also counted in
+    ``aegis_canary_requests_total{track, outcome}`` for the rollout's analysis.
+    """
 
     @app.middleware("http")
     async def request_context(
@@ -108,6 +117,9 @@ def install(app: FastAPI, *, service: str, max_body_bytes: int) -> None:
             route = _route_template(request)
             metrics.HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
             metrics.HTTP_LATENCY.labels(service, route, request.method).observe(elapsed)
+            if rollout_track and route not in UNCOUNTED_ROUTES:
+                outcome = "error" if status >= 400 else "ok"
+                metrics.CANARY_REQUESTS.labels(rollout_track, outcome).inc()
             request_id_var.reset(token)
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)

@@ -67,3 +67,18 @@ def test_validation_errors_name_the_field(make_settings: Callable[..., Settings]
         )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_canary_pod_counts_its_requests_by_outcome(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from aegis.core import metrics
+
+    ok = metrics.CANARY_REQUESTS.labels("canary", "ok")
+    error = metrics.CANARY_REQUESTS.labels("canary", "error")
+    before = (ok._value.get(), error._value.get())
+    with TestClient(_app(make_settings(rollout_track="canary"))) as client:
+        client.post("/echo", json={"a": "b"})
+        client.get("/missing")
+        client.get("/metrics")  # not counted
+    assert (ok._value.get(), error._value.get()) == (before[0] + 1, before[1] + 1)
