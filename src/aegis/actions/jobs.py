@@ -18,7 +18,7 @@ from aegis.actions import service
 from aegis.actions.models import ActionRequest
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
-from aegis.core.logging import get_logger
+from aegis.core.logging import get_logger, request_id_var
 from aegis.database.core import Database
 from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
@@ -157,6 +157,7 @@ def _still_what_was_approved(executor: Executor, database: Database, action_id: 
 
 
 def execute(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
+    request_id_var.set(f"action-{action_id}")  # forwarded to the executor as X-Request-ID
     try:
         if not _still_what_was_approved(executor, database, action_id):
             return

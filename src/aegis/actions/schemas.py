@@ -67,3 +67,10 @@ class ActionRead(BaseModel):
 
 class ActionPage(BaseModel):
     items: list[ActionRead]
+
+
+class OutcomeRead(BaseModel):
+    incident_kind: str
+    action: str
+    successes: int
+    failures: int

@@ -7,7 +7,14 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
 from aegis.actions import jobs, service
-from aegis.actions.schemas import ActionCreate, ActionPage, ActionRead, ApprovalBody, RejectBody
+from aegis.actions.schemas import (
+    ActionCreate,
+    ActionPage,
+    ActionRead,
+    ApprovalBody,
+    OutcomeRead,
+    RejectBody,
+)
 from aegis.auth.dependencies import ContextDep, SessionDep, require_roles
 from aegis.auth.schemas import Actor
 
@@ -47,6 +54,15 @@ def list_actions(
 ) -> ActionPage:
     rows = service.list_actions(session=session, status=status, limit=limit)
     return ActionPage(items=[ActionRead.model_validate(r) for r in rows])
+
+
+@router.get("/outcomes", response_model=list[OutcomeRead])
+def outcomes(_: Reader, session: SessionDep) -> list[OutcomeRead]:
+    """What the engine has learnt: per incident kind and action, resolved vs not."""
+    return [
+        OutcomeRead(incident_kind=kind, action=action, **counts)
+        for (kind, action), counts in sorted(service.outcome_stats(session=session).items())
+    ]
 
 
 @router.get("/{action_id}", response_model=ActionRead)

@@ -104,6 +104,8 @@ def predict_pending(
                 "AI engine calls are off (AI_ENGINE_ENABLED=false)",
             )
             continue
+        # One id follows the incident across services: backend -> engine -> executor logs.
+        request_id_var.set(f"incident-{incident.id}")
         try:
             prediction = _ask_engine(settings, _engine_request(incident, alerts, stats), http)
         except (httpx.HTTPError, AegisError) as exc:
