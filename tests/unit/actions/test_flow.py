@@ -311,8 +311,12 @@ def test_action_is_effective_when_its_incident_resolves(world: World) -> None:
         stats = service.outcome_stats(session=session)
     assert stats[("PodCrashLooping", "restart_deployment")] == {"successes": 1, "failures": 0}
     shown = world.api.get("/api/v1/actions/outcomes", headers=world.operator).json()
-    assert {"incident_kind": "PodCrashLooping", "action": "restart_deployment",
-            "successes": 1, "failures": 0} in shown
+    assert {
+        "incident_kind": "PodCrashLooping",
+        "action": "restart_deployment",
+        "successes": 1,
+        "failures": 0,
+    } in shown
 
 
 def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: World) -> None:

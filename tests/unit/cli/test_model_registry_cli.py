@@ -25,24 +25,51 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Path:
     return tmp_path
 
 
-def test_build_sign_push_promote_approve(env: Path, db_url: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_sign_push_promote_approve(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     database = Database(db_url)
     requester = factories.user(database, "operator", "approver")
     approver = factories.user(database, "approver")
     database.dispose()
     assert run(["keys", "generate", "--out", str(env / "keys")]) == 0
     pub = str(env / "keys" / "cosign.pub")
-    assert run(["model", "build", str(env / "model_dir"), "--name", "example_multimodal",
-                "--version", "0.1"]) == 0
+    assert (
+        run(
+            [
+                "model",
+                "build",
+                str(env / "model_dir"),
+                "--name",
+                "example_multimodal",
+                "--version",
+                "0.1",
+            ]
+        )
+        == 0
+    )
     assert run(["model", "sign", "model.tar.gz", "--key", str(env / "keys" / "cosign.key")]) == 0
     assert run(["model", "verify", "model.tar.gz", "--key", pub]) == 0
     store = (env / "bucket").as_uri() + "/model-archives/example_multimodal/0.1/"
     assert run(["model", "push", "model.tar.gz", "--to", store, "--key", pub]) == 0
-    assert (env / "bucket" / "model-archives" / "example_multimodal" / "0.1" /
-            "model.tar.gz.sig").exists()
-    assert run(["model", "promote", "example_multimodal", "0.1", "--to", "production",
-                "--actor", requester]) == 0
+    assert (
+        env / "bucket" / "model-archives" / "example_multimodal" / "0.1" / "model.tar.gz.sig"
+    ).exists()
+    assert (
+        run(
+            [
+                "model",
+                "promote",
+                "example_multimodal",
+                "0.1",
+                "--to",
+                "production",
+                "--actor",
+                requester,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert run(["model", "approve", "1", "--actor", requester]) == 1  # four eyes
     assert "other than its requester" in capsys.readouterr().err
@@ -57,7 +84,16 @@ def test_push_refuses_an_archive_signed_by_an_untrusted_key(env: Path) -> None:
     run(["keys", "generate", "--out", str(env / "b")])
     run(["model", "build", str(env / "model_dir"), "--name", "m", "--version", "1"])
     run(["model", "sign", "model.tar.gz", "--key", str(env / "a" / "cosign.key")])
-    code = run(["model", "push", "model.tar.gz", "--to", (env / "bucket").as_uri(),
-                "--key", str(env / "b" / "cosign.pub")])
+    code = run(
+        [
+            "model",
+            "push",
+            "model.tar.gz",
+            "--to",
+            (env / "bucket").as_uri(),
+            "--key",
+            str(env / "b" / "cosign.pub"),
+        ]
+    )
     assert code == 1
     assert not (env / "bucket").exists() or not any((env / "bucket").rglob("model.tar.gz"))

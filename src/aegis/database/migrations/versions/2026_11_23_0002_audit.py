@@ -7,6 +7,8 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 # The runbooks query these names; each is a view over the one hash-chained table.
-VIEWS = {
+VIEWS: dict[str, dict[str, Any]] = {
     "audit_events": {
         "category": "auth",
         "columns": {"ip": "ip", "username": "username", "reason": "reason"},
