@@ -52,3 +52,48 @@ def eval_nab(
             on_file=lambda key, _n: status.update(f"scored {key}"),
         )
     nab_report.render(console, result, labels=labels_file, out_dir=out)
+
+
+@app.command("train")
+def train(
+    out: Path = typer.Option(..., "--out", help="Model directory to write (created if needed)."),
+    name: str = typer.Option("example_multimodal", "--name", help="Model name."),
+    version: str = typer.Option("0.1", "--version", help="Model version."),
+    outcomes: Path | None = typer.Option(
+        None,
+        "--outcomes",
+        help="JSON list of past outcomes {incident_kind, action, successes, failures} "
+        "to fold into the recommender's priors.",
+    ),
+) -> None:
+    """Write the engine's model directory: knowledge base, detector defaults, priors.
+
+    The same inputs always give the same bytes, so the directory can be rebuilt and checked
+    before it is archived and signed (``aegis model build`` / ``sign``).
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from aegis.engine import model as engine_model
+    from aegis.engine.errors import EngineError
+    from aegis.engine.schemas import OutcomeStat, stats_dict
+
+    history = None
+    if outcomes is not None:
+        try:
+            rows = TypeAdapter(list[OutcomeStat]).validate_json(outcomes.read_bytes())
+        except OSError as exc:
+            raise EngineError(f"cannot read {outcomes}: {exc.strerror}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise EngineError(f"{outcomes}: {where}: {first['msg']}") from None
+        history = stats_dict(rows)
+    try:
+        trained = engine_model.train(name=name, version=version, outcomes=history)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise EngineError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    written = engine_model.export_model_dir(trained, out)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"model {trained.name} {trained.version} {trained.digest}")

@@ -1,23 +1,214 @@
-"""The AI engine app factory."""
+"""The AI engine app factory: ``/predict``, ``/infer``, ``/health`` and ``/metrics``.
+
+* ``POST /predict`` ``{"incident": {...}, "outcome_stats": [...]}`` -> one prediction;
+* ``POST /infer`` ``{"incidents": [...]}`` or ``{"incident": {...}}`` (+ ``outcome_stats``) ->
+  ``{"predictions": [{"ok": true, "prediction": {...}} | {"ok": false, "error": {...}}]}``: a
+  failing item does not fail the others;
+* both need ``X-API-Key`` (``API_KEY``, or ``API_KEY_PREVIOUS`` during a rotation), compared in
+  constant time; 401 ``invalid_api_key`` otherwise. With no key configured every call is refused;
+* both go through the dynamic batcher (:mod:`aegis.engine.batching`): 503 ``queue_full`` with
+  ``Retry-After`` when the queue is at ``BATCH_QUEUE_LIMIT``; 503 ``model_not_loaded`` while no
+  model is served;
+* ``GET /health`` is public and always 200 while the process serves (liveness); readiness is
+  ``"model_loaded"``, with the reason when false;
+* ``GET /metrics`` is public (Prometheus).
+
+Nothing is loaded by this factory on its own: the caller passes a :class:`ModelHolder` that
+already holds a verified model, or a ``loader`` (the registry's verify-and-load) that runs in the
+background at start-up; until then the engine answers 503.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from aegis import __version__
+from aegis.core import metrics
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
+from aegis.core.errors import AegisError
+from aegis.engine import schemas
+from aegis.engine.errors import InvalidApiKey, ScoringFailed
+from aegis.engine.recommender import OutcomeStats
+from aegis.engine.state import EngineState, Loader, ModelHolder
+
+M = TypeVar("M", bound=BaseModel)
+JSON = "application/json"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+def check_api_key(settings: Settings, supplied: str | None) -> None:
+    """Accept the current or the previous key; compare in constant time; fail closed."""
+    keys = [k.get_secret_value() for k in (settings.api_key, settings.api_key_previous) if k]
+    candidate = _digest(supplied or "")
+    matched = False
+    for key in keys:  # every key is compared, so timing does not tell which one matched
+        matched |= hmac.compare_digest(candidate, _digest(key))
+    if not matched or not supplied:
+        reason = "missing" if not supplied else "invalid"
+        metrics.AUTH_FAILURES.labels(f"engine_api_key_{reason}").inc()
+        raise InvalidApiKey(f"{reason} X-API-Key")
+
+
+def _parse(parser: Callable[[bytes], M], body: bytes) -> M:
+    try:
+        return parser(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+
+
+def _json(data: BaseModel, status: int = 200) -> Response:
+    return Response(data.model_dump_json(), status_code=status, media_type=JSON)
+
+
+def _item_error(result: object) -> schemas.ItemError:
+    if isinstance(result, AegisError):
+        return schemas.ItemError(code=result.code, message=result.message)
+    return schemas.ItemError(code=ScoringFailed.code, message="inference failed")
+
+
+def create_app(
+    settings: Settings, *, holder: ModelHolder | None = None, loader: Loader | None = None
+) -> FastAPI:
+    """The engine app. ``holder``: a model holder to serve from; ``loader``: run at start-up."""
+    state = EngineState(settings, holder)
     ctx = AppContext.build(settings, service="engine")
-    app = base_app(ctx, title="Aegis AI engine")
+    app = base_app(ctx, title="Aegis AI engine", on_shutdown=[lambda _: state.batcher.stop()])
+    app.state.engine = state
+    served = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(inner: Any) -> AsyncIterator[None]:
+        # Start-up work, not a periodic job: it runs whatever AEGIS_BACKGROUND_JOBS says. The
+        # model loads in a worker thread so that /health answers (model_loaded: false) meanwhile.
+        state.batcher.start()
+        loading = (
+            asyncio.create_task(asyncio.to_thread(state.holder.load, loader)) if loader else None
+        )
+        async with served(inner):
+            yield
+        if loading is not None and not loading.done():
+            loading.cancel()
+
+    app.router.lifespan_context = lifespan
+
+    @app.post("/predict", response_model=schemas.IncidentPrediction)
+    async def predict(request: Request) -> Response:
+        async with _counted("predict") as outcome:
+            body = await _authorised_body(state, request)
+            req = _parse(schemas.parse_predict, body)
+            started = time.perf_counter()
+            result = await state.batcher.submit(
+                (req.incident, schemas.stats_dict(req.outcome_stats))
+            )
+            metrics.INFERENCE_LATENCY.labels("predict").observe(time.perf_counter() - started)
+            if isinstance(result, AegisError):
+                raise result
+            if not isinstance(result, schemas.IncidentPrediction):
+                raise ScoringFailed("inference failed")
+            outcome["status"] = 200
+            return _json(result)
+
+    @app.post("/infer", response_model=schemas.InferResponse)
+    async def infer(request: Request) -> Response:
+        async with _counted("infer") as outcome:
+            body = await _authorised_body(state, request)
+            response = await _infer(state, _parse(schemas.parse_infer, body))
+            outcome["status"] = 200
+            return _json(response)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+        return health_document(state)
 
     return app
+
+
+@asynccontextmanager
+async def _counted(endpoint: str) -> AsyncIterator[dict[str, int]]:
+    """Count the request in ``aegis_inference_requests_total`` with the status it ends with."""
+    outcome = {"status": 500}
+    try:
+        yield outcome
+    except RequestValidationError:
+        outcome["status"] = 422
+        raise
+    except AegisError as exc:
+        outcome["status"] = exc.status_code
+        raise
+    finally:
+        metrics.INFERENCE_REQUESTS.labels(endpoint, str(outcome["status"])).inc()
+
+
+async def _authorised_body(state: EngineState, request: Request) -> bytes:
+    """The body, once the caller's key is good and a model is being served."""
+    check_api_key(state.settings, request.headers.get("x-api-key"))
+    state.holder.require()
+    return await request.body()
+
+
+async def _infer(state: EngineState, req: schemas.InferRequest) -> schemas.InferResponse:
+    stats: OutcomeStats = schemas.stats_dict(req.outcome_stats)
+    incidents = req.items
+    limit = state.batcher.queue_limit
+    if len(incidents) > limit:
+        message = f"at most {limit} incidents per request (BATCH_QUEUE_LIMIT)"
+        raise RequestValidationError([{"loc": ("incidents",), "msg": message, "type": "too_long"}])
+    started = time.perf_counter()
+    results = await state.batcher.submit_many([(inc, stats) for inc in incidents])
+    metrics.INFERENCE_LATENCY.labels("infer").observe(time.perf_counter() - started)
+    items = [
+        schemas.InferItem(ok=True, prediction=r)
+        if isinstance(r, schemas.IncidentPrediction)
+        else schemas.InferItem(ok=False, error=_item_error(r))
+        for r in results
+    ]
+    serving = state.holder.current
+    return schemas.InferResponse(predictions=items, model=serving.prepared.ref if serving else None)
+
+
+def health_document(state: EngineState) -> dict[str, Any]:
+    """Liveness (always ``status: ok`` while serving) and readiness (``model_loaded``)."""
+    serving = state.holder.current
+    model = None
+    if serving is not None:
+        model = {
+            "name": serving.meta.name,
+            "version": serving.meta.version,
+            "digest": serving.meta.digest,
+            "signer": serving.meta.signer,
+            "source": serving.meta.source,
+            "loaded_at": serving.loaded_at,
+            "lockstep_kernel": serving.prepared.use_kernel,
+        }
+    batcher = state.batcher
+    return {
+        "status": "ok",
+        "service": "engine",
+        "version": __version__,
+        "model_loaded": serving is not None,
+        "model": model,
+        "reason": None if serving is not None else state.holder.not_loaded_reason,
+        "last_error": state.holder.last_error,
+        "batch": {
+            "queue_depth": batcher.depth,
+            "max_size": batcher.max_size,
+            "max_latency_ms": batcher.max_latency_s * 1000.0,
+            "queue_limit": batcher.queue_limit,
+        },
+    }
