@@ -49,11 +49,15 @@ def _build(service: Service, settings: Settings) -> FastAPI:
     if service is Service.engine:
         from aegis.database.core import Database
         from aegis.engine.app import create_app as engine_app
-        from aegis.engine.signed_loader import signed_loader
+        from aegis.engine.signed_loader import signed_loader, watch_registry
 
-        # The engine serves only what the registry promoted and the signature vouches for.
+        # The engine serves only what the registry promoted and the signature vouches for,
+        # and swaps in a newly promoted version without dropping requests.
+        database = Database(settings.effective_database_url)
         return engine_app(
-            settings, loader=signed_loader(settings, Database(settings.effective_database_url))
+            settings,
+            loader=signed_loader(settings, database),
+            watch=lambda holder: watch_registry(holder, settings, database),
         )
     from aegis.executor.app import create_app as executor_app
 

@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -83,12 +83,23 @@ def _item_error(result: object) -> schemas.ItemError:
 
 
 def create_app(
-    settings: Settings, *, holder: ModelHolder | None = None, loader: Loader | None = None
+    settings: Settings,
+    *,
+    holder: ModelHolder | None = None,
+    loader: Loader | None = None,
+    watch: Callable[[ModelHolder], Coroutine[Any, Any, None]] | None = None,
 ) -> FastAPI:
-    """The engine app. ``holder``: a model holder to serve from; ``loader``: run at start-up."""
+    """The engine app. ``holder``: a model holder to serve from; ``loader``: run at start-up;
+    ``watch``: a background job given the holder (reloads when the registry changes)."""
     state = EngineState(settings, holder)
     ctx = AppContext.build(settings, service="engine")
-    app = base_app(ctx, title="Aegis AI engine", on_shutdown=[lambda _: state.batcher.stop()])
+    jobs = [lambda _ctx: watch(state.holder)] if watch is not None else []
+    app = base_app(
+        ctx,
+        title="Aegis AI engine",
+        on_shutdown=[lambda _: state.batcher.stop()],
+        jobs=jobs,
+    )
     app.state.engine = state
     served = app.router.lifespan_context
 

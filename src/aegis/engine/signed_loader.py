@@ -54,15 +54,21 @@ def production_version(settings: Settings, database: Database) -> str | None:
             return None
 
 
+def reload_if_changed(holder: ModelHolder, settings: Settings, database: Database) -> bool:
+    """Load the production version when it is not what is served. False when nothing changed
+    or the load failed (the old model keeps serving; ``holder.last_error`` says why)."""
+    wanted = production_version(settings, database)
+    current = holder.current
+    if wanted is None or (current is not None and current.meta.version == wanted):
+        return False
+    return holder.load(signed_loader(settings, database))
+
+
 async def watch_registry(holder: ModelHolder, settings: Settings, database: Database) -> None:
     """Reload whenever the production version differs from what is served."""
-    loader = signed_loader(settings, database)
     while True:
         await asyncio.sleep(WATCH_EVERY_S)
         try:
-            wanted = await asyncio.to_thread(production_version, settings, database)
-            current = holder.current
-            if wanted is not None and (current is None or current.meta.version != wanted):
-                await asyncio.to_thread(holder.load, loader)
+            await asyncio.to_thread(reload_if_changed, holder, settings, database)
         except Exception as exc:  # the watcher must outlive any one failure
             log.warning("model_watch_failed", error=type(exc).__name__)
