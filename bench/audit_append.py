@@ -40,8 +40,8 @@ ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postg
 
 def _event(i: int) -> AuditEventCreate:
     return AuditEventCreate(
-        category="action",
-        event_type="action.executed",
+        category="system",
+        event_type="bench.event",
         actor="bench",
         resource="staging/web",
         data={"i": i, "action": "restart_deployment", "namespace": "staging", "name": "web"},
