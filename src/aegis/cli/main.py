@@ -11,7 +11,20 @@ import sys
 import click
 import typer
 
-from aegis.cli import audit, db, engine, executor, keys, model, policy, scan, serve, up, user
+from aegis.cli import (
+    audit,
+    backup,
+    db,
+    engine,
+    executor,
+    keys,
+    model,
+    policy,
+    scan,
+    serve,
+    up,
+    user,
+)
 from aegis.core.errors import AegisError
 
 app = typer.Typer(
@@ -32,6 +45,7 @@ def _root(
 
 
 app.add_typer(audit.app, name="audit")
+app.add_typer(backup.app, name="backup")
 app.add_typer(db.app, name="db")
 app.add_typer(engine.app, name="engine")
 app.add_typer(executor.app, name="executor")

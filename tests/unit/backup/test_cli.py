@@ -1,0 +1,140 @@
+"""`aegis backup create|list|prune|restore|drill` and the runbook's script names, through the
+real CLI (SQLite here: the dialect work is covered in test_backup_restore.py)."""
+
+from __future__ import annotations
+
+import io
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from aegis.cli.main import run
+from tests.unit.backup.support import KEY, dump, local_path, repack
+
+pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"])
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source_url: str) -> Path:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", source_url)
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
+    monkeypatch.setenv("LOG_JSON", "false")
+    return tmp_path / "backups"
+
+
+def _create(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert run(["backup", "create", *args]) == 0
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_create_list_drill_and_restore(
+    env: Path, capsys: pytest.CaptureFixture[str], source_url: str, target_url: str
+) -> None:
+    uri = _create(capsys)
+    assert uri.startswith(env.resolve().as_uri() + "/aegis-") and local_path(uri).exists()
+    assert run(["backup", "list"]) == 0
+    assert uri in capsys.readouterr().out
+    assert run(["backup", "drill"]) == 0
+    report = capsys.readouterr().out
+    assert "PASSED" in report and "RTO" in report
+    assert run(["backup", "restore", uri, "--to", target_url, "--yes"]) == 0
+    assert "audit chain intact" in capsys.readouterr().out
+    assert dump(target_url)["policies"] == dump(source_url)["policies"]
+
+
+def test_encrypted_backup_needs_the_key_to_restore(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    target_url: str,
+) -> None:
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", KEY)
+    uri = _create(capsys)
+    assert uri.endswith(".enc")
+    monkeypatch.delenv("BACKUP_ENCRYPTION_KEY")
+    assert run(["backup", "restore", uri, "--to", target_url, "--yes"]) == 1
+    assert "set BACKUP_ENCRYPTION_KEY" in capsys.readouterr().err
+
+
+def test_restore_asks_before_writing(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    source_url: str,
+    target_url: str,
+) -> None:
+    uri = _create(capsys)
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert run(["backup", "restore", uri, "--to", target_url]) == 130
+    assert not any(dump(target_url).values())
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert run(["backup", "restore", uri, "--to", source_url, "--force-clean"]) == 130
+    assert "DELETES every Aegis row" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert run(["backup", "restore", uri, "--to", target_url]) == 0
+
+
+def test_restore_into_a_database_in_use_is_refused(
+    env: Path, capsys: pytest.CaptureFixture[str], source_url: str
+) -> None:
+    uri = _create(capsys)
+    assert run(["backup", "restore", uri, "--yes"]) == 1  # DATABASE_URL: the live database
+    assert "already holds Aegis rows" in capsys.readouterr().err
+
+
+def test_drill_exits_1_when_the_backup_is_damaged(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = _create(capsys)
+    path = local_path(uri)
+    path.write_bytes(path.read_bytes()[:-30])
+    assert run(["backup", "drill", uri]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_prune_and_an_empty_list(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["backup", "list"]) == 0
+    assert "no backups" in capsys.readouterr().err
+    _create(capsys, "--no-prune")
+    assert run(["backup", "prune"]) == 0
+    assert "0 backup(s)" in capsys.readouterr().err  # the newest is never deleted
+
+
+def _script(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(ROOT / "scripts" / "backup" / name), run_name="__main__")
+    return int(exited.value.code or 0)
+
+
+def test_runbook_script_names(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    target_url: str,
+) -> None:
+    other = tmp_path / "elsewhere"
+    assert _script("backup_db.py", ["--to", str(other)], monkeypatch) == 0
+    uri = capsys.readouterr().out.strip().splitlines()[-1]
+    assert uri.startswith(other.resolve().as_uri())
+    assert _script("restore_db.py", [uri, "--to", target_url, "--yes"], monkeypatch) == 0
+    assert dump(target_url)["users"]
+
+
+def test_restore_exits_1_when_the_restored_audit_chain_is_broken(
+    env: Path, capsys: pytest.CaptureFixture[str], target_url: str
+) -> None:
+    uri = _create(capsys)
+    repack(
+        local_path(uri),
+        "audit_log",
+        lambda data: data.replace(b'"outcome":"ok"', b'"outcome":"no"', 1),
+        fix_manifest=True,
+    )
+    assert run(["backup", "restore", uri, "--to", target_url, "--yes"]) == 1
+    assert "FAILED: audit chain of the restored database" in capsys.readouterr().out
