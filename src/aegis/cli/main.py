@@ -64,9 +64,9 @@ def run(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit code 
     _state["debug"] = "--debug" in args
     try:
         result = app(args=args, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
