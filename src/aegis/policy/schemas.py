@@ -34,3 +34,26 @@ class EvaluationRead(BaseModel):
     policies: list[dict[str, Any]]
     reason: str
     policy_set_digest: str
+
+
+class ReplayBody(BaseModel):
+    since: datetime
+    policies: list[dict[str, Any]] | None = None
+    all: bool = False
+
+
+class ReplayRowRead(BaseModel):
+    action_id: str
+    created_at: datetime
+    action: str
+    target: str
+    requested_by: str
+    recorded: str
+    candidate: str
+    reason: str
+
+
+class ReplayRead(BaseModel):
+    replayed: int
+    changed: int
+    rows: list[ReplayRowRead]

@@ -9,7 +9,15 @@ from aegis.auth.schemas import Actor
 from aegis.policy import service
 from aegis.policy.document import Policy
 from aegis.policy.loader import parse_policy
-from aegis.policy.schemas import EvaluationRead, PolicyDigestRead, PolicyRead, PolicyVersionRead
+from aegis.policy.schemas import (
+    EvaluationRead,
+    PolicyDigestRead,
+    PolicyRead,
+    PolicyVersionRead,
+    ReplayBody,
+    ReplayRead,
+    ReplayRowRead,
+)
 
 router = APIRouter(prefix="/api/v1/policy", tags=["policy"])
 Admin = Annotated[Actor, Depends(require_roles("admin"))]
@@ -65,6 +73,40 @@ def evaluate(
     request = service.parse_request(body)
     decision, value = service.evaluate(session=session, request=request, actor=actor.name)
     return EvaluationRead(**decision.as_dict(), policy_set_digest=value)
+
+
+@router.post("/replay", response_model=ReplayRead)
+def replay(body: ReplayBody, _: Admin, session: SessionDep) -> ReplayRead:
+    """What a candidate policy set (default: the active one) would have decided for every
+    action request since ``since``; only the changes are listed unless ``all`` is set."""
+    from aegis.actions.replay import replay as run_replay
+    from aegis.policy.engine import PolicySet
+    from aegis.policy.loader import parse_policies
+
+    candidate = (
+        PolicySet(parse_policies(body.policies, source="body"))
+        if body.policies is not None
+        else service.active_set(session=session)[0]
+    )
+    rows = run_replay(session=session, candidate=candidate, since=body.since)
+    shown = [r for r in rows if r.changed or body.all]
+    return ReplayRead(
+        replayed=len(rows),
+        changed=sum(r.changed for r in rows),
+        rows=[
+            ReplayRowRead(
+                action_id=r.action_id,
+                created_at=r.created_at,
+                action=r.action,
+                target=r.target,
+                requested_by=r.requested_by,
+                recorded=r.recorded,
+                candidate=r.candidate,
+                reason=r.reason,
+            )
+            for r in shown
+        ],
+    )
 
 
 @router.get("/{policy_id}", response_model=PolicyRead)

@@ -158,3 +158,34 @@ def test_only_admins_change_policies(client: TestClient, database: Database) -> 
     operator = factories.bearer(factories.login(client, factories.user(database, "operator")))
     assert client.post("/api/v1/policy", json=STAGING, headers=operator).status_code == 403
     assert client.get("/api/v1/policy", headers=operator).status_code == 200
+
+
+def test_replay_shows_what_a_candidate_set_would_change(
+    client: TestClient, admin: dict[str, str], database: Database
+) -> None:
+    client.post("/api/v1/policy", json=STAGING, headers=admin)
+    operator = factories.bearer(factories.login(client, factories.user(database, "operator")))
+    action = client.post(
+        "/api/v1/actions",
+        headers=operator,
+        json={
+            "action": "restart_deployment",
+            "namespace": "staging-a",
+            "name": "web",
+            "idempotency_key": "replay-1",
+            "confidence": 0.9,
+        },
+    ).json()
+    assert action["decision"] == "allow"
+    freeze = {**STAGING, "id": "freeze", "effect": "deny"}
+    replay = client.post(
+        "/api/v1/policy/replay",
+        headers=admin,
+        json={"since": "2000-01-01T00:00:00Z", "policies": [STAGING, freeze]},
+    ).json()
+    assert (replay["replayed"], replay["changed"]) == (1, 1)
+    assert replay["rows"][0]["recorded"] == "allow" and replay["rows"][0]["candidate"] == "deny"
+    same = client.post(
+        "/api/v1/policy/replay", headers=admin, json={"since": "2000-01-01T00:00:00Z"}
+    ).json()
+    assert same["changed"] == 0
