@@ -24,12 +24,14 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 status=0
-if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
-  echo "PostgreSQL is not reachable at 127.0.0.1:5432"
-  [ "${CI:-}" = "true" ] && { echo "error: CI=true requires PostgreSQL at 127.0.0.1:5432"; status=1; }
+pg_port=${AEGIS_TEST_PG_PORT:-5432}
+redis_port=${AEGIS_TEST_REDIS_PORT:-6379}
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; then
+  echo "PostgreSQL is not reachable at 127.0.0.1:$pg_port"
+  [ "${CI:-}" = "true" ] && { echo "error: CI=true requires PostgreSQL at 127.0.0.1:$pg_port"; status=1; }
 fi
-if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
-  echo "Redis is not reachable at 127.0.0.1:6379"
-  [ "${CI:-}" = "true" ] && { echo "error: CI=true requires Redis at 127.0.0.1:6379"; status=1; }
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
+  echo "Redis is not reachable at 127.0.0.1:$redis_port"
+  [ "${CI:-}" = "true" ] && { echo "error: CI=true requires Redis at 127.0.0.1:$redis_port"; status=1; }
 fi
 exit $status
