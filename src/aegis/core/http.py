@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -80,10 +80,58 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _route_template(request: Request) -> str:
-    route = request.scope.get("route")
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
+
+
+class RequestContext:
+    """Request id in and out, HTTP metrics, canary counts — as plain ASGI middleware.
+
+    The request id comes from ``X-Request-ID`` (when printable, at most 128 characters) or is
+    minted; it is bound for the request's logs, forwarded by Aegis's own clients, and returned.
+    Each request runs in its own task, so the context variable needs no reset.
+    """
+
+    def __init__(self, app: ASGIApp, service: str, rollout_track: str | None) -> None:
+        self.app = app
+        self.service = service
+        self.rollout_track = rollout_track
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        rid = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        request_id_var.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, rid)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        route, method = _route_template(scope), scope.get("method", "GET")
+        metrics.HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(self.service, route, method).observe(elapsed)
+        if self.rollout_track and route not in UNCOUNTED_ROUTES:
+            outcome = "error" if status >= 400 else "ok"
+            metrics.CANARY_REQUESTS.labels(self.rollout_track, outcome).inc()
 
 
 UNCOUNTED_ROUTES = {"/metrics", "/health", "/api/v1/health", "/api/v1/health/ping", "unmatched"}
@@ -98,31 +146,9 @@ def install(
     ``aegis_canary_requests_total{track, outcome}`` for the rollout's analysis.
     """
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
-        token = request_id_var.set(rid)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers[REQUEST_ID_HEADER] = rid
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(request)
-            metrics.HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(service, route, request.method).observe(elapsed)
-            if rollout_track and route not in UNCOUNTED_ROUTES:
-                outcome = "error" if status >= 400 else "ok"
-                metrics.CANARY_REQUESTS.labels(rollout_track, outcome).inc()
-            request_id_var.reset(token)
-
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    # Added last, so outermost: 413s and every other answer get a request id and metrics.
+    app.add_middleware(RequestContext, service=service, rollout_track=rollout_track)
 
     @app.exception_handler(AegisError)
     async def aegis_error(_: Request, exc: AegisError) -> JSONResponse:
