@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from aegis.audit import canonical
@@ -41,7 +41,7 @@ def head(*, session: Session) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, canonical.GENESIS_HASH)
 
 
-def _build(event: AuditEventCreate, seq: int, prev_hash: str) -> AuditEntry:
+def _build(event: AuditEventCreate, seq: int, prev_hash: str) -> dict[str, Any]:
     created_at = (event.created_at or datetime.now(UTC)).astimezone(UTC)
     data = canonical.canonical(event.data).decode("utf-8")
     fields: dict[str, Any] = {
@@ -56,25 +56,28 @@ def _build(event: AuditEventCreate, seq: int, prev_hash: str) -> AuditEntry:
         "data": data,
         "prev_hash": prev_hash,
     }
-    return AuditEntry(**fields, entry_hash=canonical.entry_hash(**fields))
+    fields["entry_hash"] = canonical.entry_hash(**fields)
+    return fields
 
 
 def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[AuditEntry]:
-    """Append ``events`` in order to the chain within the caller's transaction."""
+    """Append ``events`` in order to the chain within the caller's transaction.
+
+    One multi-row INSERT under the lock (a duplicate ``event_id`` — a journal replay — fails
+    here, inside the lock). Returns the entries as written.
+    """
     if not events:
         return []
     _lock_chain(session)
     seq, prev = head(session=session)
-    entries = []
+    rows = []
     for event in events:
         seq += 1
-        entry = _build(event, seq, prev)
-        prev = entry.entry_hash
-        entries.append(entry)
-    session.add_all(entries)
-    # Flush now so a duplicate event_id (a journal replay) fails here, inside the lock.
-    session.flush()
-    return entries
+        row = _build(event, seq, prev)
+        prev = row["entry_hash"]
+        rows.append(row)
+    session.execute(insert(AuditEntry), rows)
+    return [AuditEntry(**row) for row in rows]
 
 
 def record_audit_event(
