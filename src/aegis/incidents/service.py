@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -55,6 +56,7 @@ class _Batch:
         self.actor = actor
         self.now = now
         self.events: list[AuditEventCreate] = []
+        self.new_rows: list[dict[str, Any]] = []
         self.open_by_key: dict[str, Incident] = {}
         self.touched: dict[int, Incident] = {}
         self.result = IngestResult(
@@ -130,6 +132,8 @@ def ingest(
     for fingerprint, incoming in alerts.items():
         _apply(batch, incoming, existing.get(fingerprint))
         metrics.ALERTS_RECEIVED.labels(incoming.status).inc()
+    if batch.new_rows:
+        session.execute(insert(Alert), batch.new_rows)
     session.flush()
     _resolve_finished_incidents(batch)
     audit_service.append(session=session, events=batch.events)
@@ -143,19 +147,19 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: Alert | None) -> None:
             batch.result.duplicates += 1  # a resolution for an alert we never saw firing
             return
         incident = batch.incident_for(incoming)
-        batch.session.add(
-            Alert(
-                fingerprint=incoming.fingerprint,
-                incident_id=incident.id,
-                alertname=incoming.labels.get("alertname", ""),
-                status="firing",
-                labels=incoming.labels,
-                annotations=incoming.annotations,
-                starts_at=incoming.starts_at,
-                ends_at=None,
-                received_count=1,
-                last_received_at=batch.now,
-            )
+        batch.new_rows.append(  # written in one multi-row INSERT after the loop
+            {
+                "fingerprint": incoming.fingerprint,
+                "incident_id": incident.id,
+                "alertname": incoming.labels.get("alertname", ""),
+                "status": "firing",
+                "labels": incoming.labels,
+                "annotations": incoming.annotations,
+                "starts_at": incoming.starts_at,
+                "ends_at": None,
+                "received_count": 1,
+                "last_received_at": batch.now,
+            }
         )
         batch.result.new_alerts += 1
         batch.audit(
