@@ -75,11 +75,14 @@ class _Batch:
             )
         )
 
-    def incident_for(self, alert: WebhookAlert) -> Incident:
-        namespace, workload = workload_of(alert.labels)
-        key = group_key(namespace, workload)
-        incident = self.open_by_key.get(key)
-        if incident is None:
+    def open_incidents(self, alerts: list[WebhookAlert]) -> None:
+        """Open, in one INSERT, an incident for every workload in ``alerts`` without one."""
+        created: list[Incident] = []
+        for alert in alerts:
+            namespace, workload = workload_of(alert.labels)
+            key = group_key(namespace, workload)
+            if key in self.open_by_key:
+                continue
             incident = Incident(
                 group_key=key,
                 status="open",
@@ -93,18 +96,25 @@ class _Batch:
                 created_at=self.now,
                 updated_at=self.now,
             )
-            self.session.add(incident)
-            self.session.flush()  # the id goes into the alert row and the audit record
             self.open_by_key[key] = incident
+            created.append(incident)
+        if not created:
+            return
+        self.session.add_all(created)
+        self.session.flush()  # the ids go into the alert rows and the audit records
+        for incident in created:
             self.audit(
                 "incident.opened",
                 f"incident:{incident.id}",
                 incident_id=incident.id,
-                namespace=namespace,
-                workload=workload,
+                namespace=incident.namespace,
+                workload=incident.workload,
                 title=incident.title,
             )
-        elif SEVERITY_RANK[_severity(alert.labels)] > SEVERITY_RANK[incident.severity]:
+
+    def incident_for(self, alert: WebhookAlert) -> Incident:
+        incident = self.open_by_key[group_key(*workload_of(alert.labels))]
+        if SEVERITY_RANK[_severity(alert.labels)] > SEVERITY_RANK[incident.severity]:
             incident.severity = _severity(alert.labels)
         incident.updated_at = self.now
         self.touched[incident.id] = incident
@@ -129,11 +139,18 @@ def ingest(
         select(Incident).where(Incident.status == "open", Incident.group_key.in_(keys))
     ):
         batch.open_by_key[incident.group_key] = incident
+    batch.open_incidents(
+        [
+            a
+            for fp, a in alerts.items()
+            if a.status == "firing" and (fp not in existing or existing[fp].status == "resolved")
+        ]
+    )
     for fingerprint, incoming in alerts.items():
         _apply(batch, incoming, existing.get(fingerprint))
         metrics.ALERTS_RECEIVED.labels(incoming.status).inc()
     if batch.new_rows:
-        session.execute(insert(Alert), batch.new_rows)
+        session.execute(insert(Alert).values(batch.new_rows))  # one multi-row statement
     session.flush()
     _resolve_finished_incidents(batch)
     audit_service.append(session=session, events=batch.events)
