@@ -25,7 +25,6 @@ from aegis.database.core import is_postgres
 
 # pg_advisory_xact_lock key: the bytes "AEGISAUD" as a signed 64-bit integer.
 APPEND_LOCK_KEY = int.from_bytes(b"AEGISAUD", "big", signed=True)
-INSERT_CHUNK = 1000  # rows per INSERT: 11,000 parameters, under SQLite's and PostgreSQL's limits
 
 
 def _lock_chain(session: Session) -> None:
@@ -77,8 +76,7 @@ def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[Audi
         row = _build(event, seq, prev)
         prev = row["entry_hash"]
         rows.append(row)
-    for start in range(0, len(rows), INSERT_CHUNK):  # multi-row statements, bounded parameters
-        session.execute(insert(AuditEntry).values(rows[start : start + INSERT_CHUNK]))
+    session.execute(insert(AuditEntry), rows)  # executemany: pipelined by psycopg
     return [AuditEntry(**row) for row in rows]
 
 

@@ -150,7 +150,7 @@ def ingest(
         _apply(batch, incoming, existing.get(fingerprint))
         metrics.ALERTS_RECEIVED.labels(incoming.status).inc()
     if batch.new_rows:
-        session.execute(insert(Alert).values(batch.new_rows))  # one multi-row statement
+        session.execute(insert(Alert), batch.new_rows)  # executemany: pipelined by psycopg
     session.flush()
     _resolve_finished_incidents(batch)
     audit_service.append(session=session, events=batch.events)
