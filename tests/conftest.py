@@ -13,7 +13,6 @@ where they fail.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,17 +106,7 @@ def db_url(
     template = _template_for(
         db_backend, _templates, tmp_path_factory.getbasetemp() / "templates", worker_tag
     )
-    if db_backend == "sqlite":
-        path = tmp_path / "aegis.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite+pysqlite:///{path}"
-        return
-    name = f"aegis_t_{uuid.uuid4().hex[:12]}"
-    services.create_pg_database(name, template=template)
-    try:
-        yield services.pg_url(name)
-    finally:
-        services.drop_pg_database(name)
+    yield from services.fresh_database(db_backend, template, tmp_path)
 
 
 @pytest.fixture

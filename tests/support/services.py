@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -73,3 +78,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def fresh_database(backend: str, template: Any, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a new database: a copy of ``template`` (a SQLite file, or a PostgreSQL
+    database name used as a template), or one with no schema when ``template`` is None. A
+    PostgreSQL one is dropped afterwards."""
+    if backend == "sqlite":
+        path = tmp_path / f"db-{uuid.uuid4().hex[:8]}.db"
+        if template is not None:
+            shutil.copyfile(template, path)
+        yield f"sqlite+pysqlite:///{path}"
+        return
+    name = f"aegis_t_{uuid.uuid4().hex[:12]}"
+    create_pg_database(name, template=template)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)

@@ -245,7 +245,7 @@ def recheck(database: Database) -> None:
                 request.effective = "effective"
                 service.record_outcome(session=session, request=request, success=True)
                 service.audit(session, request, "action.effective", "system")
-            elif request.watch_until and service._aware(request.watch_until) <= service.now():
+            elif request.watch_until and service.aware(request.watch_until) <= service.now():
                 request.effective = "ineffective"
                 incident.severity = "critical"
                 service.record_outcome(session=session, request=request, success=False)

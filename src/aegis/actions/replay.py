@@ -46,7 +46,7 @@ def replay(*, session: Session, candidate: PolicySet, since: datetime) -> list[R
     history: dict[tuple[str, str], list[datetime]] = {}
     out = []
     for request in rows:
-        created = service._aware(request.created_at)
+        created = service.aware(request.created_at)
         target = (request.namespace, request.name)
         recent = [ts for ts in history.get(target, []) if created - ts <= service.RECENT_WINDOW]
         body = service.evaluation_body(

@@ -52,7 +52,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(ts: datetime) -> datetime:
+def aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
@@ -136,7 +136,7 @@ def _recent(session: Session, namespace: str, name: str) -> list[datetime]:
             ActionRequest.created_at >= since,
         )
     )
-    return [_aware(ts) for ts in rows]
+    return [aware(ts) for ts in rows]
 
 
 def evaluation_body(

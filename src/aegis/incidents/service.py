@@ -17,7 +17,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -269,10 +269,3 @@ def list_incidents(
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more and rows else None)
-
-
-def count_open(*, session: Session) -> int:
-    return int(
-        session.scalar(select(func.count()).select_from(Incident).where(Incident.status == "open"))
-        or 0
-    )

@@ -4,7 +4,6 @@ then cloned per test), and empty restore targets of either backend."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,27 +56,6 @@ def _seeded_template(
     return made
 
 
-def _fresh(
-    backend: str,
-    template: Any,
-    tmp_path: Path,
-) -> Iterator[str]:
-    """A new database: a copy of ``template`` (a SQLite file or a PostgreSQL database name), or
-    one with no schema at all when ``template`` is None."""
-    if backend == "sqlite":
-        path = tmp_path / f"db-{uuid.uuid4().hex[:8]}.db"
-        if template is not None:
-            shutil.copyfile(template, path)
-        yield f"sqlite+pysqlite:///{path}"
-        return
-    name = f"aegis_b_{uuid.uuid4().hex[:12]}"
-    services.create_pg_database(name, template=template)
-    try:
-        yield services.pg_url(name)
-    finally:
-        services.drop_pg_database(name)
-
-
 @pytest.fixture
 def source_url(
     db_backend: str,
@@ -92,7 +70,7 @@ def source_url(
     template = _seeded_template(
         db_backend, _seeded_templates, _templates, tmp_path_factory, worker_tag
     )
-    yield from _fresh(db_backend, template, tmp_path)
+    yield from services.fresh_database(db_backend, template, tmp_path)
 
 
 @pytest.fixture
@@ -123,13 +101,13 @@ def target_url(
 ) -> Iterator[str]:
     """An empty, migrated database of the same backend as ``source_url``."""
     template = _migrated(db_backend, _templates, tmp_path_factory, worker_tag)
-    yield from _fresh(db_backend, template, tmp_path)
+    yield from services.fresh_database(db_backend, template, tmp_path)
 
 
 @pytest.fixture
 def bare_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
     """A brand-new database with no schema at all, same backend as ``source_url``."""
-    yield from _fresh(db_backend, None, tmp_path)
+    yield from services.fresh_database(db_backend, None, tmp_path)
 
 
 @pytest.fixture
@@ -145,4 +123,4 @@ def other_backend_url(
     request.getfixturevalue("pg_admin_url")
     other = "postgresql" if db_backend == "sqlite" else "sqlite"
     template = _migrated(other, _templates, tmp_path_factory, worker_tag)
-    yield from _fresh(other, template, tmp_path)
+    yield from services.fresh_database(other, template, tmp_path)
