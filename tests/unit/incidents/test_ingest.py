@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from aegis.audit import verify
 from aegis.audit.models import AuditEntry
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
+from aegis.incidents import service
+from aegis.incidents.models import Alert, Incident
+from aegis.incidents.schemas import IngestResult, WebhookPayload
 from tests.support import factories
 from tests.support.alerts import alert, payload
 
@@ -154,3 +160,43 @@ def test_malformed_payloads_are_422(
     response = client.post("/api/v1/alerts/alertmanager", json=body, headers=headers)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_notification_delivered_twice_at_once_is_one_alert_in_one_incident(
+    database: Database,
+) -> None:
+    """An Alertmanager HA pair sends the same notification from both peers at the same moment:
+    every delivery succeeds, one stores the alert, the others count as duplicates."""
+    body = WebhookPayload.model_validate(payload(alert("A"), alert("B", deployment="api")))
+    copies = 4
+    start = threading.Barrier(copies)
+
+    def deliver() -> IngestResult:
+        start.wait()
+        with database.unit_of_work() as session:
+            return service.ingest(session=session, payload=body)
+
+    with ThreadPoolExecutor(copies) as pool:
+        results = list(pool.map(lambda _: deliver(), range(copies)))
+    assert sorted(r.new_alerts for r in results) == [0] * (copies - 1) + [2]
+    assert sum(r.duplicates for r in results) == 2 * (copies - 1)
+    with database.unit_of_work() as session:
+        stored = session.scalars(select(Alert)).all()
+        assert sorted(a.received_count for a in stored) == [copies, copies]
+        assert len(session.scalars(select(Incident)).all()) == 2
+        assert verify.verify(session=session, store=None, public_key=None).problems == []
+
+
+def test_repeats_count_and_a_resolved_alert_keeps_its_end(
+    hook: Callable[..., dict[str, object]], database: Database
+) -> None:
+    hook(alert("A"), alert("B"))
+    hook(alert("A", status="resolved"))
+    hook(alert("A", status="resolved"), alert("B"))
+    with database.unit_of_work() as session:
+        by_name = {a.alertname: a for a in session.scalars(select(Alert))}
+        incident = session.scalars(select(Incident)).one()
+    assert (by_name["A"].status, by_name["A"].received_count) == ("resolved", 3)
+    assert by_name["A"].ends_at is not None and by_name["A"].ends_at.minute == 5
+    assert (by_name["B"].status, by_name["B"].received_count) == ("firing", 2)
+    assert incident.status == "open"
