@@ -35,8 +35,11 @@ def _default(value: object) -> str:
     raise TypeError(f"cannot store {type(value).__name__} in a bulk write")
 
 
+_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
 def _rows_json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_default, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(rows)
 
 
 def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[str]:

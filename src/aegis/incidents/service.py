@@ -9,9 +9,13 @@
   again joins the workload's open incident (or a new one).
 * Every new alert, resolution, opened and resolved incident is an audit event, appended in the
   same transaction as the change.
-* Webhooks are ingested one at a time (on PostgreSQL a transaction-scoped advisory lock, on
-  SQLite the write lock every transaction takes): an Alertmanager HA pair delivers the same
-  notification twice at once, and both copies must find one alert and one incident.
+* Webhooks that touch the same alerts or workloads are ingested one at a time: an Alertmanager
+  HA pair delivers the same notification twice at once, and both copies must find one alert and
+  one incident. On PostgreSQL each webhook takes a transaction-scoped advisory lock per
+  fingerprint and per workload it names (in sorted order, so two webhooks never deadlock), and
+  webhooks about different workloads proceed side by side up to the audit append; a webhook
+  naming more than :data:`MAX_KEY_LOCKS` of them takes one exclusive lock instead (bounding
+  PostgreSQL's lock table). On SQLite every transaction holds the database write lock.
 
 A webhook costs a constant number of statements whatever its size (two lookups, one INSERT or
 UPDATE per table touched, :mod:`aegis.database.bulk`), so a group of 50 alerts is not 150
@@ -38,8 +42,13 @@ from aegis.incidents.schemas import IngestResult, WebhookAlert, WebhookPayload
 
 WORKLOAD_LABELS = ("deployment", "statefulset", "daemonset", "service", "job", "app", "pod")
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1, "none": 0}
-# pg_advisory_xact_lock key: the bytes "AEGISINC" as a signed 64-bit integer.
+# pg_advisory_xact_lock key: the bytes "AEGISINC" as a signed 64-bit integer. Every webhook
+# holds it shared (with its per-key locks) or, when it names too many keys, exclusive.
 INGEST_LOCK_KEY = int.from_bytes(b"AEGISINC", "big", signed=True)
+# Per-key locks use the two-integer advisory lock space (separate from the 64-bit one): this
+# class id ("AI" + "IN") and a 32-bit hash of the fingerprint or workload.
+INGEST_LOCK_CLASS = int.from_bytes(b"AIIN", "big", signed=True)
+MAX_KEY_LOCKS = 128
 ALERTS = cast(Table, Alert.__table__)
 INCIDENTS = cast(Table, Incident.__table__)
 
@@ -148,10 +157,27 @@ class _Batch:
         return int(incident["id"])
 
 
-def _lock_ingest(session: Session) -> None:
-    if is_postgres(session):
+def _key_lock(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+
+
+def _lock_ingest(session: Session, fingerprints: list[str], keys: set[str]) -> None:
+    """Serialise this webhook with the others that name one of its alerts or workloads."""
+    if not is_postgres(session):
+        return  # SQLite: the connection already holds the database write lock (BEGIN IMMEDIATE)
+    locks = sorted(
+        {_key_lock("f:" + f) for f in fingerprints} | {_key_lock("w:" + k) for k in keys}
+    )
+    if len(locks) > MAX_KEY_LOCKS:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
-    # SQLite: the connection already holds the database write lock (BEGIN IMMEDIATE).
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": INGEST_LOCK_KEY})
+    session.execute(  # unnest yields the sorted array in order: locks are taken in that order
+        text(
+            "SELECT count(pg_advisory_xact_lock(:cls, k)) FROM unnest(CAST(:locks AS int[])) AS k"
+        ),
+        {"cls": INGEST_LOCK_CLASS, "locks": locks},
+    )
 
 
 def ingest(
@@ -160,7 +186,8 @@ def ingest(
     # Last occurrence wins when a payload repeats a fingerprint.
     alerts = {a.fingerprint: a for a in payload.alerts}
     placed = {fp: _placement(a.labels) for fp, a in alerts.items()}  # before taking the lock
-    _lock_ingest(session)
+    keys = {key for _, _, key in placed.values()}
+    _lock_ingest(session, list(alerts), keys)
     now = datetime.now(UTC)
     batch = _Batch(session, actor, now, placed)
     batch.result.received = len(payload.alerts)
@@ -179,7 +206,6 @@ def ingest(
             ).where(ALERTS.c.fingerprint.in_(list(alerts)))
         )
     }
-    keys = {key for _, _, key in placed.values()}
     for row in session.execute(
         select(INCIDENTS.c.id, INCIDENTS.c.group_key, INCIDENTS.c.severity).where(
             INCIDENTS.c.status == "open", INCIDENTS.c.group_key.in_(keys)

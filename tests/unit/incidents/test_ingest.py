@@ -162,11 +162,15 @@ def test_malformed_payloads_are_422(
     assert response.json()["error"]["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize("key_locks", ["per key", "one exclusive lock"])
 def test_a_notification_delivered_twice_at_once_is_one_alert_in_one_incident(
-    database: Database,
+    database: Database, monkeypatch: pytest.MonkeyPatch, key_locks: str
 ) -> None:
     """An Alertmanager HA pair sends the same notification from both peers at the same moment:
-    every delivery succeeds, one stores the alert, the others count as duplicates."""
+    every delivery succeeds, one stores the alert, the others count as duplicates — with the
+    per-fingerprint/per-workload locks, and with the single lock a large webhook takes."""
+    if key_locks == "one exclusive lock":
+        monkeypatch.setattr(service, "MAX_KEY_LOCKS", 1)
     body = WebhookPayload.model_validate(payload(alert("A"), alert("B", deployment="api")))
     copies = 4
     start = threading.Barrier(copies)
