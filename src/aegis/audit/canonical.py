@@ -36,6 +36,44 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+class EntryHasher:
+    """The hash of one entry, computed in two steps.
+
+    Keys sort as actor, category, created_at, data, event_id, event_type, outcome, prev_hash,
+    resource, seq, so everything up to ``prev_hash`` is known before the entry's place in the
+    chain is: that prefix is hashed ahead (outside the append lock) and :meth:`finish` adds
+    ``prev_hash`` and ``seq`` (inside it). ``data`` is the canonical JSON text as stored, placed
+    in the body as it is (canonical JSON nests, so these are the bytes canonical() gives for the
+    parsed object); stored text that is not canonical never hashes like the canonical text.
+    """
+
+    __slots__ = ("_prefix", "_resource")
+
+    def __init__(
+        self,
+        *,
+        event_id: str,
+        created_at: datetime,
+        category: str,
+        event_type: str,
+        actor: str,
+        resource: str,
+        outcome: str,
+        data: str,
+    ) -> None:
+        head = canonical({"actor": actor, "category": category, "created_at": iso(created_at)})
+        middle = canonical({"event_id": event_id, "event_type": event_type, "outcome": outcome})
+        self._prefix = hashlib.sha256(
+            head[:-1] + b',"data":' + data.encode("utf-8") + b"," + middle[1:-1] + b',"prev_hash":'
+        )
+        self._resource = b',"resource":' + canonical(resource) + b',"seq":'
+
+    def finish(self, seq: int, prev_hash: str) -> str:
+        h = self._prefix.copy()
+        h.update(canonical(prev_hash) + self._resource + str(int(seq)).encode("ascii") + b"}")
+        return h.hexdigest()
+
+
 def entry_hash(
     *,
     seq: int,
@@ -49,26 +87,15 @@ def entry_hash(
     data: str,
     prev_hash: str,
 ) -> str:
-    """The hash of an entry. ``data`` is the canonical JSON text as stored: it is placed in the
-    body as it is (the bytes canonical() would give for the parsed object, since canonical JSON
-    nests), so stored text that is not canonical never hashes like the canonical text."""
-    head = canonical(
-        {
-            "actor": actor,
-            "category": category,
-            "created_at": iso(created_at),
-        }
+    """The hash of an entry (see :class:`EntryHasher`)."""
+    hasher = EntryHasher(
+        event_id=event_id,
+        created_at=created_at,
+        category=category,
+        event_type=event_type,
+        actor=actor,
+        resource=resource,
+        outcome=outcome,
+        data=data,
     )
-    tail = canonical(
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "outcome": outcome,
-            "prev_hash": prev_hash,
-            "resource": resource,
-            "seq": seq,
-        }
-    )
-    # {"actor":..,"category":..,"created_at":..,"data":<data>,"event_id":..,...,"seq":..}
-    body = head[:-1] + b',"data":' + data.encode("utf-8") + b"," + tail[1:]
-    return hashlib.sha256(body).hexdigest()
+    return hasher.finish(seq, prev_hash)

@@ -43,41 +43,40 @@ def head(*, session: Session) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, canonical.GENESIS_HASH)
 
 
-def _build(event: AuditEventCreate, seq: int, prev_hash: str) -> dict[str, Any]:
-    created_at = (event.created_at or datetime.now(UTC)).astimezone(UTC)
-    data = canonical.canonical(event.data).decode("utf-8")
+def _prepare(event: AuditEventCreate) -> tuple[dict[str, Any], canonical.EntryHasher]:
+    """Everything about an entry but its place in the chain (done before taking the lock)."""
     fields: dict[str, Any] = {
-        "seq": seq,
         "event_id": event.event_id or str(uuid.uuid4()),
-        "created_at": created_at,
+        "created_at": (event.created_at or datetime.now(UTC)).astimezone(UTC),
         "category": event.category,
         "event_type": event.event_type,
         "actor": event.actor,
         "resource": event.resource,
         "outcome": event.outcome,
-        "data": data,
-        "prev_hash": prev_hash,
+        "data": canonical.canonical(event.data).decode("utf-8"),
     }
-    fields["entry_hash"] = canonical.entry_hash(**fields)
-    return fields
+    return fields, canonical.EntryHasher(**fields)
 
 
 def append(*, session: Session, events: Sequence[AuditEventCreate]) -> list[dict[str, Any]]:
     """Append ``events`` in order to the chain within the caller's transaction.
 
-    One INSERT statement under the lock (a duplicate ``event_id`` — a journal replay — fails
-    here, inside the lock). Returns the rows as written (column -> value).
+    Each entry is serialised and most of its hash computed before the lock is taken; under the
+    lock only the head is read, the links finished, and one INSERT statement sent (a duplicate
+    ``event_id`` — a journal replay — fails here, inside the lock). Returns the rows as written
+    (column -> value).
     """
     if not events:
         return []
+    prepared = [_prepare(event) for event in events]
     _lock_chain(session)
     seq, prev = head(session=session)
     rows = []
-    for event in events:
+    for fields, hasher in prepared:
         seq += 1
-        row = _build(event, seq, prev)
-        prev = row["entry_hash"]
-        rows.append(row)
+        fields["seq"], fields["prev_hash"] = seq, prev
+        prev = fields["entry_hash"] = hasher.finish(seq, prev)
+        rows.append(fields)
     insert_rows(session, AUDIT_LOG, rows)  # one statement for the lot
     return rows
 
