@@ -35,7 +35,9 @@ def _default(value: object) -> str:
     raise TypeError(f"cannot store {type(value).__name__} in a bulk write")
 
 
-_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
+_ENCODER = json.JSONEncoder(
+    default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def _rows_json(rows: Sequence[dict[str, Any]]) -> str:
