@@ -49,7 +49,7 @@ def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[str]:
     unknown = [c for c in columns if c not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no column {unknown[0]!r}")
-    if any(len(row) != len(columns) or row.keys() != rows[0].keys() for row in rows):
+    if any(row.keys() != rows[0].keys() for row in rows):
         raise ValueError("every row of a bulk write must have the same columns")
     return columns
 

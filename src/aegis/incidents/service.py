@@ -51,6 +51,8 @@ INGEST_LOCK_CLASS = int.from_bytes(b"AIIN", "big", signed=True)
 MAX_KEY_LOCKS = 128
 ALERTS = cast(Table, Alert.__table__)
 INCIDENTS = cast(Table, Incident.__table__)
+# What ingest tracks of an incident: the columns it may change, and the id.
+INCIDENT_STATE = (INCIDENTS.c.id, INCIDENTS.c.severity, INCIDENTS.c.status, INCIDENTS.c.resolved_at)
 
 
 def workload_of(labels: dict[str, str]) -> tuple[str, str]:
@@ -68,6 +70,10 @@ def group_key(namespace: str, workload: str) -> str:
 def _placement(labels: dict[str, str]) -> tuple[str, str, str]:
     namespace, workload = workload_of(labels)
     return namespace, workload, group_key(namespace, workload)
+
+
+def _open_incident(incident_id: int, severity: str) -> dict[str, Any]:
+    return {"id": incident_id, "severity": severity, "status": "open", "resolved_at": None}
 
 
 def _severity(labels: dict[str, str]) -> str:
@@ -92,9 +98,11 @@ class _Batch:
         self.events: list[AuditEventCreate] = []
         self.new_alerts: list[dict[str, Any]] = []
         self.changed_alerts: dict[int, dict[str, Any]] = {}
-        self.open_by_key: dict[str, dict[str, Any]] = {}  # group key -> id, severity
+        # Incident rows (the INCIDENT_STATE columns), updated in place.
+        self.open_by_key: dict[str, dict[str, Any]] = {}  # group key -> its open incident
+        self.stored_incidents: dict[int, dict[str, Any]] = {}  # of the stored alerts
         self.touched: dict[int, dict[str, Any]] = {}  # incident id -> its row as updated
-        self.resolving: set[int] = set()  # incidents one of whose alerts resolved here
+        self.resolving: set[int] = set()  # incidents one of whose alerts resolves here
         self.result = IngestResult(
             received=0, new_alerts=0, resolved_alerts=0, duplicates=0, incidents=[]
         )
@@ -137,7 +145,7 @@ class _Batch:
             for r in insert_rows(self.session, INCIDENTS, rows, returning=("id", "group_key"))
         }
         for key, row in created.items():
-            self.open_by_key[key] = {"id": ids[key], "severity": row["severity"]}
+            self.open_by_key[key] = _open_incident(ids[key], row["severity"])
             self.audit(
                 "incident.opened",
                 f"incident:{ids[key]}",
@@ -207,11 +215,23 @@ def ingest(
         )
     }
     for row in session.execute(
-        select(INCIDENTS.c.id, INCIDENTS.c.group_key, INCIDENTS.c.severity).where(
+        select(INCIDENTS.c.id, INCIDENTS.c.severity, INCIDENTS.c.group_key).where(
             INCIDENTS.c.status == "open", INCIDENTS.c.group_key.in_(keys)
         )
     ):
-        batch.open_by_key[row.group_key] = {"id": row.id, "severity": row.severity}
+        batch.open_by_key[row.group_key] = _open_incident(row.id, row.severity)
+    batch.resolving = {  # incidents one of whose firing alerts resolves in this webhook
+        stored["incident_id"]
+        for fp, stored in existing.items()
+        if alerts[fp].status == "resolved" and stored["status"] == "firing"
+    }
+    if batch.resolving:  # the incidents these resolutions may close, in one query
+        batch.stored_incidents = {
+            row.id: row._asdict()
+            for row in session.execute(
+                select(*INCIDENT_STATE).where(INCIDENTS.c.id.in_(batch.resolving))
+            )
+        }
     batch.open_incidents(
         [
             a
@@ -234,8 +254,8 @@ def ingest(
             {
                 "id": incident_id,
                 "severity": row["severity"],
-                "status": row.get("status", "open"),
-                "resolved_at": row.get("resolved_at"),
+                "status": row["status"],
+                "resolved_at": row["resolved_at"],
                 "updated_at": now,
             }
             for incident_id, row in sorted(batch.touched.items())
@@ -290,9 +310,10 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
     if incoming.status == "resolved":
         change["status"], change["ends_at"] = "resolved", incoming.ends_at or batch.now
         batch.result.resolved_alerts += 1
-        if stored["incident_id"] not in batch.touched:
-            batch.touched[stored["incident_id"]] = _incident(batch.session, stored["incident_id"])
-        batch.resolving.add(stored["incident_id"])
+        incident = batch.stored_incidents.get(stored["incident_id"])
+        if incident is None:
+            raise IncidentNotFound(f"incident {stored['incident_id']} not found")
+        batch.touched.setdefault(incident["id"], incident)
         batch.audit(
             "alert.resolved",
             f"incident:{stored['incident_id']}",
@@ -314,21 +335,10 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
     )
 
 
-def _incident(session: Session, incident_id: int) -> dict[str, Any]:
-    row = session.execute(
-        select(INCIDENTS.c.id, INCIDENTS.c.severity, INCIDENTS.c.status).where(
-            INCIDENTS.c.id == incident_id
-        )
-    ).first()
-    if row is None:
-        raise IncidentNotFound(f"incident {incident_id} not found")
-    return row._asdict()
-
-
 def _resolve_finished_incidents(batch: _Batch) -> None:
     """Resolve the open incidents left with no firing alert. Only an incident one of whose
     alerts resolved in this webhook can be one: an open incident always has a firing alert."""
-    ids = sorted(i for i in batch.resolving if batch.touched[i].get("status", "open") == "open")
+    ids = sorted(i for i in batch.resolving if batch.touched[i]["status"] == "open")
     if not ids:
         return
     still_firing = set(

@@ -57,11 +57,7 @@ def receive(
     session: SessionDep,
 ) -> IngestResult:
     """Alertmanager webhook (payload version 4)."""
-    result = service.ingest(session=session, payload=payload, actor=actor.name)
-    # Commit here rather than in the session dependency's exit, one thread hop later: the
-    # ingest and audit-chain locks are held until commit, and every other webhook waits on them.
-    session.commit()
-    return result
+    return service.ingest(session=session, payload=payload, actor=actor.name)
 
 
 @router.get("/incidents", response_model=IncidentPage)
