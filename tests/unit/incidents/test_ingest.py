@@ -204,3 +204,13 @@ def test_repeats_count_and_a_resolved_alert_keeps_its_end(
     assert by_name["A"].ends_at is not None and by_name["A"].ends_at.minute == 5
     assert (by_name["B"].status, by_name["B"].received_count) == ("firing", 2)
     assert incident.status == "open"
+
+
+def test_one_webhook_can_resolve_several_incidents(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    hook(alert("A"), alert("B", deployment="api"), alert("C", deployment="db"))
+    result = hook(alert("A", status="resolved"), alert("B", deployment="api", status="resolved"))
+    assert result["resolved_alerts"] == 2
+    statuses = {i["workload"]: i["status"] for i in _incidents(client, database)}
+    assert statuses == {"web": "resolved", "api": "resolved", "db": "open"}
