@@ -1,12 +1,13 @@
 """Inference batching: sustained /infer throughput and latency with and without dynamic batching.
 
     .venv/bin/python -m bench.inference_batching [--rounds 3] [--duration 15] [--concurrency 64]
-        [--json FILE]
+        [--wire columnar|points] [--json FILE]
 
 Starts one engine per configuration (uvicorn, one process each, in subprocesses on free loopback
 ports, serving the example model), then drives ``POST /infer`` (one synthetic incident per
-request: six 240-point series and 120 log lines, ``aegis.engine.synthetic``) with a closed loop
-of concurrent clients (``--concurrency`` incidents in flight). Configurations:
+request: six 240-point series and 120 log lines, ``aegis.engine.synthetic``; the series in the
+columnar form, ``timestamps`` and ``values``, unless ``--wire points``) with a closed loop of
+concurrent clients (``--concurrency`` incidents in flight). Configurations:
 
 * ``batch 1``: ``BATCH_MAX_SIZE=1`` (each request scored on its own: the baseline);
 * ``batch N, wait 0/5/20 ms``: ``BATCH_MAX_SIZE=N`` with ``BATCH_MAX_LATENCY_MS`` 0, 5, 20;
@@ -175,10 +176,15 @@ async def _get(port: int, path: str) -> tuple[int, bytes]:
         writer.close()
 
 
-def _requests(key: str, count: int, per_request: int = 1) -> list[bytes]:
+def _incidents(count: int, wire: str) -> list[dict[str, Any]]:
     from aegis.engine import synthetic
 
-    incidents = synthetic.incidents(count * per_request, seed=7)
+    docs = synthetic.incidents(count, seed=7)
+    return [synthetic.columnar(d) for d in docs] if wire == "columnar" else docs
+
+
+def _requests(key: str, count: int, per_request: int, wire: str) -> list[bytes]:
+    incidents = _incidents(count * per_request, wire)
     out = []
     for at in range(0, len(incidents), per_request):
         body = json.dumps({"incidents": incidents[at : at + per_request]}).encode()
@@ -238,10 +244,10 @@ def _mean_batch(port: int) -> tuple[float, float]:
     return total, count
 
 
-def _scoring_costs(rounds: int, sizes: tuple[int, ...]) -> dict[int, float]:
+def _scoring_costs(rounds: int, sizes: tuple[int, ...], wire: str) -> dict[int, float]:
     """In-process scoring cost per incident (ms) at each batch size: median over rounds."""
     from aegis.engine import model as engine_model
-    from aegis.engine import scoring, synthetic
+    from aegis.engine import scoring
     from aegis.engine.schemas import Incident
 
     loaded = (
@@ -250,7 +256,7 @@ def _scoring_costs(rounds: int, sizes: tuple[int, ...]) -> dict[int, float]:
         else engine_model.train()
     )
     prepared = scoring.prepare(loaded)
-    items = [(Incident.model_validate(d), {}) for d in synthetic.incidents(max(sizes), seed=7)]
+    items = [(Incident.model_validate(d), {}) for d in _incidents(max(sizes), wire)]
     samples: dict[int, list[float]] = {n: [] for n in sizes}
     for _ in range(rounds):
         for n in sizes:
@@ -290,6 +296,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of every config, interleaved")
     parser.add_argument("--concurrency", type=int, default=64, help="incidents in flight")
     parser.add_argument("--batch-size", type=int, default=32, help="BATCH_MAX_SIZE when batching")
+    parser.add_argument(
+        "--wire", choices=("columnar", "points"), default="columnar", help="how series are sent"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-size", type=int, default=1, help=argparse.SUPPRESS)
@@ -304,7 +313,7 @@ def main() -> None:
     configs = [Config("batch 1", 1, 0.0, 1, c)]
     configs += [Config(f"batch {n}, wait {ms:g} ms", n, ms, 1, c) for ms in (0.0, 5.0, 20.0)]
     configs.append(Config(f"batch {n}, wait 5 ms, 8 incidents/request", n, 5.0, 8, max(c // 8, 1)))
-    payloads = {k: _requests(key, 96, k) for k in {cfg.per_request for cfg in configs}}
+    payloads = {k: _requests(key, 96, k, args.wire) for k in {cfg.per_request for cfg in configs}}
     console.print(f"starting {len(configs)} engines ...")
     servers = [start_server(cfg.max_size, cfg.wait_ms, key) for cfg in configs]
     runs: dict[str, list[tuple[float, list[float], int, float]]] = {cfg.name: [] for cfg in configs}
@@ -326,7 +335,7 @@ def main() -> None:
         mean = statistics.median(run[3] for run in done)
         errors = sum(run[2] for run in done)
         outcomes.append(Outcome(cfg.name, len(latencies), errors, 0.0, latencies, mean, rate))
-    costs = _scoring_costs(args.rounds, (1, 8, 32, 64))
+    costs = _scoring_costs(args.rounds, (1, 8, 32, 64), args.wire)
     _report(console, args, outcomes, costs)
 
 
@@ -335,8 +344,8 @@ def _report(
 ) -> None:
     base = outcomes[0]
     table = Table(
-        title=f"/infer, {args.concurrency} incidents in flight (closed loop), "
-        f"median of {args.rounds} x {args.duration:g} s"
+        title=f"/infer, {args.concurrency} incidents in flight (closed loop), series as "
+        f"{args.wire}, median of {args.rounds} x {args.duration:g} s"
     )
     columns = ("config", "incidents/s", "x batch 1", "errors", "p50 ms", "p95 ms", "p99 ms")
     for col in (*columns, "mean batch"):
@@ -372,7 +381,11 @@ def _report(
             }
             for o in outcomes
         ]
-        doc = {"http": rows, "scoring_ms_per_incident": {str(k): v for k, v in costs.items()}}
+        doc = {
+            "wire": args.wire,
+            "http": rows,
+            "scoring_ms_per_incident": {str(k): v for k, v in costs.items()},
+        }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
 
 

@@ -93,7 +93,9 @@ class Alert(BaseModel):
 
 
 class Series(_In):
-    """One metric series: ``points`` are ``[timestamp, value]`` pairs, epoch seconds."""
+    """One metric series, epoch seconds: ``points`` (``[timestamp, value]`` pairs, as Prometheus
+    sends them) or the same points as two columns, ``timestamps`` and ``values`` (the columnar
+    form: cheaper to parse and to hold, since no pair becomes an object of its own)."""
 
     name: str = Field(min_length=1, max_length=512)
     family: Family | None = Field(
@@ -103,6 +105,35 @@ class Series(_In):
     points: list[tuple[float | None, float | None]] = Field(
         default_factory=list, max_length=MAX_POINTS
     )
+    timestamps: list[float | None] = Field(default_factory=list, max_length=MAX_POINTS)
+    values: list[float | None] = Field(default_factory=list, max_length=MAX_POINTS)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Series:
+        given = self.model_fields_set
+        if "timestamps" not in given and "values" not in given:
+            return self
+        if "points" in given:
+            raise ValueError("send points, or timestamps and values, not both")
+        if len(self.timestamps) != len(self.values):
+            raise ValueError(
+                f"timestamps and values differ in length "
+                f"({len(self.timestamps)} and {len(self.values)})"
+            )
+        return self
+
+    @property
+    def columnar(self) -> bool:
+        """Whether the points came as ``timestamps`` and ``values``."""
+        return "values" in self.model_fields_set or "timestamps" in self.model_fields_set
+
+    @property
+    def length(self) -> int:
+        return len(self.values) if self.columnar else len(self.points)
+
+    def point_times(self) -> list[float | None]:
+        """Every point's timestamp, in request order."""
+        return list(self.timestamps) if self.columnar else [t for t, _ in self.points]
 
 
 class LogLine(_In):
@@ -158,7 +189,7 @@ class Incident(_In):
 
     @model_validator(mode="after")
     def _sizes(self) -> Incident:
-        points = sum(len(s.points) for s in self.series)
+        points = sum(s.length for s in self.series)
         if points > MAX_INCIDENT_POINTS:
             raise ValueError(f"series: {points} points in all, at most {MAX_INCIDENT_POINTS}")
         return self
@@ -209,6 +240,10 @@ class _NumericSeries(Series):
     points: list[tuple[float, float]] = Field(  # type: ignore[assignment]
         default_factory=list, max_length=MAX_POINTS
     )
+    timestamps: list[float] = Field(  # type: ignore[assignment]
+        default_factory=list, max_length=MAX_POINTS
+    )
+    values: list[float] = Field(default_factory=list, max_length=MAX_POINTS)  # type: ignore[assignment]
 
 
 class _NumericIncident(Incident):

@@ -145,7 +145,7 @@ def _series_deploys(incident: Incident) -> list[tuple[float | None, str]]:
         key = next((k for k in VERSION_LABELS if k in s.labels), None)
         if key is None:
             continue
-        times = [t for t, _ in s.points if t is not None and math.isfinite(t)]
+        times = [t for t in s.point_times() if t is not None and math.isfinite(t)]
         if times:
             ident = (s.name, key, s.labels[key])
             starts[ident] = min(starts.get(ident, math.inf), *times)

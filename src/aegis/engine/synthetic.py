@@ -123,3 +123,16 @@ def incident(scenario: str = "crash_loop", seed: int = 0) -> dict[str, Any]:
 def incidents(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """``count`` incidents cycling through the scenarios."""
     return [incident(SCENARIOS[i % len(SCENARIOS)], seed + i) for i in range(count)]
+
+
+def columnar(incident: dict[str, Any]) -> dict[str, Any]:
+    """The same incident with every series in the columnar form (``timestamps`` and ``values``)."""
+    out = dict(incident)
+    out["series"] = []
+    for s in incident.get("series", []):
+        series = {k: v for k, v in s.items() if k != "points"}
+        points = s.get("points", [])
+        series["timestamps"] = [t for t, _ in points]
+        series["values"] = [v for _, v in points]
+        out["series"].append(series)
+    return out

@@ -191,6 +191,25 @@ def test_a_prediction_does_not_depend_on_its_batch(prepared: scoring.PreparedMod
     assert [r.model_dump_json() for r in reversed(reversed_batch)] == alone  # type: ignore[union-attr]
 
 
+def test_columnar_series_score_exactly_as_their_points(prepared: scoring.PreparedModel) -> None:
+    points: list[list[float | None]] = [[1.8e9 + i * 15, 10.0 + (i % 3)] for i in range(120)]
+    points[10][1], points[11][1], points[12][0] = math.nan, None, None
+    points[40], points[41] = points[41], points[40]  # out of order
+    odd = {"series": [{"name": "cpu", "points": points}, {"name": "empty", "points": []}]}
+    docs = [*synthetic.incidents(6, seed=11), odd]
+    as_points = [Incident.model_validate(d) for d in docs]
+    as_columns = [Incident.model_validate(synthetic.columnar(d)) for d in docs]
+    assert all(s.columnar for inc in as_columns for s in inc.series)
+
+    mixed = [
+        (inc, {}) for pair in zip(as_points, as_columns, strict=True) for inc in pair
+    ]  # both forms side by side in one batch
+    results = [r.model_dump_json() for r in scoring.score_batch(prepared, mixed)]  # type: ignore[union-attr]
+
+    assert results[0::2] == results[1::2]
+    assert json.loads(results[-1])["series"][0]["reordered"] is True
+
+
 def test_the_lockstep_kernel_and_the_reference_detector_give_the_same_predictions() -> None:
     trained = model.train()
     fast, reference = (

@@ -188,6 +188,28 @@ def test_outcome_statistics_sent_with_the_request_change_the_confidence(client: 
         ({"incident": {"replicas": -1}}, "incident.replicas"),
         ({"incident": {"logs": [{"message_b64": "%%"}]}}, "incident.logs.0"),
         ({"incident": {"bogus": 1}}, "incident.bogus"),
+        (
+            {"incident": {"series": [{"name": "cpu", "timestamps": [1], "values": ["high"]}]}},
+            "incident.series.0.values.0",
+        ),
+        (
+            {"incident": {"series": [{"name": "cpu", "timestamps": [1, 2], "values": [1.0]}]}},
+            "incident.series.0: Value error, timestamps and values differ in length (2 and 1)",
+        ),
+        (
+            {"incident": {"series": [{"name": "cpu", "values": [1.0]}]}},
+            "incident.series.0: Value error, timestamps and values differ in length (0 and 1)",
+        ),
+        (
+            {
+                "incident": {
+                    "series": [
+                        {"name": "cpu", "points": [[1, 1.0]], "timestamps": [1], "values": [1.0]}
+                    ]
+                }
+            },
+            "incident.series.0: Value error, send points, or timestamps and values, not both",
+        ),
     ],
 )
 def test_invalid_input_is_422_naming_the_field(
@@ -241,6 +263,30 @@ def test_nan_infinity_and_null_points_are_missing_values(client: TestClient) -> 
     assert series["missing_points"] == 4 and series["points"] == 6
 
 
+def test_columnar_series_take_the_same_missing_values_and_give_the_same_answer(
+    client: TestClient,
+) -> None:
+    columns = (
+        b'{"incident": {"series": [{"name": "cpu", '
+        b'"timestamps": [1800000000, 1800000015, null, 1800000030, 1800000045, 1800000060], '
+        b'"values": [NaN, Infinity, 1.5, null, "2.5", -Infinity]}]}}'
+    )
+    pairs = (
+        b'{"incident": {"series": [{"name": "cpu", "points": '
+        b"[[1800000000, NaN], [1800000015, Infinity], [null, 1.5], [1800000030, null], "
+        b'[1800000045, "2.5"], [1800000060, -Infinity]]}]}}'
+    )
+    headers = _auth() | {"content-type": "application/json"}
+
+    by_columns = client.post("/predict", content=columns, headers=headers)
+    by_pairs = client.post("/predict", content=pairs, headers=headers)
+
+    assert by_columns.status_code == 200
+    series = by_columns.json()["series"][0]
+    assert series["missing_points"] == 4 and series["points"] == 6
+    assert by_columns.json() == by_pairs.json()
+
+
 def test_a_body_over_the_limit_is_413(client: TestClient) -> None:
     huge = b'{"incident": {"logs": ["' + b"x" * 1_100_000 + b'"]}}'
 
@@ -267,6 +313,24 @@ def test_a_million_point_series_is_refused(
     assert default_limit.status_code == 413
     assert raised_limit.status_code == 422
     assert "at most 20000" in _error(raised_limit)["message"]
+    assert still_serving.status_code == 200
+
+
+def test_a_million_point_columnar_series_is_refused(
+    make_settings: Callable[..., Settings], holder: ModelHolder
+) -> None:
+    column = b"[" + b",".join([b"1.0"] * 1_000_000) + b"]"
+    raw = b'{"incident": {"series": [{"name": "cpu", "timestamps": ' + column
+    raw += b', "values": ' + column + b"}]}}"
+    headers = _auth() | {"content-type": "application/json"}
+
+    with TestClient(create_app(make_settings(max_body_bytes=64 << 20), holder=holder)) as big:
+        refused = big.post("/predict", content=raw, headers=headers)
+        still_serving = big.post("/predict", json=_predict_body(), headers=_auth())
+
+    assert refused.status_code == 422
+    assert _error(refused)["message"].startswith("incident.series.0.timestamps")
+    assert "at most 20000" in _error(refused)["message"]
     assert still_serving.status_code == 200
 
 
