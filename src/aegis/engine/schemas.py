@@ -164,6 +164,12 @@ class EncodedLogLine(_In):
         return self.message_b64.decode("utf-8", errors="replace")
 
 
+# The three forms never match the same input (a string; objects with different required keys
+# and no extra ones), so trying them in order gives the same result as pydantic's "smart" union,
+# a third cheaper.
+LogItem = Annotated[LineText | LogLine | EncodedLogLine, Field(union_mode="left_to_right")]
+
+
 class Change(_In):
     """A recent change to the workload (the backend knows its rollout history)."""
 
@@ -181,9 +187,7 @@ class Incident(_In):
     id: str | None = Field(None, max_length=256)
     alert: Alert = Field(default_factory=Alert)
     series: list[Series] = Field(default_factory=list, max_length=MAX_SERIES)
-    logs: list[LineText | LogLine | EncodedLogLine] = Field(
-        default_factory=list, max_length=MAX_LOG_LINES
-    )
+    logs: list[LogItem] = Field(default_factory=list, max_length=MAX_LOG_LINES)
     changes: list[Change] = Field(default_factory=list, max_length=MAX_CHANGES)
     replicas: int | None = Field(None, ge=0, le=100_000, description="current replica count")
 
