@@ -9,6 +9,9 @@ from alembic.config import Config
 from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# pg_advisory_xact_lock key held by a migration (``migrations/env.py``): the bytes "AEGISMIG" as
+# a signed 64-bit integer.
+MIGRATION_LOCK_KEY = int.from_bytes(b"AEGISMIG", "big", signed=True)
 
 
 def alembic_config(engine: Engine) -> Config:

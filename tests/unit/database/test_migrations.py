@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from aegis.database import migrate
-from aegis.database.core import Database
+from aegis.database.core import Database, make_engine
 from aegis.database.models import metadata
+from tests.support import services
 
 
 def test_migrations_create_every_table_the_models_declare(database: Database) -> None:
@@ -28,3 +35,41 @@ def test_downgrade_to_base_and_upgrade_again(database: Database) -> None:
     assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(database.engine)
     assert set(metadata.tables) <= set(inspect(database.engine).get_table_names())
+
+
+def test_services_starting_together_migrate_a_new_database_once(
+    pg_admin_url: str, worker_tag: str, tmp_path: Path
+) -> None:
+    # Every Aegis process migrates at start-up, so replicas starting together on a new
+    # PostgreSQL database race to create the same tables; the migration lock lets one do it and
+    # the others find the schema current.
+    name = f"aegis_migrate_race_{worker_tag}"
+    services.create_pg_database(name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
+    env |= {"DATABASE_URL": services.pg_url(name), "AEGIS_DATA_DIR": str(tmp_path / "data")}
+    try:
+        starts = [
+            subprocess.Popen(
+                [sys.executable, "-m", "aegis", "db", "upgrade"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in starts]
+        engine = make_engine(services.pg_url(name))
+        heads = set(ScriptDirectory.from_config(migrate.alembic_config(engine)).get_heads())
+        with engine.connect() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            stored = list(versions)
+            tables = set(inspect(conn).get_table_names())
+        engine.dispose()
+    finally:
+        services.drop_pg_database(name)
+
+    assert [p.returncode for p in starts] == [0] * 4, outputs
+    assert sorted(stored) == sorted(heads)  # each head once
+    assert set(metadata.tables) <= tables
