@@ -8,7 +8,7 @@ from aegis.database.core import Database, wait_for_database
 
 
 def settings_for(service: str = "cli", **overrides: object) -> Settings:
-    settings = load_settings(**overrides)
+    settings = load_settings(service, **overrides)
     configure_logging(level=settings.log_level, json_output=settings.log_json, service=service)
     return settings
 

@@ -8,7 +8,8 @@ Two modes:
 
 * ``embedded`` (default): SQLite and a filesystem object store inside the data directory, no Redis;
   secrets that are not set are generated once and kept in ``<data dir>/secrets.json`` (mode 0600).
-* ``production``: a missing secret is a start-up error that names the variable.
+* ``production``: a missing secret that the starting service uses is a start-up error that
+  names the variable (:data:`SERVICE_SECRETS`); a service is never made to hold the others.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ GENERATED_SECRETS = (
     "api_key",
     "alert_webhook_token",
 )
+# What production mode demands of each service at start-up: only what it uses (least
+# privilege), so the engine never holds the executor's key or the backend's JWT keys. The
+# backend signs executor requests, calls the engine and takes Alertmanager's webhook; ``up``
+# runs all three; a CLI command needs none to start, and one that needs a secret says which
+# when it reaches for it (:meth:`Settings.secret`).
+SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
+    "backend": GENERATED_SECRETS,
+    "up": GENERATED_SECRETS,
+    "engine": ("api_key",),
+    "executor": ("executor_hmac_secret",),
+    "cli": (),
+}
 
 
 def _env(*names: str) -> AliasChoices:
@@ -240,7 +253,8 @@ class Settings(BaseSettings):
         return self.executor_url or f"http://{self.executor_host}:{self.executor_port}"
 
     def secret(self, name: str) -> str:
-        """The plain value of a required secret; :func:`load_settings` guarantees it is set."""
+        """The plain value of a secret; :func:`load_settings` guarantees the service's own
+        (:data:`SERVICE_SECRETS`) are set, anything else fails closed here, naming it."""
         value = getattr(self, name)
         if value is None:
             raise ConfigError(f"{name.upper()} is not set")
@@ -358,8 +372,8 @@ PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "replace-m
 MIN_SECRET_LENGTH = 16
 
 
-def _check_production_secrets(settings: Settings) -> None:
-    for name in GENERATED_SECRETS:
+def _check_production_secrets(settings: Settings, service: str) -> None:
+    for name in SERVICE_SECRETS[service]:
         value = getattr(settings, name)
         if value is None:
             raise ConfigError(
@@ -373,16 +387,19 @@ def _check_production_secrets(settings: Settings) -> None:
             )
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build the one Settings object: read env, check it, fill embedded secrets.
+def load_settings(service: str = "cli", **overrides: object) -> Settings:
+    """Build the one Settings object for ``service`` (a :data:`SERVICE_SECRETS` key): read env,
+    check it, fill embedded secrets.
 
     Raises :class:`ConfigError` with one line naming the problem.
     """
+    if service not in SERVICE_SECRETS:
+        raise ValueError(f"unknown service {service!r}")
     settings = Settings(**overrides)  # type: ignore[arg-type]
     ensure_data_dir(settings.data_dir)
     validate_database_url(settings.effective_database_url)
     if settings.mode == "production":
-        _check_production_secrets(settings)
+        _check_production_secrets(settings, service)
         return settings
     missing = [name for name in GENERATED_SECRETS if getattr(settings, name) is None]
     if missing:

@@ -72,3 +72,17 @@ def test_db_upgrade_migrates_a_fresh_sqlite_database(tmp_path: Path) -> None:
     result = _aegis(["db", "upgrade"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "aegis.db").exists()
+
+
+def test_production_mode_migrates_with_no_platform_secret(tmp_path: Path) -> None:
+    # the migration job holds the database URL and nothing else
+    result = _aegis(["db", "upgrade"], tmp_path, AEGIS_MODE="production")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "aegis.db").exists()
+
+
+def test_production_engine_without_its_api_key_names_it(tmp_path: Path) -> None:
+    line = _one_error_line(
+        _aegis(["serve", "engine", "--port", str(free_port())], tmp_path, AEGIS_MODE="production")
+    )
+    assert "API_KEY must be set in production mode" in line

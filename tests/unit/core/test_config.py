@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from aegis.core.config import Settings, load_settings
+from aegis.core.config import GENERATED_SECRETS, Settings, load_settings
 from aegis.core.errors import ConfigError
 
 
@@ -28,7 +28,34 @@ def test_embedded_mode_generates_secrets_once_with_private_permissions(tmp_path:
 
 def test_production_mode_refuses_to_start_without_a_secret_and_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="JWT_SECRET must be set"):
-        load_settings(_env_file=None, data_dir=tmp_path, mode="production")
+        load_settings("backend", _env_file=None, data_dir=tmp_path, mode="production")
+
+
+@pytest.mark.parametrize(
+    ("service", "needed"),
+    [
+        ("backend", set(GENERATED_SECRETS)),
+        ("up", set(GENERATED_SECRETS)),
+        ("engine", {"api_key"}),
+        ("executor", {"executor_hmac_secret"}),
+        ("cli", set()),
+    ],
+)
+def test_production_mode_demands_of_each_service_only_the_secrets_it_uses(
+    tmp_path: Path, service: str, needed: set[str]
+) -> None:
+    # least privilege: the engine must not be made to hold the executor's HMAC key, etc.
+    given = {name: SecretStr(f"{name}-" + "v" * 32) for name in needed}
+    settings = load_settings(service, _env_file=None, data_dir=tmp_path, mode="production", **given)
+
+    for name in needed:
+        without = {k: v for k, v in given.items() if k != name}
+        with pytest.raises(ConfigError, match=f"{name.upper()} must be set"):
+            load_settings(service, _env_file=None, data_dir=tmp_path, mode="production", **without)
+    for name in set(GENERATED_SECRETS) - needed:
+        assert getattr(settings, name) is None  # nothing generated or demanded
+        with pytest.raises(ConfigError, match=f"{name.upper()} is not set"):
+            settings.secret(name)  # a code path reaching for it fails closed, naming it
 
 
 def test_production_mode_refuses_a_placeholder_secret(tmp_path: Path) -> None:
@@ -44,7 +71,7 @@ def test_production_mode_refuses_a_placeholder_secret(tmp_path: Path) -> None:
     }
     values["executor_hmac_secret"] = SecretStr("changeme")
     with pytest.raises(ConfigError, match="EXECUTOR_HMAC_SECRET"):
-        load_settings(_env_file=None, data_dir=tmp_path, mode="production", **values)
+        load_settings("backend", _env_file=None, data_dir=tmp_path, mode="production", **values)
 
 
 def test_malformed_database_url_is_one_clear_error(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from aegis.core.config import GENERATED_SECRETS
+from aegis.core.config import GENERATED_SECRETS, SERVICE_SECRETS
 from tests.unit.deploy.manifests import (
     SERVICES,
     by_name,
@@ -81,19 +81,33 @@ def check_no_secret_inline(objects: Objects) -> None:
     ), "a rendering creates platform Secrets (they must come from k8s/secrets.yaml or ESO)"
 
 
+def _service_of(container: dict[str, Any]) -> str:
+    """The SERVICE_SECRETS key of a container's command: ``serve X`` is X, anything else a CLI."""
+    args = [str(a) for a in container.get("args", [])]
+    return args[1] if args[:1] == ["serve"] and len(args) > 1 else "cli"
+
+
 def check_production_mode_can_start(objects: Objects) -> None:
-    """AEGIS_MODE=production refuses to start without every platform secret and a database."""
+    """AEGIS_MODE=production starts every workload: each gets the secrets its service demands
+    and a database, and (least privilege) no platform secret its service does not use."""
     assert config_data(objects)["AEGIS_MODE"] == "production"
-    required = {s.upper() for s in GENERATED_SECRETS} | {"DATABASE_URL"}
+    platform = {s.upper() for s in GENERATED_SECRETS}
     for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+        name = workload["metadata"]["name"]
         for container in workload["spec"]["template"]["spec"]["containers"]:
+            needed = {s.upper() for s in SERVICE_SECRETS[_service_of(container)]}
+            from_secrets = [
+                e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+            ]
             mandatory = {
                 e["name"]
-                for e in container.get("env", [])
-                if not e.get("valueFrom", {}).get("secretKeyRef", {}).get("optional", False)
+                for e in from_secrets
+                if not e["valueFrom"]["secretKeyRef"].get("optional")
             }
-            missing = required - mandatory
-            assert not missing, f"{workload['metadata']['name']} would not start: no {missing}"
+            missing = (needed | {"DATABASE_URL"}) - mandatory
+            assert not missing, f"{name} would not start: no {missing}"
+            held = {e["name"].removesuffix("_PREVIOUS") for e in from_secrets} & platform
+            assert held <= needed, f"{name} holds secrets it does not use: {held - needed}"
 
 
 def check_security_contexts(objects: Objects) -> None:
