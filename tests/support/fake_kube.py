@@ -40,6 +40,16 @@ from urllib.parse import parse_qs, urlsplit
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+# What the deployment controller does not copy from a deployment to its ReplicaSets.
+NOT_COPIED = {
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+}
 Obj = dict[str, Any]
 
 
@@ -194,8 +204,10 @@ class FakeKubeApiServer:
         replicas: int = 3,
         revisions: list[dict[str, str]] | None = None,
         labels: dict[str, str] | None = None,
+        causes: list[str] | None = None,
     ) -> None:
-        """A deployment rolled out once per entry of ``revisions`` ({container: image})."""
+        """A deployment rolled out once per entry of ``revisions`` ({container: image}), each
+        with the ``kubernetes.io/change-cause`` in ``causes`` when given."""
         labels = labels or {"app": name}
         revisions = revisions or [{name: f"registry.example/{name}:1"}]
         with self._lock:
@@ -217,8 +229,10 @@ class FakeKubeApiServer:
                 },
                 "status": {},
             }
-            for images in revisions:
+            for at, images in enumerate(revisions):
                 deployment = self.deployments[(namespace, name)]
+                if causes is not None:
+                    deployment["metadata"]["annotations"][CHANGE_CAUSE] = causes[at]
                 deployment["spec"]["template"] = {
                     "metadata": {"labels": dict(labels)},
                     "spec": {"containers": [{"name": c, "image": i} for c, i in images.items()]},
@@ -281,6 +295,10 @@ class FakeKubeApiServer:
             current = self._new_replica_set(namespace, deployment, top + 1)
         elif int(current["metadata"]["annotations"][REVISION]) != top:
             current["metadata"]["annotations"][REVISION] = str(top + 1)
+        # like the controller, the current ReplicaSet takes the deployment's annotations
+        for key, value in deployment["metadata"]["annotations"].items():
+            if key not in NOT_COPIED:
+                current["metadata"]["annotations"][key] = value
         deployment["metadata"]["annotations"][REVISION] = current["metadata"]["annotations"][
             REVISION
         ]

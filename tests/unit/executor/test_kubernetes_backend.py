@@ -67,10 +67,28 @@ def test_rollback_uses_a_json_patch_of_the_previous_replica_set_template(
 
     (write,) = fake_kube.mutating_requests()
     assert write.content_type == "application/json-patch+json"
-    (op,) = write.body
+    op, _ = write.body
     assert (op["op"], op["path"]) == ("replace", "/spec/template")
     assert op["value"]["spec"]["containers"] == [{"name": "web", "image": "nginx:1.26"}]
     assert "pod-template-hash" not in op["value"]["metadata"]["labels"]
+
+
+def test_rollback_restores_the_revisions_change_cause_like_kubectl(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.add_deployment(
+        "demo",
+        "api",
+        revisions=[{"api": "api:1"}, {"api": "api:2"}],
+        causes=["release 1", "release 2 (broken)"],
+    )
+
+    kube_backend.execute(_request("rollback_deployment", name="api"))
+
+    annotations = fake_kube.deployment("demo", "api")["metadata"]["annotations"]
+    assert annotations["kubernetes.io/change-cause"] == "release 1"
+    # the deployment keeps its own bookkeeping: the controller made the rollback revision 3
+    assert annotations["deployment.kubernetes.io/revision"] == "3"
 
 
 def test_rollback_ignores_replica_sets_owned_by_another_deployment(

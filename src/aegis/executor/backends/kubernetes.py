@@ -6,7 +6,8 @@
 * delete pod: ``DELETE`` with a UID precondition, so only the pod that was read is deleted;
 * rollback: list the ReplicaSets the deployment controls, take the previous
   ``deployment.kubernetes.io/revision`` (or the one asked for) and JSON-patch its pod template
-  into the deployment (``kubectl rollout undo``).
+  and its annotations (``kubernetes.io/change-cause`` ...) into the deployment, keeping the
+  deployment's own bookkeeping annotations (``kubectl rollout undo``).
 
 A dry run sends the same writes with ``dryRun=All``: the API server validates and answers with
 the object as it would be, and persists nothing. Every response's ``Audit-Id`` header is kept,
@@ -37,6 +38,18 @@ from aegis.executor.schemas import ExecutorActionRequest
 FIELD_MANAGER = "aegis-executor"
 AUDIT_ID_HEADER = "Audit-Id"
 POD_TEMPLATE_HASH = "pod-template-hash"
+# The annotations a rollback leaves as the deployment has them instead of taking the
+# ReplicaSet's (kubectl's polymorphichelpers/rollback.go, annotationsToSkip).
+DEPLOYMENT_OWN_ANNOTATIONS = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION_ANNOTATION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
 
 
 def load_api_client() -> Any:
@@ -197,7 +210,18 @@ def _rollback(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     template.get("metadata", {}).get("labels", {}).pop(POD_TEMPLATE_HASH, None)
     if template == sanitize(deployment.spec.template):  # kubectl: "skipped rollback"
         return run.before, {**run.before, "rollback_to_revision": target}
-    patched = run.patch_deployment([{"op": "replace", "path": "/spec/template", "value": template}])
+    own = deployment.metadata.annotations or {}
+    annotations = {k: v for k, v in own.items() if k in DEPLOYMENT_OWN_ANNOTATIONS}
+    restored = owned[target].metadata.annotations or {}
+    annotations |= {k: v for k, v in restored.items() if k not in DEPLOYMENT_OWN_ANNOTATIONS}
+    patched = run.patch_deployment(
+        [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            # kubectl sends "replace"; "add" does the same and also works on a deployment that
+            # has no annotations at all
+            {"op": "add", "path": "/metadata/annotations", "value": annotations},
+        ]
+    )
     return run.before, {**deployment_state(patched), "rollback_to_revision": target}
 
 
