@@ -110,10 +110,9 @@ class Series(_In):
 
     @model_validator(mode="after")
     def _one_form(self) -> Series:
-        given = self.model_fields_set
-        if "timestamps" not in given and "values" not in given:
+        if not self.columnar:
             return self
-        if "points" in given:
+        if "points" in self.model_fields_set:
             raise ValueError("send points, or timestamps and values, not both")
         if len(self.timestamps) != len(self.values):
             raise ValueError(
@@ -133,7 +132,7 @@ class Series(_In):
 
     def point_times(self) -> list[float | None]:
         """Every point's timestamp, in request order."""
-        return list(self.timestamps) if self.columnar else [t for t, _ in self.points]
+        return self.timestamps if self.columnar else [t for t, _ in self.points]
 
 
 class LogLine(_In):
