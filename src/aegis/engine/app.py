@@ -39,10 +39,10 @@ from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
-from aegis.engine import schemas
+from aegis.engine import schemas, scoring
 from aegis.engine.errors import InvalidApiKey, ScoringFailed
 from aegis.engine.recommender import OutcomeStats
-from aegis.engine.state import EngineState, Loader, ModelHolder
+from aegis.engine.state import EngineState, Item, Loader, ModelHolder
 
 M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
@@ -122,11 +122,9 @@ def create_app(
     async def predict(request: Request) -> Response:
         async with _counted("predict") as outcome:
             body = await _authorised_body(state, request)
-            req = _parse(schemas.parse_predict, body)
+            item = _admit(_parse(schemas.parse_predict, body))
             started = time.perf_counter()
-            result = await state.batcher.submit(
-                (req.incident, schemas.stats_dict(req.outcome_stats))
-            )
+            result = await state.batcher.submit(item)
             metrics.INFERENCE_LATENCY.labels("predict").observe(time.perf_counter() - started)
             if isinstance(result, AegisError):
                 raise result
@@ -139,7 +137,7 @@ def create_app(
     async def infer(request: Request) -> Response:
         async with _counted("infer") as outcome:
             body = await _authorised_body(state, request)
-            response = await _infer(state, _parse(schemas.parse_infer, body))
+            response = await _infer(state, _admit_all(_parse(schemas.parse_infer, body)))
             outcome["status"] = 200
             return _json(response)
 
@@ -173,24 +171,33 @@ async def _authorised_body(state: EngineState, request: Request) -> bytes:
     return await request.body()
 
 
-async def _infer(state: EngineState, req: schemas.InferRequest) -> schemas.InferResponse:
+def _admit(req: schemas.PredictRequest) -> Item:
+    """The parsed request as it will wait for its batch (the parsed form is dropped here)."""
+    return scoring.admit(req.incident), schemas.stats_dict(req.outcome_stats)
+
+
+def _admit_all(req: schemas.InferRequest) -> list[Item]:
     stats: OutcomeStats = schemas.stats_dict(req.outcome_stats)
-    incidents = req.items
+    return [(scoring.admit(incident), stats) for incident in req.items]
+
+
+async def _infer(state: EngineState, items: list[Item]) -> schemas.InferResponse:
     limit = state.batcher.queue_limit
-    if len(incidents) > limit:
+    if len(items) > limit:
         message = f"at most {limit} incidents per request (BATCH_QUEUE_LIMIT)"
         raise RequestValidationError([{"loc": ("incidents",), "msg": message, "type": "too_long"}])
     started = time.perf_counter()
-    results = await state.batcher.submit_many([(inc, stats) for inc in incidents])
+    results = await state.batcher.submit_many(items)
     metrics.INFERENCE_LATENCY.labels("infer").observe(time.perf_counter() - started)
-    items = [
+    answers = [
         schemas.InferItem(ok=True, prediction=r)
         if isinstance(r, schemas.IncidentPrediction)
         else schemas.InferItem(ok=False, error=_item_error(r))
         for r in results
     ]
     serving = state.holder.current
-    return schemas.InferResponse(predictions=items, model=serving.prepared.ref if serving else None)
+    ref = serving.prepared.ref if serving else None
+    return schemas.InferResponse(predictions=answers, model=ref)
 
 
 def health_document(state: EngineState) -> dict[str, Any]:

@@ -81,14 +81,22 @@ class LogResult:
     hints: dict[str, tuple[float, str]]  # symptom -> (strength, evidence text)
 
 
-def prepare(lines: Sequence[str | LogLine | EncodedLogLine], settings: LogSettings) -> Lines:
-    """The last ``max_lines`` lines, cut to ``max_line_chars``, newlines turned into spaces."""
-    kept = lines[-settings.max_lines :] if len(lines) > settings.max_lines else lines
+@dataclass(frozen=True, slots=True)
+class RawLines:
+    """An incident's log lines as two lists, text and time (epoch seconds or None), in order:
+    what a request holds while it waits for its batch (two objects for the garbage collector to
+    walk, where the parsed lines were one model each). Not yet cut to a model's limits."""
+
+    texts: list[str]
+    times: list[float | None]
+
+
+def flatten(lines: Sequence[str | LogLine | EncodedLogLine]) -> RawLines:
+    """Every line's text (newlines turned into spaces) and time."""
     texts: list[str] = []
     times: list[float | None] = []
-    cut = settings.max_line_chars
     add_text, add_time = texts.append, times.append
-    for line in kept:
+    for line in lines:
         if isinstance(line, str):
             text, when = line, None
         else:
@@ -99,13 +107,27 @@ def prepare(lines: Sequence[str | LogLine | EncodedLogLine], settings: LogSettin
                 if type(stamp) is float and math.isfinite(stamp)
                 else (None if stamp is None or type(stamp) is float else epoch_seconds(stamp))
             )
-        if len(text) > cut:
-            text = text[:cut]
         if "\n" in text or "\r" in text:
             text = text.replace("\r", " ").replace("\n", " ")
         add_text(text)
         add_time(when)
-    return Lines(texts, times, len(lines))
+    return RawLines(texts, times)
+
+
+def cut(raw: RawLines, settings: LogSettings) -> Lines:
+    """The last ``max_lines`` lines, each cut to ``max_line_chars``."""
+    texts, times = raw.texts, raw.times
+    if len(texts) > settings.max_lines:
+        texts, times = texts[-settings.max_lines :], times[-settings.max_lines :]
+    limit = settings.max_line_chars
+    if any(len(t) > limit for t in texts):
+        texts = [t[:limit] if len(t) > limit else t for t in texts]
+    return Lines(texts, times, len(raw.texts))
+
+
+def prepare(lines: Sequence[str | LogLine | EncodedLogLine], settings: LogSettings) -> Lines:
+    """The last ``max_lines`` lines, cut to ``max_line_chars``, newlines turned into spaces."""
+    return cut(flatten(lines), settings)
 
 
 def mask_batch(batch: list[Lines], miner: LogMiner) -> list[Lines]:

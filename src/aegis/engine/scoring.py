@@ -78,10 +78,29 @@ def prepare(model: EngineModel, *, use_kernel: bool | None = None) -> PreparedMo
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An incident as it waits for its batch (:func:`admit`)."""
+
+    incident: Incident  # as parsed, without its log lines
+    logs: logs.RawLines
+
+
+def admit(incident: Incident) -> Admitted:
+    """Flatten ``incident``'s log lines to two lists as soon as it is parsed.
+
+    A queued request then holds a few dozen objects instead of one model per log line, so the
+    garbage collector, which walks every live container on its older generations' collections,
+    has far less to walk while requests wait (under load, 64 requests in flight of 120 lines).
+    """
+    return Admitted(incident.model_copy(update={"logs": []}), logs.flatten(incident.logs))
+
+
 @dataclass
 class _Work:
-    incident: Incident
+    item: Incident | Admitted
     stats: OutcomeStats
+    incident: Incident = field(init=False)
     lines: logs.Lines | None = None
     starts_at: float | None = None
     boundary: float | None = None
@@ -95,7 +114,9 @@ def _guard(work: _Work, exc: Exception) -> None:
     if isinstance(exc, AegisError):
         work.error = exc
         return
-    log.error("scoring_failed", incident=work.incident.id, exc_info=exc)
+    item = work.item
+    incident_id = item.incident.id if isinstance(item, Admitted) else item.id
+    log.error("scoring_failed", incident=incident_id, exc_info=exc)
     work.error = ScoringFailed("scoring this incident failed; quote the request id")
 
 
@@ -112,7 +133,9 @@ def _each(works: list[_Work], stage: Callable[[list[_Work]], None]) -> None:
 
 
 def _start(prepared: PreparedModel, w: _Work) -> None:
-    w.lines = logs.prepare(w.incident.logs, prepared.model.spec.logs)
+    admitted = w.item if isinstance(w.item, Admitted) else admit(w.item)
+    w.incident = admitted.incident
+    w.lines = logs.cut(admitted.logs, prepared.model.spec.logs)
     w.starts_at = epoch_seconds(w.incident.alert.starts_at)
 
 
@@ -166,10 +189,10 @@ def _mask_stage(prepared: PreparedModel, works: list[_Work]) -> None:
 
 
 def score_batch(
-    prepared: PreparedModel, items: Sequence[tuple[Incident, OutcomeStats]]
+    prepared: PreparedModel, items: Sequence[tuple[Incident | Admitted, OutcomeStats]]
 ) -> list[Result]:
     """One prediction (or the error that stopped it) per item, in order."""
-    works = [_Work(incident, stats) for incident, stats in items]
+    works = [_Work(item, stats) for item, stats in items]
     for w in works:
         try:
             _start(prepared, w)

@@ -26,10 +26,9 @@ from aegis.engine.batching import DynamicBatcher
 from aegis.engine.errors import ModelNotLoaded
 from aegis.engine.model import EngineModel
 from aegis.engine.recommender import OutcomeStats
-from aegis.engine.schemas import Incident
 
 log = get_logger(__name__)
-Item = tuple[Incident, OutcomeStats]
+Item = tuple[scoring.Admitted, OutcomeStats]
 Loader = Callable[[], "tuple[EngineModel, ModelMeta]"]
 NO_MODEL_YET = "no model has been loaded yet"
 

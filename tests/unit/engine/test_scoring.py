@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 from typing import Any
@@ -189,6 +190,67 @@ def test_a_prediction_does_not_depend_on_its_batch(prepared: scoring.PreparedMod
 
     assert [r.model_dump_json() for r in together] == alone  # type: ignore[union-attr]
     assert [r.model_dump_json() for r in reversed(reversed_batch)] == alone  # type: ignore[union-attr]
+
+
+def test_an_admitted_incident_scores_exactly_as_the_parsed_one(
+    prepared: scoring.PreparedModel,
+) -> None:
+    docs = synthetic.incidents(8, seed=5)
+    docs[0]["logs"] = [
+        "plain line 42",
+        {"message": "two\nlines at 10.0.0.1", "timestamp": None},
+        {"message_b64": "aGVsbG8g/w=="},  # b"hello \xff": not UTF-8
+        {"message": "dated", "timestamp": "2027-01-15T09:00:00Z"},
+    ]
+    parsed = [Incident.model_validate(d) for d in docs]
+
+    admitted = [scoring.admit(inc) for inc in parsed]
+    as_parsed = scoring.score_batch(prepared, [(inc, {}) for inc in parsed])
+    as_admitted = scoring.score_batch(prepared, [(a, {}) for a in admitted])
+
+    assert [r.model_dump_json() for r in as_admitted] == [  # type: ignore[union-attr]
+        r.model_dump_json()  # type: ignore[union-attr]
+        for r in as_parsed
+    ]
+    assert admitted[0].incident.logs == []
+    assert admitted[0].logs.texts == [
+        "plain line 42",
+        "two lines at 10.0.0.1",
+        "hello \ufffd",
+        "dated",
+    ]
+    assert admitted[0].logs.times == [None, None, None, 1_800_003_600.0]
+
+
+def _tracked_reachable(root: object) -> int:
+    """Containers the garbage collector walks in ``root``'s data (lists, dicts, sets, tuples and
+    Aegis's own models and records; classes, functions and modules aside)."""
+    seen: dict[int, object] = {}
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        kind = type(obj)
+        data = kind in (list, dict, set, tuple) or kind.__module__.startswith("aegis.")
+        if id(obj) in seen or not data:
+            continue
+        seen[id(obj)] = obj
+        stack.extend(gc.get_referents(obj))
+    return sum(1 for obj in seen.values() if gc.is_tracked(obj))
+
+
+def test_a_queued_incident_holds_its_log_lines_in_two_lists(
+    prepared: scoring.PreparedModel,
+) -> None:
+    # What waits in the batch queue is walked by every full garbage collection while it waits:
+    # 120 parsed log lines are over 240 objects, the admitted form a handful.
+    parsed = Incident.model_validate(synthetic.columnar(synthetic.incident("crash_loop", 2)))
+    assert len(parsed.logs) >= 100
+
+    admitted = scoring.admit(parsed)
+    gc.collect()  # tuples holding only numbers stop being tracked on their first collection
+
+    assert _tracked_reachable(admitted) * 4 < _tracked_reachable(parsed)
+    assert len(admitted.logs.texts) == len(parsed.logs)
 
 
 def test_columnar_series_score_exactly_as_their_points(prepared: scoring.PreparedModel) -> None:
