@@ -16,11 +16,12 @@ concurrent clients (``--concurrency`` incidents in flight). Configurations:
 
 The configurations take turns, ``--rounds`` times (an idle engine uses no CPU), so that a change
 in the machine's background load hits all of them alike; throughput is the median over rounds,
-latency percentiles are over every request of every round. The clients are a minimal HTTP/1.1
-keep-alive client on asyncio streams (bodies serialised in advance) so that the load generator
-takes as little as possible of the CPU it shares with the server. A second table gives the
-in-process scoring cost per incident by batch size (no HTTP, no JSON): the part of the work that
-batching can make cheaper.
+latency percentiles are over every request of every round; each configuration's garbage
+collections per 100 incidents (by generation) come from the engine's ``/metrics``. The clients
+are a minimal HTTP/1.1 keep-alive client on asyncio streams (bodies serialised in advance) so
+that the load generator takes as little as possible of the CPU it shares with the server. A
+second table gives the in-process scoring cost per incident by batch size (no HTTP, no JSON):
+the part of the work that batching can make cheaper.
 """
 
 from __future__ import annotations
@@ -56,12 +57,22 @@ class Outcome:
     latencies: list[float]
     mean_batch: float
     qps: float
+    gc: tuple[float, float, float]  # collections per 100 incidents, by generation
 
     def pct(self, q: float) -> float:
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
         return ordered[min(int(q * len(ordered)), len(ordered) - 1)] * 1000.0
+
+
+@dataclass(frozen=True)
+class Run:
+    rate: float
+    latencies: list[float]
+    errors: int
+    mean_batch: float
+    gc: tuple[float, float, float]
 
 
 def free_port() -> int:
@@ -227,21 +238,32 @@ async def _drive(
         asyncio.create_task(_client(port, payloads, c, until, record)) for c in range(concurrency)
     ]
     await asyncio.sleep(warmup)
+    record["before"] = await _scrape(port)
     record["measuring"] = True
     started = time.perf_counter()
     await asyncio.gather(*tasks)
+    record["after"] = await _scrape(port)
     return record, time.perf_counter() - started
 
 
-def _mean_batch(port: int) -> tuple[float, float]:
-    _, body = asyncio.run(_get(port, "/metrics"))
-    total = count = 0.0
+SCRAPED = {
+    "aegis_inference_batch_size_sum": "batch_sum",
+    "aegis_inference_batch_size_count": "batches",
+    'python_gc_collections_total{generation="0"}': "gc0",
+    'python_gc_collections_total{generation="1"}': "gc1",
+    'python_gc_collections_total{generation="2"}': "gc2",
+}
+
+
+async def _scrape(port: int) -> dict[str, float]:
+    """The engine's batch-size totals and garbage collections so far (from ``/metrics``)."""
+    _, body = await _get(port, "/metrics")
+    out = dict.fromkeys(SCRAPED.values(), 0.0)
     for line in body.decode().splitlines():
-        if line.startswith("aegis_inference_batch_size_sum"):
-            total = float(line.split()[-1])
-        elif line.startswith("aegis_inference_batch_size_count"):
-            count = float(line.split()[-1])
-    return total, count
+        name, _, value = line.rpartition(" ")
+        if name in SCRAPED:
+            out[SCRAPED[name]] = float(value)
+    return out
 
 
 def _scoring_costs(rounds: int, sizes: tuple[int, ...], wire: str) -> dict[int, float]:
@@ -278,15 +300,20 @@ class Config:
 
 def _measure(
     port: int, config: Config, args: argparse.Namespace, payloads: list[bytes]
-) -> tuple[dict[str, Any], float, float]:
-    before = _mean_batch(port)
+) -> tuple[dict[str, Any], float, float, tuple[float, float, float]]:
+    """One run: the record, its seconds, the mean batch size and the garbage collections
+    (young, middle, full generation) per 100 incidents."""
     record, seconds = asyncio.run(
         _drive(port, payloads, config.clients, args.warmup, args.duration)
     )
-    after = _mean_batch(port)
-    batches = after[1] - before[1]
-    mean = (after[0] - before[0]) / batches if batches else float("nan")
-    return record, seconds, mean
+    before, after = record["before"], record["after"]
+    batches = after["batches"] - before["batches"]
+    mean = (after["batch_sum"] - before["batch_sum"]) / batches if batches else float("nan")
+    incidents = (after["batch_sum"] - before["batch_sum"]) or float("nan")
+    young, middle, full = (
+        100.0 * (after[g] - before[g]) / incidents for g in ("gc0", "gc1", "gc2")
+    )
+    return record, seconds, mean, (young, middle, full)
 
 
 def main() -> None:
@@ -316,25 +343,27 @@ def main() -> None:
     payloads = {k: _requests(key, 96, k, args.wire) for k in {cfg.per_request for cfg in configs}}
     console.print(f"starting {len(configs)} engines ...")
     servers = [start_server(cfg.max_size, cfg.wait_ms, key) for cfg in configs]
-    runs: dict[str, list[tuple[float, list[float], int, float]]] = {cfg.name: [] for cfg in configs}
+    runs: dict[str, list[Run]] = {cfg.name: [] for cfg in configs}
     try:
         for r in range(args.rounds):
             for cfg, (_, port) in zip(configs, servers, strict=True):
                 console.print(f"round {r + 1}/{args.rounds}: [bold]{cfg.name}[/] ...")
-                record, seconds, mean = _measure(port, cfg, args, payloads[cfg.per_request])
+                record, seconds, mean, gc = _measure(port, cfg, args, payloads[cfg.per_request])
                 rate = len(record["latencies"]) * cfg.per_request / seconds
-                runs[cfg.name].append((rate, record["latencies"], record["errors"], mean))
+                runs[cfg.name].append(Run(rate, record["latencies"], record["errors"], mean, gc))
     finally:
         for proc, _ in servers:
             stop_server(proc)
     outcomes = []
     for cfg in configs:
         done = runs[cfg.name]
-        latencies = [x for run in done for x in run[1]]
-        rate = statistics.median(run[0] for run in done)
-        mean = statistics.median(run[3] for run in done)
-        errors = sum(run[2] for run in done)
-        outcomes.append(Outcome(cfg.name, len(latencies), errors, 0.0, latencies, mean, rate))
+        latencies = [x for run in done for x in run.latencies]
+        rate = statistics.median(run.rate for run in done)
+        mean = statistics.median(run.mean_batch for run in done)
+        errors = sum(run.errors for run in done)
+        young, middle, full = (statistics.median(run.gc[g] for run in done) for g in range(3))
+        gc = (young, middle, full)
+        outcomes.append(Outcome(cfg.name, len(latencies), errors, 0.0, latencies, mean, rate, gc))
     costs = _scoring_costs(args.rounds, (1, 8, 32, 64), args.wire)
     _report(console, args, outcomes, costs)
 
@@ -348,7 +377,7 @@ def _report(
         f"{args.wire}, median of {args.rounds} x {args.duration:g} s"
     )
     columns = ("config", "incidents/s", "x batch 1", "errors", "p50 ms", "p95 ms", "p99 ms")
-    for col in (*columns, "mean batch"):
+    for col in (*columns, "mean batch", "gc / 100 inc."):
         table.add_column(col, justify="right" if col != "config" else "left")
     for o in outcomes:
         table.add_row(
@@ -360,6 +389,7 @@ def _report(
             f"{o.pct(0.95):.0f}",
             f"{o.pct(0.99):.0f}",
             f"{o.mean_batch:.1f}",
+            "/".join(f"{n:.1f}" for n in o.gc),
         )
     console.print(table)
     scoring_table = Table(title="scoring only, in process: ms per incident by batch size")
@@ -378,6 +408,7 @@ def _report(
                 "p95_ms": o.pct(0.95),
                 "p99_ms": o.pct(0.99),
                 "mean_batch": o.mean_batch,
+                "gc_collections_per_100_incidents": dict(zip(("0", "1", "2"), o.gc, strict=True)),
             }
             for o in outcomes
         ]
