@@ -238,9 +238,7 @@ def _tracked_reachable(root: object) -> int:
     return sum(1 for obj in seen.values() if gc.is_tracked(obj))
 
 
-def test_a_queued_incident_holds_its_log_lines_in_two_lists(
-    prepared: scoring.PreparedModel,
-) -> None:
+def test_a_queued_incident_holds_its_log_lines_in_two_lists() -> None:
     # What waits in the batch queue is walked by every full garbage collection while it waits:
     # 120 parsed log lines are over 240 objects, the admitted form a handful.
     parsed = Incident.model_validate(synthetic.columnar(synthetic.incident("crash_loop", 2)))
