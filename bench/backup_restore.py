@@ -21,6 +21,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +40,7 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 def _settings(data: Path, url: str, *, encrypted: bool) -> Settings:
-    secrets = {
+    secrets: dict[str, Any] = {
         name: SecretStr(name + "-" + "x" * 32)
         for name in (
             "jwt_secret",
@@ -49,7 +50,7 @@ def _settings(data: Path, url: str, *, encrypted: bool) -> Settings:
             "alert_webhook_token",
         )
     }
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         data_dir=data,
         database_url=url,
@@ -137,21 +138,23 @@ def run(backend: str, rows: int, *, memory: bool) -> list[dict[str, Any]]:
             for encrypted in (False, True):
                 settings = _settings(folder / f"data-{encrypted}", source, encrypted=encrypted)
                 created, create_s, create_mib = _timed(
-                    lambda s=settings: service.create(settings=s, actor="bench", prune=False),
+                    partial(service.create, settings=settings, actor="bench", prune=False),
                     memory=memory,
                 )
                 target = _new_database(backend, folder, made)
                 restored, restore_s, restore_mib = _timed(
-                    lambda s=settings, c=created, t=target: restore.restore(
-                        settings=s, artifact=c.uri, actor="bench", target_url=t
+                    partial(
+                        restore.restore,
+                        settings=settings,
+                        artifact=created.uri,
+                        actor="bench",
+                        target_url=target,
                     ),
                     memory=memory,
                 )
                 assert restored.chain.ok
                 report, drill_s, _ = _timed(
-                    lambda s=settings, c=created: drill.drill(
-                        settings=s, actor="bench", artifact=c.uri
-                    ),
+                    partial(drill.drill, settings=settings, actor="bench", artifact=created.uri),
                     memory=False,
                 )
                 assert report.ok, report.problems

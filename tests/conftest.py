@@ -134,6 +134,6 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         }
         values.update(overrides)
         (tmp_path / "data").mkdir(exist_ok=True)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return build

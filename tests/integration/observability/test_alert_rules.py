@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ def _files_testing(name: str) -> list[Path]:
     ]
 
 
-MUTATIONS = {
+MUTATIONS: dict[str, Callable[[dict[str, Any]], dict[str, str]]] = {
     "hold-one-minute-shorter": lambda rule: {"for": f"{_duration_minutes(rule['for']) - 1}m"},
     "never-fires": lambda rule: {"expr": "vector(1) > 2"},
 }

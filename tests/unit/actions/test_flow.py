@@ -74,7 +74,8 @@ class World:
             "reason": "test",
         }
         body.update(over)
-        return self.api.post("/api/v1/actions", json=body, headers=self.operator)
+        sent: httpx.Response = self.api.post("/api/v1/actions", json=body, headers=self.operator)
+        return sent
 
     def tick(self, executor: ExecutorClient | None = None) -> None:
         jobs.tick(self.database, self.settings, executor or self.executor)

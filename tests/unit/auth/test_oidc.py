@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jwt
 import pytest
@@ -65,7 +66,7 @@ def test_ec_keys_work_too(provider: Provider, validator: OIDCValidator) -> None:
     ],
 )
 def test_bad_claims_are_refused(
-    provider: Provider, validator: OIDCValidator, claims: dict[str, object], reason: str
+    provider: Provider, validator: OIDCValidator, claims: dict[str, Any], reason: str
 ) -> None:
     token = provider.token(provider.add_key(), **claims)
     with pytest.raises(TokenInvalid, match=reason):

@@ -37,6 +37,7 @@ def _seeded_template(
     if backend in seeded:
         return seeded[backend]
     base = factory.getbasetemp() / "backup-seed"
+    made: Path | str
     migrated = _template_for(backend, templates, factory.getbasetemp() / "templates", tag)
     if backend == "sqlite":
         base.mkdir(parents=True, exist_ok=True)
@@ -44,9 +45,9 @@ def _seeded_template(
         shutil.copyfile(migrated, path)
         url, made = f"sqlite+pysqlite:///{path}", path
     else:
-        made = f"aegis_seed_{tag}"
-        services.create_pg_database(made, template=migrated)
-        url = services.pg_url(made)
+        name = f"aegis_seed_{tag}"
+        services.create_pg_database(name, template=migrated)
+        url, made = services.pg_url(name), name
     database = Database(url)
     try:
         seed(database, build_settings(base / "data"))

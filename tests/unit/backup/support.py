@@ -199,4 +199,4 @@ def build_settings(data_dir: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)

@@ -98,7 +98,7 @@ def test_settings_read_runbook_variable_names_from_the_environment(
     monkeypatch.setenv("BATCH_MAX_LATENCY_MS", "7.5")
     monkeypatch.setenv("MODEL_SIGNING_REQUIRED", "false")
     monkeypatch.setenv("RETENTION_DAYS", "30")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.data_dir == tmp_path
     assert settings.batch_max_latency_ms == 7.5
     assert settings.model_signing_required is False

@@ -90,7 +90,7 @@ def test_none_in_a_json_column_is_json_null_as_the_orm_stores_it(database: Datab
         insert_rows(session, INCIDENTS, [_incident("bulk")])
         session.add(Incident(**_incident("orm")))
     with database.engine.connect() as conn:
-        rows = dict(
+        rows: dict[str, bool] = dict(
             conn.exec_driver_sql(
                 "SELECT group_key, prediction IS NULL FROM incidents ORDER BY group_key"
             ).all()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from aegis.engine import model
 from aegis.engine.knowledge import default_knowledge_base, runbook_table
-from aegis.engine.recommender import Features, recommend, update_stats
+from aegis.engine.recommender import Features, Outcome, OutcomeStats, recommend, update_stats
 
 MODEL = model.train()
 SATURATION = Features(
@@ -23,20 +23,20 @@ SATURATION = Features(
 )
 
 
-def _confidence(features: Features, stats: dict, action: str) -> float:  # type: ignore[type-arg]
+def _confidence(features: Features, stats: OutcomeStats, action: str) -> float:
     _, recs = recommend(features, stats, model=MODEL)
     return next(r.confidence for r in recs if r.action == action)
 
 
 def _record(
-    stats: dict,
-    outcome: str,
+    stats: OutcomeStats,
+    outcome: Outcome,
     times: int,
     kind: str = "saturation",
     action: str = "scale_deployment",
-) -> dict:  # type: ignore[type-arg]
+) -> OutcomeStats:
     for _ in range(times):
-        stats = update_stats(stats, incident_kind=kind, action=action, outcome=outcome)  # type: ignore[arg-type]
+        stats = update_stats(stats, incident_kind=kind, action=action, outcome=outcome)
     return stats
 
 
@@ -145,7 +145,8 @@ def test_with_no_matching_rule_doing_nothing_is_recommended() -> None:
     kind, recs = recommend(Features(symptoms={}), {}, model=MODEL)
 
     assert kind == "unknown"
-    assert [(r.action, r.confidence) for r in recs] == [("none", pytest.approx(0.6))]
+    assert [r.action for r in recs] == ["none"]
+    assert recs[0].confidence == pytest.approx(0.6)
 
 
 def test_scaling_asks_for_more_replicas_within_the_cap() -> None:

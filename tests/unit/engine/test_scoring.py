@@ -13,6 +13,7 @@ import pytest
 
 from aegis.engine import model, scoring, synthetic
 from aegis.engine.errors import ScoringFailed
+from aegis.engine.recommender import OutcomeStats
 from aegis.engine.schemas import Incident, IncidentPrediction
 
 
@@ -261,7 +262,7 @@ def test_columnar_series_score_exactly_as_their_points(prepared: scoring.Prepare
     as_columns = [Incident.model_validate(synthetic.columnar(d)) for d in docs]
     assert all(s.columnar for inc in as_columns for s in inc.series)
 
-    mixed = [
+    mixed: list[tuple[Incident, OutcomeStats]] = [
         (inc, {}) for pair in zip(as_points, as_columns, strict=True) for inc in pair
     ]  # both forms side by side in one batch
     results = [r.model_dump_json() for r in scoring.score_batch(prepared, mixed)]  # type: ignore[union-attr]
@@ -276,7 +277,9 @@ def test_the_lockstep_kernel_and_the_reference_detector_give_the_same_prediction
         scoring.prepare(trained, use_kernel=True),
         scoring.prepare(trained, use_kernel=False),
     )
-    items = [(Incident.model_validate(d), {}) for d in synthetic.incidents(24, seed=9)]
+    items: list[tuple[Incident, OutcomeStats]] = [
+        (Incident.model_validate(d), {}) for d in synthetic.incidents(24, seed=9)
+    ]
 
     got = [r.model_dump_json() for r in scoring.score_batch(fast, items)]  # type: ignore[union-attr]
     want = [r.model_dump_json() for r in scoring.score_batch(reference, items)]  # type: ignore[union-attr]
@@ -294,7 +297,7 @@ def test_a_failing_item_fails_alone_and_the_others_are_scored(
     prepared: scoring.PreparedModel,
 ) -> None:
     good = Incident.model_validate(synthetic.incident("saturation", 1))
-    broken_stats = {("saturation", "scale_deployment"): {"successes": "many"}}  # a caller bug
+    broken_stats: Any = {("saturation", "scale_deployment"): {"successes": "many"}}  # a caller bug
 
     results = scoring.score_batch(prepared, [(good, {}), (good, broken_stats), (good, {})])
 

@@ -70,10 +70,10 @@ def test_the_kernel_matches_the_detector_on_a_mixed_batch(change: dict[str, Any]
     step=st.floats(min_value=1.0, max_value=4000.0),
 )
 def test_the_kernel_matches_the_detector_on_arbitrary_series(
-    values: np.ndarray, step: float
+    values: lockstep.FloatArray, step: float
 ) -> None:
     params = DEFAULTS | {"warmup": 2, "ew_warmup": 2, "seasonal_warmup": 1, "mean_window": 3}
-    ts = 1.8e9 + np.arange(len(values)) * step
+    ts: lockstep.FloatArray = 1.8e9 + np.arange(len(values), dtype=np.float64) * step
     padded_values, padded_times = lockstep.pad([(ts, values), (ts[:5], values[:5])])
 
     got = lockstep.score_lockstep(padded_values, padded_times, params)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from aegis.core.config import Settings
@@ -27,7 +28,7 @@ def _release(
     pub: Path,
     version: str,
     *,
-    sign_with: object | None = None,
+    sign_with: ec.EllipticCurvePrivateKey | None = None,
 ) -> None:
     source, archive = tmp / f"m{version}", tmp / f"m{version}.tar.gz"
     export_model_dir(train(version=version), source)
@@ -53,7 +54,7 @@ def _release(
     if sign_with is not None:  # the stored signature is replaced after the push
         (tmp / "store" / version / "model.tar.gz.sig").write_bytes(
             registry_service.sign_archive(archive, sign_with).read_bytes()
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import random
 import tarfile
 
 import pytest
@@ -66,7 +67,7 @@ def _rebuild(bundle: bytes, **replace: bytes) -> bytes:
 # --- digest -----------------------------------------------------------------------------------
 @settings(max_examples=30, deadline=None)
 @given(policy_lists(max_size=6), st.randoms(use_true_random=False))
-def test_the_digest_does_not_depend_on_order(policies: list[Policy], rng: st.Random) -> None:
+def test_the_digest_does_not_depend_on_order(policies: list[Policy], rng: random.Random) -> None:
     shuffled = list(policies)
     rng.shuffle(shuffled)
     assert policy_set_digest(policies) == policy_set_digest(shuffled)
