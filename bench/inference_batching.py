@@ -17,7 +17,9 @@ concurrent clients (``--concurrency`` incidents in flight). Configurations:
 The configurations take turns, ``--rounds`` times (an idle engine uses no CPU), so that a change
 in the machine's background load hits all of them alike; throughput is the median over rounds,
 latency percentiles are over every request of every round; each configuration's garbage
-collections per 100 incidents (by generation) come from the engine's ``/metrics``. The clients
+collections per 100 incidents (by generation) and its CPU time per incident (the whole process,
+``process_cpu_seconds_total``, and the part its batch worker spent scoring,
+``aegis_inference_batch_cpu_seconds_total``) come from the engine's ``/metrics``. The clients
 are a minimal HTTP/1.1 keep-alive client on asyncio streams (bodies serialised in advance) so
 that the load generator takes as little as possible of the CPU it shares with the server. A
 second table gives the in-process scoring cost per incident by batch size (no HTTP, no JSON):
@@ -58,6 +60,7 @@ class Outcome:
     mean_batch: float
     qps: float
     gc: tuple[float, float, float]  # collections per 100 incidents, by generation
+    cpu: tuple[float, float]  # the engine's CPU ms per incident: all, the batch worker's
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -73,6 +76,7 @@ class Run:
     errors: int
     mean_batch: float
     gc: tuple[float, float, float]
+    cpu: tuple[float, float]
 
 
 def free_port() -> int:
@@ -96,7 +100,7 @@ def serve(port: int, max_size: int, max_latency_ms: float, queue_limit: int, key
     from aegis.engine.state import ModelHolder, ModelMeta
 
     data = Path(tempfile.mkdtemp(prefix="aegis-bench-engine-"))
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         data_dir=data,
         api_key=SecretStr(key),
@@ -252,6 +256,8 @@ SCRAPED = {
     'python_gc_collections_total{generation="0"}': "gc0",
     'python_gc_collections_total{generation="1"}': "gc1",
     'python_gc_collections_total{generation="2"}': "gc2",
+    "process_cpu_seconds_total": "cpu",
+    "aegis_inference_batch_cpu_seconds_total": "batch_cpu",
 }
 
 
@@ -270,6 +276,7 @@ def _scoring_costs(rounds: int, sizes: tuple[int, ...], wire: str) -> dict[int, 
     """In-process scoring cost per incident (ms) at each batch size: median over rounds."""
     from aegis.engine import model as engine_model
     from aegis.engine import scoring
+    from aegis.engine.recommender import OutcomeStats
     from aegis.engine.schemas import Incident
 
     loaded = (
@@ -278,7 +285,9 @@ def _scoring_costs(rounds: int, sizes: tuple[int, ...], wire: str) -> dict[int, 
         else engine_model.train()
     )
     prepared = scoring.prepare(loaded)
-    items = [(Incident.model_validate(d), {}) for d in _incidents(max(sizes), wire)]
+    items: list[tuple[Incident, OutcomeStats]] = [
+        (Incident.model_validate(d), {}) for d in _incidents(max(sizes), wire)
+    ]
     samples: dict[int, list[float]] = {n: [] for n in sizes}
     for _ in range(rounds):
         for n in sizes:
@@ -300,9 +309,10 @@ class Config:
 
 def _measure(
     port: int, config: Config, args: argparse.Namespace, payloads: list[bytes]
-) -> tuple[dict[str, Any], float, float, tuple[float, float, float]]:
-    """One run: the record, its seconds, the mean batch size and the garbage collections
-    (young, middle, full generation) per 100 incidents."""
+) -> tuple[dict[str, Any], float, float, tuple[float, float, float], tuple[float, float]]:
+    """One run: the record, its seconds, the mean batch size, the garbage collections (young,
+    middle, full generation) per 100 incidents and the engine's CPU milliseconds per incident
+    (the whole process; its batch worker, i.e. scoring)."""
     record, seconds = asyncio.run(
         _drive(port, payloads, config.clients, args.warmup, args.duration)
     )
@@ -313,7 +323,8 @@ def _measure(
     young, middle, full = (
         100.0 * (after[g] - before[g]) / incidents for g in ("gc0", "gc1", "gc2")
     )
-    return record, seconds, mean, (young, middle, full)
+    cpu, batch_cpu = (1000.0 * (after[k] - before[k]) / incidents for k in ("cpu", "batch_cpu"))
+    return record, seconds, mean, (young, middle, full), (cpu, batch_cpu)
 
 
 def main() -> None:
@@ -348,9 +359,13 @@ def main() -> None:
         for r in range(args.rounds):
             for cfg, (_, port) in zip(configs, servers, strict=True):
                 console.print(f"round {r + 1}/{args.rounds}: [bold]{cfg.name}[/] ...")
-                record, seconds, mean, gc = _measure(port, cfg, args, payloads[cfg.per_request])
+                record, seconds, mean, gc, cpu = _measure(
+                    port, cfg, args, payloads[cfg.per_request]
+                )
                 rate = len(record["latencies"]) * cfg.per_request / seconds
-                runs[cfg.name].append(Run(rate, record["latencies"], record["errors"], mean, gc))
+                runs[cfg.name].append(
+                    Run(rate, record["latencies"], record["errors"], mean, gc, cpu)
+                )
     finally:
         for proc, _ in servers:
             stop_server(proc)
@@ -363,7 +378,12 @@ def main() -> None:
         errors = sum(run.errors for run in done)
         young, middle, full = (statistics.median(run.gc[g] for run in done) for g in range(3))
         gc = (young, middle, full)
-        outcomes.append(Outcome(cfg.name, len(latencies), errors, 0.0, latencies, mean, rate, gc))
+        every, scoring = (statistics.median(run.cpu[k] for run in done) for k in range(2))
+        outcomes.append(
+            Outcome(
+                cfg.name, len(latencies), errors, 0.0, latencies, mean, rate, gc, (every, scoring)
+            )
+        )
     costs = _scoring_costs(args.rounds, (1, 8, 32, 64), args.wire)
     _report(console, args, outcomes, costs)
 
@@ -377,7 +397,7 @@ def _report(
         f"{args.wire}, median of {args.rounds} x {args.duration:g} s"
     )
     columns = ("config", "incidents/s", "x batch 1", "errors", "p50 ms", "p95 ms", "p99 ms")
-    for col in (*columns, "mean batch", "gc / 100 inc."):
+    for col in (*columns, "mean batch", "gc / 100 inc.", "CPU ms / inc.: all / scoring"):
         table.add_column(col, justify="right" if col != "config" else "left")
     for o in outcomes:
         table.add_row(
@@ -390,6 +410,7 @@ def _report(
             f"{o.pct(0.99):.0f}",
             f"{o.mean_batch:.1f}",
             "/".join(f"{n:.1f}" for n in o.gc),
+            f"{o.cpu[0]:.2f} / {o.cpu[1]:.2f}",
         )
     console.print(table)
     scoring_table = Table(title="scoring only, in process: ms per incident by batch size")
@@ -409,6 +430,7 @@ def _report(
                 "p99_ms": o.pct(0.99),
                 "mean_batch": o.mean_batch,
                 "gc_collections_per_100_incidents": dict(zip(("0", "1", "2"), o.gc, strict=True)),
+                "cpu_ms_per_incident": {"process": o.cpu[0], "batch_worker": o.cpu[1]},
             }
             for o in outcomes
         ]

@@ -105,6 +105,11 @@ BATCH_QUEUE_DEPTH = Gauge(
     "aegis_inference_batch_queue_depth",
     "Requests waiting in the engine's batch queue.",
 )
+BATCH_CPU = Counter(
+    "aegis_inference_batch_cpu_seconds",
+    "CPU time the batch worker spent running batches (scoring); the rest of the process's "
+    "CPU (process_cpu_seconds_total) is HTTP, validation and the event loop.",
+)
 
 # --- incidents -------------------------------------------------------------------------------
 ALERTS_RECEIVED = Counter(

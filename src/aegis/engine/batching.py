@@ -15,7 +15,8 @@ runs, new requests queue for the next one, so under load batches fill by themsel
   client's) and scoring never blocks the loop that parses HTTP.
 
 Metrics: ``aegis_inference_batch_size`` per batch, ``aegis_inference_batch_queue_depth`` on
-every change.
+every change, ``aegis_inference_batch_cpu_seconds_total``: the worker thread's CPU time in
+batches (scoring), so that the engine's CPU splits into scoring and serving (HTTP, validation).
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ class DynamicBatcher(Generic[T, R]):
             if not batch:
                 continue
             metrics.BATCH_SIZE.observe(len(batch))
+            started = time.thread_time()
             results = self._run_isolated([entry.item for entry in batch])
+            metrics.BATCH_CPU.inc(time.thread_time() - started)
             self.batches_run += 1
             for entry, result in zip(batch, results, strict=True):
                 self._post(entry, result)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
+from prometheus_client import REGISTRY
 
 from aegis.engine.batching import DynamicBatcher
 from aegis.engine.errors import EngineShuttingDown, QueueFull
@@ -201,6 +203,35 @@ def test_requests_from_different_event_loops_are_served() -> None:
     assert asyncio.run(batcher.submit(1)) == 2
     assert asyncio.run(batcher.submit(2)) == 4  # a new loop: results still come back
     batcher.stop()
+
+
+def _batch_cpu_seconds() -> float:
+    return REGISTRY.get_sample_value("aegis_inference_batch_cpu_seconds_total") or 0.0
+
+
+def test_the_worker_counts_the_cpu_time_of_its_batches_not_their_wall_time() -> None:
+    def busy(items: list[int]) -> list[int]:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.2:
+            pass
+        return items
+
+    def asleep(items: list[int]) -> list[int]:
+        time.sleep(0.2)
+        return items
+
+    spent = []
+    for run in (busy, asleep):
+        batcher: DynamicBatcher[int, int] = DynamicBatcher(
+            run, max_size=4, max_latency_ms=0.0, queue_limit=10
+        )
+        before = _batch_cpu_seconds()
+        assert asyncio.run(asyncio.wait_for(batcher.submit(1), WAIT)) == 1
+        spent.append(_batch_cpu_seconds() - before)
+        batcher.stop()
+
+    assert spent[0] >= 0.2  # the busy batch's CPU time, counted before its result is posted
+    assert spent[1] < 0.1  # a batch that waits costs no CPU
 
 
 def test_settings_out_of_range_are_refused() -> None:
