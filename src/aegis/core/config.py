@@ -14,9 +14,11 @@ Two modes:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -337,9 +339,8 @@ def ensure_data_dir(path: Path) -> None:
     """Create the data directory (0700) and prove it is writable."""
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = path / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=path):  # a name of its own: services start together
+            pass
     except OSError as exc:
         raise ConfigError(
             f"data directory {path} is not writable ({exc.strerror}): "
@@ -348,23 +349,28 @@ def ensure_data_dir(path: Path) -> None:
 
 
 def _load_or_create_secrets(path: Path, missing: list[str]) -> dict[str, str]:
-    stored: dict[str, str] = {}
-    if path.exists():
-        stored = json.loads(path.read_text())
-    changed = False
-    for name in missing:
-        if name not in stored:
-            stored[name] = secrets.token_urlsafe(32)
-            changed = True
-    if changed:
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(stored, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    path.chmod(0o600)
+    """Read ``path``, adding a fresh value for each name in ``missing`` it lacks.
+
+    Processes starting together on a new data dir (``aegis up``, the executor, a migration) must
+    end up with one set of secrets, or the backend signs with a key the executor never saw: the
+    read-modify-write runs under an exclusive lock on ``<path>.lock``.
+    """
+    lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        added = {name: secrets.token_urlsafe(32) for name in missing if name not in stored}
+        if added:
+            stored |= added
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:  # mkstemp: mode 0600
+                json.dump(stored, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            Path(tmp).replace(path)
+        path.chmod(0o600)
+    finally:
+        os.close(lock_fd)  # closing the last descriptor releases the lock
     return stored
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,26 @@ def test_embedded_mode_generates_secrets_once_with_private_permissions(tmp_path:
         "executor_hmac_secret",
         "api_key",
     }
+
+
+def test_services_starting_together_on_a_new_data_dir_share_one_set_of_secrets(
+    tmp_path: Path,
+) -> None:
+    # `aegis up`, the executor and a migration may all start on a new data dir at once; each
+    # generating its own secrets would leave the backend signing with a key the executor never saw.
+    data_dir = tmp_path / "d"
+    start = threading.Barrier(12)
+
+    def start_service(_: int) -> str:
+        start.wait()
+        return load_settings(_env_file=None, data_dir=data_dir).secret("executor_hmac_secret")
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        seen = list(pool.map(start_service, range(12)))
+
+    stored = json.loads((data_dir / "secrets.json").read_text())
+    assert set(seen) == {stored["executor_hmac_secret"]}
+    assert sorted(p.name for p in data_dir.iterdir()) == ["secrets.json", "secrets.json.lock"]
 
 
 def test_production_mode_refuses_to_start_without_a_secret_and_names_it(tmp_path: Path) -> None:
