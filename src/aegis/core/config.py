@@ -282,6 +282,29 @@ class Settings(BaseSettings):
         20, ge=0, validation_alias=_env("EXECUTOR_MAX_REPLICAS", "executor_max_replicas")
     )
 
+    @field_validator(
+        "jwt_secret",
+        "jwt_secret_previous",
+        "jwt_refresh_secret",
+        "jwt_refresh_secret_previous",
+        "executor_hmac_secret",
+        "executor_hmac_secret_previous",
+        "api_key",
+        "api_key_previous",
+        "alert_webhook_token",
+        "backup_encryption_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        """``X=`` (an env file's empty line) means no secret, never the empty key, which would
+        sign and verify for anyone."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
+
     @field_validator("executor_allowed_namespaces", "executor_allowed_actions", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -131,3 +131,19 @@ def test_secrets_are_not_rendered_in_repr(tmp_path: Path) -> None:
     settings = load_settings(_env_file=None, data_dir=tmp_path)
     assert settings.secret("jwt_secret") not in repr(settings)
     assert settings.secret("api_key") not in str(settings.model_dump())
+
+
+def test_an_empty_secret_is_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an env file's "X=" line: the empty key would sign and verify for anyone who knows it
+    monkeypatch.chdir(tmp_path)
+    for name in ("EXECUTOR_HMAC_SECRET_PREVIOUS", "JWT_SECRET_PREVIOUS", "API_KEY_PREVIOUS"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("EXECUTOR_HMAC_SECRET", "  ")
+
+    settings = Settings(_env_file=None)
+
+    assert settings.executor_hmac_secret_previous is None
+    assert settings.jwt_secret_previous is None and settings.api_key_previous is None
+    assert settings.executor_hmac_secret is None
+    with pytest.raises(ConfigError, match="EXECUTOR_HMAC_SECRET must be set"):
+        load_settings("executor", _env_file=None, data_dir=tmp_path, mode="production")

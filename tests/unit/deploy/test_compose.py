@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from aegis.core.config import SERVICE_SECRETS
 from tests.unit.deploy.manifests import (
     COMPOSE,
     COMPOSE_INCLUDE,
@@ -89,13 +90,29 @@ def test_aegis_containers_set_only_settings_and_no_secret_inline() -> None:
     for name, service in AEGIS.items():
         env = service["environment"]
         assert set(env) <= known, f"{name}: {set(env) - known}"
-        assert service["env_file"] == ".env"
+        assert service["env_file"] == ".env"  # the runbook's one file
         assert env["AEGIS_MODE"] == "production"
         for key, value in env.items():
-            if key in secrets:
+            if key in secrets and value != "":  # "" blanks it (the next test)
                 assert "${" in str(value), f"{name}: {key} is written inline"
         assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
+
+
+def test_each_aegis_container_keeps_only_the_secrets_its_service_uses() -> None:
+    # Every platform secret reaches a container through .env unless its environment blanks it
+    # (an empty secret is no secret: tests/unit/core/test_config.py).
+    platform = secret_setting_names() - {"DATABASE_URL", "REDIS_URL"}
+    for name, service in AEGIS.items():
+        command = service["command"]
+        role = command[1] if command[0] == "serve" else "cli"
+        used = {s.upper() for s in SERVICE_SECRETS[role]}
+        used |= {f"{s}_PREVIOUS" for s in used} & platform  # rotation keeps the old one too
+        if role == "backend":
+            used.add("BACKUP_ENCRYPTION_KEY")  # backups run in the api container
+        blanked = {k for k, v in service["environment"].items() if v == ""}
+        assert blanked <= platform, f"{name} blanks a non-secret: {blanked - platform}"
+        assert platform - blanked == used, f"{name} holds {sorted(platform - blanked - used)}"
 
 
 def test_every_interpolated_secret_comes_from_the_env_file_and_is_required() -> None:
