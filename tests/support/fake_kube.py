@@ -9,7 +9,9 @@ JSON shapes the official ``kubernetes`` client speaks, for just what the executo
 * ``deployments/{name}/scale``: GET, PATCH;
 * ``apps/v1`` ReplicaSets: list, with ``ownerReferences`` and ``deployment.kubernetes.io/revision``
   annotations, filtered by an equality ``labelSelector``;
-* ``core/v1`` Pods: list, GET, DELETE (honouring a UID precondition).
+* ``core/v1`` Pods: list, GET, DELETE (honouring a UID precondition);
+* ``pods/{name}/log``: GET as text, with ``timestamps``, ``sinceSeconds``, ``tailLines`` and
+  ``limitBytes`` (lines a test put there with :meth:`FakeKubeApiServer.add_log_lines`).
 
 ``dryRun=All`` is honoured (the answer shows the change, nothing is stored); any other dryRun
 value is a 400 as on a real server. Every response carries an ``Audit-Id`` header, and every
@@ -30,6 +32,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +147,7 @@ class FakeKubeApiServer:
         self.deployments: dict[tuple[str, str], Obj] = {}
         self.replicasets: dict[tuple[str, str], Obj] = {}
         self.pods: dict[tuple[str, str], Obj] = {}
+        self.logs: dict[tuple[str, str], list[tuple[float, bytes]]] = {}
         self.requests: list[RecordedRequest] = []
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
@@ -245,6 +249,11 @@ class FakeKubeApiServer:
             self.pods[(namespace, name)] = self._pod(namespace, name, {}, None, phase)
 
     # --- inspecting --------------------------------------------------------------------------
+    def add_log_lines(self, namespace: str, pod: str, lines: list[tuple[float, bytes]]) -> None:
+        """Lines the pod ``pod`` wrote: (epoch seconds, raw bytes without the newline)."""
+        with self._lock:
+            self.logs.setdefault((namespace, pod), []).extend(lines)
+
     def snapshot(self) -> Obj:
         with self._lock:
             return copy.deepcopy(
@@ -386,7 +395,7 @@ class FakeKubeApiServer:
     # --- the API -----------------------------------------------------------------------------
     def handle(
         self, method: str, path: str, query: dict[str, str], content_type: str | None, body: Any
-    ) -> tuple[int, Obj]:
+    ) -> tuple[int, Obj | bytes]:
         dry = "dryRun" in query
         if dry and query["dryRun"] != "All":
             raise _ApiError(400, "BadRequest", f"invalid dry run value {query['dryRun']!r}")
@@ -578,10 +587,46 @@ class FakeKubeApiServer:
                     self._reconcile_pods(namespace, rs)
         return 200, answer
 
+    def _pod_log_route(
+        self,
+        method: str,
+        groups: tuple[str, ...],
+        query: dict[str, str],
+        _ct: str | None,
+        _b: Any,
+        _dry: bool,
+    ) -> tuple[int, Obj | bytes]:
+        namespace, name = groups
+        if (namespace, name) not in self.pods:
+            raise _not_found("pods", name)
+        if method != "GET":
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        entries = self.logs.get((namespace, name), [])
+        if "sinceSeconds" in query:
+            cutoff = time.time() - int(query["sinceSeconds"])
+            entries = [e for e in entries if e[0] >= cutoff]
+        if "tailLines" in query:
+            entries = entries[-int(query["tailLines"]) :] if int(query["tailLines"]) else []
+        stamped = query.get("timestamps") == "true"
+        text = b"".join(
+            (_rfc3339_nano(at).encode() + b" " if stamped else b"") + line + b"\n"
+            for at, line in entries
+        )
+        if "limitBytes" in query:
+            text = text[: int(query["limitBytes"])]
+        return 200, text
+
+
+def _rfc3339_nano(at: float) -> str:
+    """The API server's ``timestamps=true`` stamp: nanoseconds, UTC, ``Z``."""
+    whole = int(at)
+    nanos = round((at - whole) * 1e9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{nanos:09d}Z"
+
 
 _Route = Callable[
     [FakeKubeApiServer, str, tuple[str, ...], dict[str, str], str | None, Any, bool],
-    tuple[int, Obj],
+    tuple[int, Any],
 ]
 _ROUTES: list[tuple[str, _Route]] = [
     (r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)", FakeKubeApiServer._deployment_route),
@@ -589,6 +634,7 @@ _ROUTES: list[tuple[str, _Route]] = [
     (r"/apis/apps/v1/namespaces/([^/]+)/replicasets", FakeKubeApiServer._replicasets_route),
     (r"/api/v1/namespaces/([^/]+)/pods", FakeKubeApiServer._pods_route),
     (r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", FakeKubeApiServer._pod_route),
+    (r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", FakeKubeApiServer._pod_log_route),
 ]
 
 
@@ -619,9 +665,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server_fake.requests.append(
             RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
         )
-        data = json.dumps(payload).encode()
+        text = isinstance(payload, bytes)
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain" if text else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Audit-Id", audit_id)
         self.end_headers()

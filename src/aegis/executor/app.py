@@ -1,11 +1,13 @@
-"""The executor app factory: ``GET /health`` and the signed ``POST /v1/actions``.
+"""The executor app factory: ``GET /health``, the signed ``POST /v1/actions`` and the signed,
+read-only ``POST /v1/logs``.
 
 Run it alone with ``aegis serve executor``; ``aegis up`` starts it as a child process.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from sqlalchemy import inspect
@@ -19,7 +21,14 @@ from aegis.core.errors import ConfigError
 from aegis.executor import service
 from aegis.executor.backends import ExecutorBackend, build_backend
 from aegis.executor.nonces import NonceStore, build_nonce_store
-from aegis.executor.schemas import ACTIONS_PATH, ExecutorActionResult
+from aegis.executor.schemas import (
+    ACTIONS_PATH,
+    LOGS_PATH,
+    ExecutorActionResult,
+    ExecutorLogsResult,
+)
+
+R = TypeVar("R")
 
 
 def create_app(
@@ -63,15 +72,25 @@ def create_app(
 
     @app.post(ACTIONS_PATH, response_model=ExecutorActionResult)
     async def submit_action(request: Request) -> ExecutorActionResult:
-        body = await request.body()
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return await run_in_threadpool(
-            service.handle_action,
-            executor,
-            method=request.method,
-            path=path,
-            headers=dict(request.headers),
-            body=body,
-        )
+        return await _signed(service.handle_action, executor, request)
+
+    @app.post(LOGS_PATH, response_model=ExecutorLogsResult)
+    async def read_logs(request: Request) -> ExecutorLogsResult:
+        return await _signed(service.handle_logs, executor, request)
 
     return app
+
+
+async def _signed(handler: Callable[..., R], executor: service.Executor, request: Request) -> R:
+    """Hand a signed request, exactly as received (method, path and query, headers, raw body:
+    what the signature covers), to ``handler`` in a worker thread."""
+    body = await request.body()
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return await run_in_threadpool(
+        handler,
+        executor,
+        method=request.method,
+        path=path,
+        headers=dict(request.headers),
+        body=body,
+    )

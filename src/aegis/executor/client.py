@@ -1,7 +1,8 @@
-"""The executor's client: how the backend asks for an action::
+"""The executor's client: how the backend asks for an action (and reads a workload's logs)::
 
     client = ExecutorClient.from_settings(settings)  # EXECUTOR_URL + EXECUTOR_HMAC_SECRET
     result = client.submit(ExecutorActionRequest(...))  # ExecutorActionResult
+    lines = client.logs(ExecutorLogsRequest(...))  # ExecutorLogsResult (read only)
 
 ``submit`` signs every request with a fresh timestamp and nonce and forwards the caller's
 ``X-Request-ID``. A result, succeeded or failed, is returned. A refusal raises
@@ -22,7 +23,14 @@ from pydantic import SecretStr
 from aegis.core.config import Settings
 from aegis.core.logging import REQUEST_ID_HEADER, request_id_var
 from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
-from aegis.executor.schemas import ACTIONS_PATH, ExecutorActionRequest, ExecutorActionResult
+from aegis.executor.schemas import (
+    ACTIONS_PATH,
+    LOGS_PATH,
+    ExecutorActionRequest,
+    ExecutorActionResult,
+    ExecutorLogsRequest,
+    ExecutorLogsResult,
+)
 from aegis.executor.signing import sign_request
 
 
@@ -52,15 +60,8 @@ class ExecutorClient:
 
     def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
         """Ask the executor to run (or dry-run) ``request``; its result, succeeded or failed."""
-        body = request.model_dump_json().encode()
-        path = f"{self._prefix}{ACTIONS_PATH}"
-        headers = sign_request(secret=self._secret, method="POST", path=path, body=body)
-        headers["Content-Type"] = "application/json"
-        request_id = request_id_var.get()
-        if request_id:
-            headers[REQUEST_ID_HEADER] = request_id
         try:
-            response = self._http.post(ACTIONS_PATH, content=body, headers=headers)
+            response = self._post(ACTIONS_PATH, request.model_dump_json().encode())
         except httpx.HTTPError as exc:
             raise ExecutorUnreachable(
                 f"executor unreachable ({type(exc).__name__}); the action may or may not have "
@@ -69,6 +70,26 @@ class ExecutorClient:
         if response.status_code == 200:
             return ExecutorActionResult.model_validate_json(response.content)
         raise _rejection(response)
+
+    def logs(self, request: ExecutorLogsRequest) -> ExecutorLogsResult:
+        """A workload's recent log lines (read only)."""
+        try:
+            response = self._post(LOGS_PATH, request.model_dump_json().encode())
+        except httpx.HTTPError as exc:
+            raise ExecutorUnreachable(f"executor unreachable ({type(exc).__name__})") from None
+        if response.status_code == 200:
+            return ExecutorLogsResult.model_validate_json(response.content)
+        raise _rejection(response)
+
+    def _post(self, route: str, body: bytes) -> httpx.Response:
+        """``body`` to ``route``, signed with a fresh timestamp and nonce."""
+        path = f"{self._prefix}{route}"
+        headers = sign_request(secret=self._secret, method="POST", path=path, body=body)
+        headers["Content-Type"] = "application/json"
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        return self._http.post(route, content=body, headers=headers)
 
     def health(self) -> dict[str, Any]:
         try:

@@ -112,3 +112,10 @@ class ActionFailed(ExecutorError):
         super().__init__(message)
         self.before = dict(before or {})
         self.audit_ids = list(audit_ids or [])
+
+
+class LogsUnavailable(ExecutorError):
+    """The target's logs could not be read (the API server refused or failed)."""
+
+    code = "logs_unavailable"
+    status_code = 502

@@ -1,6 +1,6 @@
-"""The executor's wire shapes: one request, one result.
+"""The executor's wire shapes: an action request and its result; a log request and its lines.
 
-The result carries everything the audit record of an action needs: who asked, what was asked,
+The action result carries everything the audit record of an action needs: who asked, what was asked,
 what the target looked like before and after, the field-level diff and the Kubernetes API
 server's ``Audit-Id`` values that tie it to the cluster's own audit log.
 """
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aegis.executor.errors import InvalidActionRequest
 
 ACTIONS_PATH = "/v1/actions"  # the one endpoint that acts
+LOGS_PATH = "/v1/logs"  # read-only: a workload's recent log lines, for the AI engine
 
 ActionType = Literal["restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment"]
 ACTION_TYPES: tuple[str, ...] = get_args(ActionType)
@@ -113,10 +114,50 @@ class ExecutorActionResult(BaseModel):
     idempotent_replay: bool = False
 
 
+class ExecutorLogsRequest(BaseModel):
+    """``POST /v1/logs`` body: the recent lines of one pod, or of a deployment's pods."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=63)
+    deployment: str | None = Field(None, pattern=NAME_PATTERN, max_length=253)
+    pod: str | None = Field(None, pattern=NAME_PATTERN, max_length=253)
+    since_s: int = Field(3600, ge=1, le=86400)
+    max_lines: int = Field(500, ge=1, le=5000)
+    requested_by: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ExecutorLogsRequest:
+        if (self.deployment is None) == (self.pod is None):
+            raise ValueError("name exactly one of deployment and pod")
+        return self
+
+
+class LogLine(BaseModel):
+    timestamp: float | None = None  # epoch seconds, as the container runtime stamped it
+    message: str
+
+
+class ExecutorLogsResult(BaseModel):
+    """``POST /v1/logs`` answer: the lines in time order, and the pods they came from."""
+
+    pods: list[str]
+    lines: list[LogLine]
+    backend: BackendName
+
+
 def parse_request(body: bytes) -> ExecutorActionRequest:
     """Validate a raw body; any problem is one :class:`InvalidActionRequest` line (422)."""
     try:
         return ExecutorActionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidActionRequest(_one_line(exc)) from None
+
+
+def parse_logs_request(body: bytes) -> ExecutorLogsRequest:
+    """Validate a raw ``/v1/logs`` body (422 with one line when it is not valid)."""
+    try:
+        return ExecutorLogsRequest.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidActionRequest(_one_line(exc)) from None
 

@@ -11,6 +11,10 @@
 
 Every outcome increments ``aegis_executor_actions_total{action, outcome}`` with outcome
 ``succeeded``, ``failed``, ``rejected`` or ``replayed`` (a stored result returned again).
+
+``POST /v1/logs`` (:func:`handle_logs`) reads a workload's recent log lines for the AI engine:
+signature, timestamp and nonce as above, then the namespace allow-list; it changes nothing, so
+the kill switch, which stops actions, does not stop it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from aegis.executor.schemas import (
     ACTION_TYPES,
     ExecutorActionRequest,
     ExecutorActionResult,
+    ExecutorLogsResult,
+    LogLine,
+    parse_logs_request,
     parse_request,
 )
 from aegis.executor.signing import MAX_CLOCK_SKEW_S, verify_request
@@ -103,11 +110,7 @@ class ExecutorPolicy:
                 f"action {request.action} is not allowed by this executor "
                 "(EXECUTOR_ALLOWED_ACTIONS)"
             )
-        if not any(fnmatchcase(request.namespace, pattern) for pattern in self.namespaces):
-            raise NamespaceNotAllowed(
-                f"namespace {request.namespace!r} is not in the executor's allow-list "
-                "(EXECUTOR_ALLOWED_NAMESPACES)"
-            )
+        self.check_namespace(request.namespace)
         replicas = request.replicas
         if (
             request.action == "scale_deployment"
@@ -117,6 +120,13 @@ class ExecutorPolicy:
             raise ReplicasOutOfBounds(
                 f"replicas {replicas} is outside the allowed range "
                 f"{self.min_replicas}..{self.max_replicas}"
+            )
+
+    def check_namespace(self, namespace: str) -> None:
+        if not any(fnmatchcase(namespace, pattern) for pattern in self.namespaces):
+            raise NamespaceNotAllowed(
+                f"namespace {namespace!r} is not in the executor's allow-list "
+                "(EXECUTOR_ALLOWED_NAMESPACES)"
             )
 
 
@@ -151,16 +161,7 @@ def handle_action(
     try:
         if not executor.settings.executor_enabled:
             raise ExecutorDisabled("executor disabled")
-        verified = verify_request(
-            secrets=executor.secrets(),
-            method=method,
-            path=path,
-            headers=headers,
-            body=body,
-            now=executor.clock(),
-        )
-        if not executor.nonces.claim(verified.nonce, ttl_s=NONCE_TTL_S):
-            raise NonceReplayed("nonce already used (replayed request)")
+        _verified(executor, method=method, path=path, headers=headers, body=body)
         request = parse_request(body)
         label = request.action
         executor.policy.check(request)
@@ -174,6 +175,43 @@ def handle_action(
     outcome = "replayed" if result.idempotent_replay else result.status
     metrics.EXECUTOR_ACTIONS.labels(label, outcome).inc()
     return result
+
+
+def _verified(
+    executor: Executor, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+) -> None:
+    """Signature, timestamp window and a fresh nonce, or :class:`SignatureRejected` (401)."""
+    verified = verify_request(
+        secrets=executor.secrets(),
+        method=method,
+        path=path,
+        headers=headers,
+        body=body,
+        now=executor.clock(),
+    )
+    if not executor.nonces.claim(verified.nonce, ttl_s=NONCE_TTL_S):
+        raise NonceReplayed("nonce already used (replayed request)")
+
+
+def handle_logs(
+    executor: Executor, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+) -> ExecutorLogsResult:
+    """Authenticate, validate and authorise one log request, then read the lines."""
+    try:
+        _verified(executor, method=method, path=path, headers=headers, body=body)
+        request = parse_logs_request(body)
+        executor.policy.check_namespace(request.namespace)
+        found = executor.backend.logs(request)
+    except ExecutorError as exc:
+        if isinstance(exc, SignatureRejected):
+            metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
+        log.warning("executor_logs_refused", code=exc.code, reason=exc.message)
+        raise
+    return ExecutorLogsResult(
+        pods=found.pods,
+        lines=[LogLine(timestamp=at, message=text) for at, text in found.lines],
+        backend=executor.backend.name,
+    )
 
 
 def run_once(executor: Executor, request: ExecutorActionRequest) -> ExecutorActionResult:

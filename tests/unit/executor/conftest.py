@@ -76,13 +76,14 @@ class ExecutorHarness:
         nonce: str | None = None,
         headers: dict[str, str] | None = None,
         send_body: bytes | None = None,
+        path: str = "/v1/actions",
     ) -> Response:
-        """POST /v1/actions signed with ``secret``; ``send_body`` is sent instead of ``body``."""
+        """POST ``path`` signed with ``secret``; ``send_body`` is sent instead of ``body``."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         signed = sign_request(
             secret=secret,
             method="POST",
-            path="/v1/actions",
+            path=path,
             body=raw,
             timestamp=int(time.time()) if timestamp is None else timestamp,
             nonce=nonce,
@@ -91,7 +92,7 @@ class ExecutorHarness:
             signed = headers
         self.sent.append(signed)
         response: Response = self.client.post(
-            "/v1/actions",
+            path,
             content=send_body if send_body is not None else raw,
             headers={**signed, "Content-Type": "application/json"},
         )

@@ -7,9 +7,11 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from prometheus_client import REGISTRY
 
 from aegis.core.config import Settings
@@ -353,3 +355,98 @@ def test_failure_series_exist_before_the_first_failure(executor: ExecutorHarness
 
     for action in ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment"):
         assert f'aegis_executor_actions_total{{action="{action}",outcome="failed"}}' in metrics_text
+
+
+# --- POST /v1/logs (read only) ---------------------------------------------------------------
+
+
+def _logs_body(**over: object) -> dict[str, Any]:
+    return {"namespace": "demo", "deployment": "web", "requested_by": "ai-engine"} | over
+
+
+def _read_logs(
+    executor: ExecutorHarness, body: dict[str, Any], *, secret: str = SECRET
+) -> Response:
+    return executor.post(body, path="/v1/logs", secret=secret)
+
+
+def test_signed_log_request_returns_the_workloads_lines_and_changes_nothing(
+    executor: ExecutorHarness,
+) -> None:
+    pod = sorted(p for p in executor.fake.pod_names("demo") if p.startswith("web-"))[0]
+    executor.fake.add_log_lines("demo", pod, [(time.time() - 5, b"panic: runtime error")])
+    before = executor.fake.snapshot()
+
+    response = _read_logs(executor, _logs_body())
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["backend"] == "kubernetes" and pod in answer["pods"]
+    assert [line["message"] for line in answer["lines"]] == ["panic: runtime error"]
+    assert answer["lines"][0]["timestamp"] == pytest.approx(time.time() - 5, abs=60)
+    _unchanged(executor, before)
+
+
+def test_log_requests_need_a_valid_signature_and_a_fresh_nonce(executor: ExecutorHarness) -> None:
+    body = json.dumps(_logs_body()).encode()
+    unsigned = executor.client.post("/v1/logs", content=body)
+    wrong = _read_logs(executor, _logs_body(), secret="x" * 40)
+    first = _read_logs(executor, _logs_body())
+    replay = executor.client.post(
+        "/v1/logs",
+        content=json.dumps(_logs_body()).encode(),
+        headers={**executor.sent[-1], "Content-Type": "application/json"},
+    )
+    # a signature for /v1/actions does not open /v1/logs
+    elsewhere = executor.client.post(
+        "/v1/logs",
+        content=body,
+        headers={
+            **sign_request(secret=SECRET, method="POST", path="/v1/actions", body=body),
+            "Content-Type": "application/json",
+        },
+    )
+
+    assert [r.status_code for r in (unsigned, wrong, first, replay, elsewhere)] == [
+        401,
+        401,
+        200,
+        401,
+        401,
+    ]
+    assert _error(replay.json())["code"] == "nonce_replayed"
+
+
+def test_logs_outside_the_allow_list_are_forbidden(executor: ExecutorHarness) -> None:
+    response = _read_logs(executor, _logs_body(namespace="kube-system", deployment="coredns"))
+
+    assert response.status_code == 403
+    assert _error(response.json())["code"] == "namespace_not_allowed"
+    assert not any(r.path.endswith("/log") for r in executor.fake.requests)
+
+
+@pytest.mark.parametrize(
+    ("over", "why"),
+    [
+        ({"pod": "web-1"}, "name exactly one of deployment and pod"),
+        ({"deployment": None}, "name exactly one of deployment and pod"),
+        ({"max_lines": 0}, "max_lines"),
+        ({"deployment": "Web"}, "deployment"),
+    ],
+)
+def test_a_bad_log_request_is_422_with_one_line(
+    executor: ExecutorHarness, over: dict[str, object], why: str
+) -> None:
+    response = _read_logs(executor, _logs_body(**over))
+
+    assert response.status_code == 422
+    assert why in _error(response.json())["message"]
+
+
+def test_the_kill_switch_stops_actions_not_reading_logs(
+    make_executor: Callable[..., ExecutorHarness],
+) -> None:
+    executor = make_executor(executor_enabled=False)
+
+    assert _read_logs(executor, _logs_body()).status_code == 200
+    assert executor.post(action_body()).status_code == 503

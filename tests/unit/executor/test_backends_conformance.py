@@ -19,7 +19,7 @@ from aegis.executor.backends.kubernetes import KubernetesBackend
 from aegis.executor.backends.local import LocalBackend, LocalCluster
 from aegis.executor.backends.protocol import ExecutorBackend
 from aegis.executor.errors import ActionFailed
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer
 
 
@@ -206,3 +206,18 @@ def test_a_missing_deployment_fails_with_one_line(target: Target, action: str) -
 def test_a_missing_pod_fails(target: Target) -> None:
     with pytest.raises(ActionFailed, match="not found"):
         target.backend.execute(_request("delete_pod", name="no-such-pod"))
+
+
+def test_reading_a_deployments_logs_names_its_pods_and_changes_nothing(target: Target) -> None:
+    before = target.snapshot()
+    request = ExecutorLogsRequest(
+        namespace="demo", deployment="web", requested_by="ai-engine", max_lines=10
+    )
+
+    found = target.backend.logs(request)
+
+    web = [name for name in target.pod_names() if name.startswith("web-")]
+    assert found.pods and set(found.pods) <= set(web)
+    assert all(isinstance(text, str) for _, text in found.lines)
+    assert len(found.lines) <= 10
+    assert target.snapshot() == before

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from aegis.executor.backends.kubernetes import KubernetesBackend
-from aegis.executor.errors import ActionFailed
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.backends.kubernetes import KubernetesBackend, parse_log_line
+from aegis.executor.errors import ActionFailed, LogsUnavailable
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer
 from tests.support.services import free_port
 
@@ -169,3 +171,66 @@ def test_an_unreachable_api_server_is_a_failure_not_a_crash() -> None:
             backend.execute(_request("scale_deployment", replicas=2))
     finally:
         backend.close()
+
+
+# --- logs (read only) ------------------------------------------------------------------------
+
+
+def _logs(**over: object) -> ExecutorLogsRequest:
+    values: dict[str, object] = {
+        "namespace": "demo",
+        "deployment": "web",
+        "since_s": 3600,
+        "max_lines": 100,
+        "requested_by": "ai-engine",
+    }
+    return ExecutorLogsRequest.model_validate(values | over)
+
+
+def test_logs_of_a_deployment_merge_its_pods_lines_in_time_order_like_kubectl_logs(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    now = time.time()
+    web = sorted(p for p in fake_kube.pod_names("demo") if p.startswith("web-"))
+    first, second, _third = web
+    fake_kube.add_log_lines("demo", first, [(now - 30, b"GET /health 200"), (now - 10, b"boom")])
+    fake_kube.add_log_lines("demo", second, [(now - 20, b"panic: nil map \xff")])
+    fake_kube.add_log_lines("demo", second, [(now - 7200, b"too old for the window")])
+
+    found = kube_backend.logs(_logs())
+
+    assert found.pods == web
+    assert [text for _, text in found.lines] == ["GET /health 200", "panic: nil map \ufffd", "boom"]
+    assert [round(at or 0) for at, _ in found.lines] == [
+        round(now - 30),
+        round(now - 20),
+        round(now - 10),
+    ]
+    reads = [r for r in fake_kube.requests if r.path.endswith("/log")]
+    assert reads and all(
+        r.query["timestamps"] == "true" and r.query["sinceSeconds"] == "3600" for r in reads
+    )
+    assert all(r.method == "GET" for r in fake_kube.requests)  # reading changes nothing
+
+
+def test_logs_are_cut_to_the_newest_lines_asked_for(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    now = time.time()
+    pod = fake_kube.pod_names("demo")[0]
+    fake_kube.add_log_lines("demo", pod, [(now - 100 + i, f"line {i}".encode()) for i in range(50)])
+
+    found = kube_backend.logs(_logs(deployment=None, pod=pod, max_lines=5))
+
+    assert found.pods == [pod]
+    assert [text for _, text in found.lines] == [f"line {i}" for i in range(45, 50)]
+
+
+def test_logs_of_a_missing_pod_are_a_one_line_refusal(kube_backend: KubernetesBackend) -> None:
+    with pytest.raises(LogsUnavailable, match='reading logs in demo: 404 pods "ghost" not found'):
+        kube_backend.logs(_logs(deployment=None, pod="ghost"))
+
+
+def test_a_log_line_keeps_its_text_when_its_stamp_cannot_be_read() -> None:
+    assert parse_log_line("2026-11-23T10:00:00.5Z ready") == (1795428000.5, "ready")
+    assert parse_log_line("not-a-stamp ready") == (None, "not-a-stamp ready")

@@ -10,12 +10,13 @@ from typing import Any
 import yaml
 
 from aegis.executor.backends.kubernetes import KubernetesBackend
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer, RecordedRequest
 
 RBAC = Path(__file__).resolve().parents[3] / "k8s" / "rbac"
 ALLOWED = {
     ("", "pods"): {"get", "list", "delete"},
+    ("", "pods/log"): {"get"},
     ("apps", "deployments"): {"get", "list", "patch", "update"},
     ("apps", "deployments/scale"): {"get", "patch", "update"},
     ("apps", "replicasets"): {"get", "list"},
@@ -96,6 +97,8 @@ def test_every_call_the_backend_makes_is_granted(
     act("restart_deployment", "web")
     act("rollback_deployment", "web")
     act("delete_pod", next(n for n in fake_kube.pod_names("demo") if n.startswith("web-")))
+    for target in ({"deployment": "web"}, {"pod": fake_kube.pod_names("demo")[0]}):
+        kube_backend.logs(ExecutorLogsRequest(namespace="demo", requested_by="ai-engine", **target))
 
     needed = {_needed(request) for request in fake_kube.requests}
     assert needed <= _grants(_load("executor-role.yaml"))

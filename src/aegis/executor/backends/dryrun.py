@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from aegis.executor.backends.protocol import ActionOutcome, ExecutorBackend
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.backends.protocol import ActionOutcome, ExecutorBackend, PodLogs
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 
 
 class DryRunBackend:
@@ -31,6 +31,10 @@ class DryRunBackend:
         if self.journal is not None:
             _append(self.journal, planned, outcome)
         return outcome
+
+    def logs(self, request: ExecutorLogsRequest) -> PodLogs:
+        """Reading changes nothing: the target's own logs."""
+        return self.target.logs(request)
 
     def close(self) -> None:
         self.target.close()

@@ -12,6 +12,11 @@
 A dry run sends the same writes with ``dryRun=All``: the API server validates and answers with
 the object as it would be, and persists nothing. Every response's ``Audit-Id`` header is kept,
 in call order, so the action can be found in the API server's audit log.
+
+Logs (read only): the pod, or up to :data:`MAX_LOG_PODS` pods of the deployment's selector, each
+read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl logs
+--timestamps --since --tail``), at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8
+are replaced, never fatal.
 """
 
 from __future__ import annotations
@@ -29,13 +34,16 @@ from aegis.executor.backends.protocol import (
     RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
     ActionOutcome,
+    PodLogs,
     parse_revision,
     rollback_target,
 )
-from aegis.executor.errors import ActionFailed
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.errors import ActionFailed, LogsUnavailable
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 
 FIELD_MANAGER = "aegis-executor"
+MAX_LOG_PODS = 3
+MAX_LOG_BYTES = 1 << 20
 AUDIT_ID_HEADER = "Audit-Id"
 POD_TEMPLATE_HASH = "pod-template-hash"
 # The annotations a rollback leaves as the deployment has them instead of taking the
@@ -285,5 +293,65 @@ class KubernetesBackend:
             before=before, after=after, dry_run=request.dry_run, audit_ids=run.audit_ids
         )
 
+    def logs(self, request: ExecutorLogsRequest) -> PodLogs:
+        ns = request.namespace
+        try:
+            if request.pod is not None:
+                pods = [request.pod]
+            else:
+                pods = self._pods_of(ns, str(request.deployment))
+            per_pod = max(request.max_lines // max(len(pods), 1), 1)
+            lines: list[tuple[float | None, str]] = []
+            for pod in pods:
+                raw: Any = self.core.read_namespaced_pod_log(  # not preloaded: the raw bytes
+                    pod,
+                    ns,
+                    timestamps=True,
+                    since_seconds=request.since_s,
+                    tail_lines=per_pod,
+                    limit_bytes=MAX_LOG_BYTES,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+                text = raw.data.decode("utf-8", errors="replace")
+                lines += [parse_log_line(line) for line in text.splitlines() if line]
+        except client.ApiException as exc:
+            raise LogsUnavailable(f"reading logs in {ns}: {_api_error(exc)}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise LogsUnavailable(
+                f"reading logs in {ns}: kubernetes API unreachable ({type(exc).__name__})"
+            ) from None
+        lines.sort(key=lambda line: -1.0 if line[0] is None else line[0])  # stable per pod
+        return PodLogs(pods=pods, lines=lines[-request.max_lines :])
+
+    def _pods_of(self, namespace: str, deployment: str) -> list[str]:
+        """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name."""
+        found = self.apps.read_namespaced_deployment(
+            deployment, namespace, _request_timeout=self.timeout
+        )
+        labels = (found.spec.selector.match_labels or {}) if found.spec.selector else {}
+        if not labels:
+            return []
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        listed = self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _request_timeout=self.timeout
+        )
+        names = [p.metadata.name for p in listed.items if p.metadata and p.metadata.name]
+        return sorted(names)[:MAX_LOG_PODS]
+
     def close(self) -> None:
         self.api_client.close()
+
+
+def parse_log_line(line: str) -> tuple[float | None, str]:
+    """``2026-11-23T10:00:00.123456789Z message`` (the API server's ``timestamps=true`` form)
+    -> (epoch seconds, message); a line without a readable stamp keeps its whole text."""
+    stamp, sep, message = line.partition(" ")
+    if sep and stamp.endswith("Z") and "T" in stamp:
+        whole, _, fraction = stamp[:-1].partition(".")
+        try:
+            at = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+            return at + (float(f"0.{fraction}") if fraction.isdigit() else 0.0), message
+        except ValueError:
+            pass
+    return None, line

@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aegis.executor.backends.protocol import ActionOutcome, rollback_target
+from aegis.executor.backends.protocol import ActionOutcome, PodLogs, rollback_target
 from aegis.executor.errors import ActionFailed
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 
 State = dict[str, Any]
 STATE_VERSION = 1
@@ -290,6 +290,17 @@ class LocalBackend:
     def execute(self, request: ExecutorActionRequest) -> ActionOutcome:
         before, after = self.cluster.apply(request, now=self._clock())
         return ActionOutcome(before=before, after=after, dry_run=request.dry_run)
+
+    def logs(self, request: ExecutorLogsRequest) -> PodLogs:
+        """The pods asked about; the demo workload's pods write no log lines."""
+        state = self.cluster.snapshot()
+        pods = sorted(
+            p["name"]
+            for p in state["pods"].values()
+            if p["namespace"] == request.namespace
+            and (p["name"] == request.pod or p["deployment"] == request.deployment)
+        )
+        return PodLogs(pods=pods, lines=[])
 
     def close(self) -> None:
         """Nothing is held between actions."""

@@ -3,6 +3,7 @@
 A backend turns one validated :class:`ExecutorActionRequest` into an :class:`ActionOutcome`: the
 target's state before and after (for a dry run: as it would be after) and the API server's audit
 ids. It raises :class:`aegis.executor.errors.ActionFailed` when it cannot complete the action.
+It also reads a workload's recent log lines (:class:`PodLogs`), which changes nothing.
 Allow-lists, bounds, signatures and idempotency are the service's job, not the backend's.
 
 State dictionaries use the same keys on every backend:
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aegis.executor.errors import ActionFailed
-from aegis.executor.schemas import DiffEntry, ExecutorActionRequest
+from aegis.executor.schemas import DiffEntry, ExecutorActionRequest, ExecutorLogsRequest
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
@@ -39,13 +40,25 @@ class ActionOutcome:
     audit_ids: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PodLogs:
+    """Recent log lines of a workload's pods, oldest first: (epoch seconds or None, text)."""
+
+    pods: list[str]
+    lines: list[tuple[float | None, str]]
+
+
 class ExecutorBackend(Protocol):
-    """Something that can act on (or plan against) deployments and pods."""
+    """Something that can act on (or plan against) deployments and pods, and read their logs."""
 
     @property
     def name(self) -> str: ...
 
     def execute(self, request: ExecutorActionRequest) -> ActionOutcome: ...
+
+    def logs(self, request: ExecutorLogsRequest) -> PodLogs:
+        """The target's recent lines; raises :class:`LogsUnavailable` when they cannot be read."""
+        ...
 
     def close(self) -> None: ...
 
