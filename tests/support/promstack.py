@@ -181,11 +181,16 @@ def start_alertmanager(
 
 
 def start_prometheus(
-    config_file: Path, workdir: Path, *, ready_timeout: float = READY_TIMEOUT_S
+    config_file: Path,
+    workdir: Path,
+    *,
+    ready_timeout: float = READY_TIMEOUT_S,
+    retention: str = "1h",
 ) -> RunningProcess:
     """A real Prometheus on a free loopback port with its TSDB in ``workdir``.
 
     ``/-/reload`` is enabled (``--web.enable-lifecycle``) so a test can change the config.
+    ``retention``: how long it keeps samples (longer for a TSDB a test has backfilled).
     """
     binary = prometheus_binary()
     if binary is None:
@@ -200,7 +205,7 @@ def start_prometheus(
             f"--storage.tsdb.path={storage}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
-            "--storage.tsdb.retention.time=1h",
+            f"--storage.tsdb.retention.time={retention}",
         ]
 
     return _start("prometheus", argv, workdir, ready_timeout)

@@ -18,11 +18,12 @@ import fcntl
 import json
 import os
 import secrets
+import string
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -53,6 +54,52 @@ SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+class MetricQuery(BaseModel):
+    """A PromQL query whose recent window the backend sends the engine with an incident.
+
+    ``query`` is a :class:`string.Template`: ``$namespace``, ``$pods`` (a regex matching the
+    workload's pods) and ``$deployment`` are filled from the alert (``docs/incidents.md``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$", max_length=128)
+    query: str = Field(min_length=1, max_length=2000)
+    family: Literal["memory", "cpu", "latency", "load", "errors", "restarts", "other"] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            string.Template(value).substitute(namespace="n", pods="p", deployment="d")
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"unknown or malformed placeholder {exc}: use $namespace, $pods, $deployment"
+            ) from None
+        if "$namespace" not in value and "${namespace}" not in value:
+            raise ValueError("the query must select the incident's $namespace")
+        return value
+
+
+_CONTAINERS = 'namespace="$namespace", pod=~"$pods", container!=""'
+DEFAULT_METRIC_QUERIES = (
+    MetricQuery(
+        name="container_cpu_usage_cores",
+        query=f"sum(rate(container_cpu_usage_seconds_total{{{_CONTAINERS}}}[2m]))",
+        family="cpu",
+    ),
+    MetricQuery(
+        name="container_memory_working_set_bytes",
+        query=f"sum(container_memory_working_set_bytes{{{_CONTAINERS}}})",
+        family="memory",
+    ),
+    MetricQuery(
+        name="kube_pod_container_status_restarts_total",
+        query='sum(kube_pod_container_status_restarts_total{namespace="$namespace", pod=~"$pods"})',
+        family="restarts",
+    ),
+)
 
 
 class Settings(BaseSettings):
@@ -190,6 +237,40 @@ class Settings(BaseSettings):
     )
     action_max_attempts: int = Field(
         8, ge=1, validation_alias=_env("ACTION_MAX_ATTEMPTS", "action_max_attempts")
+    )
+
+    # --- incident context: what the backend sends the engine besides the alert ---------------
+    prometheus_url: str | None = Field(
+        None, validation_alias=_env("PROMETHEUS_URL", "prometheus_url")
+    )
+    prometheus_timeout_s: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("PROMETHEUS_TIMEOUT_S", "prometheus_timeout_s")
+    )
+    incident_metrics_lookback_s: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        validation_alias=_env("INCIDENT_METRICS_LOOKBACK_S", "incident_metrics_lookback_s"),
+    )
+    incident_metrics_step_s: int = Field(
+        15,
+        ge=1,
+        le=3600,
+        validation_alias=_env("INCIDENT_METRICS_STEP_S", "incident_metrics_step_s"),
+    )
+    incident_log_lines: int = Field(
+        500, ge=0, le=5000, validation_alias=_env("INCIDENT_LOG_LINES", "incident_log_lines")
+    )
+    incident_logs_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        validation_alias=_env("INCIDENT_LOGS_TIMEOUT_S", "incident_logs_timeout_s"),
+    )
+    incident_metric_queries: list[MetricQuery] = Field(
+        default_factory=lambda: list(DEFAULT_METRIC_QUERIES),
+        max_length=20,
+        validation_alias=_env("INCIDENT_METRIC_QUERIES", "incident_metric_queries"),
     )
 
     # --- AI engine ---------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Ask the AI engine about new incidents and turn its top recommendation into an action request.
 
+The engine is sent the alert, the workload's recent metric windows and latest rollout, read from
+Prometheus, and its recent log lines, read through the executor (:mod:`aegis.incidents.telemetry`;
+the incident's ``prediction_note`` says what was sent, and why not more).
 Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``) or unreachable,
 incidents are kept without a prediction and say why (``prediction_status``/``prediction_note``);
 nothing else stops working. A recommendation becomes an ordinary action request from
@@ -10,6 +13,9 @@ engine's incident kind (what outcomes are learnt under) and the model digest.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -23,6 +29,9 @@ from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
 from aegis.core.logging import REQUEST_ID_HEADER, get_logger, request_id_var
 from aegis.database.core import Database
+from aegis.executor.client import ExecutorClient
+from aegis.executor.errors import ExecutorUnreachable
+from aegis.incidents import telemetry
 from aegis.incidents.models import Alert, Incident
 
 log = get_logger(__name__)
@@ -31,21 +40,29 @@ ACTIONS = set(actions_service.ACTIONS)
 TICK_S = 1.0
 
 
+def _labels(incident: Incident, alerts: list[Alert]) -> dict[str, str]:
+    return dict(alerts[0].labels) if alerts else {"alertname": incident.title}
+
+
 def _engine_request(
-    incident: Incident, alerts: list[Alert], stats: dict[Any, Any]
+    incident: Incident, alerts: list[Alert], stats: dict[Any, Any], context: telemetry.Context
 ) -> dict[str, Any]:
     first = alerts[0] if alerts else None
+    alert: dict[str, Any] = {
+        "labels": _labels(incident, alerts),
+        "annotations": first.annotations if first else {},
+        "status": "firing",
+    }
+    if first is not None and first.starts_at is not None:
+        alert["startsAt"] = first.starts_at.isoformat()
     return {
         "incident": {
             "id": str(incident.id),
-            "alert": {
-                "labels": first.labels if first else {"alertname": incident.title},
-                "annotations": first.annotations if first else {},
-                "status": "firing",
-            },
-            "series": [],
-            "logs": [],
-            "changes": [],
+            "alert": alert,
+            "series": context.series,
+            "logs": context.logs,
+            "changes": context.changes,
+            **({"replicas": context.replicas} if context.replicas is not None else {}),
         },
         "outcome_stats": [
             {"incident_kind": kind, "action": action, **counts}
@@ -78,9 +95,17 @@ def _ask_engine(
 
 
 def predict_pending(
-    database: Database, settings: Settings, http: httpx.Client | None = None
+    database: Database,
+    settings: Settings,
+    http: httpx.Client | None = None,
+    *,
+    prometheus: httpx.Client | None = None,
+    executor: ExecutorClient | None = None,
 ) -> int:
-    """One pass over incidents waiting for a prediction. Returns how many were handled."""
+    """One pass over incidents waiting for a prediction. Returns how many were handled.
+
+    ``http``, ``prometheus`` and ``executor``: clients for the engine, Prometheus and the
+    executor (default: new ones with the configured timeouts)."""
     with database.unit_of_work() as session:
         pending = list(
             session.scalars(
@@ -94,37 +119,107 @@ def predict_pending(
             alerts = list(session.scalars(select(Alert).where(Alert.incident_id == incident.id)))
             work.append((incident, alerts))
         stats = actions_service.outcome_stats(session=session)
-    for incident, alerts in work:
-        if not settings.ai_engine_enabled:
-            _store(
-                database,
-                incident.id,
-                None,
-                "disabled",
-                "AI engine calls are off (AI_ENGINE_ENABLED=false)",
-            )
-            continue
-        # One id follows the incident across services: backend -> engine -> executor logs.
-        request_id_var.set(f"incident-{incident.id}")
+    owned = executor is None and bool(work) and settings.ai_engine_enabled
+    if owned:
         try:
-            prediction = _ask_engine(settings, _engine_request(incident, alerts, stats), http)
-        except (httpx.HTTPError, AegisError) as exc:
-            note = (
-                exc.message
-                if isinstance(exc, AegisError)
-                else f"unreachable ({type(exc).__name__})"
+            executor = ExecutorClient.from_settings(
+                settings, timeout=settings.incident_logs_timeout_s
             )
-            _store(
-                database,
-                incident.id,
-                None,
-                "unavailable",
-                f"stored without a prediction: AI engine {note}",
-            )
-            continue
-        _store(database, incident.id, prediction, "ok", "")
-        _recommend(database, settings, incident, prediction)
+        except (AegisError, ValueError) as exc:  # no executor secret here: no log lines
+            log.warning("incident_logs_off", error=str(exc))
+    clients = _Clients(engine=http, prometheus=prometheus, executor=executor)
+    try:
+        for incident, alerts in work:
+            _predict(database, settings, incident, alerts, stats=stats, clients=clients)
+    finally:
+        if owned and executor is not None:
+            executor.close()
     return len(work)
+
+
+@dataclass
+class _Clients:
+    """The clients of one pass, and which services did not answer during it: an incident storm
+    during an outage must not wait out every timeout once per incident."""
+
+    engine: httpx.Client | None
+    prometheus: httpx.Client | None
+    executor: ExecutorClient | None
+    prometheus_down: str = ""
+    executor_down: str = ""
+
+
+def _context(
+    settings: Settings,
+    labels: dict[str, str],
+    starts_at: datetime | None,
+    clients: _Clients,
+) -> telemetry.Context:
+    now = time.time()
+    if clients.prometheus_down:
+        context = telemetry.Context(note=f"no metric series: {clients.prometheus_down}")
+    else:
+        context = telemetry.collect(settings, labels, starts_at, now=now, http=clients.prometheus)
+        if context.unreachable:
+            clients.prometheus_down = "Prometheus unreachable earlier in this pass"
+    if clients.executor is None:
+        return context
+    if clients.executor_down:
+        logs_note = f"no log lines: {clients.executor_down}"
+    else:
+        try:
+            context.logs, logs_note = telemetry.logs_of(
+                settings, labels, starts_at, now=now, executor=clients.executor
+            )
+        except ExecutorUnreachable as exc:
+            logs_note = f"no log lines: {exc.message}"
+            clients.executor_down = "executor unreachable earlier in this pass"
+    context.note = f"{context.note}; {logs_note}"
+    return context
+
+
+def _predict(
+    database: Database,
+    settings: Settings,
+    incident: Incident,
+    alerts: list[Alert],
+    *,
+    stats: dict[Any, Any],
+    clients: _Clients,
+) -> None:
+    """Ask the engine about one incident (with its context) and store what it says."""
+    if not settings.ai_engine_enabled:
+        _store(
+            database,
+            incident.id,
+            None,
+            "disabled",
+            "AI engine calls are off (AI_ENGINE_ENABLED=false)",
+        )
+        return
+    # One id follows the incident across services: backend -> engine -> executor logs.
+    request_id_var.set(f"incident-{incident.id}")
+    starts_at = alerts[0].starts_at if alerts else None
+    try:
+        context = _context(settings, _labels(incident, alerts), starts_at, clients)
+    except Exception as exc:  # the context is extra: a bug here must not hold the prediction
+        log.error("incident_context_failed", incident_id=incident.id, exc_info=exc)
+        context = telemetry.Context(note="no metric series or log lines: reading them failed")
+    try:
+        request = _engine_request(incident, alerts, stats, context)
+        prediction = _ask_engine(settings, request, clients.engine)
+    except (httpx.HTTPError, AegisError) as exc:
+        note = exc.message if isinstance(exc, AegisError) else f"unreachable ({type(exc).__name__})"
+        _store(
+            database,
+            incident.id,
+            None,
+            "unavailable",
+            f"stored without a prediction: AI engine {note}",
+        )
+        return
+    _store(database, incident.id, prediction, "ok", context.note)
+    _recommend(database, settings, incident, prediction)
 
 
 def _store(
