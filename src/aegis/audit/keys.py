@@ -7,8 +7,10 @@ Embedded mode keeps it in ``<data dir>/keys/audit-signing.key`` (mode 0600); pro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -23,28 +25,48 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise AuditError(f"{path} is not an Ed25519 private key")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    public_path = path.with_suffix(".pub")
-    public_path.write_bytes(
-        key.public_key().public_bytes(
+    """The key at ``path``, created (0600, with its ``.pub``) on first use.
+
+    The backend's checkpoint job and a CLI command may both create it at once: the key is
+    written whole to a temporary file and linked into place, which fails if another process got
+    there first, so every process ends up with the one key and none reads a half-written file.
+    """
+    created = not path.exists()
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_new(path, pem)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditError(f"{path} is not an Ed25519 private key")
+    if created:  # the winner's public key, whoever won; a mounted key's folder is left alone
+        public_pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-    )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.pub.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(public_pem)
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(path.with_suffix(".pub"))
     return key
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Put ``data`` at ``path`` (0600) unless a file is already there."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key stands
+            os.link(tmp, path)
+    finally:
+        Path(tmp).unlink()
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from aegis.audit import keys
+
+
+def test_processes_creating_the_audit_key_together_all_get_the_one_key(tmp_path: Path) -> None:
+    # The backend's checkpoint job and `aegis audit checkpoint` may both find no key on a new
+    # install; a second key would sign checkpoints the published .pub cannot verify.
+    path = tmp_path / "keys" / "audit-signing.key"
+    start = threading.Barrier(12)
+
+    def first_use(_: int) -> str:
+        start.wait()
+        return keys.key_id(keys.load_or_create_private_key(path).public_key())
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        seen = set(pool.map(first_use, range(12)))
+
+    assert seen == {keys.key_id(keys.load_public_key(path.with_suffix(".pub")))}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "audit-signing.key",
+        "audit-signing.pub",
+    ]
+
+
+def test_an_existing_key_is_used_and_its_folder_left_alone(tmp_path: Path) -> None:
+    # production mounts the key read-only: first use must not write next to it
+    path = tmp_path / "audit-signing.key"
+    made = keys.load_or_create_private_key(path)
+    path.with_suffix(".pub").unlink()
+
+    again = keys.load_or_create_private_key(path)
+
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    assert again.public_key().public_bytes(*raw) == made.public_key().public_bytes(*raw)
+    assert [p.name for p in tmp_path.iterdir()] == ["audit-signing.key"]
