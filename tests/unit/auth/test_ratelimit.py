@@ -43,11 +43,14 @@ def test_keys_are_independent(store: RateLimitStore) -> None:
 def test_capacity_returns_as_time_passes(store: RateLimitStore) -> None:
     import time
 
+    # one emission interval is 0.5 s: a pause of the test under load shorter than that cannot
+    # let the third hit through, and waiting the Retry-After it names is always enough
     for _ in range(2):
-        store.hit("t", limit=2, period_s=0.2)
-    assert not store.hit("t", limit=2, period_s=0.2).allowed
-    time.sleep(0.15)
-    assert store.hit("t", limit=2, period_s=0.2).allowed
+        store.hit("t", limit=2, period_s=1.0)
+    refused = store.hit("t", limit=2, period_s=1.0)
+    assert not refused.allowed and 0 < refused.retry_after_s <= 0.5
+    time.sleep(refused.retry_after_s + 0.02)
+    assert store.hit("t", limit=2, period_s=1.0).allowed
 
 
 def test_redis_dying_mid_stream_does_not_fail_open(tmp_path: Path) -> None:
