@@ -20,7 +20,8 @@ install: $(UV)  ## runtime dependencies only, exactly as locked
 install-dev: $(UV)  ## runtime + test/lint dependencies, exactly as locked
 	$(UV) sync --frozen
 
-demo: install  ## run all of Aegis on this machine with embedded defaults
+demo: $(UV)  ## run all of Aegis on this machine with embedded defaults
+	$(UV) sync --frozen --no-dev --inexact  # what Aegis needs; a dev checkout keeps its test tools
 	$(VENV)/bin/aegis up
 
 prereqs:  ## PostgreSQL/Redis checks, Prometheus/Alertmanager/Chromium installed when root
