@@ -20,8 +20,9 @@ install: $(UV)  ## runtime dependencies only, exactly as locked
 install-dev: $(UV)  ## runtime + test/lint dependencies, exactly as locked
 	$(UV) sync --frozen
 
+# --inexact: install what Aegis needs and remove nothing, so a dev checkout keeps its test tools
 demo: $(UV)  ## run all of Aegis on this machine with embedded defaults
-	$(UV) sync --frozen --no-dev --inexact  # what Aegis needs; a dev checkout keeps its test tools
+	$(UV) sync --frozen --no-dev --inexact
 	$(VENV)/bin/aegis up
 
 prereqs:  ## PostgreSQL/Redis checks, Prometheus/Alertmanager/Chromium installed when root
