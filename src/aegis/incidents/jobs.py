@@ -13,6 +13,7 @@ engine's incident kind (what outcomes are learnt under) and the model digest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,21 +120,24 @@ def predict_pending(
             alerts = list(session.scalars(select(Alert).where(Alert.incident_id == incident.id)))
             work.append((incident, alerts))
         stats = actions_service.outcome_stats(session=session)
-    owned = executor is None and bool(work) and settings.ai_engine_enabled
-    if owned:
-        try:
-            executor = ExecutorClient.from_settings(
-                settings, timeout=settings.incident_logs_timeout_s
-            )
-        except (AegisError, ValueError) as exc:  # no executor secret here: no log lines
-            log.warning("incident_logs_off", error=str(exc))
-    clients = _Clients(engine=http, prometheus=prometheus, executor=executor)
-    try:
+    with contextlib.ExitStack() as owned:  # clients made here serve the whole pass
+        if work and settings.ai_engine_enabled:
+            if prometheus is None and settings.prometheus_url:
+                prometheus = owned.enter_context(
+                    httpx.Client(timeout=settings.prometheus_timeout_s)
+                )
+            if executor is None:
+                try:
+                    executor = owned.enter_context(
+                        ExecutorClient.from_settings(
+                            settings, timeout=settings.incident_logs_timeout_s
+                        )
+                    )
+                except (AegisError, ValueError) as exc:  # no executor secret here: no log lines
+                    log.warning("incident_logs_off", error=str(exc))
+        clients = _Clients(engine=http, prometheus=prometheus, executor=executor)
         for incident, alerts in work:
             _predict(database, settings, incident, alerts, stats=stats, clients=clients)
-    finally:
-        if owned and executor is not None:
-            executor.close()
     return len(work)
 
 
