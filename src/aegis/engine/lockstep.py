@@ -13,7 +13,10 @@ the same computation is split in two:
 
 Missing values are neither scored nor learnt by the reference, so each series is first
 compacted to its valid points (scores of missing points are 0): every row then advances in step
-and the per-step work does not depend on which rows have holes.
+and the per-step work does not depend on which rows have holes. Series scraped together cross
+into a new time-of-day bin at the same points; in between, once every row is past its warm-up,
+the bins' state is held in dense arrays (:class:`_Held`) instead of gathered from and scattered
+back to the tables at every point.
 
 Every operation is the reference's, in the reference's order, on IEEE doubles (``np.sqrt`` and
 ``math.sqrt`` are correctly rounded, ``np.remainder`` is Python's ``%``, ``np.add.accumulate``
@@ -66,25 +69,30 @@ KNOWN_PARAMS = frozenset(
 
 def _compact(
     values: FloatArray, timestamps: FloatArray
-) -> tuple[FloatArray, FloatArray, IntArray, list[IntArray]]:
+) -> tuple[FloatArray, FloatArray, IntArray, IntArray, dict[int, IntArray]]:
     """Valid points of each row moved to the front, longest rows first.
 
     Returns the compacted values and times (NaN beyond each row's length), the original row of
-    each compacted row, and for each compacted row the original columns of its points.
+    each compacted row, each compacted row's length, and the original columns of the points of
+    every compacted row with a hole (a missing value before its last valid one). A row without
+    one, the usual case, is already compact: its points keep their columns.
     """
     valid = values == values  # noqa: PLR0124 (NaN test)
     lengths = valid.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
     steps = int(lengths.max()) if lengths.size else 0
-    xs = np.full((len(order), steps), np.nan)
-    ts = np.full((len(order), steps), np.nan)
-    columns = []
-    for row, original in enumerate(order.tolist()):
+    leading = np.arange(values.shape[1]) < lengths[:, None]
+    leading_sorted = leading[order, :steps]
+    xs = np.where(leading_sorted, values[order, :steps], np.nan)
+    ts = np.where(leading_sorted, timestamps[order, :steps], np.nan)
+    holed: dict[int, IntArray] = {}
+    for row in np.flatnonzero((valid != leading).any(axis=1)[order]).tolist():
+        original = int(order[row])
         cols = np.flatnonzero(valid[original])
         xs[row, : cols.size] = values[original, cols]
         ts[row, : cols.size] = timestamps[original, cols]
-        columns.append(cols)
-    return xs, ts, order.astype(np.int64), columns
+        holed[row] = cols
+    return xs, ts, order.astype(np.int64), lengths[order].astype(np.int64), holed
 
 
 def score_lockstep(
@@ -95,16 +103,46 @@ def score_lockstep(
     out = np.zeros((rows, steps))
     if rows == 0 or steps == 0:
         return out
-    xs, ts, order, columns = _compact(values, timestamps)
-    lengths = np.array([c.size for c in columns], dtype=np.int64)
+    xs, ts, order, lengths, holed = _compact(values, timestamps)
     if xs.shape[1] == 0:
         return out
     with np.errstate(all="ignore"):
         z_fast, z_slow, z_season = _recurrences(xs, ts, lengths, params)
         scores = _scores(xs, lengths, z_fast=z_fast, z_slow=z_slow, z_season=z_season, p=params)
-    for row, cols in enumerate(columns):
+    # a compacted row's scores are 0 beyond its length, so a row without holes copies whole
+    out[order, : xs.shape[1]] = scores
+    for row, cols in holed.items():
+        out[order[row]] = 0.0
         out[order[row], cols] = scores[row, : cols.size]
     return out
+
+
+def _rates(p: dict[str, Any], steps: int) -> tuple[list[FloatArray], list[FloatArray]]:
+    """Per step, the reference's adaptive rates of the fast and slow means (the point count n
+    equals the step here) and what they keep, each as a ``(2, 1)`` column."""
+    rates = np.array(
+        [
+            [1.0 / (n + 1) if n * al < 1.0 else al for n in range(steps)]
+            for al in (float(p["ew_fast_alpha"]), float(p["ew_slow_alpha"]))
+        ]
+    )
+    keeps = 1.0 - rates
+    return [rates[:, i : i + 1] for i in range(steps)], [keeps[:, i : i + 1] for i in range(steps)]
+
+
+def _bins(ts: FloatArray, lengths: IntArray, bins: int) -> tuple[BoolArray, IntArray, list[bool]]:
+    """Which points have a time, each point's time-of-day bin as a flat index into the
+    ``rows x bins`` tables, and per step whether every row still going stays in the bin of the
+    step before."""
+    rows, steps = ts.shape
+    has_time = ts == ts  # noqa: PLR0124 (NaN test)
+    k = ((np.where(has_time, ts, 0.0) % DAY) * bins / DAY).astype(np.int64)
+    flat = np.minimum(k, bins - 1) + (np.arange(rows, dtype=np.int64) * bins)[:, None]
+    same_bin = np.zeros(steps, dtype=np.bool_)
+    if steps > 1:
+        ended = lengths[:, None] <= np.arange(1, steps)[None, :]
+        same_bin[1:] = ((flat[:, 1:] == flat[:, :-1]) | ended).all(axis=0)
+    return has_time, flat, same_bin.tolist()
 
 
 def _recurrences(
@@ -116,29 +154,20 @@ def _recurrences(
     point not yet judged) is -1, which never breaks a record.
     """
     rows, steps = xs.shape
-    bins = int(p["seasonal_bins"])
     z_ew = np.full((2, rows, steps), -1.0)
     z_season = np.full((rows, steps), -1.0)
     ew_warmup = int(p["ew_warmup"])
-    # the reference's adaptive rate at each step (the point count n equals the step here)
-    rates = np.array(
-        [
-            [1.0 / (n + 1) if n * al < 1.0 else al for n in range(steps)]
-            for al in (float(p["ew_fast_alpha"]), float(p["ew_slow_alpha"]))
-        ]
-    )
-    keeps = 1.0 - rates
+    rate_at, keep_at = _rates(p, steps)
+    ends = lengths.tolist()
     mean = np.zeros((2, rows))
     var = np.zeros((2, rows))
-    # time-of-day: bins per point (flat index into rows x bins tables) and the tables
-    has_time = ts == ts  # noqa: PLR0124 (NaN test)
-    k = ((np.where(has_time, ts, 0.0) % DAY) * bins / DAY).astype(np.int64)
-    flat = np.minimum(k, bins - 1) + (np.arange(rows, dtype=np.int64) * bins)[:, None]
+    has_time, flat, stays = _bins(ts, lengths, int(p["seasonal_bins"]))
     all_timed = bool(has_time.all())
-    season = _Season(rows, bins, p)
+    season = _Season(rows, int(p["seasonal_bins"]), p)
+    held: _Held | None = None
     active = rows
     for i in range(steps):
-        while active and lengths[active - 1] <= i:
+        while active and ends[active - 1] <= i:
             active -= 1
         x = xs[:active, i]
         if active < mean.shape[1]:
@@ -153,19 +182,24 @@ def _recurrences(
                 floor += 1.0
                 floor *= 1e-9
                 z_ew[:, :active, i] = np.abs(d) / np.maximum(np.sqrt(var), floor)
-            ad = rates[:, i : i + 1] * d
+            ad = rate_at[i] * d
             mean = mean + ad
             ad *= d
             ad += var
-            ad *= keeps[:, i : i + 1]
+            ad *= keep_at[i]
             var = ad
         if all_timed or has_time[:active, i].all():
-            season.step(flat[:active, i], x, slice(0, active), z_season[:active, i])
-        elif has_time[:active, i].any():
-            sel = np.flatnonzero(has_time[:active, i])
-            picked = np.full(sel.size, -1.0)
-            season.step(flat[sel, i], x[sel], sel, picked)
-            z_season[sel, i] = picked
+            if held is not None and stays[i]:
+                held.step(x, z_season[:active, i])
+                continue
+            if held is not None:
+                held.store(season)
+            held = season.step(flat[:active, i], x, slice(0, active), z_season[:active, i])
+            continue
+        if held is not None:
+            held.store(season)
+            held = None
+        season.step_timed(flat[:active, i], x, has_time[:active, i], z_season[:active, i])
     return z_ew[0], z_ew[1], z_season
 
 
@@ -187,16 +221,28 @@ class _Season:
         self.dev_settled = False  # every row's dev_n is past warm-up: it no longer moves
         self.steady_visits = max(self.min_visits, 2)  # no bin can be on its first revisit
 
+    def step_timed(
+        self, flat: IntArray, x: FloatArray, timed: BoolArray, z_out: FloatArray
+    ) -> None:
+        """One point of each of the first ``len(x)`` rows, where only ``timed`` points have a
+        time (the others are not seen by the profile)."""
+        if timed.any():
+            sel = np.flatnonzero(timed)
+            picked = np.full(sel.size, -1.0)
+            self.step(flat[sel], x[sel], sel, picked)
+            z_out[sel] = picked
+
     def step(
         self, flat: IntArray, x: FloatArray, rows: slice | IntArray, z_out: FloatArray
-    ) -> None:
+    ) -> _Held | None:
+        """One point of each row in ``rows``; the rows' state when it ran steady (no branch
+        left to take: every following point in the same bins runs as :meth:`_Held.step`)."""
         seen = self.visits[flat]
         centre = self.profile[flat]
         r = x - centre
         ar = np.abs(r)
         if self.dev_settled and seen.min() >= self.steady_visits:
-            self._steady(flat=flat, rows=rows, centre=centre, r=r, ar=ar, z_out=z_out)
-            return
+            return self._steady(flat=flat, rows=rows, centre=centre, r=r, ar=ar, z_out=z_out)
         revisit = seen > 0
         dev, dev_n = self.dev[rows], self.dev_n[rows]
         judged = revisit & (seen >= self.min_visits) & (dev_n > self.warmup)
@@ -220,6 +266,7 @@ class _Season:
                 self.dev_settled = bool(self.dev_n.min() > self.warmup)
         if seen.min() < self.min_visits:
             self.visits[flat] = np.minimum(seen + 1, self.min_visits)
+        return None
 
     def _steady(
         self,
@@ -230,7 +277,7 @@ class _Season:
         r: FloatArray,
         ar: FloatArray,
         z_out: FloatArray,
-    ) -> None:
+    ) -> _Held | None:
         """Every point revisits a bin seen often enough, every row is past warm-up.
 
         The same operations as :meth:`step` with the branches that can no longer be taken
@@ -239,7 +286,8 @@ class _Season:
         dev = self.dev[rows]
         bin_dev = self.bin_dev[flat]
         z_out[:] = ar / np.maximum(np.maximum(bin_dev, self.share * dev), 1e-12)
-        self.profile[flat] = centre + self.alpha * r
+        profile = centre + self.alpha * r
+        self.profile[flat] = profile
         spread = ar - bin_dev
         spread *= self.bin_alpha
         spread += bin_dev
@@ -248,6 +296,55 @@ class _Season:
         drift *= self.scale_alpha
         drift += dev
         self.dev[rows] = drift
+        if not isinstance(rows, slice):
+            return None
+        return _Held(self, flat, profile, spread, drift)
+
+
+class _Held:
+    """The time-of-day state of rows ``0..n`` held in dense arrays while they stay in the same
+    bins and steady: :meth:`_Season._steady` without the gathers from and scatters to the
+    tables, which get the state back (:meth:`store`) when a row changes bin. Each point's
+    operations are :meth:`_Season._steady`'s, in its order, so the results are identical.
+    """
+
+    def __init__(
+        self,
+        season: _Season,
+        flat: IntArray,
+        profile: FloatArray,
+        bin_dev: FloatArray,
+        dev: FloatArray,
+    ) -> None:
+        self.alpha, self.share = season.alpha, season.share
+        self.bin_alpha, self.scale_alpha = season.bin_alpha, season.scale_alpha
+        self.flat, self.profile, self.bin_dev, self.dev = flat, profile, bin_dev, dev
+
+    def step(self, x: FloatArray, z_out: FloatArray) -> None:
+        """The next point of the first ``len(x)`` rows (rows that have ended drop out)."""
+        n = x.shape[0]
+        if n < self.dev.shape[0]:
+            self.flat, self.profile = self.flat[:n], self.profile[:n]
+            self.bin_dev, self.dev = self.bin_dev[:n], self.dev[:n]
+        r = x - self.profile
+        ar = np.abs(r)
+        bin_dev, dev = self.bin_dev, self.dev
+        z_out[:] = ar / np.maximum(np.maximum(bin_dev, self.share * dev), 1e-12)
+        self.profile = self.profile + self.alpha * r
+        spread = ar - bin_dev
+        spread *= self.bin_alpha
+        spread += bin_dev
+        self.bin_dev = spread
+        drift = ar - dev
+        drift *= self.scale_alpha
+        drift += dev
+        self.dev = drift
+
+    def store(self, season: _Season) -> None:
+        """Put the rows' state back in the tables."""
+        season.profile[self.flat] = self.profile
+        season.bin_dev[self.flat] = self.bin_dev
+        season.dev[: self.dev.shape[0]] = self.dev
 
 
 def _prev_running(
@@ -286,21 +383,22 @@ def _window_sums(xs: FloatArray, win: int) -> FloatArray:
     """The reference's running sum of the last ``win`` values, re-summed exactly every window."""
     rows, steps = xs.shape
     blocks = -(-steps // win)
-    padded = np.zeros((rows, blocks * win))
-    filled = np.where(xs == xs, xs, 0.0)  # noqa: PLR0124 (NaN test)
-    padded[:, :steps] = filled
-    older = np.zeros_like(padded)
-    older[:, win:] = padded[:, :-win]
-    deltas = (padded - older).reshape(rows, blocks, win)
-    exact = np.array(
-        list(map(math.fsum, padded.reshape(rows * blocks, win).tolist())), dtype=np.float64
+    padded = np.zeros((rows, blocks, win))
+    padded.reshape(rows, blocks * win)[:, :steps] = np.where(xs == xs, xs, 0.0)  # noqa: PLR0124
+    # within a block, the sum moves by each value less the one a window before it
+    deltas = padded.copy()
+    deltas[:, 1:] -= padded[:, :-1]
+    exact = np.fromiter(
+        map(math.fsum, padded.reshape(rows * blocks, win).tolist()),
+        dtype=np.float64,
+        count=rows * blocks,
     ).reshape(rows, blocks)
-    chain = np.empty((rows, blocks, win))
-    chain[:, :, 0] = 0.0
-    chain[:, 1:, 0] = exact[:, :-1]
-    chain[:, :, 1:] = deltas[:, :, : win - 1]
-    sums = np.add.accumulate(chain, axis=2)
-    sums[:, :, : win - 1] = sums[:, :, 1:].copy()
+    sums = np.empty((rows, blocks, win))
+    running = sums[:, :, : win - 1]
+    running[...] = deltas[:, :, : win - 1]
+    running[:, 1:, 0] += exact[:, :-1]  # a block starts from the exact sum of the one before
+    running[:, :1, 0] += 0.0  # (as the reference's first sum starts from 0.0)
+    np.add.accumulate(running, axis=2, out=running)
     sums[:, :, win - 1] = exact
     return sums.reshape(rows, blocks * win)[:, :steps]
 

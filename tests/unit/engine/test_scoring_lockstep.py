@@ -82,6 +82,37 @@ def test_the_kernel_matches_the_detector_on_arbitrary_series(
     assert np.array_equal(got[1, : min(5, len(values))], _reference(params, ts[:5], values[:5]))
 
 
+@pytest.mark.parametrize("change", VARIANTS)
+def test_the_kernel_matches_the_detector_on_series_scraped_together(
+    change: dict[str, Any],
+) -> None:
+    # What an incident batch looks like: series on one scrape step (so every row crosses into a
+    # new time-of-day bin at the same point and the kernel holds the bins' state in between),
+    # ending at different points, some with a missing value or timestamp.
+    params = DEFAULTS | change
+    rng = np.random.default_rng(7)
+    step = 15.0
+    start = 1.8e9 - 1.8e9 % 900 + 600.0  # ten minutes into a 15-minute bin
+    batch = []
+    for i in range(30):
+        n = 900 - 20 * (i // 3)
+        ts: lockstep.FloatArray = start + np.arange(n, dtype=np.float64) * step
+        vs = rng.normal(rng.uniform(-50, 50), rng.uniform(0.01, 5), n)
+        if i % 7 == 0:
+            vs[n // 3] = np.nan
+        if i % 11 == 0:
+            ts[n // 2] = np.nan
+        if i % 5 == 0:
+            vs[n // 2 :] += rng.uniform(5, 50)
+        batch.append((ts, vs))
+    values, times = lockstep.pad(batch)
+
+    got = lockstep.score_lockstep(values, times, params)
+
+    for row, (ts, vs) in enumerate(batch):
+        assert np.array_equal(got[row, : len(vs)], _reference(params, ts, vs)), row
+
+
 def test_an_unknown_detector_configuration_is_not_run_by_the_kernel() -> None:
     assert not lockstep.kernel_matches_reference(DEFAULTS | {"invented": 1}, lambda ts, vs: vs)
     assert not series.kernel_supported("other-detector", {})
