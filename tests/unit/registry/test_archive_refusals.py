@@ -49,6 +49,18 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _npy_v2(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, version=(2, 0), allow_pickle=True)
+    return buf.getvalue()
+
+
+def _npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, w=np.arange(3, dtype=np.float32))
+    return buf.getvalue()
+
+
 def _torch_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -113,7 +125,32 @@ CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
         _with_files({**GOOD, "arr.npy": _npy(np.array([{"a": 1}], dtype=object))}),
         ArchiveUnsafe,
     ),
+    "object npy, version 2 header": (
+        _with_files({**GOOD, "arr.npy": _npy_v2(np.array([{"a": 1}], dtype=object))}),
+        ArchiveUnsafe,
+    ),
+    "object dtype in a record npy": (
+        _with_files({**GOOD, "arr.npy": _npy(np.zeros(2, dtype=[("w", "f4"), ("meta", "O")]))}),
+        ArchiveUnsafe,
+    ),
+    "malformed npy header": (
+        _with_files({**GOOD, "arr.npy": b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4 garbage"}),
+        ArchiveUnsafe,
+    ),
+    "npy magic under another name": (
+        _with_files({**GOOD, "weights.dat": _npy(np.array([{"a": 1}], dtype=object))}),
+        ArchiveUnsafe,
+    ),
+    "npz container": (_with_files({**GOOD, "weights.npz": _npz()}), ArchiveUnsafe),
     "duplicate member": (_with_extra(Member("config.json", b'{"a": 2}')), ArchiveUnsafe),
+    "manifest lists an unsafe path": (
+        _manifest_lists({**GOOD, "../evil.txt": b"pwned"}, GOOD),
+        ArchiveUnsafe,
+    ),
+    "file size differs from the manifest": (
+        _manifest_lists(GOOD, {**GOOD, "config.json": b'{"a": 10}'}),
+        ManifestMismatch,
+    ),
     "member not in manifest": (_with_extra(Member("extra.json", b"{}")), ManifestMismatch),
     "file missing": (
         _manifest_lists({**GOOD, "gone.json": b"{}"}, GOOD),
@@ -161,7 +198,12 @@ def test_unsigned_malicious_archive_reads_as_a_bad_signature(case: str, tmp_path
 
 
 def test_good_archive_verifies_and_extracts(plain: bool, tmp_path: Path) -> None:
-    files = {**GOOD, "arr.npy": _npy(np.arange(6, dtype=np.float32)), "sub/x.onnx": b"onnx"}
+    files = {
+        **GOOD,
+        "arr.npy": _npy(np.arange(6, dtype=np.float32)),
+        "arr2.npy": _npy_v2(np.zeros(2, dtype=[("w", "<f4"), ("b", "<i8")])),
+        "sub/x.onnx": b"onnx",
+    }
     archive = model_archive(tmp_path, files, plain=plain)
     verified = service.verify_and_extract(archive, sign(archive, KEY), TRUSTED, tmp_path / "out")
     assert {f.path for f in verified.manifest.files} == set(files)
@@ -258,3 +300,37 @@ def test_gzip_member_claiming_a_huge_length_is_refused_unread(tmp_path: Path) ->
     archive.write_bytes(bytes(member) + bytes(1 << 20))
     with pytest.raises(ArchiveUnsafe, match="17 MiB"):
         service.verify_archive(archive, sign(archive, KEY), TRUSTED)
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (ArchiveLimits(max_members=3), "more than 3 members"),
+        (ArchiveLimits(max_path_length=12), "longer than 12"),
+        (ArchiveLimits(max_manifest_bytes=64), "manifest.json is larger than the limit"),
+    ],
+    ids=["members", "name length", "manifest size"],
+)
+def test_archive_past_a_structural_limit_is_refused_and_leaves_nothing(
+    limits: ArchiveLimits, message: str, tmp_path: Path
+) -> None:
+    files = {**GOOD, "sub/longer-name.json": b"{}", "x.json": b"{}"}
+    archive = model_archive(tmp_path, files)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    with pytest.raises(ArchiveUnsafe, match=message):
+        service.verify_and_extract(
+            archive, sign(archive, KEY), TRUSTED, sandbox / "out", limits=limits
+        )
+    assert list(sandbox.iterdir()) == []
+
+
+def test_directory_entries_are_accepted_and_files_land_inside_them(tmp_path: Path) -> None:
+    # tar czf writes a folder's own entry before its files; it carries no data
+    files = {**GOOD, "sub/x.onnx": b"onnx"}
+    members = [Member("manifest.json", manifest_bytes(files)), Member("sub", type=tarfile.DIRTYPE)]
+    members += [Member(p, d) for p, d in sorted(files.items())]
+    archive = _raw(members)(tmp_path, True)
+    verified = service.verify_and_extract(archive, sign(archive, KEY), TRUSTED, tmp_path / "out")
+    assert {f.path for f in verified.manifest.files} == set(files)
+    assert (tmp_path / "out" / "sub" / "x.onnx").read_bytes() == b"onnx"
