@@ -35,3 +35,13 @@ class RateLimited(AegisError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
+class LastAdmin(Conflict):
+    """The change would leave no enabled local admin, so nobody could manage users."""
+
+    code = "last_admin"
+
+
+class WrongPassword(Forbidden):
+    code = "wrong_password"

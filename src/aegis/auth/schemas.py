@@ -52,6 +52,19 @@ class UserCreate(BaseModel):
     roles: list[Role] = Field(min_length=1)
 
 
+class RolesUpdate(BaseModel):
+    roles: list[Role] = Field(min_length=1)
+
+
+class PasswordReset(BaseModel):
+    password: str = Field(min_length=12, max_length=1024)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=12, max_length=1024)
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

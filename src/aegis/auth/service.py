@@ -15,9 +15,11 @@ from aegis.auth import passwords, tokens
 from aegis.auth.errors import (
     AuthenticationFailed,
     InvalidRole,
+    LastAdmin,
     TokenInvalid,
     UserExists,
     UserNotFound,
+    WrongPassword,
 )
 from aegis.auth.models import AuthSession, RefreshToken, User
 from aegis.auth.schemas import ROLES, Actor, TokenPair
@@ -76,8 +78,21 @@ def list_users(*, session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 
+def _keep_an_admin(session: Session, user: User) -> None:
+    """Refuse to disable, or take the admin role from, the last enabled admin."""
+    if "admin" not in user.roles or user.disabled:
+        return
+    others = session.scalars(select(User).where(User.id != user.id, User.disabled.is_(False)))
+    if not any("admin" in other.roles for other in others):
+        raise LastAdmin(
+            f"{user.username!r} is the last enabled admin; make another user admin first"
+        )
+
+
 def set_disabled(*, session: Session, username: str, disabled: bool, actor: str) -> User:
     user = get_user(session=session, username=username)
+    if disabled:
+        _keep_an_admin(session, user)
     user.disabled = disabled
     if disabled:
         _revoke_user_sessions(session, user.id, reason="user_disabled")
@@ -95,7 +110,10 @@ def set_disabled(*, session: Session, username: str, disabled: bool, actor: str)
 def set_roles(*, session: Session, username: str, roles: list[str], actor: str) -> User:
     user = get_user(session=session, username=username)
     before = list(user.roles)
-    user.roles = _check_roles(roles)
+    after = _check_roles(roles)
+    if "admin" not in after:
+        _keep_an_admin(session, user)
+    user.roles = after
     _revoke_user_sessions(session, user.id, reason="roles_changed")
     audit_service.record_audit_event(
         session=session,
@@ -245,6 +263,23 @@ def logout(*, session: Session, actor: Actor, client_ip: str) -> None:
 def session_active(*, session: Session, session_id: str) -> bool:
     row = session.get(AuthSession, session_id)
     return row is not None and row.revoked_at is None
+
+
+def change_password(*, session: Session, username: str, current: str, new: str) -> None:
+    """A local user's own change: the current password must match; every session ends."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or user.disabled or not passwords.verify_password(user.password_hash, current):
+        raise WrongPassword("the current password is wrong")
+    user.password_hash = passwords.hash_password(new)
+    _revoke_user_sessions(session, user.id, reason="password_changed")
+    audit_service.record_audit_event(
+        session=session,
+        category="auth",
+        event_type="user.password_changed",
+        actor=username,
+        resource=f"user:{username}",
+        data={"username": username},
+    )
 
 
 def count_users(*, session: Session) -> int:

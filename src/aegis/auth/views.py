@@ -13,11 +13,15 @@ from aegis.auth.dependencies import (
     enforce,
     require_roles,
 )
+from aegis.auth.errors import PermissionDenied
 from aegis.auth.schemas import (
     Actor,
     LoginRequest,
     MeRead,
+    PasswordChange,
+    PasswordReset,
     RefreshRequest,
+    RolesUpdate,
     TokenPair,
     UserCreate,
     UserRead,
@@ -61,6 +65,24 @@ def logout(request: Request, actor: AnyUser, session: SessionDep) -> None:
     service.logout(session=session, actor=actor, client_ip=client_ip(request))
 
 
+@router.post("/auth/password", status_code=204)
+def change_password(
+    body: PasswordChange, actor: AnyUser, ctx: ContextDep, session: SessionDep
+) -> None:
+    """Change the caller's own password (local users). Every session of theirs ends, this one
+    included: log in again with the new password."""
+    if actor.kind != "user":
+        raise PermissionDenied("only local users have a password here; change it at your IdP")
+    limit = ctx.settings.rate_limit_login_per_minute
+    enforce(ctx, f"password:user:{actor.name.lower()}", limit=limit, name="login")
+    service.change_password(
+        session=session,
+        username=actor.name,
+        current=body.current_password,
+        new=body.new_password,
+    )
+
+
 @router.get("/auth/me", response_model=MeRead)
 def me(actor: AnyUser) -> MeRead:
     return MeRead(name=actor.name, roles=sorted(actor.roles), kind=actor.kind)
@@ -81,6 +103,38 @@ def create_user(body: UserCreate, actor: Admin, session: SessionDep) -> UserRead
         actor=actor.name,
     )
     return UserRead.model_validate(user)
+
+
+@router.put("/users/{username}/roles", response_model=UserRead)
+def set_roles(username: str, body: RolesUpdate, actor: Admin, session: SessionDep) -> UserRead:
+    """Replace a user's roles; their sessions end (tokens carry the roles they were issued)."""
+    user = service.set_roles(
+        session=session, username=username, roles=list(body.roles), actor=actor.name
+    )
+    return UserRead.model_validate(user)
+
+
+@router.post("/users/{username}/disable", response_model=UserRead)
+def disable_user(username: str, actor: Admin, session: SessionDep) -> UserRead:
+    """Disable a user: they cannot log in and their sessions end."""
+    user = service.set_disabled(session=session, username=username, disabled=True, actor=actor.name)
+    return UserRead.model_validate(user)
+
+
+@router.post("/users/{username}/enable", response_model=UserRead)
+def enable_user(username: str, actor: Admin, session: SessionDep) -> UserRead:
+    user = service.set_disabled(
+        session=session, username=username, disabled=False, actor=actor.name
+    )
+    return UserRead.model_validate(user)
+
+
+@router.put("/users/{username}/password", status_code=204)
+def reset_password(username: str, body: PasswordReset, actor: Admin, session: SessionDep) -> None:
+    """Set a user's password (an admin's reset); their sessions end."""
+    service.reset_password(
+        session=session, username=username, password=body.password, actor=actor.name
+    )
 
 
 __all__ = ["ActorDep", "router"]

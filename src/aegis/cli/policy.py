@@ -51,9 +51,11 @@ def export(out: Path = typer.Option(Path("policies.bundle.tar"), "--out", "-o"))
     from aegis.policy.bundle import export_bundle, policy_set_digest
 
     settings, database = prepare_database()
-    with database.unit_of_work() as session:
-        policies = service.active_policies(session=session)
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            policies = service.active_policies(session=session)
+    finally:
+        database.dispose()
     key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
     out.write_bytes(export_bundle(policies, key))
     typer.echo(f"wrote {out}: {len(policies)} policies, digest {policy_set_digest(policies)}")
@@ -160,12 +162,16 @@ def replay(
 
     start = parse_since(since)
     _, database = prepare_database()
-    with database.unit_of_work() as session:
-        candidate = (
-            PolicySet(_load_dir(policies)) if policies else service.active_set(session=session)[0]
-        )
-        rows = run_replay(session=session, candidate=candidate, since=start)
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            candidate = (
+                PolicySet(_load_dir(policies))
+                if policies
+                else service.active_set(session=session)[0]
+            )
+            rows = run_replay(session=session, candidate=candidate, since=start)
+    finally:
+        database.dispose()
     table = Table("when", "action", "target", "by", "was", "would be", "why")
     changed = [r for r in rows if r.changed]
     for row in rows if show_all else changed:

@@ -36,12 +36,14 @@ def create(
 
     password = _password(password_stdin)
     _, database = prepare_database()
-    with database.unit_of_work() as session:
-        user = service.create_user(
-            session=session, username=username, password=password, roles=role, actor=ACTOR
-        )
-        typer.echo(f"created {user.username} ({', '.join(user.roles)})")
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            user = service.create_user(
+                session=session, username=username, password=password, roles=role, actor=ACTOR
+            )
+            typer.echo(f"created {user.username} ({', '.join(user.roles)})")
+    finally:
+        database.dispose()
 
 
 @app.command("list")
@@ -55,12 +57,14 @@ def list_users() -> None:
 
     _, database = prepare_database()
     table = Table("user", "roles", "state")
-    with database.unit_of_work() as session:
-        for user in service.list_users(session=session):
-            table.add_row(
-                user.username, ", ".join(user.roles), "disabled" if user.disabled else "active"
-            )
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            for user in service.list_users(session=session):
+                table.add_row(
+                    user.username, ", ".join(user.roles), "disabled" if user.disabled else "active"
+                )
+    finally:
+        database.dispose()
     Console().print(table)
 
 
@@ -69,9 +73,11 @@ def _toggle(username: str, disabled: bool) -> None:
     from aegis.cli.runtime import prepare_database
 
     _, database = prepare_database()
-    with database.unit_of_work() as session:
-        service.set_disabled(session=session, username=username, disabled=disabled, actor=ACTOR)
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            service.set_disabled(session=session, username=username, disabled=disabled, actor=ACTOR)
+    finally:
+        database.dispose()
     typer.echo(f"{username} {'disabled' if disabled else 'enabled'}")
 
 
@@ -98,9 +104,13 @@ def reset_password(
 
     password = _password(password_stdin)
     _, database = prepare_database()
-    with database.unit_of_work() as session:
-        service.reset_password(session=session, username=username, password=password, actor=ACTOR)
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            service.reset_password(
+                session=session, username=username, password=password, actor=ACTOR
+            )
+    finally:
+        database.dispose()
     typer.echo(f"password reset for {username}")
 
 
@@ -111,7 +121,9 @@ def set_roles(username: str, role: list[str] = typer.Option(..., "--role")) -> N
     from aegis.cli.runtime import prepare_database
 
     _, database = prepare_database()
-    with database.unit_of_work() as session:
-        service.set_roles(session=session, username=username, roles=role, actor=ACTOR)
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            service.set_roles(session=session, username=username, roles=role, actor=ACTOR)
+    finally:
+        database.dispose()
     typer.echo(f"{username} now holds {', '.join(sorted(set(role)))}")
