@@ -32,13 +32,13 @@ def checkpoint_once(ctx: AppContext) -> bool:
     return True
 
 
-async def run(ctx: AppContext) -> None:
-    """Forever: drain the journal every few seconds, checkpoint every interval."""
+async def run(ctx: AppContext, *, every_s: float = DRAIN_EVERY_S) -> None:
+    """Forever: drain the journal every ``every_s``, checkpoint every interval."""
     writer: AuditWriter = ctx.extras["audit_writer"]
     since_checkpoint = ctx.settings.audit_checkpoint_interval_s  # checkpoint soon after start
     while True:
-        await asyncio.sleep(DRAIN_EVERY_S)
-        since_checkpoint += DRAIN_EVERY_S
+        await asyncio.sleep(every_s)
+        since_checkpoint += every_s
         try:
             await asyncio.to_thread(writer.drain)
             due = since_checkpoint >= ctx.settings.audit_checkpoint_interval_s
