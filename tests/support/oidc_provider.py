@@ -22,12 +22,16 @@ class Provider:
     def __init__(self) -> None:
         self.keys: dict[str, tuple[Any, str]] = {}  # kid -> (private key, alg)
         self.fetches = 0
+        self.advertised_issuer: str | None = None  # what discovery says, when not the real one
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": provider.issuer, "jwks_uri": provider.issuer + "/jwks"}
+                    body = {
+                        "issuer": provider.advertised_issuer or provider.issuer,
+                        "jwks_uri": provider.issuer + "/jwks",
+                    }
                 elif self.path == "/jwks":
                     provider.fetches += 1
                     body = provider.jwks()

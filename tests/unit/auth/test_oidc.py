@@ -182,3 +182,56 @@ def test_api_accepts_oidc_bearer_tokens(
     assert response.status_code == 200
     assert response.json() == {"name": "olivia", "roles": ["viewer"], "kind": "oidc"}
     assert forged.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "token", ["not-a-jwt", "a.b.c", ""], ids=["no dots", "not base64 json", "empty"]
+)
+def test_malformed_token_is_refused(validator: OIDCValidator, token: str) -> None:
+    with pytest.raises(TokenInvalid, match="malformed"):
+        validator.validate(token)
+
+
+def test_token_without_a_key_id_is_refused(provider: Provider, validator: OIDCValidator) -> None:
+    kid = provider.add_key()
+    key, alg = provider.keys[kid]
+    token = jwt.encode({"sub": "x", "iss": provider.issuer, "aud": "aegis"}, key, algorithm=alg)
+    with pytest.raises(TokenInvalid, match="no key id"):
+        validator.validate(token)
+
+
+def test_token_missing_a_required_claim_is_refused(
+    provider: Provider, validator: OIDCValidator
+) -> None:
+    kid = provider.add_key()
+    key, alg = provider.keys[kid]
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": "aegis", "sub": "u", "exp": now + 300}  # no iat
+    token = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+    with pytest.raises(TokenInvalid, match="token invalid"):
+        validator.validate(token)
+
+
+def test_unreachable_identity_provider_fails_closed(provider: Provider) -> None:
+    token = provider.token(provider.add_key())
+    issuer = provider.issuer
+    provider.close()  # nothing listens there any more
+    validator = OIDCValidator(issuer=issuer, audience="aegis", role_map={}, timeout_s=2.0)
+    with pytest.raises(TokenInvalid, match="discovery failed"):
+        validator.validate(token)
+
+
+def test_discovery_document_naming_another_issuer_is_refused(provider: Provider) -> None:
+    provider.advertised_issuer = "http://evil.example"
+    validator = OIDCValidator(issuer=provider.issuer, audience="aegis", role_map={})
+    with pytest.raises(TokenInvalid, match="issuer mismatch"):
+        validator.validate(provider.token(provider.add_key()))
+
+
+def test_groups_naming_roles_directly_count_and_unknown_groups_give_nothing(
+    provider: Provider, validator: OIDCValidator
+) -> None:
+    token = provider.token(provider.add_key(), groups=["viewer", "wizards", "sre-oncall"])
+    assert validator.actor(token).roles == frozenset({"viewer", "operator", "approver"})
+    nobody = provider.token(provider.add_key(), groups="wizards")
+    assert validator.actor(nobody).roles == frozenset()
