@@ -79,10 +79,22 @@ def list_users(*, session: Session) -> list[User]:
 
 
 def _keep_an_admin(session: Session, user: User) -> None:
-    """Refuse to disable, or take the admin role from, the last enabled admin."""
+    """Refuse to disable, or take the admin role from, the last enabled admin.
+
+    The enabled users are read under a row lock (PostgreSQL; SQLite transactions take the write
+    lock at BEGIN), in id order, so two admins demoting each other at once are decided one
+    after the other: the second sees the first's change and is refused.
+    """
     if "admin" not in user.roles or user.disabled:
         return
-    others = session.scalars(select(User).where(User.id != user.id, User.disabled.is_(False)))
+    enabled = session.scalars(
+        select(User)
+        .where(User.disabled.is_(False))
+        .order_by(User.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    others = [other for other in enabled if other.id != user.id]
     if not any("admin" in other.roles for other in others):
         raise LastAdmin(
             f"{user.username!r} is the last enabled admin; make another user admin first"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from aegis.audit.models import AuditEntry
+from aegis.auth import service
+from aegis.auth.errors import LastAdmin
 from aegis.backend_app import create_app
 from aegis.cli.main import run
 from aegis.core.config import Settings
@@ -341,3 +344,32 @@ def test_cli_refusals_exit_1_with_one_line_and_change_nothing(
     assert "Traceback" not in err
     assert _me(client, tokens) == 200
     assert _login_status(client, name, factories.PASSWORD) == 200
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(database: Database) -> None:
+    # Two transactions each demote one of the only two admins. The first holds its transaction
+    # open; the second must wait for it and then see that only it is left.
+    first = factories.user(database, "admin")
+    second = factories.user(database, "admin")
+    outcome: dict[str, object] = {}
+
+    def demote_second() -> None:
+        try:
+            with database.unit_of_work() as session:
+                service.set_roles(session=session, username=second, roles=["viewer"], actor="t")
+            outcome["result"] = "demoted"
+        except LastAdmin:
+            outcome["result"] = "refused"
+
+    with database.unit_of_work() as session:
+        service.set_roles(session=session, username=first, roles=["viewer"], actor="t")
+        racer = threading.Thread(target=demote_second)
+        racer.start()
+        racer.join(timeout=1.0)  # without the lock it would finish (wrongly) now
+        assert racer.is_alive() or outcome.get("result") == "refused", outcome
+    racer.join(timeout=30)
+
+    assert outcome["result"] == "refused"
+    with database.unit_of_work() as session:
+        roles = {u.username: u.roles for u in service.list_users(session=session)}
+    assert roles[first] == ["viewer"] and roles[second] == ["admin"]
