@@ -6,7 +6,9 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from aegis.audit.models import AuditEntry
 from aegis.auth import service as auth_service
 from aegis.database.core import Database
 
@@ -37,3 +39,10 @@ def login(client: httpx.Client, username: str, password: str = PASSWORD) -> dict
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def audit_events(database: Database, event_type: str) -> list[AuditEntry]:
+    """The audit entries of one event type, oldest first."""
+    with database.unit_of_work() as session:
+        query = select(AuditEntry).where(AuditEntry.event_type == event_type)
+        return list(session.scalars(query.order_by(AuditEntry.seq)))

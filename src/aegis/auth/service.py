@@ -43,6 +43,20 @@ def _check_roles(roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
+def _audit_user(
+    session: Session, event_type: str, *, actor: str, username: str, **data: object
+) -> None:
+    """Record an ``auth`` event about user ``username`` (its data starts with the name)."""
+    audit_service.record_audit_event(
+        session=session,
+        category="auth",
+        event_type=event_type,
+        actor=actor,
+        resource=f"user:{username}",
+        data={"username": username, **data},
+    )
+
+
 def get_user(*, session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -63,14 +77,7 @@ def create_user(
     )
     session.add(user)
     session.flush()  # the id goes into the audit record
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="user.created",
-        actor=actor,
-        resource=f"user:{username}",
-        data={"username": username, "roles": user.roles},
-    )
+    _audit_user(session, "user.created", actor=actor, username=username, roles=user.roles)
     return user
 
 
@@ -108,13 +115,8 @@ def set_disabled(*, session: Session, username: str, disabled: bool, actor: str)
     user.disabled = disabled
     if disabled:
         _revoke_user_sessions(session, user.id, reason="user_disabled")
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="user.disabled" if disabled else "user.enabled",
-        actor=actor,
-        resource=f"user:{username}",
-        data={"username": username},
+    _audit_user(
+        session, "user.disabled" if disabled else "user.enabled", actor=actor, username=username
     )
     return user
 
@@ -127,13 +129,13 @@ def set_roles(*, session: Session, username: str, roles: list[str], actor: str) 
         _keep_an_admin(session, user)
     user.roles = after
     _revoke_user_sessions(session, user.id, reason="roles_changed")
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="user.roles_changed",
+    _audit_user(
+        session,
+        "user.roles_changed",
         actor=actor,
-        resource=f"user:{username}",
-        data={"username": username, "before": before, "after": user.roles},
+        username=username,
+        before=before,
+        after=user.roles,
     )
     return user
 
@@ -142,14 +144,7 @@ def reset_password(*, session: Session, username: str, password: str, actor: str
     user = get_user(session=session, username=username)
     user.password_hash = passwords.hash_password(password)
     _revoke_user_sessions(session, user.id, reason="password_reset")
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="user.password_reset",
-        actor=actor,
-        resource=f"user:{username}",
-        data={"username": username},
-    )
+    _audit_user(session, "user.password_reset", actor=actor, username=username)
     return user
 
 
@@ -199,13 +194,13 @@ def login(
     session.add(AuthSession(id=session_id, user_id=user.id))
     session.flush()  # the refresh token row references the session
     pair = _issue_pair(settings, session, user, session_id)
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="login.succeeded",
+    _audit_user(
+        session,
+        "login.succeeded",
         actor=user.username,
-        resource=f"user:{user.username}",
-        data={"username": user.username, "ip": client_ip, "session_id": session_id},
+        username=user.username,
+        ip=client_ip,
+        session_id=session_id,
     )
     return pair
 
@@ -262,14 +257,7 @@ def logout(*, session: Session, actor: Actor, client_ip: str) -> None:
         if auth_session is not None and auth_session.revoked_at is None:
             auth_session.revoked_at = _now()
             auth_session.revoked_reason = "logout"
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="logout",
-        actor=actor.name,
-        resource=f"user:{actor.name}",
-        data={"username": actor.name, "ip": client_ip},
-    )
+    _audit_user(session, "logout", actor=actor.name, username=actor.name, ip=client_ip)
 
 
 def session_active(*, session: Session, session_id: str) -> bool:
@@ -284,14 +272,7 @@ def change_password(*, session: Session, username: str, current: str, new: str) 
         raise WrongPassword("the current password is wrong")
     user.password_hash = passwords.hash_password(new)
     _revoke_user_sessions(session, user.id, reason="password_changed")
-    audit_service.record_audit_event(
-        session=session,
-        category="auth",
-        event_type="user.password_changed",
-        actor=username,
-        resource=f"user:{username}",
-        data={"username": username},
-    )
+    _audit_user(session, "user.password_changed", actor=username, username=username)
 
 
 def count_users(*, session: Session) -> int:

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select
 
-from aegis.audit.models import AuditEntry
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], db_url: str) -> Settings:
-    return make_settings(database_url=db_url)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
-def _events(database: Database, event_type: str) -> list[AuditEntry]:
-    with database.unit_of_work() as session:
-        return list(session.scalars(select(AuditEntry).where(AuditEntry.event_type == event_type)))
 
 
 def test_login_returns_a_bearer_pair_that_opens_the_api(
@@ -44,7 +26,7 @@ def test_login_returns_a_bearer_pair_that_opens_the_api(
     me = client.get("/api/v1/auth/me", headers=factories.bearer(tokens))
     assert me.status_code == 200
     assert me.json() == {"name": name, "roles": ["operator"], "kind": "user"}
-    assert _events(database, "login.succeeded")[-1].actor == name
+    assert factories.audit_events(database, "login.succeeded")[-1].actor == name
 
 
 def test_wrong_password_is_401_and_audited(client: TestClient, database: Database) -> None:
@@ -52,7 +34,7 @@ def test_wrong_password_is_401_and_audited(client: TestClient, database: Databas
     response = client.post("/api/v1/auth/login", json={"username": name, "password": "nope"})
     assert response.status_code == 401
     assert response.json()["error"]["message"] == "invalid username or password"
-    failures = _events(database, "authentication.failed")
+    failures = factories.audit_events(database, "authentication.failed")
     assert failures and failures[-1].actor == name
 
 
@@ -85,7 +67,7 @@ def test_reusing_a_spent_refresh_token_revokes_the_whole_family_and_is_audited(
     assert client.get("/api/v1/auth/me", headers=factories.bearer(new)).status_code == 401
     newest = client.post("/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})
     assert newest.status_code == 401
-    assert _events(database, "refresh_token.reused")
+    assert factories.audit_events(database, "refresh_token.reused")
 
 
 def test_logout_ends_the_session_at_once(client: TestClient, database: Database) -> None:
@@ -151,7 +133,7 @@ def test_bad_tokens_are_401_with_one_line_reason(
     response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert response.json()["error"]["message"] == reason
-    assert _events(database, "authentication.failed")
+    assert factories.audit_events(database, "authentication.failed")
 
 
 def test_expired_access_token_is_refused(client: TestClient, settings: Settings) -> None:
@@ -175,7 +157,7 @@ def test_wrong_role_is_403_and_audited(client: TestClient, database: Database) -
     tokens = factories.login(client, factories.user(database, "viewer"))
     response = client.get("/api/v1/users", headers=factories.bearer(tokens))
     assert response.status_code == 403
-    assert _events(database, "access.denied")
+    assert factories.audit_events(database, "access.denied")
 
 
 def test_disabled_user_cannot_log_in_and_loses_sessions(
@@ -205,7 +187,7 @@ def test_admin_creates_users_over_the_api_and_it_is_audited(
     )
     assert response.status_code == 201
     assert response.json()["roles"] == ["approver", "operator"]
-    assert _events(database, "user.created")[-1].resource == "user:carol"
+    assert factories.audit_events(database, "user.created")[-1].resource == "user:carol"
 
 
 def test_service_key_identifies_the_ai_engine_principal(

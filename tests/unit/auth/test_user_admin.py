@@ -10,34 +10,19 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
-from aegis.audit.models import AuditEntry
 from aegis.auth import service
 from aegis.auth.errors import LastAdmin
-from aegis.backend_app import create_app
 from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
 
 NEW_PASSWORD = "a-brand-new-password-42"
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], db_url: str) -> Settings:
-    return make_settings(database_url=db_url)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 @pytest.fixture
@@ -50,11 +35,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Non
     monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "cli-data"))
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("LOG_JSON", "false")
-
-
-def _events(database: Database, event_type: str) -> list[AuditEntry]:
-    with database.unit_of_work() as session:
-        return list(session.scalars(select(AuditEntry).where(AuditEntry.event_type == event_type)))
 
 
 def _login_status(client: TestClient, name: str, password: str) -> int:
@@ -85,7 +65,7 @@ def test_admin_changes_roles_the_user_logs_in_again_and_it_is_audited(
     again = factories.login(client, name)
     me = client.get("/api/v1/auth/me", headers=factories.bearer(again)).json()
     assert me["roles"] == ["approver", "operator"]
-    event = _events(database, "user.roles_changed")[-1]
+    event = factories.audit_events(database, "user.roles_changed")[-1]
     assert event.resource == f"user:{name}"
     assert json.loads(event.data)["before"] == ["viewer"]
     assert json.loads(event.data)["after"] == ["approver", "operator"]
@@ -104,8 +84,8 @@ def test_only_an_admin_may_change_roles_and_the_refusal_is_audited(
     )
 
     assert response.status_code == 403
-    assert _events(database, "access.denied")[-1].actor == operator
-    assert not _events(database, "user.roles_changed")
+    assert factories.audit_events(database, "access.denied")[-1].actor == operator
+    assert not factories.audit_events(database, "user.roles_changed")
 
 
 @pytest.mark.parametrize(
@@ -127,7 +107,7 @@ def test_bad_roles_are_refused_and_change_nothing(
 
     assert response.status_code == status
     assert _me(client, tokens) == 200
-    assert not _events(database, "user.roles_changed")
+    assert not factories.audit_events(database, "user.roles_changed")
 
 
 def test_unknown_user_is_404(client: TestClient, admin: dict[str, str]) -> None:
@@ -179,8 +159,10 @@ def test_admin_disables_and_enables_a_user(
     on = client.post(f"/api/v1/users/{name}/enable", headers=admin)
     assert on.status_code == 200 and on.json()["disabled"] is False
     assert _login_status(client, name, factories.PASSWORD) == 200
-    assert [e.event_type for e in _events(database, "user.disabled")] == ["user.disabled"]
-    assert _events(database, "user.enabled")[-1].resource == f"user:{name}"
+    assert [e.event_type for e in factories.audit_events(database, "user.disabled")] == [
+        "user.disabled"
+    ]
+    assert factories.audit_events(database, "user.enabled")[-1].resource == f"user:{name}"
 
 
 # --- passwords --------------------------------------------------------------------------------
@@ -200,7 +182,7 @@ def test_admin_resets_a_password_the_old_one_and_sessions_stop_working(
     assert _me(client, tokens) == 401
     assert _login_status(client, name, factories.PASSWORD) == 401
     assert _login_status(client, name, NEW_PASSWORD) == 200
-    event = _events(database, "user.password_reset")[-1]
+    event = factories.audit_events(database, "user.password_reset")[-1]
     assert NEW_PASSWORD not in event.data
 
 
@@ -219,7 +201,7 @@ def test_a_user_changes_their_own_password(client: TestClient, database: Databas
     assert _me(client, tokens) == 401 and _me(client, other_device) == 401
     assert _login_status(client, name, NEW_PASSWORD) == 200
     assert _login_status(client, name, factories.PASSWORD) == 401
-    event = _events(database, "user.password_changed")[-1]
+    event = factories.audit_events(database, "user.password_changed")[-1]
     assert event.actor == name
     assert NEW_PASSWORD not in event.data
 
@@ -241,7 +223,7 @@ def test_a_wrong_current_password_changes_nothing_and_is_audited(
     assert "not-my-password" not in response.text
     assert _me(client, tokens) == 200
     assert _login_status(client, name, factories.PASSWORD) == 200
-    denied = _events(database, "access.denied")[-1]
+    denied = factories.audit_events(database, "access.denied")[-1]
     assert denied.actor == name and denied.resource == "POST /api/v1/auth/password"
     assert "not-my-password" not in denied.data
 
@@ -308,7 +290,7 @@ def test_cli_reset_password_and_set_roles(
     assert run(["user", "set-roles", name, "--role", "operator", "--role", "approver"]) == 0
     assert f"{name} now holds approver, operator" in capsys.readouterr().out
     assert _me(client, tokens) == 401
-    event = _events(database, "user.roles_changed")[-1]
+    event = factories.audit_events(database, "user.roles_changed")[-1]
     assert event.actor == "cli:local-operator"
     assert json.loads(event.data)["after"] == ["approver", "operator"]
 

@@ -25,6 +25,19 @@ def _reference(params: dict[str, Any], ts: np.ndarray, vs: np.ndarray) -> np.nda
     return detectors.create("aegis", params).score_series(ts, vs)
 
 
+def _assert_kernel_matches(
+    params: dict[str, Any], batch: list[tuple[lockstep.FloatArray, lockstep.FloatArray]]
+) -> None:
+    """The kernel over ``batch`` at once gives each series the detector's own scores, 0 after."""
+    values, times = lockstep.pad(batch)
+
+    got = lockstep.score_lockstep(values, times, params)
+
+    for row, (ts, vs) in enumerate(batch):
+        assert np.array_equal(got[row, : len(vs)], _reference(params, ts, vs)), row
+        assert np.all(got[row, len(vs) :] == 0.0)
+
+
 @pytest.mark.parametrize("change", VARIANTS)
 def test_the_kernel_matches_the_detector_on_the_probe_set(change: dict[str, Any]) -> None:
     params = DEFAULTS | change
@@ -48,13 +61,8 @@ def test_the_kernel_matches_the_detector_on_a_mixed_batch(change: dict[str, Any]
         if i % 5 == 0 and n > 10:
             vs[n // 2 :] += rng.uniform(5, 50)
         batch.append((ts, vs))
-    values, times = lockstep.pad(batch)
 
-    got = lockstep.score_lockstep(values, times, params)
-
-    for row, (ts, vs) in enumerate(batch):
-        assert np.array_equal(got[row, : len(vs)], _reference(params, ts, vs)), row
-        assert np.all(got[row, len(vs) :] == 0.0)
+    _assert_kernel_matches(params, batch)
 
 
 @settings(max_examples=40, deadline=None)
@@ -105,12 +113,8 @@ def test_the_kernel_matches_the_detector_on_series_scraped_together(
         if i % 5 == 0:
             vs[n // 2 :] += rng.uniform(5, 50)
         batch.append((ts, vs))
-    values, times = lockstep.pad(batch)
 
-    got = lockstep.score_lockstep(values, times, params)
-
-    for row, (ts, vs) in enumerate(batch):
-        assert np.array_equal(got[row, : len(vs)], _reference(params, ts, vs)), row
+    _assert_kernel_matches(params, batch)
 
 
 def test_an_unknown_detector_configuration_is_not_run_by_the_kernel() -> None:
