@@ -288,6 +288,12 @@ class Settings(BaseSettings):
     batch_queue_limit: int = Field(
         1024, ge=1, validation_alias=_env("BATCH_QUEUE_LIMIT", "batch_queue_limit")
     )
+    model_watch_interval_s: float = Field(
+        15.0,
+        ge=0.1,
+        le=3600,
+        validation_alias=_env("MODEL_WATCH_INTERVAL_S", "model_watch_interval_s"),
+    )
 
     # --- derived -----------------------------------------------------------------------------
     @property

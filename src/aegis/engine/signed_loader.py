@@ -6,14 +6,19 @@ start-up and on every reload. It goes through
 extraction — fail closed), then reads the data-only model directory. A failed load raises, so
 the holder keeps serving the model it had and ``/health`` shows the reason.
 
-``watch_registry`` reloads when the registry's production version changes (hot swap: in-flight
-batches finish on the old model; a failed verification leaves the old one serving).
+``watch_registry`` reloads when the registry's production version changes, checking every
+``MODEL_WATCH_INTERVAL_S`` (hot swap: in-flight batches finish on the old model; a failed
+verification leaves the old one serving). A version that failed to load is tried again with
+backoff (:class:`RetryGate`), so a refused archive is not downloaded, verified and audited again
+at every check; a new production version is tried at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aegis.core.config import Settings
 from aegis.core.logging import get_logger
@@ -24,7 +29,6 @@ from aegis.registry import catalog
 from aegis.registry.loader import fetch_and_prepare_model_for_load
 
 log = get_logger(__name__)
-WATCH_EVERY_S = 15.0
 
 
 def signed_loader(
@@ -54,21 +58,59 @@ def production_version(settings: Settings, database: Database) -> str | None:
             return None
 
 
-def reload_if_changed(holder: ModelHolder, settings: Settings, database: Database) -> bool:
-    """Load the production version when it is not what is served. False when nothing changed
-    or the load failed (the old model keeps serving; ``holder.last_error`` says why)."""
+@dataclass
+class RetryGate:
+    """When a version that failed to load may be tried again: ``base_s`` after the first
+    failure, doubling after each further one, at most ``cap_s``. A load of any other version is
+    never held back, and a success forgets the failures."""
+
+    base_s: float
+    cap_s: float = 600.0
+    version: str | None = None
+    failures: int = 0
+    not_before: float = 0.0
+
+    def allows(self, version: str, now: float) -> bool:
+        return version != self.version or now >= self.not_before
+
+    def record(self, version: str, ok: bool, now: float) -> None:
+        if ok:
+            self.version, self.failures, self.not_before = None, 0, 0.0
+            return
+        self.failures = self.failures + 1 if version == self.version else 1
+        self.version = version
+        self.not_before = now + min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+
+
+def reload_if_changed(
+    holder: ModelHolder,
+    settings: Settings,
+    database: Database,
+    *,
+    gate: RetryGate | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Load the production version when it is not what is served. False when nothing changed,
+    the ``gate`` holds a failed version back, or the load failed (the old model keeps serving;
+    ``holder.last_error`` says why)."""
     wanted = production_version(settings, database)
     current = holder.current
     if wanted is None or (current is not None and current.meta.version == wanted):
         return False
-    return holder.load(signed_loader(settings, database))
+    if gate is not None and not gate.allows(wanted, clock()):
+        return False
+    ok = holder.load(signed_loader(settings, database))
+    if gate is not None:
+        gate.record(wanted, ok, clock())
+    return ok
 
 
 async def watch_registry(holder: ModelHolder, settings: Settings, database: Database) -> None:
     """Reload whenever the production version differs from what is served."""
+    gate = RetryGate(base_s=settings.model_watch_interval_s)
     while True:
-        await asyncio.sleep(WATCH_EVERY_S)
+        await asyncio.sleep(settings.model_watch_interval_s)
         try:
-            await asyncio.to_thread(reload_if_changed, holder, settings, database)
+            await asyncio.to_thread(reload_if_changed, holder, settings, database, gate=gate)
         except Exception as exc:  # the watcher must outlive any one failure
             log.warning("model_watch_failed", error=type(exc).__name__)

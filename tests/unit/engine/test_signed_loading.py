@@ -7,55 +7,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.engine.app import create_app
-from aegis.engine.model import export_model_dir, train
-from aegis.engine.signed_loader import reload_if_changed, signed_loader
+from aegis.engine.signed_loader import RetryGate, reload_if_changed, signed_loader
 from aegis.engine.state import ModelHolder
-from aegis.registry import catalog
-from aegis.registry import service as registry_service
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
-from aegis.registry.keyset import load_keyset
-
-
-def _release(
-    tmp: Path,
-    database: Database,
-    key: object,
-    pub: Path,
-    version: str,
-    *,
-    sign_with: ec.EllipticCurvePrivateKey | None = None,
-) -> None:
-    source, archive = tmp / f"m{version}", tmp / f"m{version}.tar.gz"
-    export_model_dir(train(version=version), source)
-    registry_service.build_archive(source, archive, name="example_multimodal", version=version)
-    good = registry_service.sign_archive(archive, key)  # type: ignore[arg-type]
-    with database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=good,
-            to=(tmp / "store" / version).as_uri(),
-            keyset=load_keyset(str(pub)),
-            actor="ci",
-        )
-        promotion = catalog.request_promotion(
-            session=session,
-            name="example_multimodal",
-            version=version,
-            to="production",
-            actor="alice",
-        )
-        catalog.approve(session=session, promotion_id=promotion.id, actor="bob")
-    if sign_with is not None:  # the stored signature is replaced after the push
-        (tmp / "store" / version / "model.tar.gz.sig").write_bytes(
-            registry_service.sign_archive(archive, sign_with).read_bytes()
-        )
+from tests.support.factories import audit_events
+from tests.support.releases import release_model
 
 
 def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
@@ -65,7 +26,7 @@ def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
     pub = tmp_path / "cosign.pub"
     pub.write_bytes(public_key_pem(key.public_key()))
     settings = make_settings(database_url=db_url, trusted_keys=str(pub))
-    _release(tmp_path, database, key, pub, "0.1")
+    release_model(tmp_path, database, key, pub, "0.1")
     holder = ModelHolder()
     with TestClient(
         create_app(settings, holder=holder, loader=signed_loader(settings, database))
@@ -76,11 +37,11 @@ def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
         health = client.get("/health").json()
         assert health["model"]["version"] == "0.1" and health["model"]["signer"]
 
-        _release(tmp_path, database, key, pub, "0.2")
+        release_model(tmp_path, database, key, pub, "0.2")
         assert reload_if_changed(holder, settings, database) is True
         assert client.get("/health").json()["model"]["version"] == "0.2"
 
-        _release(tmp_path, database, key, pub, "0.3", sign_with=generate_private_key())
+        release_model(tmp_path, database, key, pub, "0.3", sign_with=generate_private_key())
         assert reload_if_changed(holder, settings, database) is False
         health = client.get("/health").json()
     assert health["model"]["version"] == "0.2"  # still serving the last good model
@@ -93,7 +54,7 @@ def test_no_trusted_key_nothing_loads_and_health_says_why(
     key = generate_private_key()
     pub = tmp_path / "cosign.pub"
     pub.write_bytes(public_key_pem(key.public_key()))
-    _release(tmp_path, database, key, pub, "0.1")
+    release_model(tmp_path, database, key, pub, "0.1")
     keyless = make_settings(database_url=db_url, trusted_keys=None)
     holder = ModelHolder()
     assert holder.load(signed_loader(keyless, database)) is False
@@ -105,3 +66,39 @@ def test_no_trusted_key_nothing_loads_and_health_says_why(
     assert health["model_loaded"] is False
     assert "trusted" in health["reason"]
     assert predict.status_code == 503
+
+
+def test_a_refused_version_is_retried_with_backoff_and_a_new_one_at_once(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+) -> None:
+    key = generate_private_key()
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(public_key_pem(key.public_key()))
+    settings = make_settings(database_url=db_url, trusted_keys=str(pub))
+    release_model(tmp_path, database, key, pub, "0.1")
+    holder, gate, now = ModelHolder(), RetryGate(base_s=10.0, cap_s=25.0), [1000.0]
+
+    def check() -> bool:
+        return reload_if_changed(holder, settings, database, gate=gate, clock=lambda: now[0])
+
+    def refusals() -> int:
+        return len(audit_events(database, "model.load_refused"))
+
+    assert check() is True
+    release_model(tmp_path, database, key, pub, "0.2", sign_with=generate_private_key())
+    assert check() is False and refusals() == 1
+    now[0] += 9.9
+    assert check() is False and refusals() == 1  # held back: not fetched, verified, audited
+    now[0] += 0.1
+    assert check() is False and refusals() == 2  # tried again after 10 s, then after 20 s
+    now[0] += 19.9
+    assert check() is False and refusals() == 2
+    now[0] += 0.1
+    assert check() is False and refusals() == 3
+    now[0] += 25.0  # the wait stops growing at cap_s
+    assert check() is False and refusals() == 4
+
+    release_model(tmp_path, database, key, pub, "0.3")  # a new production version: tried at once
+    assert check() is True
+    assert holder.current is not None and holder.current.meta.version == "0.3"
+    assert gate.failures == 0

@@ -1,0 +1,56 @@
+"""Model releases as CI makes them: train, build, sign, push, then promote with four eyes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from aegis.database.core import Database
+from aegis.engine.model import export_model_dir, train
+from aegis.registry import catalog
+from aegis.registry import service as registry_service
+from aegis.registry.keyset import load_keyset
+
+MODEL = "example_multimodal"
+
+
+def release_model(
+    tmp: Path,
+    database: Database,
+    key: ec.EllipticCurvePrivateKey,
+    pub: Path,
+    version: str,
+    *,
+    sign_with: ec.EllipticCurvePrivateKey | None = None,
+) -> None:
+    """Push ``version`` (signed with ``key``, checked against ``pub``) to ``tmp/store`` and make
+    it production. ``sign_with``: replace the stored signature with one by that key after the
+    push, as someone with write access to the store could."""
+    source, archive = tmp / f"m{version}", tmp / f"m{version}.tar.gz"
+    export_model_dir(train(version=version), source)
+    registry_service.build_archive(source, archive, name=MODEL, version=version)
+    good = registry_service.sign_archive(archive, key)
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=good,
+            to=(tmp / "store" / version).as_uri(),
+            keyset=load_keyset(str(pub)),
+            actor="ci",
+        )
+    promote(database, version)
+    if sign_with is not None:
+        (tmp / "store" / version / "model.tar.gz.sig").write_bytes(
+            registry_service.sign_archive(archive, sign_with).read_bytes()
+        )
+
+
+def promote(database: Database, version: str) -> None:
+    """Make a pushed ``version`` production: alice asks, bob approves."""
+    with database.unit_of_work() as session:
+        promotion = catalog.request_promotion(
+            session=session, name=MODEL, version=version, to="production", actor="alice"
+        )
+        catalog.approve(session=session, promotion_id=promotion.id, actor="bob")
