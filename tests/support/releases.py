@@ -24,27 +24,35 @@ def release_model(
     *,
     sign_with: ec.EllipticCurvePrivateKey | None = None,
 ) -> None:
-    """Push ``version`` (signed with ``key``, checked against ``pub``) to ``tmp/store`` and make
-    it production. ``sign_with``: replace the stored signature with one by that key after the
-    push, as someone with write access to the store could."""
-    source, archive = tmp / f"m{version}", tmp / f"m{version}.tar.gz"
-    export_model_dir(train(version=version), source)
-    registry_service.build_archive(source, archive, name=MODEL, version=version)
-    good = registry_service.sign_archive(archive, key)
-    with database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=good,
-            to=(tmp / "store" / version).as_uri(),
-            keyset=load_keyset(str(pub)),
-            actor="ci",
-        )
+    """Push ``version`` and make it production. ``sign_with``: replace the stored signature
+    with one by that key after the push, as someone with write access to the store could."""
+    archive = push_model(tmp, database, key, pub, version)
     promote(database, version)
     if sign_with is not None:
         (tmp / "store" / version / "model.tar.gz.sig").write_bytes(
             registry_service.sign_archive(archive, sign_with).read_bytes()
         )
+
+
+def push_model(
+    tmp: Path, database: Database, key: ec.EllipticCurvePrivateKey, pub: Path, version: str
+) -> Path:
+    """Train, build and sign ``version`` with ``key``, push it to ``tmp/store/VERSION`` (the
+    push checks the signature against ``pub``); it lands in staging. Returns the archive."""
+    source, archive = tmp / f"m{version}", tmp / f"m{version}.tar.gz"
+    export_model_dir(train(version=version), source)
+    registry_service.build_archive(source, archive, name=MODEL, version=version)
+    signature = registry_service.sign_archive(archive, key)
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=signature,
+            to=(tmp / "store" / version).as_uri(),
+            keyset=load_keyset(str(pub)),
+            actor="ci",
+        )
+    return archive
 
 
 def promote(database: Database, version: str) -> None:

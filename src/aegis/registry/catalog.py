@@ -179,6 +179,10 @@ def approve(*, session: Session, promotion_id: int, actor: str, comment: str = "
     if request.requested_by == actor:
         raise FourEyesRequired("a promotion needs an approver other than its requester")
     row = get_version(session=session, name=request.name, version=request.version)
+    if row.stage == request.target_stage:  # another request for the same change came first
+        raise PromotionConflict(
+            f"model {row.name} {row.version} is already {row.stage}; reject request {request.id}"
+        )
     if request.target_stage == "production":
         session.execute(
             update(ModelVersion)

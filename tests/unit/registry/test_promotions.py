@@ -1,0 +1,154 @@
+"""The life of a promotion request over the API and the CLI: who may ask and decide, rejection,
+decisions that cannot be taken twice, and what the audit log keeps of each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aegis.backend_app import create_app
+from aegis.cli.main import run
+from aegis.core.config import Settings
+from aegis.database.core import Database
+from aegis.registry.cosign_keys import generate_private_key, public_key_pem
+from tests.support import factories
+from tests.support.releases import push_model
+
+MODELS = "/api/v1/models"
+
+
+@pytest.fixture
+def pushed(tmp_path: Path, database: Database) -> Callable[[str], Path]:
+    """Push a version of example_multimodal (it lands in staging)."""
+    key = generate_private_key()
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(public_key_pem(key.public_key()))
+    return lambda version: push_model(tmp_path, database, key, pub, version)
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings], db_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(database_url=db_url))) as test_client:
+        yield test_client
+
+
+def _as(client: TestClient, database: Database, *roles: str) -> dict[str, str]:
+    return factories.bearer(factories.login(client, factories.user(database, *roles)))
+
+
+def _stage(client: TestClient, headers: dict[str, str], version: str) -> str:
+    listed = client.get(MODELS, params={"name": "example_multimodal"}, headers=headers).json()
+    return next(str(m["stage"]) for m in listed if m["version"] == version)
+
+
+def _ask(client: TestClient, headers: dict[str, str], version: str, to: str) -> Any:
+    return client.post(
+        f"{MODELS}/example_multimodal/{version}/promotions", json={"to": to}, headers=headers
+    )
+
+
+def test_only_operators_ask_and_only_approvers_decide(
+    client: TestClient, database: Database, pushed: Callable[[str], Path]
+) -> None:
+    pushed("0.1")
+    viewer = _as(client, database, "viewer")
+    operator = _as(client, database, "operator")
+    assert _ask(client, viewer, "0.1", "production").status_code == 403
+    promotion = _ask(client, operator, "0.1", "production").json()["id"]
+    for decision in ("approve", "reject"):
+        url = f"{MODELS}/promotions/{promotion}/{decision}"
+        assert client.post(url, json={}, headers=operator).status_code == 403
+        assert client.post(url, json={}, headers=viewer).status_code == 403
+    assert _stage(client, viewer, "0.1") == "staging"
+
+
+def test_a_rejected_promotion_changes_nothing_and_cannot_be_approved_later(
+    client: TestClient, database: Database, pushed: Callable[[str], Path]
+) -> None:
+    pushed("0.1")
+    requester = _as(client, database, "operator", "approver")
+    approver = _as(client, database, "approver")
+    promotion = _ask(client, requester, "0.1", "production").json()["id"]
+    reject = f"{MODELS}/promotions/{promotion}/reject"
+
+    own = client.post(reject, json={}, headers=requester)
+    assert own.status_code == 403 and own.json()["error"]["code"] == "four_eyes_required"
+    rejected = client.post(reject, json={"comment": "eval report missing"}, headers=approver)
+    assert rejected.status_code == 200
+    body = rejected.json()
+    assert (body["status"], body["comment"]) == ("rejected", "eval report missing")
+    assert body["decided_by"] and body["decided_at"]
+
+    late = client.post(f"{MODELS}/promotions/{promotion}/approve", json={}, headers=approver)
+    assert late.status_code == 409 and "already rejected" in late.json()["error"]["message"]
+    assert client.post(reject, json={}, headers=approver).status_code == 409
+    assert _stage(client, approver, "0.1") == "staging"
+
+    listed = client.get(f"{MODELS}/promotions", params={"status": "rejected"}, headers=approver)
+    assert [p["id"] for p in listed.json()] == [promotion]
+    pending = client.get(f"{MODELS}/promotions", params={"status": "pending"}, headers=approver)
+    assert pending.json() == []
+    events = factories.audit_events(database, "model.promotion_rejected")
+    assert len(events) == 1 and "eval report missing" in events[0].data
+    assert not factories.audit_events(database, "model.promoted")
+
+
+def test_requests_that_cannot_be_met_are_refused_with_one_line(
+    client: TestClient, database: Database, pushed: Callable[[str], Path]
+) -> None:
+    pushed("0.1")
+    operator = _as(client, database, "operator", "approver")
+    approver = _as(client, database, "approver")
+    unknown_stage = _ask(client, operator, "0.1", "canary")
+    assert unknown_stage.status_code == 422
+    same_stage = _ask(client, operator, "0.1", "staging")
+    assert (
+        same_stage.status_code == 409 and "already staging" in same_stage.json()["error"]["message"]
+    )
+    assert _ask(client, operator, "9.9", "production").status_code == 404
+    missing = client.post(f"{MODELS}/promotions/999/approve", json={}, headers=approver)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+    # two requests for the same change: the second cannot promote a version twice
+    first = _ask(client, operator, "0.1", "production").json()["id"]
+    second = _ask(client, operator, "0.1", "production").json()["id"]
+    approve = f"{MODELS}/promotions/{{}}/approve"
+    assert client.post(approve.format(first), json={}, headers=approver).status_code == 200
+    twice = client.post(approve.format(second), json={}, headers=approver)
+    assert twice.status_code == 409 and "already production" in twice.json()["error"]["message"]
+    assert len(factories.audit_events(database, "model.promoted")) == 1
+    assert _stage(client, approver, "0.1") == "production"
+
+
+def test_the_cli_rejects_with_four_eyes(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db_url: str,
+    database: Database,
+    pushed: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_JSON", "false")
+    pushed("0.1")
+    requester = factories.user(database, "operator", "approver")
+    approver = factories.user(database, "approver")
+    viewer = factories.user(database, "viewer")
+    assert run(["model", "promote", "example_multimodal", "0.1", "--actor", requester]) == 0
+    capsys.readouterr()
+    assert run(["model", "reject", "1", "--actor", requester]) == 1
+    assert "other than its requester" in capsys.readouterr().err
+    assert run(["model", "reject", "1", "--actor", viewer]) == 1
+    assert "approver role" in capsys.readouterr().err
+    assert run(["model", "reject", "1", "--actor", approver, "--comment", "not yet"]) == 0
+    assert "rejected promotion request 1" in capsys.readouterr().out
+    assert run(["model", "approve", "1", "--actor", approver]) == 1
+    assert "already rejected" in capsys.readouterr().err
+    assert run(["model", "list", "--name", "example_multimodal"]) == 0
+    out = capsys.readouterr().out
+    assert "staging" in out and "production" not in out
