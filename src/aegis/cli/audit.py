@@ -20,18 +20,20 @@ def verify() -> None:
     from aegis.storage.service import open_store
 
     settings, database = open_database()
-    key_path = settings.effective_audit_verify_key_file
-    public_key = keys.load_public_key(key_path) if key_path.exists() else None
-    store = open_store(settings.effective_audit_store_url)
-    with Progress(transient=True) as progress, database.unit_of_work() as session:
-        task = progress.add_task("verifying audit chain", total=None)
-        report = audit_verify.verify(
-            session=session,
-            store=store,
-            public_key=public_key,
-            progress=lambda n: progress.advance(task, n),
-        )
-    database.dispose()
+    try:
+        key_path = settings.effective_audit_verify_key_file
+        public_key = keys.load_public_key(key_path) if key_path.exists() else None
+        store = open_store(settings.effective_audit_store_url)
+        with Progress(transient=True) as progress, database.unit_of_work() as session:
+            task = progress.add_task("verifying audit chain", total=None)
+            report = audit_verify.verify(
+                session=session,
+                store=store,
+                public_key=public_key,
+                progress=lambda n: progress.advance(task, n),
+            )
+    finally:
+        database.dispose()
     if public_key is None:
         typer.echo(
             f"warning: no audit verification key at {key_path}; checkpoints not checked", err=True
@@ -54,14 +56,16 @@ def checkpoint() -> None:
     from aegis.storage.service import open_store
 
     settings, database = open_database()
-    private_key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
-    with database.unit_of_work() as session:
-        cp = write_checkpoint(
-            session=session,
-            store=open_store(settings.effective_audit_store_url),
-            private_key=private_key,
-        )
-    database.dispose()
+    try:
+        private_key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
+        with database.unit_of_work() as session:
+            cp = write_checkpoint(
+                session=session,
+                store=open_store(settings.effective_audit_store_url),
+                private_key=private_key,
+            )
+    finally:
+        database.dispose()
     typer.echo(f"checkpoint at entry {cp.seq} written to {cp.object_key}")
 
 

@@ -29,6 +29,8 @@ def downgrade(
     from aegis.database import migrate
 
     _, database = open_database()
-    migrate.downgrade(database.engine, revision)
+    try:
+        migrate.downgrade(database.engine, revision)
+    finally:
+        database.dispose()
     typer.echo(f"database downgraded to {revision}")
-    database.dispose()

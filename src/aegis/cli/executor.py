@@ -15,22 +15,24 @@ def _set(enabled: bool) -> None:
     from aegis.flags import service as flags
 
     _, database = prepare_database()
-    with database.unit_of_work() as session:
-        flags.set_flag(
-            session=session,
-            name=KILL_SWITCH_FLAG,
-            value="true" if enabled else "false",
-            actor=ACTOR,
-        )
-        audit_service.record_audit_event(
-            session=session,
-            category="system",
-            event_type="executor.enabled" if enabled else "executor.disabled",
-            actor=ACTOR,
-            resource="executor",
-            data={"enabled": enabled},
-        )
-    database.dispose()
+    try:
+        with database.unit_of_work() as session:
+            flags.set_flag(
+                session=session,
+                name=KILL_SWITCH_FLAG,
+                value="true" if enabled else "false",
+                actor=ACTOR,
+            )
+            audit_service.record_audit_event(
+                session=session,
+                category="system",
+                event_type="executor.enabled" if enabled else "executor.disabled",
+                actor=ACTOR,
+                resource="executor",
+                data={"enabled": enabled},
+            )
+    finally:
+        database.dispose()
 
 
 @app.command("disable")
@@ -54,6 +56,8 @@ def status() -> None:
     from aegis.cli.runtime import prepare_database
 
     settings, database = prepare_database()
-    enabled = dispatch_enabled(settings, database)
-    database.dispose()
+    try:
+        enabled = dispatch_enabled(settings, database)
+    finally:
+        database.dispose()
     typer.echo("enabled" if enabled else "disabled")
