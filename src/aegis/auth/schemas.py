@@ -31,7 +31,7 @@ class Actor:
 
 
 class LoginRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=128)
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
     password: str = Field(min_length=1, max_length=1024)
 
 

@@ -10,13 +10,16 @@ nothing of the exception is sent to the client.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -121,6 +124,12 @@ class RequestContext:
             await send(message)
 
         try:
+            if _control_characters(scope):
+                refused = error_response(
+                    400, "invalid_url", "the URL holds a control character (such as NUL)"
+                )
+                await refused(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         finally:
             self._observe(scope, status, time.perf_counter() - started)
@@ -132,6 +141,17 @@ class RequestContext:
         if self.rollout_track and route not in UNCOUNTED_ROUTES:
             outcome = "error" if status >= 400 else "ok"
             metrics.CANARY_REQUESTS.labels(self.rollout_track, outcome).inc()
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _control_characters(scope: Scope) -> bool:
+    """Whether the path or the query holds a control character, raw or percent-encoded: no
+    Aegis route takes one, and PostgreSQL cannot even compare text with a NUL in it."""
+    path = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "surrogateescape")
+    query = scope.get("query_string", b"")
+    return any(_CONTROL.search(unquote_to_bytes(part)) for part in (path, query) if part)
 
 
 UNCOUNTED_ROUTES = {"/metrics", "/health", "/api/v1/health", "/api/v1/health/ping", "unmatched"}
@@ -166,6 +186,15 @@ def install(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (out of range, a NUL character):
+        # the schemas stop the known cases at the edge; this keeps any other one a 4xx.
+        log.warning("unstorable_value", path=request.url.path, error=type(exc.orig).__name__)
+        return error_response(
+            422, "invalid_value", "a value cannot be stored: out of range or not valid text"
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

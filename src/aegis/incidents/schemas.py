@@ -7,28 +7,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aegis.core.types import MAX_DB_INT, StoredText
+
 
 class WebhookAlert(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(max_length=64)
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
+    labels: dict[StoredText, StoredText] = Field(max_length=64)
+    annotations: dict[StoredText, StoredText] = Field(default_factory=dict, max_length=64)
     starts_at: datetime | None = Field(None, alias="startsAt")
     ends_at: datetime | None = Field(None, alias="endsAt")
-    generator_url: str = Field("", alias="generatorURL", max_length=2048)
-    fingerprint: str = Field(min_length=1, max_length=64)
+    generator_url: StoredText = Field("", alias="generatorURL", max_length=2048)
+    fingerprint: StoredText = Field(min_length=1, max_length=64)
 
 
 class WebhookPayload(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    version: str = "4"
-    group_key: str = Field("", alias="groupKey", max_length=4096)
+    version: StoredText = "4"
+    group_key: StoredText = Field("", alias="groupKey", max_length=4096)
     status: Literal["firing", "resolved"]
-    receiver: str = Field("", max_length=256)
+    receiver: StoredText = Field("", max_length=256)
     alerts: list[WebhookAlert] = Field(min_length=1, max_length=1000)
-    truncated_alerts: int = Field(0, alias="truncatedAlerts")
+    truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0, le=MAX_DB_INT)
 
 
 class IngestResult(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from aegis.auth.dependencies import ContextDep, SessionDep, require_roles
 from aegis.auth.schemas import Actor
+from aegis.core.types import MAX_DB_INT, IdPath
 from aegis.incidents import service
 from aegis.incidents.errors import WebhookUnauthorized
 from aegis.incidents.schemas import (
@@ -65,7 +66,7 @@ def list_incidents(
     _: Viewer,
     session: SessionDep,
     status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_DB_INT)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> IncidentPage:
     rows, next_cursor = service.list_incidents(
@@ -77,7 +78,7 @@ def list_incidents(
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
-def get_incident(incident_id: int, _: Viewer, session: SessionDep) -> IncidentDetail:
+def get_incident(incident_id: IdPath, _: Viewer, session: SessionDep) -> IncidentDetail:
     incident, alerts = service.get(session=session, incident_id=incident_id)
     base = IncidentRead.model_validate(incident).model_dump()
     return IncidentDetail(**base, alerts=[AlertRead.model_validate(a) for a in alerts])

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, Depends, Request
 
 from aegis.auth.dependencies import SessionDep, require_roles
 from aegis.auth.schemas import Actor
+from aegis.core.types import IdPath
 from aegis.policy import service
 from aegis.policy.document import Policy
 from aegis.policy.loader import parse_policy
@@ -145,7 +146,9 @@ def list_versions(policy_id: str, _: Reader, session: SessionDep) -> list[Policy
 
 
 @router.post("/{policy_id}/versions/{version}/restore", response_model=PolicyRead)
-def restore_version(policy_id: str, version: int, actor: Admin, session: SessionDep) -> PolicyRead:
+def restore_version(
+    policy_id: str, version: IdPath, actor: Admin, session: SessionDep
+) -> PolicyRead:
     return _read(
         service.restore(session=session, policy_id=policy_id, version=version, actor=actor.name)
     )

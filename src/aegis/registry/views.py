@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from aegis.auth.dependencies import SessionDep, require_roles
 from aegis.auth.schemas import Actor
+from aegis.core.types import IdPath
 from aegis.registry import catalog
 from aegis.registry.schemas import (
     ModelVersionRead,
@@ -54,7 +55,7 @@ def request_promotion(
 
 @router.post("/promotions/{promotion_id}/approve", response_model=ModelVersionRead)
 def approve(
-    promotion_id: int, body: PromotionDecision, actor: Approver, session: SessionDep
+    promotion_id: IdPath, body: PromotionDecision, actor: Approver, session: SessionDep
 ) -> ModelVersionRead:
     return ModelVersionRead.model_validate(
         catalog.approve(
@@ -65,7 +66,7 @@ def approve(
 
 @router.post("/promotions/{promotion_id}/reject", response_model=PromotionRead)
 def reject(
-    promotion_id: int, body: PromotionDecision, actor: Approver, session: SessionDep
+    promotion_id: IdPath, body: PromotionDecision, actor: Approver, session: SessionDep
 ) -> PromotionRead:
     return PromotionRead.model_validate(
         catalog.reject(

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, iter_route_contexts
 
 from aegis.auth.dependencies import rbac_of
 from aegis.backend_app import PUBLIC_ROUTES, create_app
 from aegis.core.config import Settings
+from tests.support.routes import api_routes
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "rbac.md"
 
@@ -22,16 +21,6 @@ def _rbac(dependant: Dependant) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
         if found:
             return found
     return None
-
-
-def api_routes(app: FastAPI) -> list[tuple[APIRoute, str]]:
-    """Every API route with its effective path (included routers flattened)."""
-    found = []
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        if isinstance(route, APIRoute):
-            found.append((route, context.path or route.path))
-    return found
 
 
 def route_table(settings: Settings) -> list[tuple[str, str, str]]:

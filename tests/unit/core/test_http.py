@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import NotFound
+from aegis.database.core import Database
 
 
 def _app(settings: Settings) -> FastAPI:
@@ -82,3 +85,34 @@ def test_a_canary_pod_counts_its_requests_by_outcome(
         client.get("/missing")
         client.get("/metrics")  # not counted
     assert (ok._value.get(), error._value.get()) == (before[0] + 1, before[1] + 1)
+
+
+def test_a_control_character_in_the_url_is_400(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(_app(make_settings())) as client:
+        refused = [client.get(url) for url in ("/missing%00", "/missing?x=a%00b", "/missing?x=%1b")]
+        unicode = client.get("/missing?x=%E2%82%AC%20ok")
+    for response in refused:
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_url"
+    assert unicode.status_code == 404  # reached the route
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
+def test_a_value_the_database_refuses_is_422_not_500(
+    make_settings: Callable[..., Settings], database: Database
+) -> None:
+    app = _app(make_settings())
+
+    @app.post("/lookup")
+    def lookup(body: dict[str, str]) -> dict[str, int]:
+        with database.unit_of_work() as session:
+            found = session.execute(text("SELECT count(*) FROM users WHERE username = :u"), body)
+            return {"found": int(found.scalar_one())}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        nul = client.post("/lookup", json={"u": "a\u0000b"})
+        fine = client.post("/lookup", json={"u": "ab"})
+    assert nul.status_code == 422, nul.text
+    assert nul.json()["error"]["code"] == "invalid_value"
+    assert "\\u0000" not in nul.text and "SELECT" not in nul.text
+    assert fine.json() == {"found": 0}

@@ -119,6 +119,20 @@ def test_incident_detail_lists_its_alerts(
     assert client.get("/api/v1/incidents/99999", headers=viewer).status_code == 404
 
 
+def test_a_nul_character_in_an_alert_is_kept_as_a_replacement_character(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    # PostgreSQL text and JSONB cannot hold NUL: the alert is stored, not refused or lost
+    sent = alert("Odd\u0000Name", pod="web-1\u0000")
+    sent["annotations"]["description"] = "before\u0000after"
+    incident_id = hook(sent)["incidents"][0]  # type: ignore[index]
+    viewer = factories.bearer(factories.login(client, factories.user(database, "viewer")))
+    stored = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()["alerts"][0]
+    assert stored["alertname"] == "Odd\ufffdName"
+    assert stored["labels"]["pod"] == "web-1\ufffd"
+    assert stored["annotations"]["description"] == "before\ufffdafter"
+
+
 def test_basic_auth_with_the_token_as_password_is_accepted(
     client: TestClient, settings: Settings
 ) -> None:

@@ -1,0 +1,26 @@
+"""Field types the services' request schemas share, for values that reach the database.
+
+* :data:`IdPath` (and :data:`MAX_DB_INT` for cursors): a row id beyond the databases' BIGINT
+  is a 422 at the edge, not an overflow in the driver.
+* :data:`StoredText`: text from outside that is stored as received (alert labels and
+  annotations). A NUL character, which PostgreSQL's text and JSONB cannot hold, becomes U+FFFD,
+  so the rest of the value is kept instead of the whole request being refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator
+
+MAX_DB_INT = 2**63 - 1
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+
+
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+StoredText = Annotated[str, AfterValidator(_without_nul)]
