@@ -92,7 +92,8 @@ class RawLines:
 
 
 def flatten(lines: Sequence[str | LogLine | EncodedLogLine]) -> RawLines:
-    """Every line's text (newlines turned into spaces) and time."""
+    """Every line's text (newlines turned into spaces, NUL into U+FFFD: evidence quotes lines,
+    and the backend stores it where PostgreSQL cannot hold a NUL) and time."""
     texts: list[str] = []
     times: list[float | None] = []
     add_text, add_time = texts.append, times.append
@@ -107,8 +108,8 @@ def flatten(lines: Sequence[str | LogLine | EncodedLogLine]) -> RawLines:
                 if type(stamp) is float and math.isfinite(stamp)
                 else (None if stamp is None or type(stamp) is float else epoch_seconds(stamp))
             )
-        if "\n" in text or "\r" in text:
-            text = text.replace("\r", " ").replace("\n", " ")
+        if "\n" in text or "\r" in text or "\x00" in text:
+            text = text.replace("\r", " ").replace("\n", " ").replace("\x00", "\ufffd")
         add_text(text)
         add_time(when)
     return RawLines(texts, times)

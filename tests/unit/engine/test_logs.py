@@ -135,14 +135,16 @@ def test_masking_a_batch_at_once_equals_masking_each_line(miner: logs.LogMiner) 
     assert together[0].masked == ["a <NUM> b <IP>", "c <HEX> d"]
 
 
-def test_lines_are_cut_newlines_removed_and_only_the_last_ones_kept(miner: logs.LogMiner) -> None:
+def test_lines_are_cut_newlines_and_nul_replaced_and_only_the_last_ones_kept(
+    miner: logs.LogMiner,
+) -> None:
     settings = miner.settings.model_copy(update={"max_lines": 3, "max_line_chars": 20})
-    lines: list[str | LogLine] = ["old 1", "old 2", "x" * 100, "two\nlines", "last"]
+    lines: list[str | LogLine] = ["old 1", "old 2", "x" * 100, "two\nlines", "nul\x00byte"]
 
     prepared = logs.prepare(lines, settings)
 
     assert prepared.total == 5
-    assert prepared.texts == ["x" * 20, "two lines", "last"]
+    assert prepared.texts == ["x" * 20, "two lines", "nul\ufffdbyte"]
 
 
 def test_mining_adversarial_lines_stops_at_its_work_budget(miner: logs.LogMiner) -> None:
