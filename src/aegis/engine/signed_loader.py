@@ -91,8 +91,10 @@ def reload_if_changed(
     clock: Callable[[], float] = time.monotonic,
 ) -> bool:
     """Load the production version when it is not what is served. False when nothing changed,
-    the ``gate`` holds a failed version back, or the load failed (the old model keeps serving;
-    ``holder.last_error`` says why)."""
+    another load is still running (the start-up one), the ``gate`` holds a failed version back,
+    or the load failed (the old model keeps serving; ``holder.last_error`` says why)."""
+    if holder.loading:
+        return False
     wanted = production_version(settings, database)
     current = holder.current
     if wanted is None or (current is not None and current.meta.version == wanted):

@@ -57,6 +57,7 @@ class ModelHolder:
     def __init__(self) -> None:
         self._current: Serving | None = None
         self._lock = threading.Lock()
+        self._loading = threading.Lock()  # one load at a time: start-up and the watcher
         self.last_error: str | None = None
         self.not_loaded_reason: str = NO_MODEL_YET
 
@@ -108,19 +109,26 @@ class ModelHolder:
         if old is not None:
             metrics.MODEL_LOADED.labels(old.meta.name, old.meta.version).set(0)
 
+    @property
+    def loading(self) -> bool:
+        """Whether a load is running now (the registry watcher waits for the next check)."""
+        return self._loading.locked()
+
     def load(self, loader: Loader) -> bool:
-        """Run ``loader`` and swap in what it returns; on failure keep the old model."""
-        try:
-            model, meta = loader()
-            self.swap(model, meta)
-        except AegisError as exc:
-            self.fail(exc.message)
-            return False
-        except Exception as exc:
-            log.error("model_loader_crashed", exc_info=exc)
-            self.fail(f"model loading failed: {type(exc).__name__}")
-            return False
-        return True
+        """Run ``loader`` and swap in what it returns; on failure keep the old model. Loads run
+        one at a time, so two never fetch, verify and extract into the cache together."""
+        with self._loading:
+            try:
+                model, meta = loader()
+                self.swap(model, meta)
+            except AegisError as exc:
+                self.fail(exc.message)
+                return False
+            except Exception as exc:
+                log.error("model_loader_crashed", exc_info=exc)
+                self.fail(f"model loading failed: {type(exc).__name__}")
+                return False
+            return True
 
 
 class EngineState:

@@ -3,6 +3,7 @@ leaves the old model serving."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,9 @@ from fastapi.testclient import TestClient
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.engine.app import create_app
+from aegis.engine.model import EngineModel
 from aegis.engine.signed_loader import RetryGate, reload_if_changed, signed_loader
-from aegis.engine.state import ModelHolder
+from aegis.engine.state import ModelHolder, ModelMeta
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from tests.support.factories import audit_events
 from tests.support.releases import release_model
@@ -102,3 +104,30 @@ def test_a_refused_version_is_retried_with_backoff_and_a_new_one_at_once(
     assert check() is True
     assert holder.current is not None and holder.current.meta.version == "0.3"
     assert gate.failures == 0
+
+
+def test_the_watcher_leaves_a_running_load_alone(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+) -> None:
+    key = generate_private_key()
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(public_key_pem(key.public_key()))
+    settings = make_settings(database_url=db_url, trusted_keys=str(pub))
+    release_model(tmp_path, database, key, pub, "0.1")
+    holder, started, release = ModelHolder(), threading.Event(), threading.Event()
+    load = signed_loader(settings, database)
+
+    def slow_start_up_load() -> tuple[EngineModel, ModelMeta]:
+        started.set()
+        release.wait(30)
+        return load()
+
+    start_up = threading.Thread(target=holder.load, args=(slow_start_up_load,))
+    start_up.start()
+    assert started.wait(30)
+    assert holder.loading
+    assert reload_if_changed(holder, settings, database) is False  # no second load of 0.1
+    release.set()
+    start_up.join(30)
+    assert holder.current is not None and not holder.loading
+    assert len(audit_events(database, "model.verified")) == 1
