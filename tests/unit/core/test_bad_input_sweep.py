@@ -19,6 +19,7 @@ from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
+from tests.support.hostile import hostile
 from tests.support.routes import api_routes
 
 PATH_VALUES = [
@@ -84,38 +85,6 @@ def sweep(
         yield call
 
 
-def _hostile(schema: dict[str, Any], defs: dict[str, Any], text: str, number: int) -> Any:
-    """An instance of ``schema`` that keeps to its shape, with every string ``text`` and every
-    integer ``number``: what gets past validation to the service and the database."""
-    if "$ref" in schema:
-        return _hostile(defs[schema["$ref"].rsplit("/", 1)[1]], defs, text, number)
-    for key in ("anyOf", "oneOf", "allOf"):
-        if key in schema:
-            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
-            return _hostile(options[0], defs, text, number)
-    if "enum" in schema:
-        return schema["enum"][0]
-    if "const" in schema:
-        return schema["const"]
-    kind = schema.get("type")
-    if kind == "object":
-        props = schema.get("properties", {})
-        return {name: _hostile(sub, defs, text, number) for name, sub in props.items()}
-    if kind == "array":
-        return [_hostile(schema.get("items", {}), defs, text, number)]
-    if kind == "string":
-        if schema.get("format") == "date-time":
-            return "2026-01-01T00:00:00Z"
-        return text
-    if kind == "integer":
-        return number
-    if kind == "number":
-        return 1e308
-    if kind == "boolean":
-        return True
-    return text
-
-
 def _calls(path: str, method: str, query: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     params = re.findall(r"{(\w+)(?::\w+)?}", path)
     good = re.sub(r"{\w+(?::\w+)?}", "1", path)
@@ -155,10 +124,10 @@ def test_no_route_fails_on_malformed_input(
         for name in ("jwt_secret", "jwt_refresh_secret", "executor_hmac_secret", "api_key")
     ]
     problems, statuses = [], []
-    # routes that end the admin's session run last, so the rest are swept logged in
     app = create_app(settings)
     openapi = app.openapi()
     defs = openapi.get("components", {}).get("schemas", {})
+    # routes that end the admin's session run last, so the rest are swept logged in
     routes = sorted(api_routes(app), key=lambda rp: ("logout" in rp[1], rp[1]))
     for route, path in routes:
         query = [p.alias for p in route.dependant.query_params]
@@ -169,7 +138,7 @@ def test_no_route_fails_on_malformed_input(
                 schema = body["content"].get("application/json", {}).get("schema", {})
                 good = re.sub(r"{\w+(?::\w+)?}", "1", path)
                 for text, number in (("nul\x00byte", 1), ("x" * 100_000, 2**70)):
-                    content = json.dumps(_hostile(schema, defs, text, number)).encode()
+                    content = json.dumps(hostile(schema, defs, text=text, number=number)).encode()
                     calls_here.append((good, {"content": content, "headers": JSON_HEADERS}))
             for url, kwargs in calls_here:
                 response = sweep(method, url, kwargs)
