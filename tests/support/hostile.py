@@ -1,9 +1,48 @@
-"""Request bodies that keep to a JSON schema's shape but carry hostile values: what gets past
-validation to a service, its database and its scoring."""
+"""Hostile values for requests: bodies that keep to a JSON schema's shape but carry hostile
+values (:func:`hostile`), and one hostile value put in one field of a valid body
+(:data:`HOSTILE_VALUES`, :func:`leaves`, :func:`replaced`): what gets past validation to a
+service, its database, its scoring and the cluster."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+HOSTILE_VALUES: list[Any] = [
+    "nul\x00byte",
+    "x" * 70_000,
+    "",
+    "\u202e\ufffd",
+    2**70,
+    -(2**70),
+    1e308,
+    -1e308,
+    5e-324,
+    None,
+    True,
+    [],
+    {},
+]
+
+
+def leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every leaf (the first item of a list stands for the others)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from leaves(value, (*path, key))
+    elif isinstance(node, list) and node:
+        yield from leaves(node[0], (*path, 0))
+    else:
+        yield path
+
+
+def replaced(node: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``node`` with the leaf at ``path`` set to ``value``."""
+    if not path:
+        return value
+    copy = dict(node) if isinstance(node, dict) else list(node)
+    copy[path[0]] = replaced(node[path[0]], path[1:], value)
+    return copy
 
 
 def hostile(

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aegis.core.types import PRINTABLE
+
 Role = Literal["viewer", "operator", "approver", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "operator", "approver", "admin")
 
@@ -31,7 +33,7 @@ class Actor:
 
 
 class LoginRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+    username: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
     password: str = Field(min_length=1, max_length=1024)
 
 

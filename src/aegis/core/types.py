@@ -2,6 +2,8 @@
 
 * :data:`IdPath` (and :data:`MAX_DB_INT` for cursors): a row id beyond the databases' BIGINT
   is a 422 at the edge, not an overflow in the driver.
+* :data:`PRINTABLE`: the pattern of a name or key (user name, action id, requester) that must
+  hold no control character.
 * :data:`StoredText`: text from outside that is stored as received (alert labels and
   annotations). A NUL character, which PostgreSQL's text and JSONB cannot hold, becomes U+FFFD,
   so the rest of the value is kept instead of the whole request being refused.
@@ -15,6 +17,7 @@ from fastapi import Path
 from pydantic import AfterValidator
 
 MAX_DB_INT = 2**63 - 1
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 IdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 

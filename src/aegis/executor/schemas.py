@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from aegis.core.types import PRINTABLE
 from aegis.executor.errors import InvalidActionRequest
 
 ACTIONS_PATH = "/v1/actions"  # the one endpoint that acts
@@ -40,14 +41,14 @@ class ExecutorActionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    action_id: str = Field(min_length=1, max_length=128)
+    action_id: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
     action: ActionType
     namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=63)
     name: str = Field(pattern=NAME_PATTERN, max_length=253)
     params: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str = Field(min_length=1, max_length=200)
+    idempotency_key: str = Field(min_length=1, max_length=200, pattern=PRINTABLE)
     dry_run: bool = False
-    requested_by: str = Field(min_length=1, max_length=256)
+    requested_by: str = Field(min_length=1, max_length=256, pattern=PRINTABLE)
 
     @model_validator(mode="after")
     def _check_params(self) -> ExecutorActionRequest:
@@ -124,7 +125,7 @@ class ExecutorLogsRequest(BaseModel):
     pod: str | None = Field(None, pattern=NAME_PATTERN, max_length=253)
     since_s: int = Field(3600, ge=1, le=86400)
     max_lines: int = Field(500, ge=1, le=5000)
-    requested_by: str = Field(min_length=1, max_length=256)
+    requested_by: str = Field(min_length=1, max_length=256, pattern=PRINTABLE)
 
     @model_validator(mode="after")
     def _one_target(self) -> ExecutorLogsRequest:

@@ -17,6 +17,7 @@ from aegis.engine import model, scoring, synthetic
 from aegis.engine.app import create_app
 from aegis.engine.errors import ModelFormatError
 from aegis.engine.state import ModelHolder, ModelMeta
+from tests.support.hostile import HOSTILE_VALUES, leaves, replaced
 
 KEY = "test-api-key-" + "d" * 32  # what make_settings configures
 PREVIOUS = "previous-api-key-" + "p" * 32
@@ -247,42 +248,6 @@ def test_bodies_that_are_not_utf8_json_are_422(client: TestClient, raw: bytes) -
     assert "JSON" in _error(response)["message"]
 
 
-HOSTILE: list[Any] = [
-    "nul\x00byte",
-    "x" * 70_000,
-    "",
-    "\u202e\ufffd",
-    2**70,
-    -(2**70),
-    1e308,
-    -1e308,
-    5e-324,
-    None,
-    True,
-    [],
-    {},
-]
-
-
-def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """The path of every leaf (the first item of a list stands for the others)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list) and node:
-        yield from _leaves(node[0], (*path, 0))
-    else:
-        yield path
-
-
-def _replaced(node: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    copy = dict(node) if isinstance(node, dict) else list(node)
-    copy[path[0]] = _replaced(node[path[0]], path[1:], value)
-    return copy
-
-
 @pytest.mark.parametrize("form", ["points", "columnar"])
 def test_a_hostile_value_anywhere_in_an_incident_is_422_or_scored(
     client: TestClient, form: str
@@ -291,9 +256,9 @@ def test_a_hostile_value_anywhere_in_an_incident_is_422_or_scored(
     if form == "columnar":
         incident = synthetic.columnar(incident)
     answered = set()
-    for path in _leaves(incident):
-        for value in HOSTILE:
-            body = {"incident": _replaced(incident, path, value)}
+    for path in leaves(incident):
+        for value in HOSTILE_VALUES:
+            body = {"incident": replaced(incident, path, value)}
             response = client.post("/predict", json=body, headers=_auth())
             answered.add(response.status_code)
             where = f"{'.'.join(map(str, path))} = {str(value)[:20]!r}"

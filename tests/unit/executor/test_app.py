@@ -19,6 +19,7 @@ from aegis.core.errors import ConfigError
 from aegis.executor.app import create_app
 from aegis.executor.backends.local import LocalCluster, default_state_path
 from aegis.executor.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request
+from tests.support.hostile import HOSTILE_VALUES, leaves, replaced
 from tests.unit.executor.conftest import PREVIOUS_SECRET, SECRET, ExecutorHarness, action_body
 
 
@@ -450,3 +451,29 @@ def test_the_kill_switch_stops_actions_not_reading_logs(
 
     assert _read_logs(executor, _logs_body()).status_code == 200
     assert executor.post(action_body()).status_code == 503
+
+
+@pytest.mark.parametrize("path", ["/v1/actions", "/v1/logs"])
+def test_a_signed_body_with_a_hostile_value_anywhere_is_refused_before_the_cluster(
+    executor: ExecutorHarness, path: str
+) -> None:
+    # what a compromised or buggy backend could sign: one hostile value in one field
+    valid = action_body(params={"replicas": 4}) if path == "/v1/actions" else _logs_body()
+    statuses = set()
+    for n, (where, value) in enumerate(
+        (where, value) for where in leaves(valid) for value in HOSTILE_VALUES
+    ):
+        body = replaced(valid, where, value)
+        if path == "/v1/actions" and where != ("idempotency_key",):
+            body["idempotency_key"] = f"fuzz-{n}"  # each request is a new action
+        mutations = len(executor.fake.mutating_requests())
+        response = executor.post(body, path=path)
+        statuses.add(response.status_code)
+        shown = f"{'.'.join(map(str, where))} = {str(value)[:20]!r}"
+        assert response.status_code in (200, 403, 409, 422), f"{shown}: {response.text[:300]}"
+        if value == "nul\x00byte":  # no identifier, name or requester holds a control character
+            assert response.status_code == 422, shown
+        if response.status_code != 200:
+            assert "\n" not in _error(response.json())["message"], shown
+            assert len(executor.fake.mutating_requests()) == mutations, shown
+    assert 422 in statuses
