@@ -22,6 +22,8 @@ HOSTILE_VALUES: list[Any] = [
     True,
     [],
     {},
+    "9999-12-31T23:59:59-23:59",  # a time beyond year 9999 once in UTC
+    "0001-01-01T00:00:00+23:59",  # and one before year 1
 ]
 
 
@@ -52,13 +54,15 @@ def hostile(
     text: str,
     number: int,
     real: float = 1e308,
+    when: str = "2026-01-01T00:00:00Z",
     option: int = 0,
 ) -> Any:
-    """An instance of ``schema`` with every string ``text``, every integer ``number`` and every
-    other number ``real``; of a union, the ``option``-th choice that is not null."""
+    """An instance of ``schema`` with every string ``text``, every date-time ``when``, every
+    integer ``number`` and every other number ``real``; of a union, the ``option``-th choice
+    that is not null."""
 
     def build(node: dict[str, Any]) -> Any:
-        return hostile(node, defs, text=text, number=number, real=real, option=option)
+        return hostile(node, defs, text=text, number=number, real=real, when=when, option=option)
 
     if "$ref" in schema:
         return build(defs[schema["$ref"].rsplit("/", 1)[1]])
@@ -76,7 +80,7 @@ def hostile(
     if kind == "array":
         return [build(schema.get("items", {}))]
     if kind == "string":
-        return "2026-01-01T00:00:00Z" if schema.get("format") == "date-time" else text
+        return when if schema.get("format") == "date-time" else text
     if kind == "integer":
         return number
     if kind == "number":

@@ -32,7 +32,17 @@ PATH_VALUES = [
     "..%2F..%2Fetc%2Fpasswd",
     "%00",
 ]
-QUERY_VALUES = ["", "-1", "99999999999999999999999", "x" * 3000, "not-a-date", "%FF", "\x00"]
+QUERY_VALUES = [
+    "",
+    "-1",
+    "99999999999999999999999",
+    "x" * 3000,
+    "not-a-date",
+    "9999-12-31T23:59:59-23:59",  # beyond year 9999 once in UTC
+    "0001-01-01T00:00:00+23:59",  # before year 1 once in UTC
+    "%FF",
+    "\x00",
+]
 BODIES: list[tuple[str, bytes]] = [
     ("empty", b""),
     ("not json", b"not json"),
@@ -137,8 +147,14 @@ def test_no_route_fails_on_malformed_input(
             if body:
                 schema = body["content"].get("application/json", {}).get("schema", {})
                 good = re.sub(r"{\w+(?::\w+)?}", "1", path)
-                for text, number in (("nul\x00byte", 1), ("x" * 100_000, 2**70)):
-                    content = json.dumps(hostile(schema, defs, text=text, number=number)).encode()
+                variants = [
+                    ("nul\x00byte", 1, "2026-01-01T00:00:00Z"),
+                    ("x" * 100_000, 2**70, "9999-12-31T23:59:59-23:59"),
+                    ("", -1, "0001-01-01T00:00:00+23:59"),
+                ]
+                for text, number, when in variants:
+                    value = hostile(schema, defs, text=text, number=number, when=when)
+                    content = json.dumps(value).encode()
                     calls_here.append((good, {"content": content, "headers": JSON_HEADERS}))
             for url, kwargs in calls_here:
                 response = sweep(method, url, kwargs)
