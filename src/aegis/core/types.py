@@ -5,7 +5,7 @@
 * :data:`PRINTABLE`: the pattern of a name or key (user name, action id, requester) that must
   hold no control character.
 * :data:`StoredText`: text from outside that is stored as received (alert labels and
-  annotations). A NUL character, which PostgreSQL's text and JSONB cannot hold, becomes U+FFFD,
+  annotations). A NUL character, which PostgreSQL's text cannot hold, becomes U+FFFD,
   so the rest of the value is kept instead of the whole request being refused.
 """
 
