@@ -82,12 +82,24 @@ def run(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit code 
     except Exception as exc:
         if _state["debug"]:
             raise
-        click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
-            err=True,
-        )
+        click.echo(f"error: {_describe(exc)} (run with --debug for details)", err=True)
         return 1
     return int(result) if isinstance(result, int) else 0
+
+
+def _describe(exc: Exception) -> str:
+    """One line about an unexpected error. A database error is its driver's first line, never
+    the SQL or the parameters SQLAlchemy appends; a missing table says to migrate."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        lines = str(exc.orig).strip().splitlines()
+        detail = lines[0][:300] if lines else ""
+        missing = "no such table" in detail or ("relation" in detail and "does not exist" in detail)
+        hint = " (no Aegis tables here: run `aegis db upgrade`)" if missing else ""
+        return f"database error ({type(exc.orig).__name__}): {detail}{hint}"
+    lines = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def main() -> None:

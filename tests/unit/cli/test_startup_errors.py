@@ -86,3 +86,13 @@ def test_production_engine_without_its_api_key_names_it(tmp_path: Path) -> None:
         _aegis(["serve", "engine", "--port", str(free_port())], tmp_path, AEGIS_MODE="production")
     )
     assert "API_KEY must be set in production mode" in line
+
+
+def test_a_database_error_is_one_line_without_the_sql(tmp_path: Path) -> None:
+    # `audit export` reads and does not migrate: an empty database has no audit table
+    target = (tmp_path / "audit.jsonl").as_uri()
+    result = _aegis(["audit", "export", "--to", target], tmp_path)
+    line = _one_error_line(result)
+    assert "no such table" in line and "aegis db upgrade" in line
+    assert "SQL" not in result.stderr and "SELECT" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
