@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from aegis.cli import (
@@ -63,26 +62,30 @@ def run(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit code 
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args
     try:
-        result = app(args=args, standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+        result = app(args=args, prog_name="aegis", standalone_mode=False)
+    except typer.Exit as exc:
         return exc.exit_code
-    except (click.exceptions.Abort, typer.Abort):
-        click.echo("aborted", err=True)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: Typer's own message, exit code 2
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
         return exc.exit_code
     except AegisError as exc:
         if _state["debug"]:
             raise
-        click.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {exc.message}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if _state["debug"]:
             raise
-        click.echo(f"error: {_describe(exc)} (run with --debug for details)", err=True)
+        typer.echo(f"error: {_describe(exc)} (run with --debug for details)", err=True)
         return 1
     return int(result) if isinstance(result, int) else 0
 

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from aegis.cli.main import run
 from tests.support.services import free_port
 
 
@@ -96,3 +99,21 @@ def test_a_database_error_is_one_line_without_the_sql(tmp_path: Path) -> None:
     assert "no such table" in line and "aegis db upgrade" in line
     assert "SQL" not in result.stderr and "SELECT" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["model", "verify"], "Missing argument 'target'"),
+        (["model", "build", ".", "--bogus"], "No such option: --bogus"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["serve", "engine", "--port", "many"], "Invalid value for '--port'"),
+    ],
+)
+def test_a_usage_error_is_typers_message_and_exit_code_2(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Usage: aegis" in err
+    assert "unexpected" not in err and "Traceback" not in err
