@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, create_engine, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from aegis.backup import restore as restore_service
@@ -203,7 +203,12 @@ def scratch_database(scratch_url: str | None, *, keep: bool) -> Iterator[str]:
             if not keep:
                 shutil.rmtree(folder, ignore_errors=True)
         return
-    parsed = make_url(scratch_url)
+    try:
+        parsed = make_url(scratch_url)
+    except ArgumentError:
+        raise AegisError(
+            "--scratch-url is not a database URL (e.g. postgresql+psycopg://user@host:5432/postgres)"
+        ) from None
     if parsed.get_backend_name() != "postgresql":
         yield scratch_url  # a SQLite file: restore refuses one that holds Aegis rows
         return

@@ -80,6 +80,12 @@ def run(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit code 
             raise
         typer.echo(f"error: {exc.message}", err=True)
         return 1
+    except OSError as exc:  # a path or an address that cannot be used, named in one line
+        if _state["debug"]:
+            raise
+        where = f": {str(exc.filename)[:160]}" if exc.filename is not None else ""
+        typer.echo(f"error: {exc.strerror or type(exc).__name__}{where}", err=True)
+        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Engine
+
+from aegis.core.errors import AegisError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # pg_advisory_xact_lock key held by a migration (``migrations/env.py``): the bytes "AEGISMIG" as
@@ -21,9 +25,23 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+class UnknownRevision(AegisError):
+    code = "unknown_revision"
+
+
 def upgrade(engine: Engine, revision: str = "heads") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    _migrate(command.upgrade, engine, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(alembic_config(engine), revision)
+    _migrate(command.downgrade, engine, revision)
+
+
+def _migrate(step: Callable[[Config, str], None], engine: Engine, revision: str) -> None:
+    if not revision.strip():
+        raise UnknownRevision("name a revision: heads, base, a revision id or a step such as -1")
+    try:
+        step(alembic_config(engine), revision)
+    except CommandError as exc:  # Alembic's own one-line reason (unknown or ambiguous revision)
+        lines = str(exc).strip().splitlines() or [""]
+        raise UnknownRevision(f"cannot migrate to {revision[:80]!r}: {lines[0][:200]}") from None

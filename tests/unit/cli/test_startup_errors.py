@@ -117,3 +117,12 @@ def test_a_usage_error_is_typers_message_and_exit_code_2(
     err = capsys.readouterr().err
     assert says in err and "Usage: aegis" in err
     assert "unexpected" not in err and "Traceback" not in err
+
+
+def test_a_path_or_revision_that_cannot_be_used_is_named_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = _one_error_line(_aegis(["engine", "train", "--out", str(blocker / "model")], tmp_path))
+    assert line == f"error: Not a directory: {blocker / 'model'}"
+    line = _one_error_line(_aegis(["db", "upgrade", "nope"], tmp_path))
+    assert "cannot migrate to 'nope'" in line
