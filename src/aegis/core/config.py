@@ -17,14 +17,23 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 import string
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -503,6 +512,29 @@ def _check_production_secrets(settings: Settings, service: str) -> None:
             )
 
 
+def env_name(field: str) -> str:
+    """The environment variable a settings field reads (its first alias)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and alias.choices:
+        return str(alias.choices[0])
+    return field.upper()
+
+
+def _invalid_setting(exc: ValidationError | SettingsError) -> ConfigError:
+    """One line naming the variable and what is wrong with it, never its value (it may be a
+    secret)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        loc = [str(part) for part in first.get("loc", ())]
+        name = env_name(loc[0]) if loc else "a setting"
+        where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+        return ConfigError(f"{name}{where} is invalid: {first.get('msg', 'invalid value')}")
+    found = re.search(r'field "(\w+)"', str(exc))
+    name = env_name(found.group(1)) if found else "a setting"
+    return ConfigError(f"{name} is invalid: not valid JSON")
+
+
 def load_settings(service: str = "cli", **overrides: object) -> Settings:
     """Build the one Settings object for ``service`` (a :data:`SERVICE_SECRETS` key): read env,
     check it, fill embedded secrets.
@@ -511,7 +543,10 @@ def load_settings(service: str = "cli", **overrides: object) -> Settings:
     """
     if service not in SERVICE_SECRETS:
         raise ValueError(f"unknown service {service!r}")
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except (ValidationError, SettingsError) as exc:
+        raise _invalid_setting(exc) from None
     ensure_data_dir(settings.data_dir)
     validate_database_url(settings.effective_database_url)
     if settings.mode == "production":

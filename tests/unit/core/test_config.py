@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from aegis.core.config import GENERATED_SECRETS, Settings, load_settings
+from aegis.core.config import GENERATED_SECRETS, Settings, env_name, load_settings
 from aegis.core.errors import ConfigError
 
 
@@ -147,3 +147,25 @@ def test_an_empty_secret_is_no_secret(tmp_path: Path, monkeypatch: pytest.Monkey
     assert settings.executor_hmac_secret is None
     with pytest.raises(ConfigError, match="EXECUTOR_HMAC_SECRET must be set"):
         load_settings("executor", _env_file=None, data_dir=tmp_path, mode="production")
+
+
+def test_every_malformed_setting_is_one_line_naming_its_variable_not_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a typo in any variable must say which one and why, without echoing what was set (it may
+    # be a secret): never a pydantic dump, never a traceback
+    marker = "zq-marker-7"
+    values = [marker, f"-1{marker}", "-1", "0", "{", f'[{{"{marker}": 1}}]', "1e999"]
+    refused = 0
+    for field in Settings.model_fields:
+        name = env_name(field)
+        for value in values:
+            with monkeypatch.context() as env:
+                env.setenv(name, value)
+                try:
+                    load_settings(_env_file=None, data_dir=tmp_path / "d")
+                except ConfigError as exc:
+                    refused += 1
+                    assert exc.message.startswith(name) or name in exc.message, exc.message
+                    assert "\n" not in exc.message and marker not in exc.message, exc.message
+    assert refused > len(Settings.model_fields)  # most variables refuse most of these values
