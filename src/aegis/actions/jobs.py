@@ -68,10 +68,14 @@ def expire_pending(database: Database) -> int:
     with database.unit_of_work() as session:
         due = list(
             session.scalars(
-                select(ActionRequest).where(
+                select(ActionRequest)
+                .where(
                     ActionRequest.status == "pending_approval",
                     ActionRequest.expires_at <= service.now(),
                 )
+                # locked, so an approval committed meanwhile is seen, not overwritten
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
         )
         for request in due:
@@ -102,7 +106,7 @@ def dry_run_pending(database: Database, executor: Executor) -> None:
             log.warning("dry_run_failed", action_id=request.id, error=exc.message)
             continue
         with database.unit_of_work() as session:
-            current = service.get(session=session, action_id=request.id)
+            current = service.get(session=session, action_id=request.id, lock=True)
             if current.status == "pending_approval" and current.dry_run_diff is None:
                 service.set_dry_run(session=session, request=current, diff=_diff(result))
 
@@ -141,7 +145,7 @@ def _still_what_was_approved(executor: Executor, database: Database, action_id: 
     if service.approval_hash(request, _diff(result)) == request.approval_hash:
         return True
     with database.unit_of_work() as session:
-        current = service.get(session=session, action_id=action_id)
+        current = service.get(session=session, action_id=action_id, lock=True)
         current.status = "pending_approval"
         current.approved_by = None
         current.expires_at = service.now() + timedelta(hours=1)

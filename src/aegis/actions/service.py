@@ -110,8 +110,12 @@ def audit(
     )
 
 
-def get(*, session: Session, action_id: str) -> ActionRequest:
-    found = session.get(ActionRequest, action_id)
+def get(*, session: Session, action_id: str, lock: bool = False) -> ActionRequest:
+    """The request; with ``lock``, its row is locked until the transaction ends and re-read, so
+    two decisions on one request (approve and reject, approve and expire) happen one after the
+    other and the second sees the first (``FOR UPDATE`` on PostgreSQL; SQLite's transactions
+    already take the write lock at BEGIN)."""
+    found = session.get(ActionRequest, action_id, with_for_update=lock, populate_existing=lock)
     if found is None:
         raise ActionNotFound(f"action {action_id} not found")
     return found
@@ -293,7 +297,7 @@ def set_dry_run(*, session: Session, request: ActionRequest, diff: list[dict[str
 def approve(
     *, session: Session, action_id: str, actor: Actor, presented_hash: str, comment: str = ""
 ) -> ActionRequest:
-    request = get(session=session, action_id=action_id)
+    request = get(session=session, action_id=action_id, lock=True)
     if request.status != "pending_approval":
         raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
     if actor.name == request.requested_by:
@@ -316,7 +320,7 @@ def approve(
 
 
 def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "") -> ActionRequest:
-    request = get(session=session, action_id=action_id)
+    request = get(session=session, action_id=action_id, lock=True)
     if request.status != "pending_approval":
         raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
     if actor.name == request.requested_by:

@@ -165,7 +165,10 @@ def request_promotion(
 
 
 def _pending(session: Session, promotion_id: int) -> PromotionRequest:
-    request = session.get(PromotionRequest, promotion_id)
+    # locked and re-read: two approvers deciding at once decide one after the other
+    request = session.get(
+        PromotionRequest, promotion_id, with_for_update=True, populate_existing=True
+    )
     if request is None:
         raise ModelNotFound(f"promotion request {promotion_id} not found")
     if request.status != "pending":

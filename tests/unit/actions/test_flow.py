@@ -7,8 +7,10 @@ interface); the backend is the real backend app; the dispatcher is driven one ti
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aegis.actions import jobs
+from aegis.actions import service as actions
+from aegis.actions.errors import ActionStateConflict
+from aegis.actions.models import ActionRequest
 from aegis.audit import verify
+from aegis.auth.schemas import Actor
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
@@ -338,3 +344,63 @@ def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: 
     assert world.action(action["id"])["effective"] == "ineffective"
     detail = world.api.get(f"/api/v1/incidents/{incident_id}", headers=world.operator).json()
     assert detail["severity"] == "critical"
+
+
+def _pending_with_hash(world: World, replicas: int) -> tuple[str, str]:
+    action = world.request(action="scale_deployment", params={"replicas": replicas}).json()
+    world.tick()  # the dry run fills in the hash to approve
+    return str(action["id"]), str(world.action(action["id"])["approval_hash"])
+
+
+def _while_approving(world: World, action_id: str, approval: str, race: Callable[[], Any]) -> Any:
+    """Approve ``action_id`` in a transaction held open while ``race`` runs in a thread; the
+    race must wait for the approval, or be done refusing."""
+    approver = Actor(name=world.approver_name, roles=frozenset({"approver"}))
+    outcome: dict[str, Any] = {}
+
+    def run_race() -> None:
+        try:
+            outcome["result"] = race()
+        except ActionStateConflict:
+            outcome["result"] = "refused"
+
+    with world.database.unit_of_work() as session:
+        actions.approve(
+            session=session, action_id=action_id, actor=approver, presented_hash=approval
+        )
+        racer = threading.Thread(target=run_race)
+        racer.start()
+        racer.join(timeout=1.0)  # without the row lock the race would finish (wrongly) now
+        assert racer.is_alive() or outcome.get("result") in ("refused", 0), outcome
+    racer.join(timeout=30)
+    return outcome["result"]
+
+
+def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: World) -> None:
+    action_id, approval = _pending_with_hash(world, 6)
+    other = Actor(name=factories.user(world.database, "approver"), roles=frozenset({"approver"}))
+
+    def reject() -> str:
+        with world.database.unit_of_work() as session:
+            actions.reject(session=session, action_id=action_id, actor=other, comment="no")
+        return "rejected"
+
+    assert _while_approving(world, action_id, approval, reject) == "refused"
+    assert world.action(action_id)["status"] == "approved"
+    assert not factories.audit_events(world.database, "action.rejected")
+
+
+def test_an_approval_at_the_deadline_is_not_overwritten_by_the_expiry(world: World) -> None:
+    action_id, approval = _pending_with_hash(world, 7)
+    with world.database.unit_of_work() as session:
+        row = session.get(ActionRequest, action_id)
+        assert row is not None
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+
+    expired = _while_approving(
+        world, action_id, approval, lambda: jobs.expire_pending(world.database)
+    )
+    assert expired == 0
+    assert world.action(action_id)["status"] == "approved"
+    world.tick()
+    assert world.action(action_id)["status"] == "succeeded"

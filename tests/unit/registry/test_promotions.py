@@ -3,6 +3,7 @@ decisions that cannot be taken twice, and what the audit log keeps of each."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from aegis.backend_app import create_app
 from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
+from aegis.registry import catalog
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from tests.support import factories
 from tests.support.releases import push_model
@@ -152,3 +154,34 @@ def test_the_cli_rejects_with_four_eyes(
     assert run(["model", "list", "--name", "example_multimodal"]) == 0
     out = capsys.readouterr().out
     assert "staging" in out and "production" not in out
+
+
+def test_two_approvers_at_once_promote_once(
+    database: Database, pushed: Callable[[str], Path]
+) -> None:
+    pushed("0.1")
+    with database.unit_of_work() as session:
+        request = catalog.request_promotion(
+            session=session, name="example_multimodal", version="0.1", to="production", actor="al"
+        )
+        promotion_id = request.id
+    outcome: dict[str, str] = {}
+
+    def approve_meanwhile() -> None:
+        try:
+            with database.unit_of_work() as session:
+                catalog.approve(session=session, promotion_id=promotion_id, actor="carol")
+            outcome["result"] = "approved"
+        except catalog.PromotionConflict:
+            outcome["result"] = "refused"
+
+    with database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=promotion_id, actor="bob")
+        racer = threading.Thread(target=approve_meanwhile)
+        racer.start()
+        racer.join(timeout=1.0)  # without the row lock it would finish (wrongly) now
+        assert racer.is_alive() or outcome.get("result") == "refused", outcome
+    racer.join(timeout=30)
+
+    assert outcome["result"] == "refused"
+    assert len(factories.audit_events(database, "model.promoted")) == 1
