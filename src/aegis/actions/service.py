@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from aegis.actions.errors import (
@@ -345,15 +347,21 @@ def incident_kind(session: Session, request: ActionRequest) -> str:
 
 
 def record_outcome(*, session: Session, request: ActionRequest, success: bool) -> None:
+    """Count one outcome in one statement (insert, or add one on conflict), so outcomes recorded
+    at once by several backends or jobs are all counted, none lost to a read-modify-write."""
     kind = incident_kind(session, request)
-    row = session.get(ActionOutcome, (kind, request.action))
-    if row is None:
-        row = ActionOutcome(incident_kind=kind, action=request.action, successes=0, failures=0)
-        session.add(row)
-    if success:
-        row.successes += 1
-    else:
-        row.failures += 1
+    column = "successes" if success else "failures"
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(ActionOutcome).values(
+        incident_kind=kind, action=request.action, successes=int(success), failures=int(not success)
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ActionOutcome.incident_kind, ActionOutcome.action],
+            set_={column: getattr(ActionOutcome, column) + 1},
+        )
+    )
 
 
 def outcome_stats(*, session: Session) -> dict[tuple[str, str], dict[str, int]]:

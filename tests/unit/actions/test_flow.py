@@ -404,3 +404,23 @@ def test_an_approval_at_the_deadline_is_not_overwritten_by_the_expiry(world: Wor
     assert world.action(action_id)["status"] == "approved"
     world.tick()
     assert world.action(action_id)["status"] == "succeeded"
+
+
+def test_outcomes_recorded_at_once_are_all_counted(world: World) -> None:
+    # several backends (or the re-check job and a rejection) learning at the same moment
+    learnt = ActionRequest(incident_kind="race_kind", action="restart_deployment")
+    start = threading.Barrier(8)
+
+    def record(n: int) -> None:
+        start.wait()
+        with world.database.unit_of_work() as session:
+            actions.record_outcome(session=session, request=learnt, success=n % 2 == 0)
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    with world.database.unit_of_work() as session:
+        stats = actions.outcome_stats(session=session)
+    assert stats[("race_kind", "restart_deployment")] == {"successes": 4, "failures": 4}
