@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -71,7 +72,9 @@ def _audit_change(
 
 
 def _stored(session: Session, policy_id: str) -> StoredPolicy:
-    row = session.get(StoredPolicy, policy_id)
+    """The policy's row, locked and re-read: two changes to one policy at once (two admins, a
+    sync and an edit) take their version numbers one after the other instead of colliding."""
+    row = session.get(StoredPolicy, policy_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise PolicyNotFound(f"policy {policy_id!r} not found")
     return row
@@ -99,13 +102,16 @@ def _add_version(
 
 
 def create(*, session: Session, policy: Policy, actor: str) -> Policy:
-    existing = session.get(StoredPolicy, policy.id)
+    existing = session.get(StoredPolicy, policy.id, with_for_update=True, populate_existing=True)
     if existing is not None and existing.active:
         raise PolicyExists(f"policy {policy.id!r} already exists; PUT to change it")
     if existing is None:
         existing = StoredPolicy(id=policy.id, current_version=1, active=True)
         session.add(existing)
-        session.flush()  # the version row references it
+        try:
+            session.flush()  # the version row references it
+        except IntegrityError:  # created by someone else meanwhile
+            raise PolicyExists(f"policy {policy.id!r} already exists; PUT to change it") from None
     else:  # re-creating a deleted id continues its history
         existing.current_version += 1
         existing.active = True

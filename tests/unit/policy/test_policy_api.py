@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,8 @@ from aegis.audit.models import AuditEntry
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
+from aegis.policy import service as policy_service
+from aegis.policy.loader import parse_policy
 from tests.support import factories
 
 STAGING = {
@@ -189,3 +192,59 @@ def test_replay_shows_what_a_candidate_set_would_change(
         "/api/v1/policy/replay", headers=admin, json={"since": "2000-01-01T00:00:00Z"}
     ).json()
     assert same["changed"] == 0
+
+
+def test_two_changes_to_one_policy_at_once_take_versions_one_after_the_other(
+    database: Database,
+) -> None:
+    with database.unit_of_work() as session:
+        policy_service.create(session=session, policy=parse_policy(STAGING), actor="alice")
+    outcome: dict[str, object] = {}
+
+    def update_meanwhile() -> None:
+        edited = parse_policy({**STAGING, "description": "bob's edit"})
+        with database.unit_of_work() as session:
+            outcome["version"] = policy_service.update(
+                session=session, policy_id=str(STAGING["id"]), policy=edited, actor="bob"
+            ).version
+
+    with database.unit_of_work() as session:
+        edited = parse_policy({**STAGING, "description": "alice's edit"})
+        policy_service.update(
+            session=session, policy_id=str(STAGING["id"]), policy=edited, actor="alice"
+        )
+        racer = threading.Thread(target=update_meanwhile)
+        racer.start()
+        racer.join(timeout=1.0)  # without the row lock it would take version 2 too, now
+        assert racer.is_alive(), outcome
+    racer.join(timeout=30)
+
+    assert outcome["version"] == 3
+    with database.unit_of_work() as session:
+        history = policy_service.versions(session=session, policy_id=str(STAGING["id"]))
+        assert [(v.version, v.created_by) for v in history] == [
+            (1, "alice"),
+            (2, "alice"),
+            (3, "bob"),
+        ]
+
+
+def test_a_policy_created_twice_at_once_is_created_once(database: Database) -> None:
+    start = threading.Barrier(2)
+    results: list[str] = []
+
+    def create(actor: str) -> None:
+        start.wait()
+        try:
+            with database.unit_of_work() as session:
+                policy_service.create(session=session, policy=parse_policy(STAGING), actor=actor)
+            results.append("created")
+        except policy_service.PolicyExists:
+            results.append("exists")
+
+    threads = [threading.Thread(target=create, args=(name,)) for name in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == ["created", "exists"]
