@@ -23,8 +23,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from aegis.actions.errors import (
@@ -41,6 +39,7 @@ from aegis.audit import canonical
 from aegis.audit import service as audit_service
 from aegis.auth.schemas import Actor
 from aegis.core.config import Settings
+from aegis.database import bulk
 from aegis.executor.schemas import ExecutorActionRequest
 from aegis.policy import service as policy_service
 from aegis.policy.errors import InvalidEvaluationRequest
@@ -349,18 +348,18 @@ def incident_kind(session: Session, request: ActionRequest) -> str:
 def record_outcome(*, session: Session, request: ActionRequest, success: bool) -> None:
     """Count one outcome in one statement (insert, or add one on conflict), so outcomes recorded
     at once by several backends or jobs are all counted, none lost to a read-modify-write."""
-    kind = incident_kind(session, request)
     column = "successes" if success else "failures"
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(ActionOutcome).values(
-        incident_kind=kind, action=request.action, successes=int(success), failures=int(not success)
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[ActionOutcome.incident_kind, ActionOutcome.action],
-            set_={column: getattr(ActionOutcome, column) + 1},
-        )
+    bulk.upsert(
+        session,
+        ActionOutcome,
+        {
+            "incident_kind": incident_kind(session, request),
+            "action": request.action,
+            "successes": int(success),
+            "failures": int(not success),
+        },
+        keys=["incident_kind", "action"],
+        update_with={column: getattr(ActionOutcome, column) + 1},
     )
 
 

@@ -1,4 +1,4 @@
-"""Set-based writes: many rows in one statement.
+"""Set-based writes: many rows in one statement, and the one-row upsert.
 
 The ORM's unit of work, and even a pipelined ``executemany``, send one statement per row: on
 PostgreSQL each is parsed, bound, executed and answered on its own, and for a webhook of 50
@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Dialect, Row, Table, bindparam, insert, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from aegis.database.core import is_postgres
@@ -127,3 +129,25 @@ def update_rows(
         f"WHERE {target}.{quote(key)} = r.{quote(key)}"
     )
     session.execute(text(sql), {"rows": _rows_json(rows)})
+
+
+def upsert(
+    session: Session,
+    model: type[Any],
+    values: dict[str, Any],
+    *,
+    keys: Sequence[str],
+    update_with: dict[str, Any],
+) -> None:
+    """Insert one row, or on a conflict on ``keys`` apply ``update_with`` to the row there: one
+    statement (``INSERT ... ON CONFLICT DO UPDATE`` on both databases), so writers racing on a
+    new key neither collide nor lose an update. ``update_with`` values may be SQL expressions
+    (``Model.count + 1``)."""
+    make = postgresql_insert if is_postgres(session) else sqlite_insert
+    statement = make(model).values(**values)
+    columns = [getattr(model, key) for key in keys]
+    session.execute(statement.on_conflict_do_update(index_elements=columns, set_=update_with))
+    # an instance of this row already in the session would now be stale
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, model):
+            session.expire(instance)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from aegis.database import bulk
 from aegis.flags.models import RuntimeFlag
 
 
@@ -13,9 +15,12 @@ def get(*, session: Session, name: str, default: str | None = None) -> str | Non
 
 
 def set_flag(*, session: Session, name: str, value: str, actor: str) -> None:
-    flag = session.get(RuntimeFlag, name)
-    if flag is None:
-        session.add(RuntimeFlag(name=name, value=value, updated_by=actor))
-    else:
-        flag.value = value
-        flag.updated_by = actor
+    """Set ``name`` in one statement: two writers setting a flag for the first time at once
+    (two policy changes on a new install) do not collide."""
+    bulk.upsert(
+        session,
+        RuntimeFlag,
+        {"name": name, "value": value, "updated_by": actor},
+        keys=["name"],
+        update_with={"value": value, "updated_by": actor, "updated_at": func.now()},
+    )
