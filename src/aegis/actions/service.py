@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.actions.errors import (
@@ -191,20 +192,27 @@ def _check_executable(body: ActionCreate, actor: Actor) -> None:
         raise ActionInputInvalid(f"{where}: {message}" if where else message) from None
 
 
+def _replay(session: Session, body: ActionCreate, digest: str) -> ActionRequest | None:
+    """The request already recorded under ``body``'s idempotency key, if any; 409 when that key
+    was used for a different request."""
+    existing = session.scalar(
+        select(ActionRequest).where(ActionRequest.idempotency_key == body.idempotency_key)
+    )
+    if existing is not None and existing.body_hash != digest:
+        raise IdempotencyConflict(
+            f"idempotency key {body.idempotency_key!r} was used for a different request"
+        )
+    return existing
+
+
 def request_action(
     *, session: Session, settings: Settings, body: ActionCreate, actor: Actor
 ) -> tuple[ActionRequest, bool]:
     """Record and decide a request. Returns (request, created); a replay returns the original."""
     digest = body_hash(body)
-    existing = session.scalar(
-        select(ActionRequest).where(ActionRequest.idempotency_key == body.idempotency_key)
-    )
-    if existing is not None:
-        if existing.body_hash != digest:
-            raise IdempotencyConflict(
-                f"idempotency key {body.idempotency_key!r} was used for a different request"
-            )
-        return existing, False
+    replay = _replay(session, body, digest)
+    if replay is not None:
+        return replay, False
     if body.action not in ACTIONS:
         raise ActionInputInvalid(
             f"action: unknown action type {body.action!r}; one of {', '.join(ACTIONS)}"
@@ -262,7 +270,14 @@ def request_action(
         created_at=now(),
         updated_at=now(),
     )
-    session.add(request)
+    try:
+        with session.begin_nested():
+            session.add(request)
+    except IntegrityError:  # the same key, committed meanwhile by a concurrent retry
+        replay = _replay(session, body, digest)
+        if replay is None:
+            raise
+        return replay, False
     audit(session, request, "action.requested", actor.name, reason=body.reason)
     event = {
         "allow": "action.allowed",

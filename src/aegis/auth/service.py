@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -76,7 +77,10 @@ def create_user(
         disabled=False,
     )
     session.add(user)
-    session.flush()  # the id goes into the audit record
+    try:
+        session.flush()  # the id goes into the audit record
+    except IntegrityError:  # created by someone else meanwhile
+        raise UserExists(f"user {username!r} already exists") from None
     _audit_user(session, "user.created", actor=actor, username=username, roles=user.roles)
     return user
 

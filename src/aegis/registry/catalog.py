@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -118,6 +119,10 @@ def push(
         created_at=datetime.now(UTC),
     )
     session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:  # pushed by someone else meanwhile
+        raise ModelExists(f"model {name} {version} is already in the registry") from None
     audit(
         session,
         "model.pushed",

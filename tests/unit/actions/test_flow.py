@@ -21,6 +21,7 @@ from aegis.actions import jobs
 from aegis.actions import service as actions
 from aegis.actions.errors import ActionStateConflict
 from aegis.actions.models import ActionRequest
+from aegis.actions.schemas import ActionCreate
 from aegis.audit import verify
 from aegis.auth.schemas import Actor
 from aegis.backend_app import create_app
@@ -424,3 +425,37 @@ def test_outcomes_recorded_at_once_are_all_counted(world: World) -> None:
     with world.database.unit_of_work() as session:
         stats = actions.outcome_stats(session=session)
     assert stats[("race_kind", "restart_deployment")] == {"successes": 4, "failures": 4}
+
+
+def test_a_retry_racing_the_original_request_is_its_replay(world: World) -> None:
+    # a client that timed out resends the same request while the first is still being recorded
+    operator = Actor(name=world.operator_name, roles=frozenset({"operator"}))
+    body = ActionCreate(
+        action="restart_deployment", namespace="demo", name="web", idempotency_key="retry-1"
+    )
+    outcome: dict[str, Any] = {}
+
+    def retry() -> None:
+        try:
+            with world.database.unit_of_work() as session:
+                request, created = actions.request_action(
+                    session=session, settings=world.settings, body=body, actor=operator
+                )
+                outcome["result"] = (request.id, created)
+        except Exception as exc:
+            outcome["result"] = exc
+
+    with world.database.unit_of_work() as session:
+        original, created = actions.request_action(
+            session=session, settings=world.settings, body=body, actor=operator
+        )
+        session.flush()
+        first_id = original.id
+        racer = threading.Thread(target=retry)
+        racer.start()
+        racer.join(timeout=1.0)
+    racer.join(timeout=30)
+
+    assert created is True
+    assert outcome["result"] == (first_id, False)
+    assert len(factories.audit_events(world.database, "action.requested")) == 1

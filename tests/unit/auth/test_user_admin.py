@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aegis.auth import service
-from aegis.auth.errors import LastAdmin
+from aegis.auth.errors import LastAdmin, UserExists
 from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
@@ -355,3 +355,31 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(database: Databa
     with database.unit_of_work() as session:
         roles = {u.username: u.roles for u in service.list_users(session=session)}
     assert roles[first] == ["viewer"] and roles[second] == ["admin"]
+
+
+def test_one_name_created_twice_at_once_is_one_user_and_one_conflict(database: Database) -> None:
+    outcome: dict[str, object] = {}
+
+    def create_meanwhile() -> None:
+        try:
+            with database.unit_of_work() as session:
+                service.create_user(
+                    session=session, username="dup", password="x" * 16, roles=["viewer"], actor="b"
+                )
+            outcome["result"] = "created"
+        except UserExists:
+            outcome["result"] = "exists"
+
+    with database.unit_of_work() as session:
+        service.create_user(
+            session=session, username="dup", password="y" * 16, roles=["admin"], actor="a"
+        )
+        racer = threading.Thread(target=create_meanwhile)
+        racer.start()
+        racer.join(timeout=1.0)
+    racer.join(timeout=30)
+
+    assert outcome["result"] == "exists"
+    with database.unit_of_work() as session:
+        users = [u for u in service.list_users(session=session) if u.username == "dup"]
+    assert [u.roles for u in users] == [["admin"]]
