@@ -234,11 +234,15 @@ def recheck(database: Database) -> None:
     with database.unit_of_work() as session:
         watched = list(
             session.scalars(
-                select(ActionRequest).where(
+                select(ActionRequest)
+                .where(
                     ActionRequest.status == "succeeded",
                     ActionRequest.effective.is_(None),
                     ActionRequest.incident_id.is_not(None),
                 )
+                # another backend's re-check holds the rows it is judging: skip them, so no
+                # outcome is counted twice
+                .with_for_update(skip_locked=True)
             )
         )
         for request in watched:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from aegis.actions import jobs
 from aegis.actions import service as actions
@@ -459,3 +460,27 @@ def test_a_retry_racing_the_original_request_is_its_replay(world: World) -> None
     assert created is True
     assert outcome["result"] == (first_id, False)
     assert len(factories.audit_events(world.database, "action.requested")) == 1
+
+
+def test_two_re_checks_at_once_count_an_outcome_once(world: World) -> None:
+    incident_id = _incident(world, "PodOOMKilled")
+    action_id = world.request(incident_id=incident_id).json()["id"]
+    world.tick()  # executed; the incident is still open
+    _incident(world, "PodOOMKilled", status="resolved")
+
+    # another backend's re-check is judging this action right now
+    with world.database.unit_of_work() as session:
+        judged = session.scalars(
+            select(ActionRequest).where(ActionRequest.id == action_id).with_for_update()
+        ).one()
+        actions.record_outcome(session=session, request=judged, success=True)
+        judged.effective = "effective"
+        session.flush()
+        racer = threading.Thread(target=jobs.recheck, args=(world.database,))
+        racer.start()
+        racer.join(timeout=1.0)
+    racer.join(timeout=30)
+
+    with world.database.unit_of_work() as session:
+        stats = actions.outcome_stats(session=session)
+    assert stats[("PodOOMKilled", "restart_deployment")] == {"successes": 1, "failures": 0}
