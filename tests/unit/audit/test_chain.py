@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -69,6 +70,28 @@ def test_appends_are_gapless_and_linked(database: Database) -> None:
     assert entries[0].prev_hash == canonical.GENESIS_HASH
     assert all(b.prev_hash == a.entry_hash for a, b in itertools.pairwise(entries))
     assert _verify(database).ok
+
+
+def test_writers_appending_at_once_leave_one_gapless_chain(database: Database) -> None:
+    # every service and job appends; eight transactions at once still make one chain
+    start = threading.Barrier(8)
+    errors: list[Exception] = []
+
+    def write(n: int) -> None:
+        start.wait()
+        try:
+            _record(database, 5, actor=f"writer{n}")
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    report = _verify(database)
+    assert report.ok and report.entries == 40 and report.head_seq == 40
 
 
 def test_a_rolled_back_append_leaves_no_gap(database: Database) -> None:
