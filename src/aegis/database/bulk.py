@@ -147,7 +147,7 @@ def upsert(
     statement = make(model).values(**values)
     columns = [getattr(model, key) for key in keys]
     session.execute(statement.on_conflict_do_update(index_elements=columns, set_=update_with))
-    # an instance of this row already in the session would now be stale
+    # instances of the model already in the session may now be stale: they reload on access
     for instance in list(session.identity_map.values()):
         if isinstance(instance, model):
             session.expire(instance)
