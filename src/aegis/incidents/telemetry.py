@@ -90,6 +90,11 @@ class Scope:
         return str(self.deployment).replace(".", "\\\\.") + "-[a-z0-9]+-[a-z0-9]+"
 
 
+NO_WORKLOAD = (
+    "the alert names no workload (labels namespace, and pod or deployment, as Kubernetes names)"
+)
+
+
 def scope_of(labels: dict[str, str]) -> Scope | None:
     """The workload an alert names, or None when it names none (or not a valid name)."""
     namespace, pod, deployment = (labels.get(k, "") for k in ("namespace", "pod", "deployment"))
@@ -153,9 +158,7 @@ def collect(
         return Context(note="no metric series: PROMETHEUS_URL is not set")
     scope = scope_of(labels)
     if scope is None:
-        return Context(
-            note="no metric series: the alert names no workload (namespace and pod or deployment)"
-        )
+        return Context(note=f"no metric series: {NO_WORKLOAD}")
     base = settings.prometheus_url.rstrip("/")
     owned = http is None
     client = http or httpx.Client(timeout=settings.prometheus_timeout_s)
@@ -297,7 +300,7 @@ def logs_of(
         return [], "no log lines: INCIDENT_LOG_LINES is 0"
     scope = scope_of(labels)
     if scope is None:
-        return [], "no log lines: the alert names no workload"
+        return [], f"no log lines: {NO_WORKLOAD}"
     start, end, _ = window(settings, starts_at, now)
     request = ExecutorLogsRequest(
         namespace=scope.namespace,

@@ -236,6 +236,17 @@ def test_an_alert_naming_a_pod_reads_that_pod_only_and_names_are_not_patterns(
     assert set(series["values"]) == {"5000000"}  # not its look-alike's 999 MB added
 
 
+def test_a_label_that_is_not_a_kubernetes_name_queries_nothing_and_says_why(
+    prometheus_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    # a NUL stored as U+FFFD, or a regex: never put into a query
+    settings = make_settings(prometheus_url=prometheus_url)
+    for pod in ("web-1\ufffdx", "web-.*", ""):
+        context = telemetry.collect(settings, {"namespace": "demo", "pod": pod}, None, now=NOW)
+        assert context.series == []
+        assert context.note == f"no metric series: {telemetry.NO_WORKLOAD}"
+
+
 def test_a_query_prometheus_refuses_is_noted_and_the_others_are_sent(
     prometheus_url: str,
     make_settings: Callable[..., Settings],
