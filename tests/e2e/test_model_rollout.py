@@ -20,9 +20,9 @@ import httpx
 
 from aegis.database.core import Database
 from aegis.engine import synthetic
-from aegis.registry.cosign_keys import generate_private_key, public_key_pem
+from aegis.registry.cosign_keys import generate_private_key
 from tests.support.factories import audit_events
-from tests.support.releases import promote, release_model
+from tests.support.releases import Releases, promote
 from tests.support.services import free_port
 
 KEY = "rollout-test-key-" + "r" * 24
@@ -126,22 +126,20 @@ def _serving(url: str, version: str) -> Callable[[], bool]:
 def test_the_engine_follows_promotions_without_dropping_a_request(
     tmp_path: Path, db_url: str, database: Database
 ) -> None:
-    key = generate_private_key()
-    pub = tmp_path / "cosign.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
-    release_model(tmp_path, database, key, pub, "0.1")
+    releases = Releases.start(tmp_path, database)
+    releases.release("0.1")
 
-    with _engine(tmp_path, db_url, pub) as url:
+    with _engine(tmp_path, db_url, releases.pub) as url:
         _wait("the engine serves 0.1", _serving(url, "0.1"))
         with _Traffic(url).running() as traffic:
             _wait("answers arrive", lambda: len(traffic.answers) >= 3)
 
-            release_model(tmp_path, database, key, pub, "0.2")
+            releases.release("0.2")
             _wait("the engine serves 0.2", _serving(url, "0.2"))
             _wait("0.2 answers", lambda: "0.2" in traffic.versions())
 
             # someone with write access to the store replaces 0.3's signature
-            release_model(tmp_path, database, key, pub, "0.3", sign_with=generate_private_key())
+            releases.release("0.3", sign_with=generate_private_key())
             _wait("0.3 is refused", lambda: bool(audit_events(database, "model.load_refused")))
             answered = len(traffic.answers)
             _wait("more answers", lambda: len(traffic.answers) >= answered + 3)

@@ -41,6 +41,11 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
+def signed_in(client: httpx.Client, database: Database, *roles: str) -> dict[str, str]:
+    """The headers of a new user holding ``roles``, logged in."""
+    return bearer(login(client, user(database, *roles)))
+
+
 def audit_events(database: Database, event_type: str) -> list[AuditEntry]:
     """The audit entries of one event type, oldest first."""
     with database.unit_of_work() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -10,49 +11,57 @@ from aegis.database.core import Database
 from aegis.engine.model import export_model_dir, train
 from aegis.registry import catalog
 from aegis.registry import service as registry_service
+from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from aegis.registry.keyset import load_keyset
 
 MODEL = "example_multimodal"
 
 
-def release_model(
-    tmp: Path,
-    database: Database,
-    key: ec.EllipticCurvePrivateKey,
-    pub: Path,
-    version: str,
-    *,
-    sign_with: ec.EllipticCurvePrivateKey | None = None,
-) -> None:
-    """Push ``version`` and make it production. ``sign_with``: replace the stored signature
-    with one by that key after the push, as someone with write access to the store could."""
-    archive = push_model(tmp, database, key, pub, version)
-    promote(database, version)
-    if sign_with is not None:
-        (tmp / "store" / version / "model.tar.gz.sig").write_bytes(
-            registry_service.sign_archive(archive, sign_with).read_bytes()
-        )
+@dataclass(frozen=True)
+class Releases:
+    """Versions of the example model pushed to ``tmp/store`` and signed by one new key, whose
+    public half (``pub``) is what a test trusts."""
 
+    tmp: Path
+    database: Database
+    key: ec.EllipticCurvePrivateKey
+    pub: Path
 
-def push_model(
-    tmp: Path, database: Database, key: ec.EllipticCurvePrivateKey, pub: Path, version: str
-) -> Path:
-    """Train, build and sign ``version`` with ``key``, push it to ``tmp/store/VERSION`` (the
-    push checks the signature against ``pub``); it lands in staging. Returns the archive."""
-    source, archive = tmp / f"m{version}", tmp / f"m{version}.tar.gz"
-    export_model_dir(train(version=version), source)
-    registry_service.build_archive(source, archive, name=MODEL, version=version)
-    signature = registry_service.sign_archive(archive, key)
-    with database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=signature,
-            to=(tmp / "store" / version).as_uri(),
-            keyset=load_keyset(str(pub)),
-            actor="ci",
-        )
-    return archive
+    @classmethod
+    def start(cls, tmp: Path, database: Database) -> Releases:
+        key = generate_private_key()
+        pub = tmp / "cosign.pub"
+        pub.write_bytes(public_key_pem(key.public_key()))
+        return cls(tmp, database, key, pub)
+
+    def release(self, version: str, *, sign_with: ec.EllipticCurvePrivateKey | None = None) -> None:
+        """Push ``version`` and make it production. ``sign_with``: replace the stored
+        signature with one by that key after the push, as someone with write access to the
+        store could."""
+        archive = self.push(version)
+        promote(self.database, version)
+        if sign_with is not None:
+            (self.tmp / "store" / version / "model.tar.gz.sig").write_bytes(
+                registry_service.sign_archive(archive, sign_with).read_bytes()
+            )
+
+    def push(self, version: str) -> Path:
+        """Train, build and sign ``version``, push it to ``tmp/store/VERSION`` (the push checks
+        the signature against ``pub``); it lands in staging. Returns the archive."""
+        source, archive = self.tmp / f"m{version}", self.tmp / f"m{version}.tar.gz"
+        export_model_dir(train(version=version), source)
+        registry_service.build_archive(source, archive, name=MODEL, version=version)
+        signature = registry_service.sign_archive(archive, self.key)
+        with self.database.unit_of_work() as session:
+            catalog.push(
+                session=session,
+                archive=archive,
+                signature=signature,
+                to=(self.tmp / "store" / version).as_uri(),
+                keyset=load_keyset(str(self.pub)),
+                actor="ci",
+            )
+        return archive
 
 
 def promote(database: Database, version: str) -> None:

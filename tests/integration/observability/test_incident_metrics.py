@@ -148,7 +148,7 @@ def _predicted(
         TestClient(create_app(settings)) as api,
         TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
     ):
-        admin = factories.bearer(factories.login(api, factories.user(database, "admin")))
+        admin = factories.signed_in(api, database, "admin")
         raised = alert(name)
         raised["labels"] = {"alertname": name, "severity": "warning", **labels}
         raised["startsAt"] = started
@@ -428,7 +428,7 @@ def test_a_hung_prometheus_or_executor_is_waited_for_once_per_pass(
                 executor_host.url, settings.secret("executor_hmac_secret"), timeout=0.3
             ) as executor,
         ):
-            admin = factories.bearer(factories.login(api, factories.user(database, "admin")))
+            admin = factories.signed_in(api, database, "admin")
             for deployment in ("web", "api"):
                 sent = api.post(
                     "/api/v1/alerts/alertmanager",

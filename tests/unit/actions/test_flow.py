@@ -7,7 +7,7 @@ interface); the backend is the real backend app; the dispatcher is driven one ti
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +33,7 @@ from aegis.executor.backends.local import LocalCluster, default_state_path
 from aegis.executor.client import ExecutorClient
 from aegis.flags import service as flags
 from tests.support import factories
+from tests.support.races import at_once, race
 from tests.support.services import free_port
 
 POLICIES: list[dict[str, Any]] = [
@@ -104,7 +105,7 @@ def world(
         TestClient(create_app(settings)) as api,
         TestClient(executor_app(settings), base_url="http://executor") as ex,
     ):
-        admin = factories.bearer(factories.login(api, factories.user(database, "admin")))
+        admin = factories.signed_in(api, database, "admin")
         for policy in POLICIES:
             assert api.post("/api/v1/policy", json=policy, headers=admin).status_code == 201
         operator_name = factories.user(database, "operator")
@@ -354,28 +355,24 @@ def _pending_with_hash(world: World, replicas: int) -> tuple[str, str]:
     return str(action["id"]), str(world.action(action["id"])["approval_hash"])
 
 
-def _while_approving(world: World, action_id: str, approval: str, race: Callable[[], Any]) -> Any:
-    """Approve ``action_id`` in a transaction held open while ``race`` runs in a thread; the
-    race must wait for the approval, or be done refusing."""
+def _while_approving(world: World, action_id: str, approval: str, second: Callable[[], Any]) -> Any:
+    """Approve ``action_id`` in a transaction held open while ``second`` runs; it must wait for
+    the approval, or be done refusing."""
     approver = Actor(name=world.approver_name, roles=frozenset({"approver"}))
-    outcome: dict[str, Any] = {}
 
-    def run_race() -> None:
+    def refused_or(result: Callable[[], Any]) -> Any:
         try:
-            outcome["result"] = race()
+            return result()
         except ActionStateConflict:
-            outcome["result"] = "refused"
+            return "refused"
 
     with world.database.unit_of_work() as session:
         actions.approve(
             session=session, action_id=action_id, actor=approver, presented_hash=approval
         )
-        racer = threading.Thread(target=run_race)
-        racer.start()
-        racer.join(timeout=1.0)  # without the row lock the race would finish (wrongly) now
-        assert racer.is_alive() or outcome.get("result") in ("refused", 0), outcome
-    racer.join(timeout=30)
-    return outcome["result"]
+        racing = race(lambda: refused_or(second))
+        assert racing.waiting or racing.result in ("refused", 0), racing.result
+    return racing.done()
 
 
 def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: World) -> None:
@@ -411,18 +408,12 @@ def test_an_approval_at_the_deadline_is_not_overwritten_by_the_expiry(world: Wor
 def test_outcomes_recorded_at_once_are_all_counted(world: World) -> None:
     # several backends (or the re-check job and a rejection) learning at the same moment
     learnt = ActionRequest(incident_kind="race_kind", action="restart_deployment")
-    start = threading.Barrier(8)
 
-    def record(n: int) -> None:
-        start.wait()
+    def record(success: bool) -> None:
         with world.database.unit_of_work() as session:
-            actions.record_outcome(session=session, request=learnt, success=n % 2 == 0)
+            actions.record_outcome(session=session, request=learnt, success=success)
 
-    threads = [threading.Thread(target=record, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    at_once([functools.partial(record, n % 2 == 0) for n in range(8)])
     with world.database.unit_of_work() as session:
         stats = actions.outcome_stats(session=session)
     assert stats[("race_kind", "restart_deployment")] == {"successes": 4, "failures": 4}
@@ -434,17 +425,13 @@ def test_a_retry_racing_the_original_request_is_its_replay(world: World) -> None
     body = ActionCreate(
         action="restart_deployment", namespace="demo", name="web", idempotency_key="retry-1"
     )
-    outcome: dict[str, Any] = {}
 
-    def retry() -> None:
-        try:
-            with world.database.unit_of_work() as session:
-                request, created = actions.request_action(
-                    session=session, settings=world.settings, body=body, actor=operator
-                )
-                outcome["result"] = (request.id, created)
-        except Exception as exc:
-            outcome["result"] = exc
+    def retry() -> tuple[str, bool]:
+        with world.database.unit_of_work() as session:
+            request, created = actions.request_action(
+                session=session, settings=world.settings, body=body, actor=operator
+            )
+            return request.id, created
 
     with world.database.unit_of_work() as session:
         original, created = actions.request_action(
@@ -452,13 +439,10 @@ def test_a_retry_racing_the_original_request_is_its_replay(world: World) -> None
         )
         session.flush()
         first_id = original.id
-        racer = threading.Thread(target=retry)
-        racer.start()
-        racer.join(timeout=1.0)
-    racer.join(timeout=30)
+        racing = race(retry)
 
     assert created is True
-    assert outcome["result"] == (first_id, False)
+    assert racing.done() == (first_id, False)
     assert len(factories.audit_events(world.database, "action.requested")) == 1
 
 
@@ -476,10 +460,8 @@ def test_two_re_checks_at_once_count_an_outcome_once(world: World) -> None:
         actions.record_outcome(session=session, request=judged, success=True)
         judged.effective = "effective"
         session.flush()
-        racer = threading.Thread(target=jobs.recheck, args=(world.database,))
-        racer.start()
-        racer.join(timeout=1.0)
-    racer.join(timeout=30)
+        racing = race(lambda: jobs.recheck(world.database))
+    racing.done()
 
     with world.database.unit_of_work() as session:
         stats = actions.outcome_stats(session=session)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
-import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -19,6 +19,7 @@ from aegis.audit import service as audit_service
 from aegis.audit.models import AuditEntry
 from aegis.database.core import Database
 from aegis.storage.service import ObjectStore, open_store
+from tests.support.races import at_once
 
 
 @pytest.fixture
@@ -74,22 +75,7 @@ def test_appends_are_gapless_and_linked(database: Database) -> None:
 
 def test_writers_appending_at_once_leave_one_gapless_chain(database: Database) -> None:
     # every service and job appends; eight transactions at once still make one chain
-    start = threading.Barrier(8)
-    errors: list[Exception] = []
-
-    def write(n: int) -> None:
-        start.wait()
-        try:
-            _record(database, 5, actor=f"writer{n}")
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    at_once([functools.partial(_record, database, 5, actor=f"writer{n}") for n in range(8)])
     report = _verify(database)
     assert report.ok and report.entries == 40 and report.head_seq == 40
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,14 @@ from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
+from tests.support.races import race
 
 NEW_PASSWORD = "a-brand-new-password-42"
 
 
 @pytest.fixture
 def admin(client: TestClient, database: Database) -> dict[str, str]:
-    return factories.bearer(factories.login(client, factories.user(database, "admin")))
+    return factories.signed_in(client, database, "admin")
 
 
 @pytest.fixture
@@ -333,53 +333,45 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(database: Databa
     # open; the second must wait for it and then see that only it is left.
     first = factories.user(database, "admin")
     second = factories.user(database, "admin")
-    outcome: dict[str, object] = {}
 
-    def demote_second() -> None:
+    def demote_second() -> str:
         try:
             with database.unit_of_work() as session:
                 service.set_roles(session=session, username=second, roles=["viewer"], actor="t")
-            outcome["result"] = "demoted"
         except LastAdmin:
-            outcome["result"] = "refused"
+            return "refused"
+        return "demoted"
 
     with database.unit_of_work() as session:
         service.set_roles(session=session, username=first, roles=["viewer"], actor="t")
-        racer = threading.Thread(target=demote_second)
-        racer.start()
-        racer.join(timeout=1.0)  # without the lock it would finish (wrongly) now
-        assert racer.is_alive() or outcome.get("result") == "refused", outcome
-    racer.join(timeout=30)
+        racing = race(demote_second)  # without the lock it would finish (wrongly) now
+        assert racing.waiting or racing.result == "refused", racing.result
 
-    assert outcome["result"] == "refused"
+    assert racing.done() == "refused"
     with database.unit_of_work() as session:
         roles = {u.username: u.roles for u in service.list_users(session=session)}
     assert roles[first] == ["viewer"] and roles[second] == ["admin"]
 
 
 def test_one_name_created_twice_at_once_is_one_user_and_one_conflict(database: Database) -> None:
-    outcome: dict[str, object] = {}
 
-    def create_meanwhile() -> None:
+    def create_meanwhile() -> str:
         try:
             with database.unit_of_work() as session:
                 service.create_user(
                     session=session, username="dup", password="x" * 16, roles=["viewer"], actor="b"
                 )
-            outcome["result"] = "created"
         except UserExists:
-            outcome["result"] = "exists"
+            return "exists"
+        return "created"
 
     with database.unit_of_work() as session:
         service.create_user(
             session=session, username="dup", password="y" * 16, roles=["admin"], actor="a"
         )
-        racer = threading.Thread(target=create_meanwhile)
-        racer.start()
-        racer.join(timeout=1.0)
-    racer.join(timeout=30)
+        racing = race(create_meanwhile)
 
-    assert outcome["result"] == "exists"
+    assert racing.done() == "exists"
     with database.unit_of_work() as session:
         users = [u for u in service.list_users(session=session) if u.username == "dup"]
     assert [u.roles for u in users] == [["admin"]]

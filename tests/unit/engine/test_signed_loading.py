@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from aegis.core.config import Settings
@@ -16,19 +17,26 @@ from aegis.engine.app import create_app
 from aegis.engine.model import EngineModel
 from aegis.engine.signed_loader import RetryGate, reload_if_changed, signed_loader
 from aegis.engine.state import ModelHolder, ModelMeta
-from aegis.registry.cosign_keys import generate_private_key, public_key_pem
+from aegis.registry.cosign_keys import generate_private_key
 from tests.support.factories import audit_events
-from tests.support.releases import release_model
+from tests.support.releases import Releases
+
+
+@pytest.fixture
+def releases(tmp_path: Path, database: Database) -> Releases:
+    return Releases.start(tmp_path, database)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], db_url: str, releases: Releases) -> Settings:
+    """Settings trusting the releases' key."""
+    return make_settings(database_url=db_url, trusted_keys=str(releases.pub))
 
 
 def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
-    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+    settings: Settings, database: Database, releases: Releases
 ) -> None:
-    key = generate_private_key()
-    pub = tmp_path / "cosign.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
-    settings = make_settings(database_url=db_url, trusted_keys=str(pub))
-    release_model(tmp_path, database, key, pub, "0.1")
+    releases.release("0.1")
     holder = ModelHolder()
     with TestClient(
         create_app(settings, holder=holder, loader=signed_loader(settings, database))
@@ -39,11 +47,11 @@ def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
         health = client.get("/health").json()
         assert health["model"]["version"] == "0.1" and health["model"]["signer"]
 
-        release_model(tmp_path, database, key, pub, "0.2")
+        releases.release("0.2")
         assert reload_if_changed(holder, settings, database) is True
         assert client.get("/health").json()["model"]["version"] == "0.2"
 
-        release_model(tmp_path, database, key, pub, "0.3", sign_with=generate_private_key())
+        releases.release("0.3", sign_with=generate_private_key())
         assert reload_if_changed(holder, settings, database) is False
         health = client.get("/health").json()
     assert health["model"]["version"] == "0.2"  # still serving the last good model
@@ -51,12 +59,9 @@ def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
 
 
 def test_no_trusted_key_nothing_loads_and_health_says_why(
-    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+    make_settings: Callable[..., Settings], db_url: str, database: Database, releases: Releases
 ) -> None:
-    key = generate_private_key()
-    pub = tmp_path / "cosign.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
-    release_model(tmp_path, database, key, pub, "0.1")
+    releases.release("0.1")
     keyless = make_settings(database_url=db_url, trusted_keys=None)
     holder = ModelHolder()
     assert holder.load(signed_loader(keyless, database)) is False
@@ -71,13 +76,9 @@ def test_no_trusted_key_nothing_loads_and_health_says_why(
 
 
 def test_a_refused_version_is_retried_with_backoff_and_a_new_one_at_once(
-    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+    settings: Settings, database: Database, releases: Releases
 ) -> None:
-    key = generate_private_key()
-    pub = tmp_path / "cosign.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
-    settings = make_settings(database_url=db_url, trusted_keys=str(pub))
-    release_model(tmp_path, database, key, pub, "0.1")
+    releases.release("0.1")
     holder, gate, now = ModelHolder(), RetryGate(base_s=10.0, cap_s=25.0), [1000.0]
 
     def check() -> bool:
@@ -87,7 +88,7 @@ def test_a_refused_version_is_retried_with_backoff_and_a_new_one_at_once(
         return len(audit_events(database, "model.load_refused"))
 
     assert check() is True
-    release_model(tmp_path, database, key, pub, "0.2", sign_with=generate_private_key())
+    releases.release("0.2", sign_with=generate_private_key())
     assert check() is False and refusals() == 1
     now[0] += 9.9
     assert check() is False and refusals() == 1  # held back: not fetched, verified, audited
@@ -100,20 +101,16 @@ def test_a_refused_version_is_retried_with_backoff_and_a_new_one_at_once(
     now[0] += 25.0  # the wait stops growing at cap_s
     assert check() is False and refusals() == 4
 
-    release_model(tmp_path, database, key, pub, "0.3")  # a new production version: tried at once
+    releases.release("0.3")  # a new production version: tried at once
     assert check() is True
     assert holder.current is not None and holder.current.meta.version == "0.3"
     assert gate.failures == 0
 
 
 def test_the_watcher_leaves_a_running_load_alone(
-    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+    settings: Settings, database: Database, releases: Releases
 ) -> None:
-    key = generate_private_key()
-    pub = tmp_path / "cosign.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
-    settings = make_settings(database_url=db_url, trusted_keys=str(pub))
-    release_model(tmp_path, database, key, pub, "0.1")
+    releases.release("0.1")
     holder, started, release = ModelHolder(), threading.Event(), threading.Event()
     load = signed_loader(settings, database)
 

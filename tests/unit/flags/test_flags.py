@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 from aegis.database.core import Database
 from aegis.flags import service as flags
+from tests.support.races import race
 
 
 def test_a_flag_reads_back_what_was_set_last(database: Database) -> None:
@@ -22,22 +21,15 @@ def test_a_flag_reads_back_what_was_set_last(database: Database) -> None:
 def test_two_writers_setting_a_new_flag_at_once_do_not_collide(database: Database) -> None:
     # e.g. the first two policy changes of a new install both bump the policy generation: the
     # second writes while the first's row is written but not yet committed
-    errors: list[Exception] = []
 
     def write_meanwhile() -> None:
-        try:
-            with database.unit_of_work() as session:
-                flags.set_flag(session=session, name="policy_generation", value="two", actor="b")
-        except Exception as exc:
-            errors.append(exc)
+        with database.unit_of_work() as session:
+            flags.set_flag(session=session, name="policy_generation", value="two", actor="b")
 
     with database.unit_of_work() as session:
         flags.set_flag(session=session, name="policy_generation", value="one", actor="a")
         session.flush()
-        racer = threading.Thread(target=write_meanwhile)
-        racer.start()
-        racer.join(timeout=1.0)
-    racer.join(timeout=30)
-    assert errors == []
+        racing = race(write_meanwhile)
+    racing.done()  # raises what the second writer raised
     with database.unit_of_work() as session:
         assert flags.get(session=session, name="policy_generation") == "two"

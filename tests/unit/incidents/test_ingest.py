@@ -50,7 +50,7 @@ def hook(client: TestClient, settings: Settings) -> Callable[..., dict[str, obje
 
 
 def _incidents(client: TestClient, database: Database) -> list[dict[str, object]]:
-    viewer = factories.bearer(factories.login(client, factories.user(database, "viewer")))
+    viewer = factories.signed_in(client, database, "viewer")
     items: list[dict[str, object]] = client.get("/api/v1/incidents", headers=viewer).json()["items"]
     return items
 
@@ -113,7 +113,7 @@ def test_incident_detail_lists_its_alerts(
     hook: Callable[..., dict[str, object]], client: TestClient, database: Database
 ) -> None:
     incident_id = hook(alert("A"), alert("B"))["incidents"][0]  # type: ignore[index]
-    viewer = factories.bearer(factories.login(client, factories.user(database, "viewer")))
+    viewer = factories.signed_in(client, database, "viewer")
     detail = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()
     assert sorted(a["alertname"] for a in detail["alerts"]) == ["A", "B"]
     assert client.get("/api/v1/incidents/99999", headers=viewer).status_code == 404
@@ -126,7 +126,7 @@ def test_a_nul_character_in_an_alert_is_kept_as_a_replacement_character(
     sent = alert("Odd\u0000Name", pod="web-1\u0000")
     sent["annotations"]["description"] = "before\u0000after"
     incident_id = hook(sent)["incidents"][0]  # type: ignore[index]
-    viewer = factories.bearer(factories.login(client, factories.user(database, "viewer")))
+    viewer = factories.signed_in(client, database, "viewer")
     stored = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()["alerts"][0]
     assert stored["alertname"] == "Odd\ufffdName"
     assert stored["labels"]["pod"] == "web-1\ufffd"

@@ -41,7 +41,7 @@ def _seed(
     name: str,
     starts_at: str | None = None,
 ) -> dict[str, str]:
-    admin = factories.bearer(factories.login(api, factories.user(database, "admin")))
+    admin = factories.signed_in(api, database, "admin")
     api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
     raised = alert(name, namespace="demo", deployment="web", severity="critical")
     if starts_at is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from aegis.database.core import Database
 from aegis.policy import service as policy_service
 from aegis.policy.loader import parse_policy
 from tests.support import factories
+from tests.support.races import at_once, race
 
 STAGING = {
     "id": "staging-restarts",
@@ -44,7 +44,7 @@ def client(make_settings: Callable[..., Settings], db_url: str) -> Iterator[Test
 
 @pytest.fixture
 def admin(client: TestClient, database: Database) -> dict[str, str]:
-    return factories.bearer(factories.login(client, factories.user(database, "admin")))
+    return factories.signed_in(client, database, "admin")
 
 
 def _evaluate(client: TestClient, headers: dict[str, str], **over: Any) -> dict[str, Any]:
@@ -158,7 +158,7 @@ def test_changes_and_evaluations_are_audited(
 
 
 def test_only_admins_change_policies(client: TestClient, database: Database) -> None:
-    operator = factories.bearer(factories.login(client, factories.user(database, "operator")))
+    operator = factories.signed_in(client, database, "operator")
     assert client.post("/api/v1/policy", json=STAGING, headers=operator).status_code == 403
     assert client.get("/api/v1/policy", headers=operator).status_code == 200
 
@@ -167,7 +167,7 @@ def test_replay_shows_what_a_candidate_set_would_change(
     client: TestClient, admin: dict[str, str], database: Database
 ) -> None:
     client.post("/api/v1/policy", json=STAGING, headers=admin)
-    operator = factories.bearer(factories.login(client, factories.user(database, "operator")))
+    operator = factories.signed_in(client, database, "operator")
     action = client.post(
         "/api/v1/actions",
         headers=operator,
@@ -199,12 +199,11 @@ def test_two_changes_to_one_policy_at_once_take_versions_one_after_the_other(
 ) -> None:
     with database.unit_of_work() as session:
         policy_service.create(session=session, policy=parse_policy(STAGING), actor="alice")
-    outcome: dict[str, object] = {}
 
-    def update_meanwhile() -> None:
+    def update_meanwhile() -> int | None:
         edited = parse_policy({**STAGING, "description": "bob's edit"})
         with database.unit_of_work() as session:
-            outcome["version"] = policy_service.update(
+            return policy_service.update(
                 session=session, policy_id=str(STAGING["id"]), policy=edited, actor="bob"
             ).version
 
@@ -213,13 +212,10 @@ def test_two_changes_to_one_policy_at_once_take_versions_one_after_the_other(
         policy_service.update(
             session=session, policy_id=str(STAGING["id"]), policy=edited, actor="alice"
         )
-        racer = threading.Thread(target=update_meanwhile)
-        racer.start()
-        racer.join(timeout=1.0)  # without the row lock it would take version 2 too, now
-        assert racer.is_alive(), outcome
-    racer.join(timeout=30)
+        racing = race(update_meanwhile)
+        assert racing.waiting, racing.result  # without the row lock it took version 2 too
 
-    assert outcome["version"] == 3
+    assert racing.done() == 3
     with database.unit_of_work() as session:
         history = policy_service.versions(session=session, policy_id=str(STAGING["id"]))
         assert [(v.version, v.created_by) for v in history] == [
@@ -230,21 +226,14 @@ def test_two_changes_to_one_policy_at_once_take_versions_one_after_the_other(
 
 
 def test_a_policy_created_twice_at_once_is_created_once(database: Database) -> None:
-    start = threading.Barrier(2)
-    results: list[str] = []
 
-    def create(actor: str) -> None:
-        start.wait()
+    def create(actor: str) -> str:
         try:
             with database.unit_of_work() as session:
                 policy_service.create(session=session, policy=parse_policy(STAGING), actor=actor)
-            results.append("created")
         except policy_service.PolicyExists:
-            results.append("exists")
+            return "exists"
+        return "created"
 
-    threads = [threading.Thread(target=create, args=(name,)) for name in ("alice", "bob")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results = at_once([lambda: create("alice"), lambda: create("bob")])
     assert sorted(results) == ["created", "exists"]

@@ -3,7 +3,6 @@ decisions that cannot be taken twice, and what the audit log keeps of each."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.registry import catalog
-from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from tests.support import factories
-from tests.support.releases import push_model
+from tests.support.races import race
+from tests.support.releases import Releases
 
 MODELS = "/api/v1/models"
 
@@ -26,20 +25,13 @@ MODELS = "/api/v1/models"
 @pytest.fixture
 def pushed(tmp_path: Path, database: Database) -> Callable[[str], Path]:
     """Push a version of example_multimodal (it lands in staging)."""
-    key = generate_private_key()
-    pub = tmp_path / "cosign.pub"
-    pub.write_bytes(public_key_pem(key.public_key()))
-    return lambda version: push_model(tmp_path, database, key, pub, version)
+    return Releases.start(tmp_path, database).push
 
 
 @pytest.fixture
 def client(make_settings: Callable[..., Settings], db_url: str) -> Iterator[TestClient]:
     with TestClient(create_app(make_settings(database_url=db_url))) as test_client:
         yield test_client
-
-
-def _as(client: TestClient, database: Database, *roles: str) -> dict[str, str]:
-    return factories.bearer(factories.login(client, factories.user(database, *roles)))
 
 
 def _stage(client: TestClient, headers: dict[str, str], version: str) -> str:
@@ -57,8 +49,8 @@ def test_only_operators_ask_and_only_approvers_decide(
     client: TestClient, database: Database, pushed: Callable[[str], Path]
 ) -> None:
     pushed("0.1")
-    viewer = _as(client, database, "viewer")
-    operator = _as(client, database, "operator")
+    viewer = factories.signed_in(client, database, "viewer")
+    operator = factories.signed_in(client, database, "operator")
     assert _ask(client, viewer, "0.1", "production").status_code == 403
     promotion = _ask(client, operator, "0.1", "production").json()["id"]
     for decision in ("approve", "reject"):
@@ -72,8 +64,8 @@ def test_a_rejected_promotion_changes_nothing_and_cannot_be_approved_later(
     client: TestClient, database: Database, pushed: Callable[[str], Path]
 ) -> None:
     pushed("0.1")
-    requester = _as(client, database, "operator", "approver")
-    approver = _as(client, database, "approver")
+    requester = factories.signed_in(client, database, "operator", "approver")
+    approver = factories.signed_in(client, database, "approver")
     promotion = _ask(client, requester, "0.1", "production").json()["id"]
     reject = f"{MODELS}/promotions/{promotion}/reject"
 
@@ -103,8 +95,8 @@ def test_requests_that_cannot_be_met_are_refused_with_one_line(
     client: TestClient, database: Database, pushed: Callable[[str], Path]
 ) -> None:
     pushed("0.1")
-    operator = _as(client, database, "operator", "approver")
-    approver = _as(client, database, "approver")
+    operator = factories.signed_in(client, database, "operator", "approver")
+    approver = factories.signed_in(client, database, "approver")
     unknown_stage = _ask(client, operator, "0.1", "canary")
     assert unknown_stage.status_code == 422
     same_stage = _ask(client, operator, "0.1", "staging")
@@ -165,23 +157,19 @@ def test_two_approvers_at_once_promote_once(
             session=session, name="example_multimodal", version="0.1", to="production", actor="al"
         )
         promotion_id = request.id
-    outcome: dict[str, str] = {}
 
-    def approve_meanwhile() -> None:
+    def approve_meanwhile() -> str:
         try:
             with database.unit_of_work() as session:
                 catalog.approve(session=session, promotion_id=promotion_id, actor="carol")
-            outcome["result"] = "approved"
         except catalog.PromotionConflict:
-            outcome["result"] = "refused"
+            return "refused"
+        return "approved"
 
     with database.unit_of_work() as session:
         catalog.approve(session=session, promotion_id=promotion_id, actor="bob")
-        racer = threading.Thread(target=approve_meanwhile)
-        racer.start()
-        racer.join(timeout=1.0)  # without the row lock it would finish (wrongly) now
-        assert racer.is_alive() or outcome.get("result") == "refused", outcome
-    racer.join(timeout=30)
+        racing = race(approve_meanwhile)
+        assert racing.waiting or racing.result == "refused", racing.result
 
-    assert outcome["result"] == "refused"
+    assert racing.done() == "refused"
     assert len(factories.audit_events(database, "model.promoted")) == 1
