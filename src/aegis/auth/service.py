@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -26,7 +25,7 @@ from aegis.auth.models import AuthSession, RefreshToken, User
 from aegis.auth.schemas import ROLES, Actor, TokenPair
 from aegis.core import metrics
 from aegis.core.config import Settings
-from aegis.database.core import Database
+from aegis.database.core import Database, flush_new
 
 
 def _now() -> datetime:
@@ -68,8 +67,9 @@ def get_user(*, session: Session, username: str) -> User:
 def create_user(
     *, session: Session, username: str, password: str, roles: list[str], actor: str
 ) -> User:
+    taken = UserExists(f"user {username!r} already exists")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise UserExists(f"user {username!r} already exists")
+        raise taken
     user = User(
         username=username,
         password_hash=passwords.hash_password(password),
@@ -77,10 +77,7 @@ def create_user(
         disabled=False,
     )
     session.add(user)
-    try:
-        session.flush()  # the id goes into the audit record
-    except IntegrityError:  # created by someone else meanwhile
-        raise UserExists(f"user {username!r} already exists") from None
+    flush_new(session, taken)  # the id goes into the audit record
     _audit_user(session, "user.created", actor=actor, username=username, roles=user.roles)
     return user
 

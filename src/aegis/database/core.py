@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from aegis.core.errors import ConfigError
@@ -118,6 +118,16 @@ def wait_for_database(engine: Engine, *, timeout_s: float) -> None:
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def flush_new(session: Session, taken: Exception) -> None:
+    """Flush a new row whose unique key the caller checked was free: a conflict means another
+    transaction took the key meanwhile (on PostgreSQL the flush waits for it), so raise
+    ``taken``, the error the caller's own check raises."""
+    try:
+        session.flush()
+    except IntegrityError:
+        raise taken from None
 
 
 class Database:

@@ -18,12 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
 from aegis.core import metrics
 from aegis.core.errors import Conflict, NotFound
+from aegis.database.core import flush_new
 from aegis.flags import service as flags
 from aegis.policy.bundle import policy_set_digest
 from aegis.policy.document import Policy
@@ -102,16 +102,14 @@ def _add_version(
 
 
 def create(*, session: Session, policy: Policy, actor: str) -> Policy:
+    taken = PolicyExists(f"policy {policy.id!r} already exists; PUT to change it")
     existing = session.get(StoredPolicy, policy.id, with_for_update=True, populate_existing=True)
     if existing is not None and existing.active:
-        raise PolicyExists(f"policy {policy.id!r} already exists; PUT to change it")
+        raise taken
     if existing is None:
         existing = StoredPolicy(id=policy.id, current_version=1, active=True)
         session.add(existing)
-        try:
-            session.flush()  # the version row references it
-        except IntegrityError:  # created by someone else meanwhile
-            raise PolicyExists(f"policy {policy.id!r} already exists; PUT to change it") from None
+        flush_new(session, taken)  # the version row references it
     else:  # re-creating a deleted id continues its history
         existing.current_version += 1
         existing.active = True

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
 from aegis.core.errors import Conflict, Forbidden, NotFound
+from aegis.database.core import flush_new
 from aegis.registry import service as registry_service
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
@@ -92,10 +92,11 @@ def push(
     """Verify the signed archive, upload archive + signature under ``to``, record it (staging)."""
     verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
     name, version = verified.manifest.name, verified.manifest.version
+    taken = ModelExists(f"model {name} {version} is already in the registry")
     if session.scalar(
         select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version)
     ):
-        raise ModelExists(f"model {name} {version} is already in the registry")
+        raise taken
     base = to.rstrip("/")
     store = open_store(base)
     store.put_file("model.tar.gz", archive)
@@ -119,10 +120,7 @@ def push(
         created_at=datetime.now(UTC),
     )
     session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:  # pushed by someone else meanwhile
-        raise ModelExists(f"model {name} {version} is already in the registry") from None
+    flush_new(session, taken)
     audit(
         session,
         "model.pushed",
