@@ -34,6 +34,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from aegis import __version__
+from aegis.audit.journal import AuditWriter
+from aegis.audit.refusals import Refusal, RefusalAuditor
 from aegis.core import metrics
 from aegis.core.app import base_app
 from aegis.core.config import Settings
@@ -93,11 +95,12 @@ def create_app(
     ``watch``: a background job given the holder (reloads when the registry changes)."""
     state = EngineState(settings, holder)
     ctx = AppContext.build(settings, service="engine")
+    refusals = RefusalAuditor(AuditWriter(ctx.db, settings.audit_journal_path), service="engine")
     jobs = [lambda _ctx: watch(state.holder)] if watch is not None else []
     app = base_app(
         ctx,
         title="Aegis AI engine",
-        on_shutdown=[lambda _: state.batcher.stop()],
+        on_shutdown=[lambda _: state.batcher.stop(), lambda _: _flush(refusals)],
         jobs=jobs,
     )
     app.state.engine = state
@@ -121,7 +124,7 @@ def create_app(
     @app.post("/predict", response_model=schemas.IncidentPrediction)
     async def predict(request: Request) -> Response:
         async with _counted("predict") as outcome:
-            body = await _authorised_body(state, request)
+            body = await _authorised_body(state, refusals, request)
             item = _admit(_parse(schemas.parse_predict, body))
             started = time.perf_counter()
             result = await state.batcher.submit(item)
@@ -136,7 +139,7 @@ def create_app(
     @app.post("/infer", response_model=schemas.InferResponse)
     async def infer(request: Request) -> Response:
         async with _counted("infer") as outcome:
-            body = await _authorised_body(state, request)
+            body = await _authorised_body(state, refusals, request)
             response = await _infer(state, _admit_all(_parse(schemas.parse_infer, body)))
             outcome["status"] = 200
             return _json(response)
@@ -146,6 +149,10 @@ def create_app(
         return health_document(state)
 
     return app
+
+
+def _flush(refusals: RefusalAuditor) -> None:
+    refusals.flush()
 
 
 @asynccontextmanager
@@ -164,9 +171,21 @@ async def _counted(endpoint: str) -> AsyncIterator[dict[str, int]]:
         metrics.INFERENCE_REQUESTS.labels(endpoint, str(outcome["status"])).inc()
 
 
-async def _authorised_body(state: EngineState, request: Request) -> bytes:
-    """The body, once the caller's key is good and a model is being served."""
-    check_api_key(state.settings, request.headers.get("x-api-key"))
+async def _authorised_body(state: EngineState, refusals: RefusalAuditor, request: Request) -> bytes:
+    """The body, once the caller's key is good and a model is being served. A refused key is
+    audited, folded per caller (:mod:`aegis.audit.refusals`)."""
+    try:
+        check_api_key(state.settings, request.headers.get("x-api-key"))
+    except InvalidApiKey as exc:
+        refusal = Refusal(
+            "authentication.failed",
+            exc.code,
+            exc.message,
+            ip=request.client.host if request.client else "unknown",
+            resource=f"{request.method} {request.url.path}",
+        )
+        await asyncio.to_thread(refusals.refused, refusal)
+        raise
     state.holder.require()
     return await request.body()
 

@@ -14,6 +14,8 @@ from sqlalchemy import inspect
 from starlette.concurrency import run_in_threadpool
 
 from aegis import __version__
+from aegis.audit.journal import AuditWriter
+from aegis.audit.refusals import RefusalAuditor
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
@@ -52,6 +54,9 @@ def create_app(
             backend=backend or build_backend(settings),
             nonces=nonce_store or build_nonce_store(settings, ctx.db),
             policy=policy,
+            refusals=RefusalAuditor(
+                AuditWriter(ctx.db, settings.audit_journal_path), service="executor"
+            ),
         )
     except BaseException:
         ctx.close()
@@ -93,4 +98,5 @@ async def _signed(handler: Callable[..., R], executor: service.Executor, request
         path=path,
         headers=dict(request.headers),
         body=body,
+        peer=request.client.host if request.client else "unknown",
     )

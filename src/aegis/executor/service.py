@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from aegis.audit.refusals import Refusal, RefusalAuditor
 from aegis.core import metrics
 from aegis.core.config import Settings
 from aegis.core.errors import ConfigError
@@ -52,6 +53,8 @@ from aegis.executor.models import ExecutorAction
 from aegis.executor.nonces import NonceStore
 from aegis.executor.schemas import (
     ACTION_TYPES,
+    ACTIONS_PATH,
+    LOGS_PATH,
     ExecutorActionRequest,
     ExecutorActionResult,
     ExecutorLogsResult,
@@ -139,6 +142,7 @@ class Executor:
     backend: ExecutorBackend
     nonces: NonceStore
     policy: ExecutorPolicy
+    refusals: RefusalAuditor
     clock: Callable[[], float] = time.time
 
     def secrets(self) -> list[str | None]:
@@ -149,21 +153,31 @@ class Executor:
         ]
 
     def close(self) -> None:
-        self.backend.close()
-        self.nonces.close()
+        try:
+            self.refusals.flush()
+        finally:
+            self.backend.close()
+            self.nonces.close()
 
 
 def handle_action(
-    executor: Executor, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+    executor: Executor,
+    *,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    peer: str = "unknown",
 ) -> ExecutorActionResult:
     """Authenticate, validate, authorise and run one action request (see the module doc)."""
     label = "unknown"
+    requester = "anonymous"
     try:
         if not executor.settings.executor_enabled:
             raise ExecutorDisabled("executor disabled")
         _verified(executor, method=method, path=path, headers=headers, body=body)
         request = parse_request(body)
-        label = request.action
+        label, requester = request.action, request.requested_by
         executor.policy.check(request)
         result = run_once(executor, request)
     except ExecutorError as exc:
@@ -171,6 +185,9 @@ def handle_action(
         if isinstance(exc, SignatureRejected):
             metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
         log.warning("executor_rejected", action=label, code=exc.code, reason=exc.message)
+        _audit_refusal(
+            executor, exc, peer=peer, resource=f"{method} {ACTIONS_PATH}", actor=requester
+        )
         raise
     outcome = "replayed" if result.idempotent_replay else result.status
     metrics.EXECUTOR_ACTIONS.labels(label, outcome).inc()
@@ -194,23 +211,50 @@ def _verified(
 
 
 def handle_logs(
-    executor: Executor, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+    executor: Executor,
+    *,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    peer: str = "unknown",
 ) -> ExecutorLogsResult:
     """Authenticate, validate and authorise one log request, then read the lines."""
+    requester = "anonymous"
     try:
         _verified(executor, method=method, path=path, headers=headers, body=body)
         request = parse_logs_request(body)
+        requester = request.requested_by
         executor.policy.check_namespace(request.namespace)
         found = executor.backend.logs(request)
     except ExecutorError as exc:
         if isinstance(exc, SignatureRejected):
             metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
         log.warning("executor_logs_refused", code=exc.code, reason=exc.message)
+        _audit_refusal(executor, exc, peer=peer, resource=f"{method} {LOGS_PATH}", actor=requester)
         raise
     return ExecutorLogsResult(
         pods=found.pods,
         lines=[LogLine(timestamp=at, message=text) for at, text in found.lines],
         backend=executor.backend.name,
+    )
+
+
+def _audit_refusal(
+    executor: Executor, exc: ExecutorError, *, peer: str, resource: str, actor: str
+) -> None:
+    """A bad signature (``authentication.failed``) or a signed request outside this executor's
+    own allow-list or bounds (``access.denied``, by whoever the body names) is audited, folded
+    per caller and code (:mod:`aegis.audit.refusals`). The rest (kill switch, malformed body,
+    idempotency) is the backend's to audit: it sent them and gets the answer."""
+    if isinstance(exc, SignatureRejected):
+        event_type, actor = "authentication.failed", "anonymous"
+    elif isinstance(exc, (ActionNotAllowed, NamespaceNotAllowed, ReplicasOutOfBounds)):
+        event_type = "access.denied"
+    else:
+        return
+    executor.refusals.refused(
+        Refusal(event_type, exc.code, exc.message, ip=peer, resource=resource, actor=actor)
     )
 
 

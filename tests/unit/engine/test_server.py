@@ -3,6 +3,7 @@ hot swap and metrics."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,10 +14,12 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from aegis.core.config import Settings
+from aegis.database.core import Database
 from aegis.engine import model, scoring, synthetic
 from aegis.engine.app import create_app
 from aegis.engine.errors import ModelFormatError
 from aegis.engine.state import ModelHolder, ModelMeta
+from tests.support.factories import audit_events
 from tests.support.hostile import HOSTILE_VALUES, leaves, replaced
 
 KEY = "test-api-key-" + "d" * 32  # what make_settings configures
@@ -92,6 +95,26 @@ def test_a_missing_or_wrong_api_key_is_401(client: TestClient, headers: dict[str
 
         assert response.status_code == 401
         assert _error(response)["code"] == "invalid_api_key"
+
+
+def test_a_refused_key_is_audited_once_and_its_repeats_by_shutdown(
+    make_settings: Callable[..., Settings], holder: ModelHolder, db_url: str
+) -> None:
+    settings = make_settings(database_url=db_url)
+    with TestClient(create_app(settings, holder=holder)) as c:
+        for path in ("/predict", "/predict", "/predict", "/infer"):
+            assert c.post(path, json=_predict_body(), headers=_auth("wrong")).status_code == 401
+        database = Database(db_url)
+        [first, infer] = audit_events(database, "authentication.failed")
+    [*_, flushed] = audit_events(database, "authentication.failed")
+    database.dispose()
+
+    assert (first.actor, first.resource, first.outcome) == ("anonymous", "POST /predict", "denied")
+    data = json.loads(first.data)
+    assert (data["service"], data["code"], data["repeats"]) == ("engine", "invalid_api_key", 0)
+    assert infer.resource == "POST /infer"
+    assert (flushed.resource, json.loads(flushed.data)["repeats"]) == ("POST /predict", 2)
+    assert KEY not in first.data + flushed.data and "wrong" not in first.data
 
 
 def test_the_previous_key_is_accepted_during_a_rotation(
