@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from aegis.actions import service as actions_service
 from aegis.actions.schemas import ActionCreate
@@ -39,6 +40,8 @@ log = get_logger(__name__)
 ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
 ACTIONS = set(actions_service.ACTIONS)
 TICK_S = 1.0
+PASS_SIZE = 20  # incidents per pass
+PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead backend's
 
 
 def _labels(incident: Incident, alerts: list[Alert]) -> dict[str, str]:
@@ -105,23 +108,24 @@ def predict_pending(
 ) -> int:
     """One pass over incidents waiting for a prediction. Returns how many were handled.
 
+    Each incident is claimed before the engine is asked (:func:`_claim`), so when several
+    backends run this job each incident is asked about once; a claim older than
+    :data:`PREDICTION_LEASE_S` (its backend died) may be taken over.
     ``http``, ``prometheus`` and ``executor``: clients for the engine, Prometheus and the
     executor (default: new ones with the configured timeouts)."""
     with database.unit_of_work() as session:
-        pending = list(
+        candidates = list(
             session.scalars(
-                select(Incident)
-                .where(Incident.status == "open", Incident.prediction_status == "pending")
-                .limit(20)
+                select(Incident.id)
+                .where(Incident.status == "open", _claimable(_now()))
+                .order_by(Incident.id)
+                .limit(PASS_SIZE)
             )
         )
-        work = []
-        for incident in pending:
-            alerts = list(session.scalars(select(Alert).where(Alert.incident_id == incident.id)))
-            work.append((incident, alerts))
         stats = actions_service.outcome_stats(session=session)
+    handled = 0
     with contextlib.ExitStack() as owned:  # clients made here serve the whole pass
-        if work and settings.ai_engine_enabled:
+        if candidates and settings.ai_engine_enabled:
             if prometheus is None and settings.prometheus_url:
                 prometheus = owned.enter_context(
                     httpx.Client(timeout=settings.prometheus_timeout_s)
@@ -136,9 +140,52 @@ def predict_pending(
                 except (AegisError, ValueError) as exc:  # no executor secret here: no log lines
                     log.warning("incident_logs_off", error=str(exc))
         clients = _Clients(engine=http, prometheus=prometheus, executor=executor)
-        for incident, alerts in work:
-            _predict(database, settings, incident, alerts, stats=stats, clients=clients)
-    return len(work)
+        for incident_id in candidates:
+            claimed = _claim(database, incident_id)
+            if claimed is None:
+                continue  # another backend took it between the query and the claim
+            _predict(database, settings, claimed, stats=stats, clients=clients)
+            handled += 1
+    return handled
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Waiting for a prediction, or claimed by a backend whose lease has run out."""
+    stale = now - timedelta(seconds=PREDICTION_LEASE_S)
+    return or_(
+        Incident.prediction_status == "pending",
+        and_(Incident.prediction_status == "predicting", Incident.prediction_claimed_at < stale),
+    )
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    incident: Incident
+    alerts: list[Alert]
+    claim: str  # the token _store checks: only the claim's holder stores the prediction
+
+
+def _claim(database: Database, incident_id: int) -> _Claimed | None:
+    """Claim one incident with a conditional UPDATE: of backends claiming it at once, one
+    changes the row; the others change nothing and skip it."""
+    claim, now = str(uuid.uuid4()), _now()
+    with database.unit_of_work() as session:
+        changed = session.execute(
+            update(Incident)
+            .where(Incident.id == incident_id, Incident.status == "open", _claimable(now))
+            .values(
+                prediction_status="predicting", prediction_claim=claim, prediction_claimed_at=now
+            )
+        )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            return None
+        incident = session.get_one(Incident, incident_id)
+        alerts = list(session.scalars(select(Alert).where(Alert.incident_id == incident_id)))
+    return _Claimed(incident, alerts, claim)
 
 
 @dataclass
@@ -185,17 +232,17 @@ def _context(
 def _predict(
     database: Database,
     settings: Settings,
-    incident: Incident,
-    alerts: list[Alert],
+    claimed: _Claimed,
     *,
     stats: dict[Any, Any],
     clients: _Clients,
 ) -> None:
-    """Ask the engine about one incident (with its context) and store what it says."""
+    """Ask the engine about one claimed incident (with its context) and store what it says."""
+    incident, alerts = claimed.incident, claimed.alerts
     if not settings.ai_engine_enabled:
         _store(
             database,
-            incident.id,
+            claimed,
             None,
             "disabled",
             "AI engine calls are off (AI_ENGINE_ENABLED=false)",
@@ -216,29 +263,40 @@ def _predict(
         note = exc.message if isinstance(exc, AegisError) else f"unreachable ({type(exc).__name__})"
         _store(
             database,
-            incident.id,
+            claimed,
             None,
             "unavailable",
             f"stored without a prediction: AI engine {note}",
         )
         return
-    _store(database, incident.id, prediction, "ok", context.note)
-    _recommend(database, settings, incident, prediction)
+    if _store(database, claimed, prediction, "ok", context.note):
+        _recommend(database, settings, incident, prediction)
 
 
 def _store(
-    database: Database, incident_id: int, prediction: dict[str, Any] | None, status: str, note: str
-) -> None:
+    database: Database,
+    claimed: _Claimed,
+    prediction: dict[str, Any] | None,
+    status: str,
+    note: str,
+) -> bool:
+    """Store the outcome and release the claim; False (nothing stored) when the claim was lost:
+    this backend outlived its lease and another one asked again."""
     with database.unit_of_work() as session:
-        incident = session.get(Incident, incident_id)
+        incident = session.get(Incident, claimed.incident.id, with_for_update=True)
         if incident is None:
-            return
+            return False
+        if incident.prediction_claim != claimed.claim:
+            log.warning("prediction_claim_lost", incident_id=incident.id)
+            return False
         incident.prediction, incident.prediction_status = prediction, status
         incident.prediction_note = note
+        incident.prediction_claim, incident.prediction_claimed_at = None, None
         if prediction is not None:
             level = prediction.get("severity", {}).get("level")
             if level in {"critical", "warning", "info"}:
                 incident.severity = level
+    return True
 
 
 def _recommend(

@@ -23,6 +23,12 @@ class Incident(Base):
     prediction: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     prediction_status: Mapped[str] = mapped_column(String(32))
     prediction_note: Mapped[str] = mapped_column(Text, default="")
+    # Which backend is asking the engine (prediction_status "predicting"), and since when: see
+    # aegis.incidents.jobs (another may take it over once the lease has run out).
+    prediction_claim: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    prediction_claimed_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from aegis.backend_app import create_app
@@ -20,6 +21,7 @@ from aegis.executor.app import create_app as executor_app
 from aegis.executor.backends.kubernetes import KubernetesBackend
 from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs
+from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, payload
 from tests.support.fake_kube import FakeKubeApiServer
@@ -155,3 +157,90 @@ def test_the_engine_reads_the_workloads_log_lines_through_the_executor(
     assert panic["kind"] == "new" and panic["recent_count"] == 16
     assert "crash" in panic["signatures"]
     assert len(log_reads) == 2 and all(r.query["timestamps"] == "true" for r in log_reads)
+
+
+# --- several backends ------------------------------------------------------------------------
+
+
+def test_two_backends_ask_the_engine_about_an_incident_once(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """The second backend's pass runs while the first one is waiting for the engine: it finds
+    the incident claimed and leaves it (without the claim it would ask again)."""
+    settings = make_settings(
+        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
+    )
+    holder = ModelHolder()
+    holder.swap(train())
+    asked: list[str] = []
+    second_pass: list[int] = []
+    with (
+        TestClient(create_app(settings)) as api,
+        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as first,
+        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as second,
+    ):
+
+        def first_waits(request: httpx.Request) -> None:
+            asked.append("first")
+            if len(second_pass) == 0:
+                second_pass.append(jobs.predict_pending(database, settings, second))
+
+        first.event_hooks["request"].append(first_waits)
+        second.event_hooks["request"].append(lambda _: asked.append("second"))
+        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        assert jobs.predict_pending(database, settings, first) == 1
+        incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert second_pass == [0]
+    assert asked == ["first"]
+    assert incident["prediction_status"] == "ok"
+    assert len(actions) == 1
+
+
+def _age_claim(database: Database, incident_id: int, seconds: float) -> None:
+    with database.unit_of_work() as session:
+        incident = session.get_one(Incident, incident_id)
+        assert incident.prediction_claimed_at is not None
+        incident.prediction_claimed_at -= timedelta(seconds=seconds)
+
+
+def test_a_dead_backends_claim_is_taken_over_once_its_lease_runs_out(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    settings = make_settings(database_url=db_url, ai_engine_enabled=False)
+    with TestClient(create_app(settings)) as api:
+        admin = _seed(api, settings, database, "HighErrorRate")
+        incident_id = api.get("/api/v1/incidents", headers=admin).json()["items"][0]["id"]
+        dead = jobs._claim(database, incident_id)  # a backend that claimed it, then died
+        assert dead is not None
+
+        fresh_pass = jobs.predict_pending(database, settings)
+        held = api.get(f"/api/v1/incidents/{incident_id}", headers=admin).json()
+        _age_claim(database, incident_id, jobs.PREDICTION_LEASE_S + 1)
+        late_pass = jobs.predict_pending(database, settings)
+        taken_over = api.get(f"/api/v1/incidents/{incident_id}", headers=admin).json()
+
+    assert (fresh_pass, held["prediction_status"]) == (0, "predicting")
+    assert (late_pass, taken_over["prediction_status"]) == (1, "disabled")
+
+
+def test_a_backend_that_lost_its_claim_does_not_store_its_answer(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    settings = make_settings(database_url=db_url, ai_engine_enabled=False)
+    with TestClient(create_app(settings)) as api:
+        admin = _seed(api, settings, database, "HighErrorRate")
+        incident_id = api.get("/api/v1/incidents", headers=admin).json()["items"][0]["id"]
+        slow = jobs._claim(database, incident_id)
+        assert slow is not None
+        _age_claim(database, incident_id, jobs.PREDICTION_LEASE_S + 1)
+        other = jobs._claim(database, incident_id)
+        assert other is not None
+
+        stored_late = jobs._store(database, slow, None, "unavailable", "the slow backend's")
+        stored = jobs._store(database, other, None, "unavailable", "the other backend's")
+        incident = api.get(f"/api/v1/incidents/{incident_id}", headers=admin).json()
+
+    assert (stored_late, stored) == (False, True)
+    assert incident["prediction_note"] == "the other backend's"
