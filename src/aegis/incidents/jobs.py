@@ -41,6 +41,7 @@ ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
 ACTIONS = set(actions_service.ACTIONS)
 TICK_S = 1.0
 PASS_SIZE = 20  # incidents per pass
+MAX_STATS_SENT = 1_000  # outcome counts sent with each incident (the engine takes 10,000)
 PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead backend's
 
 
@@ -68,12 +69,24 @@ def _engine_request(
             "changes": context.changes,
             **({"replicas": context.replicas} if context.replicas is not None else {}),
         },
-        "outcome_stats": [
-            {"incident_kind": kind, "action": action, **counts}
-            for (kind, action), counts in stats.items()
-            if action in ACTIONS and 0 < len(kind) <= 64
-        ],
+        "outcome_stats": _stats_sent(stats),
     }
+
+
+def _stats_sent(stats: dict[Any, Any]) -> list[dict[str, Any]]:
+    """The outcome counts the engine can use, at most :data:`MAX_STATS_SENT`: the ones with the
+    most outcomes behind them first, so that a table grown large (a kind per alert name, per
+    action) never makes the request too big for the engine to take."""
+    usable = [
+        {"incident_kind": kind, "action": action, **counts}
+        for (kind, action), counts in stats.items()
+        if action in ACTIONS and 0 < len(kind) <= 64
+    ]
+    if len(usable) <= MAX_STATS_SENT:
+        return usable
+    usable.sort(key=lambda s: (-(s["successes"] + s["failures"]), s["incident_kind"], s["action"]))
+    log.warning("outcome_stats_truncated", kept=MAX_STATS_SENT, known=len(usable))
+    return usable[:MAX_STATS_SENT]
 
 
 def _ask_engine(

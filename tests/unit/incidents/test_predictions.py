@@ -3,6 +3,7 @@ without the engine, incidents are kept and say why (fallback mode)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,12 +11,15 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
+from aegis.actions.models import ActionOutcome
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.engine.app import create_app as engine_app
 from aegis.engine.model import train
+from aegis.engine.schemas import MAX_OUTCOME_STATS
 from aegis.engine.state import ModelHolder
 from aegis.executor.app import create_app as executor_app
 from aegis.executor.backends.kubernetes import KubernetesBackend
@@ -244,3 +248,39 @@ def test_a_backend_that_lost_its_claim_does_not_store_its_answer(
 
     assert (stored_late, stored) == (False, True)
     assert incident["prediction_note"] == "the other backend's"
+
+
+def test_a_large_outcome_table_sends_the_best_known_counts_and_still_predicts(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """A kind per alert name and action can outgrow what one request may carry: the counts
+    with the most outcomes behind them are sent, the prediction is still made."""
+    settings = make_settings(
+        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
+    )
+    known = MAX_OUTCOME_STATS + 500  # more than the engine takes in one request
+    with database.unit_of_work() as session:
+        session.execute(
+            insert(ActionOutcome),
+            [
+                {"incident_kind": f"Alert{i:05d}", "action": "restart_deployment"}
+                | {"successes": i, "failures": 0}
+                for i in range(known)
+            ],
+        )
+    holder = ModelHolder()
+    holder.swap(train())
+    sent: list[dict[str, Any]] = []
+    with (
+        TestClient(create_app(settings)) as api,
+        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
+    ):
+        engine.event_hooks["request"].append(lambda r: sent.append(json.loads(r.read())))
+        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        assert jobs.predict_pending(database, settings, engine) == 1
+        incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+
+    assert incident["prediction_status"] == "ok", incident["prediction_note"]
+    kinds = {s["incident_kind"] for s in sent[0]["outcome_stats"]}
+    assert len(kinds) == jobs.MAX_STATS_SENT
+    assert f"Alert{known - 1:05d}" in kinds and "Alert00000" not in kinds
