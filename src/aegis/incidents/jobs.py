@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from aegis.actions import service as actions_service
 from aegis.actions.schemas import ActionCreate
@@ -127,6 +128,7 @@ def predict_pending(
     ``http``, ``prometheus`` and ``executor``: clients for the engine, Prometheus and the
     executor (default: new ones with the configured timeouts)."""
     with database.unit_of_work() as session:
+        _skip_resolved(session)
         candidates = list(
             session.scalars(
                 select(Incident.id)
@@ -160,6 +162,21 @@ def predict_pending(
             _predict(database, settings, claimed, stats=stats, clients=clients)
             handled += 1
     return handled
+
+
+def _skip_resolved(session: Session) -> None:
+    """Incidents that resolved before any backend asked about them (or whose asking backend
+    died) are not asked about: they say so instead of waiting forever."""
+    session.execute(
+        update(Incident)
+        .where(Incident.status == "resolved", _claimable(_now()))
+        .values(
+            prediction_status="skipped",
+            prediction_note="not asked: the incident resolved before the AI engine was asked",
+            prediction_claim=None,
+            prediction_claimed_at=None,
+        )
+    )
 
 
 def _now() -> datetime:

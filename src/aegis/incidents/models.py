@@ -11,7 +11,10 @@ from aegis.database.core import Base
 
 class Incident(Base):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_group_key_status", "group_key", "status"),)
+    __table_args__ = (
+        Index("ix_incidents_group_key_status", "group_key", "status"),
+        Index("ix_incidents_prediction_status", "prediction_status", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_key: Mapped[str] = mapped_column(String(64))

@@ -284,3 +284,40 @@ def test_a_large_outcome_table_sends_the_best_known_counts_and_still_predicts(
     kinds = {s["incident_kind"] for s in sent[0]["outcome_stats"]}
     assert len(kinds) == jobs.MAX_STATS_SENT
     assert f"Alert{known - 1:05d}" in kinds and "Alert00000" not in kinds
+
+
+def test_an_incident_resolved_before_it_was_asked_about_says_so(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    settings = make_settings(
+        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
+    )
+    holder = ModelHolder()
+    holder.swap(train())
+    asked: list[httpx.Request] = []
+    with (
+        TestClient(create_app(settings)) as api,
+        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
+    ):
+        engine.event_hooks["request"].append(asked.append)
+        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        resolved = alert(
+            "KubePodCrashLooping",
+            status="resolved",
+            namespace="demo",
+            deployment="web",
+            severity="critical",
+        )
+        api.post(
+            "/api/v1/alerts/alertmanager",
+            json=payload(resolved),
+            headers={"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"},
+        )
+        handled = jobs.predict_pending(database, settings, engine)
+        incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert (handled, asked, actions) == (0, [], [])
+    assert incident["status"] == "resolved"
+    assert incident["prediction_status"] == "skipped"
+    assert "resolved before" in incident["prediction_note"]
