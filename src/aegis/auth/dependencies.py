@@ -19,7 +19,7 @@ from aegis.auth.oidc import OIDCValidator
 from aegis.auth.ratelimit import FailClosedLimiter
 from aegis.auth.schemas import Actor
 from aegis.core.context import AppContext, get_context
-from aegis.core.errors import AegisError
+from aegis.core.errors import AegisError, Unauthorized
 
 SERVICE_KEY_HEADER = "X-API-Key"
 
@@ -88,17 +88,21 @@ def _service_actor(ctx: AppContext, presented: str) -> Actor | None:
 
 
 def current_actor(request: Request, ctx: ContextDep, session: SessionDep) -> Actor:
-    """Resolve the caller from a bearer token (Aegis or OIDC) or the engine's service key."""
-    service_key = request.headers.get(SERVICE_KEY_HEADER)
-    if service_key:
-        actor = _service_actor(ctx, service_key)
-        if actor is None:
-            raise TokenInvalid("service key invalid")
-    else:
-        token = _bearer(request)
-        if token is None:
-            raise TokenInvalid("missing bearer token")
-        actor = _token_actor(ctx, session, token)
+    """Resolve the caller from a bearer token (Aegis or OIDC) or the engine's service key.
+
+    Each failure is audited (:mod:`aegis.auth.handlers`). Past ``RATE_LIMIT_API_PER_MINUTE``
+    failures a minute from one address the answer is 429 instead, not audited: a caller looping
+    on a bad token cannot turn its requests into as many transactions on the audit chain."""
+    try:
+        actor = _authenticate(request, ctx, session)
+    except Unauthorized:
+        enforce(
+            ctx,
+            f"auth-failed:ip:{client_ip(request)}",
+            limit=ctx.settings.rate_limit_api_per_minute,
+            name="auth_failed",
+        )
+        raise
     enforce(
         ctx,
         f"api:user:{actor.kind}:{actor.name}",
@@ -107,6 +111,19 @@ def current_actor(request: Request, ctx: ContextDep, session: SessionDep) -> Act
     )
     request.state.actor = actor
     return actor
+
+
+def _authenticate(request: Request, ctx: AppContext, session: Session) -> Actor:
+    service_key = request.headers.get(SERVICE_KEY_HEADER)
+    if service_key:
+        actor = _service_actor(ctx, service_key)
+        if actor is None:
+            raise TokenInvalid("service key invalid")
+        return actor
+    token = _bearer(request)
+    if token is None:
+        raise TokenInvalid("missing bearer token")
+    return _token_actor(ctx, session, token)
 
 
 def _token_actor(ctx: AppContext, session: Session, token: str) -> Actor:

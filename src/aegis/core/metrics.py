@@ -59,7 +59,7 @@ AUTH_FAILURES = Counter(
 )
 RATE_LIMIT_HITS = Counter(
     "aegis_rate_limit_hits",
-    "Requests refused with 429, by limit (login, api).",
+    "Requests refused with 429, by limit (login, api, auth_failed).",
     ["limit"],
 )
 RATE_LIMIT_FALLBACK = Counter(

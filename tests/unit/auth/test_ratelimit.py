@@ -101,3 +101,31 @@ def test_api_limit_is_per_user_over_redis(
         bob_code = client.get("/api/v1/auth/me", headers=b).status_code
     assert alice_codes == [200, 200, 200, 200, 429]
     assert bob_code == 200
+
+
+def test_failed_authentications_past_the_limit_are_429_and_not_audited(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """A caller looping on a bad token gets its first failures audited, then 429s that cost
+    the audit chain nothing; a signed-in user from the same address is not held back."""
+    from aegis.database.core import Database
+    from tests.support import factories
+
+    settings = make_settings(database_url=db_url, rate_limit_api_per_minute=3)
+    database = Database(db_url)
+    alice = factories.user(database, "viewer")
+    try:
+        with TestClient(create_app(settings)) as client:
+            signed_in = factories.bearer(factories.login(client, alice))
+            bad = {"Authorization": "Bearer not-a-token"}
+            codes = [client.get("/api/v1/incidents", headers=bad).status_code for _ in range(5)]
+            refused = client.get("/api/v1/incidents", headers={})
+            alice_code = client.get("/api/v1/auth/me", headers=signed_in).status_code
+        audited = factories.audit_events(database, "authentication.failed")
+    finally:
+        database.dispose()
+
+    assert codes == [401, 401, 401, 429, 429]
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert len(audited) == 3
+    assert alice_code == 200
