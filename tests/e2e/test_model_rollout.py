@@ -5,12 +5,7 @@ request fails on the way."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,17 +17,11 @@ from aegis.database.core import Database
 from aegis.engine import synthetic
 from aegis.registry.cosign_keys import generate_private_key
 from tests.support.factories import audit_events
+from tests.support.processes import aegis_serve, wait_until
 from tests.support.releases import Releases, promote
 from tests.support.services import free_port
 
 KEY = "rollout-test-key-" + "r" * 24
-
-
-def _wait(what: str, probe: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)
 
 
 class _Traffic:
@@ -71,40 +60,17 @@ class _Traffic:
 
 @contextmanager
 def _engine(tmp_path: Path, db_url: str, trusted: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
-    }
-    env.update(
+    with aegis_serve(
+        "engine",
+        tmp_path,
+        free_port(),
         AEGIS_DATA_DIR=str(tmp_path / "data"),
         DATABASE_URL=db_url,
         AEGIS_TRUSTED_KEYS=str(trusted),
         API_KEY=KEY,
         MODEL_WATCH_INTERVAL_S="0.2",
-        ENGINE_PORT=str(port),
-    )
-    log = (tmp_path / "engine.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aegis", "serve", "engine"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    output = (tmp_path / "engine.log").read_text(errors="replace")
-    # uvicorn stops gracefully, then ends by the signal it caught (as a container runtime expects)
-    assert proc.returncode in (0, -signal.SIGTERM), output
-    assert "Application shutdown complete" in output, output
+    ) as url:
+        yield url
 
 
 def _health(url: str) -> dict[str, Any]:
@@ -130,26 +96,26 @@ def test_the_engine_follows_promotions_without_dropping_a_request(
     releases.release("0.1")
 
     with _engine(tmp_path, db_url, releases.pub) as url:
-        _wait("the engine serves 0.1", _serving(url, "0.1"))
+        wait_until("the engine serves 0.1", _serving(url, "0.1"))
         with _Traffic(url).running() as traffic:
-            _wait("answers arrive", lambda: len(traffic.answers) >= 3)
+            wait_until("answers arrive", lambda: len(traffic.answers) >= 3)
 
             releases.release("0.2")
-            _wait("the engine serves 0.2", _serving(url, "0.2"))
-            _wait("0.2 answers", lambda: "0.2" in traffic.versions())
+            wait_until("the engine serves 0.2", _serving(url, "0.2"))
+            wait_until("0.2 answers", lambda: "0.2" in traffic.versions())
 
             # someone with write access to the store replaces 0.3's signature
             releases.release("0.3", sign_with=generate_private_key())
-            _wait("0.3 is refused", lambda: bool(audit_events(database, "model.load_refused")))
+            wait_until("0.3 is refused", lambda: bool(audit_events(database, "model.load_refused")))
             answered = len(traffic.answers)
-            _wait("more answers", lambda: len(traffic.answers) >= answered + 3)
+            wait_until("more answers", lambda: len(traffic.answers) >= answered + 3)
             health = _health(url)
             assert health["model"]["version"] == "0.2"
             assert "signature" in health["last_error"]
 
             promote(database, "0.1")  # roll back to the archived version
-            _wait("the engine serves 0.1 again", _serving(url, "0.1"))
-            _wait("0.1 answers again", lambda: traffic.versions()[-1] == "0.1")
+            wait_until("the engine serves 0.1 again", _serving(url, "0.1"))
+            wait_until("0.1 answers again", lambda: traffic.versions()[-1] == "0.1")
 
     statuses = {status for status, _ in traffic.answers}
     assert statuses == {200}, [a for a in traffic.answers if a[0] != 200][:5]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +25,53 @@ def wait_port(port: int, timeout_s: float = 15.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def wait_until(what: str, probe: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll ``probe`` until it holds (a guard against hangs, not a measured expectation)."""
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def _clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without Aegis settings, plus ``values``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
+    }
+    env.update(values)
+    return env
+
+
+@contextmanager
+def aegis_serve(service: str, workdir: Path, port: int, **env: str) -> Iterator[str]:
+    """``aegis serve <service>`` on ``port`` (settings from ``env`` only), its URL; stopped with
+    SIGTERM at the end, which it must survive cleanly (uvicorn's graceful shutdown)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{service}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aegis", "serve", service, "--port", str(port)],
+        cwd=workdir,
+        env=_clean_env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    output = log_path.read_text(errors="replace")
+    # uvicorn stops gracefully, then ends by the signal it caught (as a container runtime expects)
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output, output
 
 
 @contextmanager
