@@ -2,7 +2,11 @@
 
 ``tick(...)`` does one pass and is what tests call; ``run(ctx)`` calls it forever in the backend.
 Each step is its own short transaction; the HTTP call to the executor happens between them (a
-claimed request is ``running``), so no database lock is held while the executor works.
+claimed request is ``running``), so no database lock is held while the executor works. A backend
+that stops between claiming a request and recording its result leaves it ``running``; after
+:data:`RUNNING_LEASE_S` another backend (or the same, restarted) dispatches it again
+(:func:`reclaim_abandoned`). That cannot act twice: the retry carries the same idempotency key,
+so an executor that already acted returns its stored result instead of acting again.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ log = get_logger(__name__)
 KILL_SWITCH_FLAG = "executor_enabled"
 TICK_S = 0.5
 MAX_BACKOFF_S = 60.0
+# A claimed request still `running` after this long was claimed by a backend that stopped (a
+# dispatch is two executor calls of at most a few seconds each): it is dispatched again.
+RUNNING_LEASE_S = 900.0
 
 
 class Executor(Protocol):
@@ -109,6 +116,35 @@ def dry_run_pending(database: Database, executor: Executor) -> None:
             current = service.get(session=session, action_id=request.id, lock=True)
             if current.status == "pending_approval" and current.dry_run_diff is None:
                 service.set_dry_run(session=session, request=current, diff=_diff(result))
+
+
+def reclaim_abandoned(database: Database) -> list[str]:
+    """Put requests left ``running`` past the lease back in the queue, audited; their ids."""
+    now = service.now()
+    cutoff = now - timedelta(seconds=RUNNING_LEASE_S)
+    with database.unit_of_work() as session:
+        abandoned = list(
+            session.scalars(
+                select(ActionRequest)
+                .where(ActionRequest.status == "running", ActionRequest.updated_at < cutoff)
+                # another backend reclaiming at the same moment skips the rows held here
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for request in abandoned:
+            claimed_at = service.aware(request.updated_at).isoformat()
+            request.status, request.next_attempt_at, request.updated_at = "approved", now, now
+            service.audit(
+                session,
+                request,
+                "action.dispatch_reclaimed",
+                "system",
+                claimed_at=claimed_at,
+                reason="the backend that claimed it stopped before recording a result; "
+                "dispatched again with the same idempotency key",
+            )
+            log.warning("action_dispatch_reclaimed", action_id=request.id, claimed_at=claimed_at)
+        return [request.id for request in abandoned]
 
 
 def _claim(database: Database) -> list[str]:
@@ -265,6 +301,7 @@ def recheck(database: Database) -> None:
 def tick(database: Database, settings: Settings, executor: Executor) -> None:
     expire_pending(database)
     dry_run_pending(database, executor)
+    reclaim_abandoned(database)
     if dispatch_enabled(settings, database):
         for action_id in _claim(database):
             execute(database, settings, executor, action_id)

@@ -8,6 +8,7 @@ interface); the backend is the real backend app; the dispatcher is driven one ti
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -466,3 +467,51 @@ def test_two_re_checks_at_once_count_an_outcome_once(world: World) -> None:
     with world.database.unit_of_work() as session:
         stats = actions.outcome_stats(session=session)
     assert stats[("PodOOMKilled", "restart_deployment")] == {"successes": 1, "failures": 0}
+
+
+def _claimed_by_a_backend_that_stops(world: World) -> str:
+    action_id: str = world.request().json()["id"]
+    assert jobs._claim(world.database) == [action_id]  # claimed ('running'), then nothing
+    return action_id
+
+
+def _lease_runs_out(world: World, action_id: str) -> None:
+    with world.database.unit_of_work() as session:
+        request = actions.get(session=session, action_id=action_id)
+        request.updated_at = actions.now() - timedelta(seconds=jobs.RUNNING_LEASE_S + 1)
+
+
+def test_an_action_left_running_by_a_stopped_backend_is_dispatched_again(world: World) -> None:
+    before = world.cluster.deployment("demo", "web")["revision"]
+    action_id = _claimed_by_a_backend_that_stops(world)
+
+    world.tick()  # within the lease the claim is respected
+    held = world.action(action_id)
+    _lease_runs_out(world, action_id)
+    world.tick()
+    world.tick()
+
+    assert held["status"] == "running"
+    assert world.action(action_id)["status"] == "succeeded"
+    assert world.cluster.deployment("demo", "web")["revision"] == before + 1
+    reclaimed = factories.audit_events(world.database, "action.dispatch_reclaimed")
+    assert [json.loads(e.data)["action_id"] for e in reclaimed] == [action_id]
+    _chain_ok(world)
+
+
+def test_a_stopped_backend_that_had_already_acted_is_not_acted_on_twice(world: World) -> None:
+    before = world.cluster.deployment("demo", "web")["revision"]
+    action_id = _claimed_by_a_backend_that_stops(world)
+    with world.database.unit_of_work() as session:  # it reached the executor, then stopped
+        request = actions.get(session=session, action_id=action_id)
+        outgoing = jobs._executor_request(request, dry_run=False, key=request.id)
+    assert world.executor.submit(outgoing).status == "succeeded"
+
+    _lease_runs_out(world, action_id)
+    world.tick()
+    world.tick()
+
+    done = world.action(action_id)
+    assert done["status"] == "succeeded"
+    assert done["result"]["idempotent_replay"] is True
+    assert world.cluster.deployment("demo", "web")["revision"] == before + 1
