@@ -214,7 +214,11 @@ def _claim(database: Database, incident_id: int) -> _Claimed | None:
         if not changed.rowcount:  # type: ignore[attr-defined]
             return None
         incident = session.get_one(Incident, incident_id)
-        alerts = list(session.scalars(select(Alert).where(Alert.incident_id == incident_id)))
+        alerts = list(
+            session.scalars(
+                select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id)
+            )
+        )
     return _Claimed(incident, alerts, claim)
 
 
