@@ -87,6 +87,18 @@ def _service_actor(ctx: AppContext, presented: str) -> Actor | None:
     return None
 
 
+def limit_failed_authentication(ctx: AppContext, request: Request) -> None:
+    """Count a failed authentication against the caller's address: past
+    ``RATE_LIMIT_API_PER_MINUTE`` a minute this raises 429 (not audited) instead of letting the
+    caller's 401 be audited, so that a loop of bad credentials cannot flood the audit chain."""
+    enforce(
+        ctx,
+        f"auth-failed:ip:{client_ip(request)}",
+        limit=ctx.settings.rate_limit_api_per_minute,
+        name="auth_failed",
+    )
+
+
 def current_actor(request: Request, ctx: ContextDep, session: SessionDep) -> Actor:
     """Resolve the caller from a bearer token (Aegis or OIDC) or the engine's service key.
 
@@ -96,12 +108,7 @@ def current_actor(request: Request, ctx: ContextDep, session: SessionDep) -> Act
     try:
         actor = _authenticate(request, ctx, session)
     except Unauthorized:
-        enforce(
-            ctx,
-            f"auth-failed:ip:{client_ip(request)}",
-            limit=ctx.settings.rate_limit_api_per_minute,
-            name="auth_failed",
-        )
+        limit_failed_authentication(ctx, request)
         raise
     enforce(
         ctx,

@@ -7,7 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from aegis.auth.dependencies import ContextDep, SessionDep, require_roles
+from aegis.auth.dependencies import (
+    ContextDep,
+    SessionDep,
+    limit_failed_authentication,
+    require_roles,
+)
 from aegis.auth.schemas import Actor
 from aegis.core.types import MAX_DB_INT, IdPath
 from aegis.incidents import service
@@ -42,6 +47,7 @@ def alertmanager(request: Request, ctx: ContextDep) -> Actor:
     presented = _presented_token(request)
     expected = ctx.settings.secret("alert_webhook_token")
     if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
+        limit_failed_authentication(ctx, request)
         raise WebhookUnauthorized("webhook token missing or invalid")
     actor = Actor(name="alertmanager", roles=frozenset(), kind="service")
     request.state.actor = actor

@@ -129,3 +129,37 @@ def test_failed_authentications_past_the_limit_are_429_and_not_audited(
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert len(audited) == 3
     assert alice_code == 200
+
+
+def test_the_alertmanager_webhook_shares_the_failed_authentication_limit(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    from aegis.database.core import Database
+    from tests.support import factories
+    from tests.support.alerts import alert, payload
+
+    settings = make_settings(database_url=db_url, rate_limit_api_per_minute=2)
+    with TestClient(create_app(settings)) as client:
+        codes = [
+            client.post(
+                "/api/v1/alerts/alertmanager",
+                json=payload(alert()),
+                headers={"Authorization": "Bearer not-the-token"},
+            ).status_code
+            for _ in range(3)
+        ]
+        token = settings.secret("alert_webhook_token")
+        good = client.post(
+            "/api/v1/alerts/alertmanager",
+            json=payload(alert()),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    database = Database(db_url)
+    try:
+        audited = factories.audit_events(database, "authentication.failed")
+    finally:
+        database.dispose()
+
+    assert codes == [401, 401, 429]
+    assert len(audited) == 2
+    assert good.status_code == 200  # Alertmanager itself is not held back
