@@ -11,8 +11,9 @@ concurrent clients (``--concurrency`` incidents in flight). Configurations:
 
 * ``batch 1``: ``BATCH_MAX_SIZE=1`` (each request scored on its own: the baseline);
 * ``batch N, wait 0/5/20 ms``: ``BATCH_MAX_SIZE=N`` with ``BATCH_MAX_LATENCY_MS`` 0, 5, 20;
-* ``batch N, wait 5 ms, 8 incidents/request``: the same engine, clients that send eight
-  incidents per ``/infer`` call (an eighth as many clients, so as many incidents in flight).
+* ``batch 1, 8 incidents/request`` and ``batch N, wait 5 ms, 8 incidents/request``: clients
+  that send eight incidents per ``/infer`` call (an eighth as many clients, so as many incidents
+  in flight); the batched row's ratio is to the batch-1 row of the same request shape.
 
 The configurations take turns, ``--rounds`` times (an idle engine uses no CPU), so that a change
 in the machine's background load hits all of them alike; throughput is the median over rounds,
@@ -61,6 +62,8 @@ class Outcome:
     qps: float
     gc: tuple[float, float, float]  # collections per 100 incidents, by generation
     cpu: tuple[float, float]  # the engine's CPU ms per incident: all, the batch worker's
+    per_request: int = 1  # incidents in each request
+    baseline: bool = False  # BATCH_MAX_SIZE=1: what the rows of its request shape compare with
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -350,6 +353,7 @@ def main() -> None:
     n, c = args.batch_size, args.concurrency
     configs = [Config("batch 1", 1, 0.0, 1, c)]
     configs += [Config(f"batch {n}, wait {ms:g} ms", n, ms, 1, c) for ms in (0.0, 5.0, 20.0)]
+    configs.append(Config("batch 1, 8 incidents/request", 1, 0.0, 8, max(c // 8, 1)))
     configs.append(Config(f"batch {n}, wait 5 ms, 8 incidents/request", n, 5.0, 8, max(c // 8, 1)))
     payloads = {k: _requests(key, 96, k, args.wire) for k in {cfg.per_request for cfg in configs}}
     console.print(f"starting {len(configs)} engines ...")
@@ -381,7 +385,17 @@ def main() -> None:
         every, scoring = (statistics.median(run.cpu[k] for run in done) for k in range(2))
         outcomes.append(
             Outcome(
-                cfg.name, len(latencies), errors, 0.0, latencies, mean, rate, gc, (every, scoring)
+                cfg.name,
+                len(latencies),
+                errors,
+                0.0,
+                latencies,
+                mean,
+                rate,
+                gc,
+                (every, scoring),
+                per_request=cfg.per_request,
+                baseline=cfg.max_size == 1,
             )
         )
     costs = _scoring_costs(args.rounds, (1, 8, 32, 64), args.wire)
@@ -391,7 +405,8 @@ def main() -> None:
 def _report(
     console: Console, args: argparse.Namespace, outcomes: list[Outcome], costs: dict[int, float]
 ) -> None:
-    base = outcomes[0]
+    # each row against batch 1 with clients of the same request shape (one incident, or eight)
+    bases = {o.per_request: o for o in outcomes if o.baseline}
     table = Table(
         title=f"/infer, {args.concurrency} incidents in flight (closed loop), series as "
         f"{args.wire}, median of {args.rounds} x {args.duration:g} s"
@@ -400,6 +415,7 @@ def _report(
     for col in (*columns, "mean batch", "gc / 100 inc.", "CPU ms / inc.: all / scoring"):
         table.add_column(col, justify="right" if col != "config" else "left")
     for o in outcomes:
+        base = bases.get(o.per_request, outcomes[0])
         table.add_row(
             o.name,
             f"{o.qps:.1f}",
