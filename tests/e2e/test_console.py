@@ -20,7 +20,7 @@ from aegis.auth import service as auth_service
 from aegis.database.core import Database
 from tests.conftest import require
 from tests.support import factories
-from tests.support.alerts import alert, payload
+from tests.support.alerts import alert, deliver
 from tests.support.browser import backend, browser_errors, chromium, chromium_missing
 
 pytestmark = pytest.mark.xdist_group("console")
@@ -52,12 +52,7 @@ class Console:
         return response.json()
 
     def alerts(self, *alerts: dict[str, Any]) -> None:
-        response = httpx.post(
-            f"{self.url}/api/v1/alerts/alertmanager",
-            json=payload(*alerts),
-            headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
-            timeout=30,
-        )
+        response = deliver(self.url, WEBHOOK_TOKEN, *alerts)
         assert response.status_code == 200, response.text
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from aegis.database.core import Database
 from aegis.incidents.models import Incident
-from tests.support.alerts import alert, payload
+from tests.support.alerts import alert, deliver
 from tests.support.processes import aegis_serve, wait_port, wait_until
 from tests.support.releases import Releases
 from tests.support.services import free_port
@@ -81,12 +81,7 @@ def test_each_incident_is_asked_about_once_by_two_backends(
             alert("KubePodCrashLooping", namespace="demo", deployment=f"web{i}")
             for i in range(WORKLOADS)
         ]
-        response = httpx.post(
-            f"{backends[0]}/api/v1/alerts/alertmanager",
-            json=payload(*alerts),
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        )
+        response = deliver(backends[0], TOKEN, *alerts)
         assert response.status_code == 200, response.text
 
         wait_until(

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import httpx
+
+WEBHOOK_PATH = "/api/v1/alerts/alertmanager"
+
 
 def alert(
     name: str = "HighErrorRate",
@@ -48,3 +52,12 @@ def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
         "truncatedAlerts": 0,
         "alerts": list(alerts),
     }
+
+
+def deliver(to: httpx.Client | str, token: str, *alerts: dict[str, Any]) -> httpx.Response:
+    """POST ``alerts`` to Aegis's Alertmanager webhook as Alertmanager does (bearer ``token``):
+    ``to`` is a client (a TestClient too) or a backend's base URL."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if isinstance(to, httpx.Client):
+        return to.post(WEBHOOK_PATH, json=payload(*alerts), headers=headers)
+    return httpx.post(f"{to}{WEBHOOK_PATH}", json=payload(*alerts), headers=headers, timeout=30)

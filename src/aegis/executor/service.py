@@ -182,12 +182,8 @@ def handle_action(
         result = run_once(executor, request)
     except ExecutorError as exc:
         metrics.EXECUTOR_ACTIONS.labels(label, "rejected").inc()
-        if isinstance(exc, SignatureRejected):
-            metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
         log.warning("executor_rejected", action=label, code=exc.code, reason=exc.message)
-        _audit_refusal(
-            executor, exc, peer=peer, resource=f"{method} {ACTIONS_PATH}", actor=requester
-        )
+        _refused(executor, exc, peer=peer, resource=f"{method} {ACTIONS_PATH}", actor=requester)
         raise
     outcome = "replayed" if result.idempotent_replay else result.status
     metrics.EXECUTOR_ACTIONS.labels(label, outcome).inc()
@@ -228,10 +224,8 @@ def handle_logs(
         executor.policy.check_namespace(request.namespace)
         found = executor.backend.logs(request)
     except ExecutorError as exc:
-        if isinstance(exc, SignatureRejected):
-            metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
         log.warning("executor_logs_refused", code=exc.code, reason=exc.message)
-        _audit_refusal(executor, exc, peer=peer, resource=f"{method} {LOGS_PATH}", actor=requester)
+        _refused(executor, exc, peer=peer, resource=f"{method} {LOGS_PATH}", actor=requester)
         raise
     return ExecutorLogsResult(
         pods=found.pods,
@@ -240,14 +234,16 @@ def handle_logs(
     )
 
 
-def _audit_refusal(
+def _refused(
     executor: Executor, exc: ExecutorError, *, peer: str, resource: str, actor: str
 ) -> None:
-    """A bad signature (``authentication.failed``) or a signed request outside this executor's
-    own allow-list or bounds (``access.denied``, by whoever the body names) is audited, folded
-    per caller and code (:mod:`aegis.audit.refusals`). The rest (kill switch, malformed body,
-    idempotency) is the backend's to audit: it sent them and gets the answer."""
+    """A bad signature (``authentication.failed``, also counted in
+    ``aegis_auth_failures_total``) or a signed request outside this executor's own allow-list or
+    bounds (``access.denied``, by whoever the body names) is audited, folded per caller and code
+    (:mod:`aegis.audit.refusals`). The rest (kill switch, malformed body, idempotency) is the
+    backend's to audit: it sent them and gets the answer."""
     if isinstance(exc, SignatureRejected):
+        metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
         event_type, actor = "authentication.failed", "anonymous"
     elif isinstance(exc, (ActionNotAllowed, NamespaceNotAllowed, ReplicasOutOfBounds)):
         event_type = "access.denied"

@@ -29,7 +29,7 @@ from aegis.engine.state import ModelHolder
 from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs, telemetry
 from tests.support import factories, promstack
-from tests.support.alerts import alert, payload
+from tests.support.alerts import alert, deliver
 from tests.support.services import free_port
 
 STEP = 15
@@ -152,11 +152,7 @@ def _predicted(
         raised = alert(name)
         raised["labels"] = {"alertname": name, "severity": "warning", **labels}
         raised["startsAt"] = started
-        sent = api.post(
-            "/api/v1/alerts/alertmanager",
-            json=payload(raised),
-            headers={"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"},
-        )
+        sent = deliver(api, settings.secret("alert_webhook_token"), raised)
         assert sent.status_code == 200, sent.text
         assert jobs.predict_pending(database, settings, engine) == 1
         incident: dict[str, Any] = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
@@ -430,12 +426,10 @@ def test_a_hung_prometheus_or_executor_is_waited_for_once_per_pass(
         ):
             admin = factories.signed_in(api, database, "admin")
             for deployment in ("web", "api"):
-                sent = api.post(
-                    "/api/v1/alerts/alertmanager",
-                    json=payload(
-                        alert("WorkloadDegraded", namespace="demo", deployment=deployment)
-                    ),
-                    headers={"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"},
+                sent = deliver(
+                    api,
+                    settings.secret("alert_webhook_token"),
+                    alert("WorkloadDegraded", namespace="demo", deployment=deployment),
                 )
                 assert sent.status_code == 200
             assert jobs.predict_pending(database, settings, engine, executor=executor) == 2

@@ -297,13 +297,11 @@ def test_unanswered_approval_expires(make_settings: Callable[..., Settings], wor
 
 
 def _incident(world: World, name: str, status: str = "firing") -> int:
-    from tests.support.alerts import alert, payload
+    from tests.support.alerts import alert, deliver
 
-    headers = {"Authorization": f"Bearer {world.settings.secret('alert_webhook_token')}"}
-    response = world.api.post(
-        "/api/v1/alerts/alertmanager",
-        json=payload(alert(name, namespace="demo", deployment="web", status=status)),
-        headers=headers,
+    token = world.settings.secret("alert_webhook_token")
+    response = deliver(
+        world.api, token, alert(name, namespace="demo", deployment="web", status=status)
     )
     ids: list[int] = response.json()["incidents"]
     return ids[0] if ids else 0

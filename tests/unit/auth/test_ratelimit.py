@@ -136,24 +136,12 @@ def test_the_alertmanager_webhook_shares_the_failed_authentication_limit(
 ) -> None:
     from aegis.database.core import Database
     from tests.support import factories
-    from tests.support.alerts import alert, payload
+    from tests.support.alerts import alert, deliver
 
     settings = make_settings(database_url=db_url, rate_limit_api_per_minute=2)
     with TestClient(create_app(settings)) as client:
-        codes = [
-            client.post(
-                "/api/v1/alerts/alertmanager",
-                json=payload(alert()),
-                headers={"Authorization": "Bearer not-the-token"},
-            ).status_code
-            for _ in range(3)
-        ]
-        token = settings.secret("alert_webhook_token")
-        good = client.post(
-            "/api/v1/alerts/alertmanager",
-            json=payload(alert()),
-            headers={"Authorization": f"Bearer {token}"},
-        )
+        codes = [deliver(client, "not-the-token", alert()).status_code for _ in range(3)]
+        good = deliver(client, settings.secret("alert_webhook_token"), alert())
     database = Database(db_url)
     try:
         audited = factories.audit_events(database, "authentication.failed")

@@ -27,7 +27,7 @@ from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs
 from aegis.incidents.models import Incident
 from tests.support import factories
-from tests.support.alerts import alert, payload
+from tests.support.alerts import alert, deliver
 from tests.support.fake_kube import FakeKubeApiServer
 from tests.support.services import free_port
 
@@ -52,25 +52,34 @@ def _seed(
     raised = alert(name, namespace="demo", deployment="web", severity="critical")
     if starts_at is not None:
         raised["startsAt"] = starts_at
-    api.post(
-        "/api/v1/alerts/alertmanager",
-        json=payload(raised),
-        headers={"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"},
-    )
+    deliver(api, settings.secret("alert_webhook_token"), raised)
     return admin
+
+
+def _asking(make_settings: Callable[..., Settings], db_url: str) -> Settings:
+    """A backend's settings that ask the engine at the URL :func:`_engine` serves."""
+    settings: Settings = make_settings(
+        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
+    )
+    return settings
+
+
+def _engine(settings: Settings, holder: ModelHolder | None = None) -> TestClient:
+    """The real engine app, serving a freshly trained model (or ``holder``'s), at the URL the
+    backend is configured with."""
+    if holder is None:
+        holder = ModelHolder()
+        holder.swap(train())
+    return TestClient(engine_app(settings, holder=holder), base_url="http://engine")
 
 
 def test_incident_gets_a_prediction_and_the_recommendation_becomes_an_action(
     make_settings: Callable[..., Settings], db_url: str, database: Database
 ) -> None:
-    settings = make_settings(
-        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
-    )
-    holder = ModelHolder()
-    holder.swap(train())
+    settings = _asking(make_settings, db_url)
     with (
         TestClient(create_app(settings)) as api,
-        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
+        _engine(settings) as engine,
     ):
         admin = _seed(api, settings, database, "KubePodCrashLooping")
         assert jobs.predict_pending(database, settings, engine) == 1
@@ -125,8 +134,6 @@ def test_the_engine_reads_the_workloads_log_lines_through_the_executor(
         executor_backend="kubernetes",
         executor_allowed_namespaces=["demo"],
     )
-    holder = ModelHolder()
-    holder.swap(train())
     now = time.time()
     with FakeKubeApiServer() as fake:
         fake.add_deployment("demo", "web", replicas=2)
@@ -138,7 +145,7 @@ def test_the_engine_reads_the_workloads_log_lines_through_the_executor(
             fake.add_log_lines("demo", pod, quiet + broken)
         with (
             TestClient(create_app(settings)) as api,
-            TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
+            _engine(settings) as engine,
             TestClient(
                 executor_app(settings, backend=KubernetesBackend(fake.api_client())),
                 base_url="http://executor",
@@ -171,17 +178,15 @@ def test_two_backends_ask_the_engine_about_an_incident_once(
 ) -> None:
     """The second backend's pass runs while the first one is waiting for the engine: it finds
     the incident claimed and leaves it (without the claim it would ask again)."""
-    settings = make_settings(
-        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
-    )
+    settings = _asking(make_settings, db_url)
     holder = ModelHolder()
     holder.swap(train())
     asked: list[str] = []
     second_pass: list[int] = []
     with (
         TestClient(create_app(settings)) as api,
-        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as first,
-        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as second,
+        _engine(settings, holder) as first,
+        _engine(settings, holder) as second,
     ):
 
         def first_waits(request: httpx.Request) -> None:
@@ -255,9 +260,7 @@ def test_a_large_outcome_table_sends_the_best_known_counts_and_still_predicts(
 ) -> None:
     """A kind per alert name and action can outgrow what one request may carry: the counts
     with the most outcomes behind them are sent, the prediction is still made."""
-    settings = make_settings(
-        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
-    )
+    settings = _asking(make_settings, db_url)
     known = MAX_OUTCOME_STATS + 500  # more than the engine takes in one request
     with database.unit_of_work() as session:
         session.execute(
@@ -268,12 +271,10 @@ def test_a_large_outcome_table_sends_the_best_known_counts_and_still_predicts(
                 for i in range(known)
             ],
         )
-    holder = ModelHolder()
-    holder.swap(train())
     sent: list[dict[str, Any]] = []
     with (
         TestClient(create_app(settings)) as api,
-        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
+        _engine(settings) as engine,
     ):
         engine.event_hooks["request"].append(lambda r: sent.append(json.loads(r.read())))
         admin = _seed(api, settings, database, "KubePodCrashLooping")
@@ -289,15 +290,11 @@ def test_a_large_outcome_table_sends_the_best_known_counts_and_still_predicts(
 def test_an_incident_resolved_before_it_was_asked_about_says_so(
     make_settings: Callable[..., Settings], db_url: str, database: Database
 ) -> None:
-    settings = make_settings(
-        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://engine"
-    )
-    holder = ModelHolder()
-    holder.swap(train())
+    settings = _asking(make_settings, db_url)
     asked: list[httpx.Request] = []
     with (
         TestClient(create_app(settings)) as api,
-        TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
+        _engine(settings) as engine,
     ):
         engine.event_hooks["request"].append(asked.append)
         admin = _seed(api, settings, database, "KubePodCrashLooping")
@@ -308,11 +305,7 @@ def test_an_incident_resolved_before_it_was_asked_about_says_so(
             deployment="web",
             severity="critical",
         )
-        api.post(
-            "/api/v1/alerts/alertmanager",
-            json=payload(resolved),
-            headers={"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"},
-        )
+        deliver(api, settings.secret("alert_webhook_token"), resolved)
         handled = jobs.predict_pending(database, settings, engine)
         incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
         actions = api.get("/api/v1/actions", headers=admin).json()["items"]
