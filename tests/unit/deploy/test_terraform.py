@@ -3,8 +3,8 @@
 No Terraform provider can be downloaded here, so `terraform validate` is not part of the suite;
 instead every `var.X` is declared, every declared variable is used, every `local.X` is defined,
 every module call passes only (and all required) variables of its module and reads only its
-outputs, and the runbook's outputs exist. Where the terraform binary is installed,
-`terraform fmt -check` (which parses every file) runs too.
+outputs, and the runbook's outputs exist. `terraform fmt -check` (which parses every file) runs
+with the terraform binary on PATH: without it that test skips, and under CI=true it fails.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.unit.deploy.manifests import TERRAFORM
 
 OVERLAY = TERRAFORM / "overlays" / "aws"
@@ -148,8 +149,8 @@ def test_irsa_policies_grant_no_wildcard_actions() -> None:
 
 def test_terraform_fmt_accepts_every_file() -> None:
     terraform = shutil.which("terraform")
-    if terraform is None:
-        pytest.skip("terraform is not installed: fmt not run")
+    require(terraform is not None, "terraform is not installed: fmt not run")
+    assert terraform is not None
     result = subprocess.run(
         [terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
         check=False,

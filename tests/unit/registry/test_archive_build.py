@@ -14,6 +14,7 @@ import pytest
 
 from aegis.registry.archive import BLOCK_SIZE, build_archive, parse_member_size
 from aegis.registry.errors import ModelSourceInvalid
+from tests.conftest import require
 from tests.unit.registry.builders import write_model
 
 FILES = {
@@ -67,8 +68,8 @@ def test_archive_is_split_into_gzip_members_that_carry_their_length(tmp_path: Pa
     assert len(offsets) >= 2
 
 
-@pytest.mark.skipif(shutil.which("tar") is None, reason="no tar(1) on this machine")
 def test_gnu_tar_extracts_the_archive(tmp_path: Path) -> None:
+    require(shutil.which("tar") is not None, "no tar(1) on this machine")
     model = write_model(tmp_path / "m", FILES)
     build_archive(model, tmp_path / "m.tar.gz", name="demo", version="1.0")
     out = tmp_path / "out"
