@@ -146,6 +146,25 @@ def test_rendered_chart_uses_the_terraform_outputs(rendered_aws: list[dict[str, 
     assert images == {"registry.example.com/aegis:1.2.3"}
 
 
+def test_helm_lint_accepts_the_chart_with_the_aws_values() -> None:
+    result = subprocess.run(
+        [
+            _helm(),
+            "lint",
+            "--strict",
+            str(HELM),
+            "-f",
+            str(HELM / "values.aws.yaml"),
+            *_sets(TERRAFORM_OUTPUTS),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_gcp_values_render_with_workload_identity() -> None:
     result = _render(
         "-f",
