@@ -6,6 +6,7 @@ test seeds its own users and alerts, so the tests do not depend on each other's 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from aegis.actions import service as actions_service
 from aegis.auth import service as auth_service
+from aegis.auth import tokens
+from aegis.auth.models import AuthSession
 from aegis.database.core import Database
 from tests.conftest import require
 from tests.support import factories
@@ -26,6 +30,7 @@ from tests.support.browser import backend, browser_errors, chromium, chromium_mi
 pytestmark = pytest.mark.xdist_group("console")
 
 WEBHOOK_TOKEN = "console-test-webhook-token-" + "f" * 24
+JWT_SECRET = "console-test-jwt-secret-" + "a" * 32
 WAIT_S = 30  # an upper bound for the page to settle, not a performance assertion
 XSS = '<img src=x onerror="window.__aegisXss=1">'
 
@@ -63,6 +68,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     url = f"sqlite+pysqlite:///{work / 'aegis.db'}"
     env = {
         "ALERT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "JWT_SECRET": JWT_SECRET,
         "RATE_LIMIT_LOGIN_PER_MINUTE": "1000",
         "EXECUTOR_URL": "http://127.0.0.1:9",  # no executor: nothing runs a dry run or acts
     }
@@ -215,6 +221,59 @@ def test_session_survives_a_reload_and_logout_ends_it(page: Any, console: Consol
     assert page.find_elements(By.CSS_SELECTOR, "#incidents-body tr") == []
     page.refresh()
     visible(page, "login-form")
+
+
+def _expired_access_token(refresh_token: str) -> str:
+    """An access token of the same session, correctly signed, that expired a minute ago."""
+    claims = jwt.decode(refresh_token, options={"verify_signature": False})
+    past = int(time.time()) - 60
+    expired = {
+        "iss": tokens.ISSUER,
+        "aud": tokens.AUDIENCE,
+        "sub": claims["sub"],
+        "sid": claims["sid"],
+        "typ": "access",
+        "jti": str(uuid.uuid4()),
+        "iat": past - 900,
+        "nbf": past - 900,
+        "exp": past,
+        "roles": ["viewer"],
+    }
+    return jwt.encode(expired, JWT_SECRET, algorithm=tokens.ALGORITHM)
+
+
+def test_logout_after_the_access_token_expired_still_ends_the_session(
+    page: Any, console: Console
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(page, console.user("viewer"))
+    signed_in(page)
+    refresh_token = page.execute_script("return sessionStorage.getItem('aegis.refresh_token')")
+    # The user was idle past the access token's lifetime: the page's token has expired.
+    page.execute_script(
+        """
+        const expired = arguments[0];
+        const original = window.fetch;
+        let first = true;
+        window.fetch = (path, init) => {
+          if (first && String(path).endsWith("/api/v1/auth/logout")) {
+            first = false;
+            init.headers.Authorization = `Bearer ${expired}`;
+          }
+          return original(path, init);
+        };
+        """,
+        _expired_access_token(refresh_token),
+    )
+    page.find_element(By.ID, "logout").click()
+    visible(page, "login-form")
+    # The session ended server-side, by the logout (not by a later reuse of a spent token).
+    session_id = jwt.decode(refresh_token, options={"verify_signature": False})["sid"]
+    with console.database.unit_of_work() as session:
+        ended = session.get(AuthSession, session_id)
+        assert ended is not None and ended.revoked_at is not None
+        assert ended.revoked_reason == "logout"
 
 
 def test_revoked_session_sends_the_user_back_to_sign_in(page: Any, console: Console) -> None:

@@ -49,7 +49,11 @@ def base_app(
             metrics.SERVICE_INFO.labels(ctx.service, __version__).set(0)
             ctx.close()
 
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: they load Swagger UI and ReDoc from a CDN, on the console's origin.
+    # The schema itself stays at /openapi.json.
+    app = FastAPI(
+        title=title, version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.ctx = ctx
     http.install(
         app,

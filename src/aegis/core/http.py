@@ -90,7 +90,9 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestContext:
-    """Request id in and out, HTTP metrics, canary counts — as plain ASGI middleware.
+    """Request id in and out, HTTP metrics, canary counts, and ``Cache-Control: no-store`` and
+    ``X-Content-Type-Options: nosniff`` on every answer that sets neither — as plain ASGI
+    middleware.
 
     The request id comes from ``X-Request-ID`` (when printable, at most 128 characters) or is
     minted; it is bound for the request's logs, forwarded by Aegis's own clients, and returned.
@@ -120,7 +122,12 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, rid)
+                headers = MutableHeaders(scope=message)
+                headers.append(REQUEST_ID_HEADER, rid)
+                # API answers carry tokens and private data: never cached, never sniffed. (The
+                # console's page and assets set their own, stricter headers.)
+                headers.setdefault("Cache-Control", "no-store")
+                headers.setdefault("X-Content-Type-Options", "nosniff")
             await send(message)
 
         try:
@@ -199,7 +206,15 @@ def install(
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", path=request.url.path, exc_info=exc)
-        return error_response(500, "internal_error", "internal error; quote the request id")
+        # This answer leaves through Starlette's outermost middleware, past RequestContext:
+        # it carries that middleware's headers itself.
+        headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        rid = request_id_var.get()
+        if rid:
+            headers[REQUEST_ID_HEADER] = rid
+        return error_response(
+            500, "internal_error", "internal error; quote the request id", headers
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

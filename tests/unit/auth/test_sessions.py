@@ -20,7 +20,11 @@ def test_login_returns_a_bearer_pair_that_opens_the_api(
     client: TestClient, database: Database
 ) -> None:
     name = factories.user(database, "operator")
-    tokens = factories.login(client, name)
+    response = client.post(
+        "/api/v1/auth/login", json={"username": name, "password": factories.PASSWORD}
+    )
+    assert response.headers["cache-control"] == "no-store"  # RFC 6749 5.1: tokens never cached
+    tokens = response.json()
     assert tokens["token_type"] == "bearer"
     assert tokens["expires_in"] == 900
     me = client.get("/api/v1/auth/me", headers=factories.bearer(tokens))
@@ -50,6 +54,7 @@ def test_refresh_rotates_and_the_old_refresh_token_is_spent(
     tokens = factories.login(client, factories.user(database, "viewer"))
     rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert rotated.status_code == 200
+    assert rotated.headers["cache-control"] == "no-store"  # RFC 6749 5.1: tokens never cached
     assert rotated.json()["refresh_token"] != tokens["refresh_token"]
     again = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert again.status_code == 401

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -31,7 +31,41 @@ def _app(settings: Settings) -> FastAPI:
     async def echo(body: dict[str, str]) -> dict[str, str]:
         return body
 
+    @app.get("/cacheable")
+    async def cacheable() -> Response:
+        return Response(
+            "{}", media_type="application/json", headers={"Cache-Control": "max-age=60"}
+        )
+
     return app
+
+
+def test_every_answer_is_uncacheable_and_unsniffable_unless_it_says_otherwise(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(_app(make_settings(max_body_bytes=2048)), raise_server_exceptions=False) as c:
+        answers = [
+            c.post("/echo", json={"a": "x"}),
+            c.get("/missing"),
+            c.get("/boom"),
+            c.post("/echo", json={"a": "x" * 5000}),
+            c.get("/missing%00"),
+            c.get("/metrics"),
+        ]
+        own = c.get("/cacheable")
+    assert [a.status_code for a in answers] == [200, 404, 500, 413, 400, 200]
+    for answer in answers:
+        assert answer.headers.get("cache-control") == "no-store", answer.request.url
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.request.url
+    assert own.headers["cache-control"] == "max-age=60"
+
+
+def test_no_api_explorer_is_served_only_the_schema(make_settings: Callable[..., Settings]) -> None:
+    # Swagger UI and ReDoc would load scripts from a CDN on the console's origin.
+    with TestClient(_app(make_settings())) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").json()["info"]["title"] == "t"
 
 
 def test_domain_error_becomes_the_documented_error_body(
@@ -52,6 +86,7 @@ def test_unexpected_error_is_500_without_internals(make_settings: Callable[..., 
     assert response.status_code == 500
     assert "secret-internal-detail" not in response.text
     assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["X-Request-ID"] == response.json()["error"]["request_id"]
 
 
 def test_oversized_body_is_413(make_settings: Callable[..., Settings]) -> None:

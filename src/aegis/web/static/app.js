@@ -291,8 +291,14 @@
 
   async function onLogout() {
     try {
-      // Ends the session server-side: its access and refresh tokens stop working at once.
-      if (accessToken) await send("POST", "/api/v1/auth/logout", undefined, accessToken);
+      // Ends the session server-side: its access and refresh tokens stop working at once. An
+      // access token that has expired meanwhile is refreshed first, or the session would live on.
+      const response = accessToken
+        ? await send("POST", "/api/v1/auth/logout", undefined, accessToken)
+        : null;
+      if ((response === null || response.status === 401) && (await refreshOnce())) {
+        await send("POST", "/api/v1/auth/logout", undefined, accessToken);
+      }
     } catch {
       // unreachable backend: the tokens are still forgotten here
     } finally {
