@@ -39,6 +39,7 @@ from aegis.registry.errors import ManifestMismatch, ModelSourceInvalid
 from aegis.registry.hashing import available_cores, sha256_files
 
 MANIFEST_NAME = "manifest.json"
+MAX_NAME_BYTES = 255  # one path segment: NAME_MAX on Linux and macOS
 MANIFEST_FORMAT = "aegis.model/v1"
 FIXED_MTIME = 315532800  # 1980-01-01T00:00:00Z, the reproducible-builds convention
 FILE_MODE = 0o644
@@ -97,6 +98,9 @@ class ModelManifest:
             manifest = cls(name=str(doc["name"]), version=str(doc["version"]), files=files)
         except (ValueError, KeyError, TypeError):
             raise ManifestMismatch("manifest.json is not a valid Aegis model manifest") from None
+        if not (_NAME_RE.fullmatch(manifest.name) and _VERSION_RE.fullmatch(manifest.version)):
+            # They name the loader's cache folder and the registry's keys: never a path.
+            raise ManifestMismatch("manifest.json names an invalid model name or version")
         paths = [f.path for f in files]
         if len(set(paths)) != len(paths) or MANIFEST_NAME in paths:
             raise ManifestMismatch("manifest.json lists a path twice or lists itself")
@@ -107,9 +111,9 @@ class ModelManifest:
 
 
 def check_name_version(name: str, version: str) -> None:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise ModelSourceInvalid(f"model name {name!r} must match {_NAME_RE.pattern}")
-    if not _VERSION_RE.match(version):
+    if not _VERSION_RE.fullmatch(version):
         raise ModelSourceInvalid(f"model version {version!r} must match {_VERSION_RE.pattern}")
 
 
@@ -119,8 +123,11 @@ def check_member_path(path: str) -> str | None:
         return "absolute or empty path"
     if "\\" in path or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
         return "backslash or control character in path"
-    if any(part in {"", ".", ".."} for part in path.split("/")):
+    parts = path.split("/")
+    if any(part in {"", ".", ".."} for part in parts):
         return "'..', '.' or empty path segment"
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in parts):
+        return f"a path segment longer than {MAX_NAME_BYTES} bytes (no file system stores it)"
     return None
 
 

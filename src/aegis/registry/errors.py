@@ -72,3 +72,10 @@ class ModelSourceInvalid(RegistryError):
 
     code = "model_source_invalid"
     status_code = 400
+
+
+class ModelCacheUnwritable(RegistryError):
+    """The loader cannot write the model to its cache folder (disk full, permissions)."""
+
+    code = "model_cache_unwritable"
+    status_code = 500

@@ -26,7 +26,13 @@ from aegis.core.errors import AegisError
 from aegis.database.core import Database
 from aegis.registry import catalog
 from aegis.registry import service as registry_service
-from aegis.registry.errors import ManifestMismatch, RegistryError, SignatureInvalid
+from aegis.registry.archive import MANIFEST_NAME, check_name_version
+from aegis.registry.errors import (
+    ManifestMismatch,
+    ModelCacheUnwritable,
+    RegistryError,
+    SignatureInvalid,
+)
 from aegis.registry.keyset import keyset_from_settings
 from aegis.storage.errors import StorageError
 from aegis.storage.service import open_store
@@ -68,11 +74,8 @@ def _cached_files_match(folder: Path, manifest: dict[str, object]) -> bool:
     files = manifest.get("files", [])
     assert isinstance(files, list)
     expected = {str(f["path"]): (int(f["size"]), str(f["sha256"])) for f in files}
-    present = {
-        str(p.relative_to(folder))
-        for p in folder.rglob("*")
-        if p.is_file() and p.name != "manifest.json"
-    }
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    present.discard(MANIFEST_NAME)  # the root one only: sub/manifest.json is a model file
     if present != set(expected):
         return False
     return all(
@@ -92,15 +95,20 @@ def fetch_and_prepare_model_for_load(
             row = catalog.production(session=session, name=model_name)
             version, digest, manifest = row.version, row.digest, dict(row.manifest)
             archive_uri, signature_uri = row.archive_uri, row.signature_uri
-        prepared = _prepare(
-            settings,
-            name=model_name,
-            version=version,
-            digest=digest,
-            manifest=manifest,
-            archive_uri=archive_uri,
-            signature_uri=signature_uri,
-        )
+        try:
+            prepared = _prepare(
+                settings,
+                name=model_name,
+                version=version,
+                digest=digest,
+                manifest=manifest,
+                archive_uri=archive_uri,
+                signature_uri=signature_uri,
+            )
+        except OSError as exc:
+            raise ModelCacheUnwritable(
+                f"the model cache cannot be written: {exc.strerror or type(exc).__name__}"
+            ) from None
     except (AegisError, StorageError) as exc:
         reason = exc.code
         metrics.MODEL_SIGNATURE_ERRORS.labels(reason).inc()
@@ -144,6 +152,7 @@ def _prepare(
     archive_uri: str,
     signature_uri: str,
 ) -> PreparedModel:
+    check_name_version(name, version)  # they name the cache folder: never a path
     cache = settings.data_dir / "model-cache" / name / version
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     archive, signature, extracted = (

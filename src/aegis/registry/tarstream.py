@@ -294,8 +294,9 @@ class TarParser:
             raise ArchiveCorrupt(f"malformed tar header: {exc}") from None
         size = info.size
         if info.type in (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME):
-            if size > MAX_META_BYTES:
-                raise ArchiveUnsafe("tar extended header larger than 1 MiB")
+            # A base-256 size can be negative: the parser would step back over it for ever.
+            if not 0 <= size <= MAX_META_BYTES:
+                raise ArchiveUnsafe("tar extended header size is negative or over 1 MiB")
             self._meta, self._meta_type = bytearray(), info.type
         elif info.type == tarfile.XGLTYPE:
             raise ArchiveUnsafe("global pax headers are not allowed in model archives")

@@ -6,6 +6,7 @@ inflated in parallel) and as ``tar czf`` does (one gzip stream, inflated sequent
 
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
 import tarfile
@@ -79,17 +80,18 @@ def _with_files(files: dict[str, bytes]) -> Builder:
     return lambda tmp, plain: model_archive(tmp, files, plain=plain)
 
 
-def _manifest_lists(files: dict[str, bytes], actual: dict[str, bytes]) -> Builder:
+def _manifest_lists(
+    files: dict[str, bytes], actual: dict[str, bytes], *, name: str = "demo", version: str = "1"
+) -> Builder:
     def build(tmp: Path, plain: bool) -> Path:
-        return model_archive(tmp, actual, manifest=manifest_bytes(files), plain=plain)
+        manifest = manifest_bytes(files, name=name, version=version)
+        return model_archive(tmp, actual, manifest=manifest, plain=plain)
 
     return build
 
 
 def _raw(members: list[Member]) -> Builder:
     def build(tmp: Path, plain: bool) -> Path:
-        import gzip
-
         raw = tar_bytes(members)
         path = tmp / "model.tar.gz"
         path.write_bytes(gzip.compress(raw, mtime=0) if plain else gzip_member(raw))
@@ -98,7 +100,39 @@ def _raw(members: list[Member]) -> Builder:
     return build
 
 
+def _negative_size(kind: bytes) -> Builder:
+    """An extended header (pax or GNU long name) whose base-256 size field says -512."""
+
+    def build(tmp: Path, plain: bool) -> Path:
+        info = tarfile.TarInfo("././@PaxHeader" if kind == tarfile.XHDTYPE else "././@LongLink")
+        info.type = kind
+        header = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+        header[124:136] = b"\xff" + (256**11 - 512).to_bytes(11, "big")
+        header[148:156] = b" " * 8
+        header[148:156] = b"%06o\0 " % sum(header)
+        raw = bytes(header) + tar_bytes([Member("manifest.json", manifest_bytes(GOOD))])
+        path = tmp / "model.tar.gz"
+        path.write_bytes(gzip.compress(raw, mtime=0) if plain else gzip_member(raw))
+        return path
+
+    return build
+
+
 CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
+    "pax header with a negative size": (_negative_size(tarfile.XHDTYPE), ArchiveUnsafe),
+    "long-name header with a negative size": (
+        _negative_size(tarfile.GNUTYPE_LONGNAME),
+        ArchiveUnsafe,
+    ),
+    "path segment longer than a file system allows": (
+        _with_files({**GOOD, "w" * 300 + ".json": b"{}"}),
+        ArchiveUnsafe,
+    ),
+    "manifest version is a path": (
+        _manifest_lists(GOOD, GOOD, version="../../../escaped"),
+        ManifestMismatch,
+    ),
+    "manifest name is a path": (_manifest_lists(GOOD, GOOD, name="../../x"), ManifestMismatch),
     "path traversal": (_with_extra(Member("../evil.txt", b"pwned")), ArchiveUnsafe),
     "nested traversal": (_with_extra(Member("a/../../evil.txt", b"pwned")), ArchiveUnsafe),
     "absolute path": (_with_extra(Member("/tmp/aegis-evil.txt", b"pwned")), ArchiveUnsafe),
@@ -189,7 +223,17 @@ def test_signed_malicious_archive_is_refused_and_leaves_nothing(
     assert not Path("/tmp/aegis-evil.txt").exists()
 
 
-@pytest.mark.parametrize("case", ["path traversal", "symlink escape", "pickle file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "path traversal",
+        "symlink escape",
+        "pickle file",
+        "pax header with a negative size",
+        "long-name header with a negative size",
+        "path segment longer than a file system allows",
+    ],
+)
 def test_unsigned_malicious_archive_reads_as_a_bad_signature(case: str, tmp_path: Path) -> None:
     archive = CASES[case][0](tmp_path, False)
     forged = sign(archive, new_key())

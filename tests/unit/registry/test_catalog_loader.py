@@ -16,17 +16,26 @@ from aegis.database.core import Database
 from aegis.registry import catalog
 from aegis.registry import service as registry_service
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
-from aegis.registry.errors import NoTrustedKeys, SignatureInvalid, UntrustedKey
+from aegis.registry.errors import (
+    ModelCacheUnwritable,
+    ModelSourceInvalid,
+    NoTrustedKeys,
+    SignatureInvalid,
+    UntrustedKey,
+)
 from aegis.registry.keyset import load_keyset
 from aegis.registry.loader import DigestMismatch, fetch_and_prepare_model_for_load
 
 
-def _model_dir(root: Path, payload: str = "1") -> Path:
+def _model_dir(root: Path, payload: str = "1", extra: dict[str, str] | None = None) -> Path:
     folder = root / f"src-{payload}"
     folder.mkdir()
     (folder / "params.json").write_text(json.dumps({"threshold": payload}))
     (folder / "weights").mkdir()
     (folder / "weights" / "w.json").write_text("[1, 2, 3]")
+    for name, content in (extra or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content)
     return folder
 
 
@@ -39,11 +48,18 @@ def signing(tmp_path: Path) -> tuple[object, Path]:
 
 
 def _build(
-    tmp_path: Path, key: object, version: str = "0.1", payload: str = "1"
+    tmp_path: Path,
+    key: object,
+    version: str = "0.1",
+    payload: str = "1",
+    extra: dict[str, str] | None = None,
 ) -> tuple[Path, Path]:
     archive = tmp_path / f"model-{version}.tar.gz"
     registry_service.build_archive(
-        _model_dir(tmp_path, payload + version), archive, name="example_multimodal", version=version
+        _model_dir(tmp_path, payload + version, extra),
+        archive,
+        name="example_multimodal",
+        version=version,
     )
     sig = registry_service.sign_archive(archive, key)  # type: ignore[arg-type]
     return archive, sig
@@ -69,9 +85,14 @@ def _events(database: Database, prefix: str = "model.") -> list[str]:
 
 
 def _push_and_promote(
-    database: Database, settings: Settings, tmp_path: Path, key: object, version: str = "0.1"
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    key: object,
+    version: str = "0.1",
+    extra: dict[str, str] | None = None,
 ) -> None:
-    archive, sig = _build(tmp_path, key, version)
+    archive, sig = _build(tmp_path, key, version, extra=extra)
     store = (tmp_path / "store").as_uri() + f"/model-archives/example/{version}/"
     with database.unit_of_work() as session:
         catalog.push(
@@ -223,3 +244,39 @@ def test_digest_tampered_in_the_registry_is_refused(
         conn.execute(text("UPDATE model_versions SET digest = :d"), {"d": "0" * 64})
     with pytest.raises(DigestMismatch):
         fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
+
+
+def test_a_model_file_named_manifest_json_below_the_root_loads(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    # Only the root manifest.json is Aegis's; one in a subfolder is the model's own file.
+    extra = {"tokenizer/manifest.json": '{"vocab": 3}'}
+    _push_and_promote(database, settings, tmp_path, signing[0], extra=extra)
+    for _ in range(2):  # extracted, then found intact in the cache
+        prepared = fetch_and_prepare_model_for_load(
+            "example_multimodal", settings=settings, database=database
+        )
+        assert (prepared.path / "tokenizer" / "manifest.json").read_text() == '{"vocab": 3}'
+
+
+def test_a_registry_version_that_is_a_path_is_refused_and_writes_nothing(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    escape = settings.data_dir.parent / "escaped"  # DATA_DIR/model-cache/<name>/../../../
+    with database.engine.begin() as conn:  # a row written before versions were checked on push
+        conn.execute(text("UPDATE model_versions SET version = '../../../escaped'"))
+    with pytest.raises(ModelSourceInvalid):
+        fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
+    assert not escape.exists()
+    assert _events(database)[-1] == "model.load_refused"
+
+
+def test_an_unwritable_model_cache_is_refused_and_audited(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    (settings.data_dir / "model-cache").write_text("a file where the cache folder should be")
+    with pytest.raises(ModelCacheUnwritable, match="the model cache cannot be written"):
+        fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
+    assert _events(database)[-1] == "model.load_refused"
