@@ -1,8 +1,9 @@
-"""`aegis up` on a machine with nothing set: three healthy services, graceful stop."""
+"""`aegis up` with nothing set: three healthy services, a graceful stop, and a failed start."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
+from aegis.auth import passwords
+from aegis.auth.models import User
+from aegis.database.core import Database
 from tests.support.services import free_port
 
 
@@ -59,3 +64,36 @@ def test_up_serves_all_three_health_endpoints_and_stops_gracefully(tmp_path: Pat
     assert proc.returncode == 0, output
     assert "Aegis is up" in output and "Aegis stopped." in output
     assert (tmp_path / ".aegis" / "aegis.db").exists()
+
+
+def test_a_start_that_fails_still_shows_the_first_admins_password(tmp_path: Path) -> None:
+    # The executor cannot start (a Kubernetes backend and no cluster); the admin was created
+    # before that, and its password exists nowhere but in this output.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
+    }
+    env.update(
+        {name: str(free_port()) for name in ("BACKEND_PORT", "ENGINE_PORT", "EXECUTOR_PORT")}
+    )
+    env.update({"EXECUTOR_BACKEND": "kubernetes", "KUBECONFIG": str(tmp_path / "none")})
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", "up"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert "Aegis is up" not in result.stdout
+    found = re.search(r"first admin\s+user (\S+) password (\S+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    database = Database(f"sqlite+pysqlite:///{tmp_path / '.aegis' / 'aegis.db'}")
+    try:
+        with database.unit_of_work() as session:
+            user = session.scalar(select(User).where(User.username == found.group(1)))
+            assert user is not None
+            assert passwords.verify_password(user.password_hash, found.group(2))
+    finally:
+        database.dispose()

@@ -22,6 +22,9 @@ import typer
 from aegis.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from aegis.core.config import Settings
     from aegis.database.core import Database
 
 SERVICES = ("engine", "executor", "backend")
@@ -44,7 +47,18 @@ def up(
     for name in SERVICES:  # fail before starting anything if a port is taken
         server.bind(host, getattr(settings, f"{name}_port")).close()
     _, database = prepare_database(settings)
-    admin_line = _first_admin(database)
+    unshown = [line for line in [_first_admin(database)] if line]
+    try:
+        _run(console, settings, database, host, unshown)
+    finally:
+        for line in unshown:  # the password is nowhere else: a failed start still shows it
+            console.print(line)
+    console.print("Aegis stopped.")
+
+
+def _run(
+    console: Console, settings: Settings, database: Database, host: str, unshown: list[str]
+) -> None:
     from aegis.registry import bootstrap
 
     bootstrapped = bootstrap.ensure_model(settings, database)
@@ -73,8 +87,9 @@ def up(
         console.print(f"  AI engine     {urls['engine']}/health")
         console.print(f"  executor      {urls['executor']}/health")
         console.print(f"  data dir      {data_dir}  (logs in {logs})")
-        if admin_line:
-            console.print(admin_line)
+        for line in unshown:
+            console.print(line)
+        unshown.clear()
         if bootstrapped:
             console.print(
                 f"  model         {settings.model_name} {bootstrapped} signed and "
@@ -91,7 +106,6 @@ def up(
             time.sleep(0.3)
     finally:
         _stop_all(children)
-    console.print("Aegis stopped.")
 
 
 def _first_admin(database: Database) -> str | None:
