@@ -26,8 +26,15 @@ def _load_dir(folder: Path) -> list[Policy]:
     if not folder.is_dir():
         raise AegisError(f"{folder} is not a folder of policy files")
     policies: list[Policy] = []
+    sources: dict[str, Path] = {}
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml"), *folder.glob("*.json")]):
-        policies.extend(parse_policies(path.read_bytes(), source=str(path)))
+        for policy in parse_policies(path.read_bytes(), source=str(path)):
+            if policy.id in sources:  # which one won would depend on the file names
+                raise AegisError(
+                    f"policy {policy.id!r} appears twice: in {sources[policy.id]} and in {path}"
+                )
+            sources[policy.id] = path
+            policies.append(policy)
     return policies
 
 
@@ -117,9 +124,11 @@ def sync(
     policies = _load_dir(folder)
     _, database = prepare_database()
     if dry_run:
-        with database.unit_of_work() as session:
-            _print_diff(service.plan(session=session, policies=policies))
-        database.dispose()
+        try:
+            with database.unit_of_work() as session:
+                _print_diff(service.plan(session=session, policies=policies))
+        finally:
+            database.dispose()
         return
     _apply(database, policies, yes=yes, change="sync")
 

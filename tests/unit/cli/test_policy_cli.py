@@ -15,6 +15,8 @@ from aegis.cli.main import run
 from aegis.core.config import load_settings
 from aegis.database.core import Database
 from aegis.policy import service as policy_service
+from aegis.policy.errors import DuplicatePolicy
+from aegis.policy.loader import parse_policies
 
 ALLOW = """
 id: demo-restarts
@@ -64,6 +66,37 @@ def test_sync_shows_the_diff_and_makes_the_set_equal_the_folder(
     out = capsys.readouterr().out
     assert "- demo-restarts (removed)" in out and "+ demo-freeze (added)" in out
     assert _active(db_url) == ["demo-freeze"]
+
+
+def test_sync_refuses_an_id_given_in_two_files_and_changes_nothing(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Which one would win depends on file names; neither may be applied silently.
+    (env / "policies" / "zz-override.yaml").write_text(
+        ALLOW.replace("effect: allow", "effect: deny")
+    )
+    for mode in ("--dry-run", "--yes"):
+        assert run(["policy", "sync", str(env / "policies"), mode]) == 1
+        err = capsys.readouterr().err
+        assert "'demo-restarts' appears twice" in err and len(err.strip().splitlines()) == 1
+    assert _active(db_url) == []
+
+
+def test_the_service_refuses_a_set_that_gives_an_id_twice(db_url: str) -> None:
+    # Bundles and the CLI check before; this holds for any other caller of the service.
+    twice = [
+        *parse_policies(ALLOW.encode()),
+        *parse_policies(ALLOW.replace("allow", "deny").encode()),
+    ]
+    database = Database(db_url)
+    try:
+        for call in (policy_service.plan, policy_service.replace_all):
+            with pytest.raises(DuplicatePolicy), database.unit_of_work() as session:
+                kwargs = {"actor": "test"} if call is policy_service.replace_all else {}
+                call(session=session, policies=twice, **kwargs)
+    finally:
+        database.dispose()
+    assert _active(db_url) == []
 
 
 def test_bad_policy_file_names_file_line_and_field(
