@@ -28,6 +28,11 @@ class InvalidRole(AegisError):
     status_code = 422
 
 
+class InvalidUsername(AegisError):
+    code = "invalid_username"
+    status_code = 422
+
+
 class RateLimited(AegisError):
     code = "rate_limited"
     status_code = 429

@@ -48,8 +48,11 @@ class TokenPair(BaseModel):
     expires_in: int
 
 
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,128}$"
+
+
 class UserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    username: str = Field(min_length=1, max_length=128, pattern=USERNAME_PATTERN)
     password: str = Field(min_length=12, max_length=1024)
     roles: list[Role] = Field(min_length=1)
 

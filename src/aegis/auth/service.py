@@ -3,6 +3,7 @@ transaction as the state it changes."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from aegis.auth import passwords, tokens
 from aegis.auth.errors import (
     AuthenticationFailed,
     InvalidRole,
+    InvalidUsername,
     LastAdmin,
     TokenInvalid,
     UserExists,
@@ -22,7 +24,7 @@ from aegis.auth.errors import (
     WrongPassword,
 )
 from aegis.auth.models import AuthSession, RefreshToken, User
-from aegis.auth.schemas import ROLES, Actor, TokenPair
+from aegis.auth.schemas import ROLES, USERNAME_PATTERN, Actor, TokenPair
 from aegis.core import metrics
 from aegis.core.config import Settings
 from aegis.database.core import Database, flush_new
@@ -67,6 +69,8 @@ def get_user(*, session: Session, username: str) -> User:
 def create_user(
     *, session: Session, username: str, password: str, roles: list[str], actor: str
 ) -> User:
+    if not re.fullmatch(USERNAME_PATTERN, username):  # the API's rule, for every caller
+        raise InvalidUsername("a username is 1-128 letters, digits, '_', '.', '@' or '-'")
     taken = UserExists(f"user {username!r} already exists")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise taken

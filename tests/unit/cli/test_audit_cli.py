@@ -85,6 +85,20 @@ def test_user_commands(
     assert run(["user", "create", "bad", "--role", "wizard", "--password-stdin"]) == 1
 
 
+@pytest.mark.parametrize("name", ["", "bad name!!", "x" * 5000, "tab\there"])
+def test_user_create_refuses_a_username_the_api_would_refuse(
+    env: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password-123\n"))
+    assert run(["user", "create", name, "--role", "viewer", "--password-stdin"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: a username is 1-128 letters") and err.count("\n") == 1
+    assert run(["user", "list"]) == 0
+    assert "viewer" not in capsys.readouterr().out  # nobody was created
+
+
 def test_unreachable_checkpoint_store_counts_an_audit_write_error(
     make_settings: object, db_url: str, tmp_path: Path
 ) -> None:
