@@ -127,13 +127,17 @@ class Settings(BaseSettings):
         "embedded", validation_alias=_env("AEGIS_MODE", "mode")
     )
     data_dir: Path = Field(Path(".aegis"), validation_alias=_env("AEGIS_DATA_DIR", "data_dir"))
-    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_env("LOG_LEVEL", "log_level")
+    )
     log_json: bool = Field(True, validation_alias=_env("LOG_JSON", "log_json"))
 
     # --- stores ------------------------------------------------------------------------------
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "database_url"))
     database_connect_timeout_s: float = Field(
-        30.0, validation_alias=_env("DATABASE_CONNECT_TIMEOUT_S", "database_connect_timeout_s")
+        30.0,
+        gt=0,
+        validation_alias=_env("DATABASE_CONNECT_TIMEOUT_S", "database_connect_timeout_s"),
     )
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
     object_store_url: str | None = Field(
@@ -213,11 +217,17 @@ class Settings(BaseSettings):
 
     # --- services ----------------------------------------------------------------------------
     backend_host: str = Field("127.0.0.1", validation_alias=_env("BACKEND_HOST", "backend_host"))
-    backend_port: int = Field(3000, validation_alias=_env("BACKEND_PORT", "PORT", "backend_port"))
+    backend_port: int = Field(
+        3000, ge=0, le=65535, validation_alias=_env("BACKEND_PORT", "PORT", "backend_port")
+    )
     engine_host: str = Field("127.0.0.1", validation_alias=_env("ENGINE_HOST", "engine_host"))
-    engine_port: int = Field(8000, validation_alias=_env("ENGINE_PORT", "engine_port"))
+    engine_port: int = Field(
+        8000, ge=0, le=65535, validation_alias=_env("ENGINE_PORT", "engine_port")
+    )
     executor_host: str = Field("127.0.0.1", validation_alias=_env("EXECUTOR_HOST", "executor_host"))
-    executor_port: int = Field(8080, validation_alias=_env("EXECUTOR_PORT", "executor_port"))
+    executor_port: int = Field(
+        8080, ge=0, le=65535, validation_alias=_env("EXECUTOR_PORT", "executor_port")
+    )
     ai_engine_url: str | None = Field(None, validation_alias=_env("AI_ENGINE_URL", "ai_engine_url"))
     ai_engine_enabled: bool = Field(
         True, validation_alias=_env("AI_ENGINE_ENABLED", "ai_engine_enabled")

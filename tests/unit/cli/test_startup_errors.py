@@ -126,3 +126,17 @@ def test_a_path_or_revision_that_cannot_be_used_is_named_in_one_line(tmp_path: P
     assert line == f"error: Not a directory: {blocker / 'model'}"
     line = _one_error_line(_aegis(["db", "upgrade", "nope"], tmp_path))
     assert "cannot migrate to 'nope'" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOG_LEVEL", "NOPE"),
+        ("ENGINE_PORT", "99999"),
+        ("BACKEND_PORT", "-1"),
+        ("DATABASE_CONNECT_TIMEOUT_S", "-5"),
+    ],
+)
+def test_an_out_of_range_setting_is_named(tmp_path: Path, name: str, value: str) -> None:
+    line = _one_error_line(_aegis(["db", "upgrade"], tmp_path, **{name: value}))
+    assert line.startswith(f"error: {name} is invalid"), line
