@@ -22,7 +22,7 @@ class Service(StrEnum):
 def serve(
     service: Service = typer.Argument(..., help="Which service to run."),
     host: str | None = typer.Option(None, "--host", help="Interface to listen on."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on."),
+    port: int | None = typer.Option(None, "--port", min=0, max=65535, help="Port to listen on."),
 ) -> None:
     """Start one Aegis service; SIGTERM/Ctrl-C stops it gracefully."""
     from aegis.cli.runtime import open_database, prepare_database, settings_for

@@ -140,3 +140,9 @@ def test_a_path_or_revision_that_cannot_be_used_is_named_in_one_line(tmp_path: P
 def test_an_out_of_range_setting_is_named(tmp_path: Path, name: str, value: str) -> None:
     line = _one_error_line(_aegis(["db", "upgrade"], tmp_path, **{name: value}))
     assert line.startswith(f"error: {name} is invalid"), line
+
+
+def test_a_port_out_of_range_on_the_command_line_is_a_usage_error(tmp_path: Path) -> None:
+    result = _aegis(["serve", "engine", "--port", "70000"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Invalid value for '--port'" in result.stderr
