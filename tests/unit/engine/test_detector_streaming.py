@@ -117,9 +117,11 @@ def test_unknown_parameter_is_refused() -> None:
         detectors.create(params={"no_such_knob": 1})
 
 
-def test_out_of_range_parameter_is_refused() -> None:
-    with pytest.raises(detectors.InvalidDetectorParams):
+def test_out_of_range_parameter_is_refused_in_one_line_naming_it() -> None:
+    with pytest.raises(detectors.InvalidDetectorParams) as refused:
         detectors.create(params={"mean_window": 0})
+    assert "mean_window: Input should be greater than or equal to" in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def test_unknown_detector_is_refused() -> None:

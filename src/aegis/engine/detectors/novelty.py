@@ -77,7 +77,11 @@ class NoveltyDetector:
         try:
             self._p = NoveltyParams.model_validate(params or {})
         except ValidationError as exc:
-            raise InvalidDetectorParams(f"invalid parameters for detector {NAME!r}: {exc}") from exc
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "parameters"
+            raise InvalidDetectorParams(
+                f"invalid parameters for detector {NAME!r}: {where}: {first['msg']}"
+            ) from None
         self._state = _initial_state(self._p)
 
     @property
