@@ -11,14 +11,16 @@ ACTOR = "cli:local-operator"
 
 
 def _password(from_stdin: bool) -> str:
+    from aegis.core.errors import AegisError
+
     if from_stdin:
         value = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():  # a prompt would echo the password, or wait on a pipe
+        raise AegisError("no terminal to ask for the password on: pass it with --password-stdin")
     else:
         value = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(value) < 12:
-        from aegis.core.errors import AegisError
-
-        raise AegisError("password must be at least 12 characters")
+    if not 12 <= len(value) <= 1024:
+        raise AegisError("a password is 12 to 1024 characters")
     return value
 
 

@@ -146,3 +146,19 @@ def test_a_port_out_of_range_on_the_command_line_is_a_usage_error(tmp_path: Path
     result = _aegis(["serve", "engine", "--port", "70000"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Invalid value for '--port'" in result.stderr
+
+
+def test_user_create_without_a_terminal_asks_for_password_stdin(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", "user", "create", "bob", "--role", "viewer"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**clean, "AEGIS_DATA_DIR": str(tmp_path / "data")},
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    line = _one_error_line(result)
+    assert "--password-stdin" in line and "Warning" not in result.stderr
