@@ -26,5 +26,9 @@ def prepare_database(
     from aegis.database import migrate
 
     settings, database = open_database(settings)
-    migrate.upgrade(database.engine, revision)
+    try:
+        migrate.upgrade(database.engine, revision)
+    except BaseException:
+        database.dispose()
+        raise
     return settings, database

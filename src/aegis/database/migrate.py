@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from aegis.core.errors import AegisError
 
@@ -29,8 +29,26 @@ class UnknownRevision(AegisError):
     code = "unknown_revision"
 
 
+class ForeignDatabase(AegisError):
+    code = "foreign_database"
+
+
 def upgrade(engine: Engine, revision: str = "heads") -> None:
+    _refuse_foreign(engine)
     _migrate(command.upgrade, engine, revision)
+
+
+def _refuse_foreign(engine: Engine) -> None:
+    """Never add Aegis's tables to a database that holds other tables and no Aegis schema: a
+    DATABASE_URL pointing at some other application's database is a mistake to stop, not to
+    migrate."""
+    names = set(inspect(engine).get_table_names())
+    if names and "alembic_version" not in names:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise ForeignDatabase(
+            f"the database holds tables that are not Aegis's ({shown}) and no Aegis schema; "
+            "refusing to migrate it: give Aegis an empty database of its own"
+        )
 
 
 def downgrade(engine: Engine, revision: str) -> None:

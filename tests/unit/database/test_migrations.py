@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from aegis.cli.main import run
 from aegis.database import migrate
 from aegis.database.core import Database, make_engine
 from aegis.database.models import metadata
@@ -73,3 +75,26 @@ def test_services_starting_together_migrate_a_new_database_once(
     assert [p.returncode for p in starts] == [0] * 4, outputs
     assert sorted(stored) == sorted(heads)  # each head once
     assert set(metadata.tables) <= tables
+
+
+def test_a_database_of_another_application_is_not_migrated(
+    db_backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # DATABASE_URL pointing at some other application's database: stop, add nothing.
+    for url in services.fresh_database(db_backend, None, tmp_path):
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT)"))
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+        for command in (["user", "list"], ["db", "upgrade"]):
+            assert run(command) == 1
+            err = capsys.readouterr().err
+            assert "not Aegis's (customer)" in err and err.count("\n") == 1
+        assert inspect(engine).get_table_names() == ["customer"]
+        with pytest.raises(migrate.ForeignDatabase):
+            migrate.upgrade(engine)
+        engine.dispose()
