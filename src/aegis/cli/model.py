@@ -49,10 +49,10 @@ def load_keyset(keys: list[Path] | None) -> KeySet:
     if keys:
         collected = KeySet([k for path in keys for k in load_keyset_path(path)])
         return collected.require_nonempty()
-    from aegis.core.config import Settings
+    from aegis.core.config import read_settings
 
     # Only the trusted-keys setting is needed: no data directory, database or secrets.
-    return keyset_from_settings(Settings())
+    return keyset_from_settings(read_settings())
 
 
 def _dir_size(path: Path) -> int:

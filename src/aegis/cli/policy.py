@@ -134,7 +134,10 @@ def sync(
 
 
 def parse_since(value: str) -> datetime:
-    match = re.fullmatch(r"(\d+)([dhm])", value)
+    from aegis.core.errors import AegisError
+
+    refused = AegisError(f"--since {value[:40]!r}: use e.g. 30d, 12h or an ISO date")
+    match = re.fullmatch(r"(\d{1,9})([dhm])", value)
     if match:
         amount, unit = int(match[1]), match[2]
         delta = {
@@ -142,13 +145,14 @@ def parse_since(value: str) -> datetime:
             "h": timedelta(hours=amount),
             "m": timedelta(minutes=amount),
         }[unit]
-        return datetime.now(UTC) - delta
+        try:
+            return datetime.now(UTC) - delta
+        except OverflowError:  # before year 1
+            return datetime.min.replace(tzinfo=UTC)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        from aegis.core.errors import AegisError
-
-        raise AegisError(f"--since {value!r}: use e.g. 30d, 12h or an ISO date") from None
+        raise refused from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -158,7 +158,9 @@ class Settings(BaseSettings):
         validation_alias=_env("AUDIT_CHECKPOINT_INTERVAL_S", "audit_checkpoint_interval_s"),
     )
     backup_dir: Path | None = Field(None, validation_alias=_env("BACKUP_DIR", "backup_dir"))
-    retention_days: int = Field(14, ge=1, validation_alias=_env("RETENTION_DAYS", "retention_days"))
+    retention_days: int = Field(
+        14, ge=1, le=36_500, validation_alias=_env("RETENTION_DAYS", "retention_days")
+    )
 
     # --- secrets -----------------------------------------------------------------------------
     jwt_secret: SecretStr | None = Field(None, validation_alias=_env("JWT_SECRET", "jwt_secret"))
@@ -545,6 +547,17 @@ def _invalid_setting(exc: ValidationError | SettingsError) -> ConfigError:
     return ConfigError(f"{name} is invalid: not valid JSON")
 
 
+def read_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and ``.env``), checked; raises :class:`ConfigError` with
+    one line naming the problem. No side effects: see :func:`load_settings` for those."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except (ValidationError, SettingsError) as exc:
+        raise _invalid_setting(exc) from None
+    except UnicodeDecodeError:
+        raise ConfigError("the .env file is not UTF-8 text") from None
+
+
 def load_settings(service: str = "cli", **overrides: object) -> Settings:
     """Build the one Settings object for ``service`` (a :data:`SERVICE_SECRETS` key): read env,
     check it, fill embedded secrets.
@@ -553,10 +566,7 @@ def load_settings(service: str = "cli", **overrides: object) -> Settings:
     """
     if service not in SERVICE_SECRETS:
         raise ValueError(f"unknown service {service!r}")
-    try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-    except (ValidationError, SettingsError) as exc:
-        raise _invalid_setting(exc) from None
+    settings = read_settings(**overrides)
     ensure_data_dir(settings.data_dir)
     validate_database_url(settings.effective_database_url)
     if settings.mode == "production":

@@ -114,7 +114,10 @@ def scan_file(path: Path) -> list[Finding]:
         source = path.read_bytes()
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
-        raise ScanError(f"{path}:{exc.lineno}: cannot parse: {exc.msg}") from None
+        where = f"{path}:{exc.lineno}" if exc.lineno else str(path)
+        raise ScanError(f"{where}: cannot parse: {exc.msg}") from None
+    except ValueError as exc:  # a NUL byte in the source, on Pythons before 3.12
+        raise ScanError(f"{path}: cannot parse: {exc}") from None
     except OSError as exc:
         raise ScanError(f"{path}: cannot read: {exc.strerror}") from None
     visitor = _Visitor(path)

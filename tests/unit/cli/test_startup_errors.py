@@ -135,6 +135,7 @@ def test_a_path_or_revision_that_cannot_be_used_is_named_in_one_line(tmp_path: P
         ("ENGINE_PORT", "99999"),
         ("BACKEND_PORT", "-1"),
         ("DATABASE_CONNECT_TIMEOUT_S", "-5"),
+        ("RETENTION_DAYS", "99999999"),
     ],
 )
 def test_an_out_of_range_setting_is_named(tmp_path: Path, name: str, value: str) -> None:
@@ -162,3 +163,27 @@ def test_user_create_without_a_terminal_asks_for_password_stdin(tmp_path: Path) 
     )
     line = _one_error_line(result)
     assert "--password-stdin" in line and "Warning" not in result.stderr
+
+
+def test_a_dotenv_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"JWT_SECRET=\xff\xfe\n")
+    assert _one_error_line(_aegis(["user", "list"], tmp_path)) == (
+        "error: the .env file is not UTF-8 text"
+    )
+
+
+def test_commands_that_only_read_keys_name_a_bad_setting(tmp_path: Path) -> None:
+    line = _one_error_line(_aegis(["keys", "list"], tmp_path, AEGIS_MODE="bogus"))
+    assert line.startswith("error: AEGIS_MODE is invalid"), line
+
+
+def test_a_replay_window_past_any_date_is_refused_in_one_line(tmp_path: Path) -> None:
+    line = _one_error_line(_aegis(["policy", "replay", "--since", "99999999999d"], tmp_path))
+    assert "use e.g. 30d" in line
+
+
+def test_an_sdk_scan_of_a_file_with_a_nul_byte_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "g.py").write_bytes(b"import os\x00\n")
+    line = _one_error_line(_aegis(["scan", "sdk", "src"], tmp_path))
+    assert line.startswith("error: src/g.py: cannot parse") and "None" not in line
