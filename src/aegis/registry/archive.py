@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from aegis.registry.errors import ManifestMismatch, ModelSourceInvalid
+from aegis.registry.errors import ManifestMismatch, ModelSourceInvalid, RegistryError
 from aegis.registry.hashing import available_cores, sha256_files
 
 MANIFEST_NAME = "manifest.json"
@@ -279,6 +279,10 @@ def build_archive(
 ) -> BuiltArchive:
     """Package ``source`` into ``out`` (written to a temporary name, then renamed)."""
     check_name_version(name, version)
+    if out.is_dir():
+        raise RegistryError(
+            f"{out} is a folder: name the archive file, such as {out / 'model.tar.gz'}"
+        )
     listed = collect_files(source)
     stats = [(rel, path, path.stat()) for rel, path in listed]
     digests = hash_files(listed, workers=workers, progress=progress)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aegis.registry.archive import BLOCK_SIZE, build_archive, parse_member_size
-from aegis.registry.errors import ModelSourceInvalid
+from aegis.registry.errors import ModelSourceInvalid, RegistryError
 from tests.conftest import require
 from tests.unit.registry.builders import write_model
 
@@ -113,3 +113,12 @@ def test_weights_are_stored_and_text_is_deflated(tmp_path: Path) -> None:
         assert inflate_member(member[20:]) == block
     assert len(gzip_member(text)) < len(text) // 10
     assert len(gzip_member(noise)) < len(noise) * 1.001
+
+
+def test_an_out_path_that_is_a_folder_is_refused_naming_it(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "m", FILES)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(RegistryError, match="is a folder: name the archive file"):
+        build_archive(model, folder, name="demo", version="1.0")
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*partial"))
