@@ -263,8 +263,11 @@ def promote(
 ) -> None:
     """Ask for a promotion; another user with the approver role must approve it."""
     from aegis.cli.runtime import prepare_database
+    from aegis.core.errors import AegisError
     from aegis.registry import catalog
 
+    if not actor.strip() or not actor.isprintable():
+        raise AegisError("--actor names who asks: a user name, not empty")
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:

@@ -133,6 +133,9 @@ def test_the_cli_rejects_with_four_eyes(
     requester = factories.user(database, "operator", "approver")
     approver = factories.user(database, "approver")
     viewer = factories.user(database, "viewer")
+    for nobody in ("", "  ", "tab\there"):  # a request must say who asks
+        assert run(["model", "promote", "example_multimodal", "0.1", "--actor", nobody]) == 1
+        assert "--actor names who asks" in capsys.readouterr().err
     assert run(["model", "promote", "example_multimodal", "0.1", "--actor", requester]) == 0
     capsys.readouterr()
     assert run(["model", "reject", "1", "--actor", requester]) == 1
