@@ -20,12 +20,14 @@ Signature verification is the registry's job and happens before this loader runs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
 import os
 import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -308,24 +310,70 @@ def content_digest(files: Mapping[str, bytes]) -> str:
 def export_model_dir(model: EngineModel, path: Path) -> list[Path]:
     """Write ``model`` into ``path`` (created if needed); the same model gives the same bytes.
 
-    Each file is written to a temporary name and renamed into place. Other files already in the
-    folder are left alone. Returns the files written.
+    Every file is first written whole to a temporary name in the folder; only when all of them
+    are written are they renamed into place, so a failure leaves the folder as it was (and
+    removes a folder this call created). A model file name taken by anything but a regular file
+    (a folder, a symbolic link) is refused before anything is written. Other files already in
+    the folder are left alone. Returns the files written.
     """
-    path.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, data in model_files(model).items():
+    files = model_files(model)
+    _check_export_target(path)
+    created = _missing_ancestors(path)
+    path.mkdir(parents=True, exist_ok=True)  # an OSError here names the path itself
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, data in files.items():
+            staged.append((_stage(path, name, data), path / name))
+        for tmp, target in staged:
+            tmp.replace(target)
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        reason = exc.strerror or type(exc).__name__
+        raise ModelFormatError(f"cannot write the model into {path}: {reason}") from None
+    return [target for _, target in staged]
+
+
+def _check_export_target(path: Path) -> None:
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ModelFormatError(f"{path} is not a directory; the model was not written")
+    for name in MODEL_FILES:
         target = path / name
         if target.is_symlink():
             raise ModelFormatError(f"{target} is a symbolic link; refusing to write through it")
-        tmp = path / f".{name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        if target.exists() and not target.is_file():
+            kind = "a directory" if target.is_dir() else "not a regular file"
+            raise ModelFormatError(f"{target} is {kind}; the model was not written")
+
+
+def _missing_ancestors(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _stage(folder: Path, name: str, data: bytes) -> Path:
+    """``data`` written and synced to a new temporary file in ``folder``; returns its path."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        tmp.replace(target)
-        written.append(target)
-    return written
+        Path(tmp).chmod(0o644)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
 
 
 # --- reading -----------------------------------------------------------------------------------

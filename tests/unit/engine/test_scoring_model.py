@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,53 @@ def test_the_train_command_writes_a_reproducible_directory(
     out = capsys.readouterr().out
     assert _files(tmp_path / "one") == _files(tmp_path / "two") == _files(EXAMPLE)
     assert "model example_multimodal 0.1 sha256:" in out
+
+
+def test_train_over_a_folder_in_the_way_writes_nothing_and_says_why(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (model_dir / "priors.npy").unlink()
+    (model_dir / "priors.npy").mkdir()
+    before = _files(model_dir)
+
+    assert run(["engine", "train", "--out", str(model_dir), "--version", "0.2"]) == 1
+
+    err = capsys.readouterr().err
+    assert err == f"error: {model_dir / 'priors.npy'} is a directory; the model was not written\n"
+    assert _files(model_dir) == before  # model.json still says 0.1
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([*before, "priors.npy"])
+
+
+def test_a_write_that_fails_part_way_leaves_the_old_model_whole(model_dir: Path) -> None:
+    # a file-size limit between model.json (3 KiB) and knowledge_base.json (11 KiB): the second
+    # file's write fails (EFBIG), as a full disk would, after the first has been written
+    before = _files(model_dir)
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_savedmodel.py"),
+            "--out",
+            str(model_dir),
+            "--version",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=limit_file_size,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write the model into {model_dir}: File too large\n"
+    assert _files(model_dir) == before
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(before)
 
 
 def test_the_export_script_is_the_train_command(tmp_path: Path) -> None:
