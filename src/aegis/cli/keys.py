@@ -15,7 +15,12 @@ PASSWORD_ENV = "COSIGN_PASSWORD"  # noqa: S105 - the variable's name, not a pass
 def read_password(value: str | None, *, confirm: bool) -> bytes:
     """The key password: COSIGN_PASSWORD, else a prompt on a terminal, else an error."""
     if value is not None:
-        return value.encode()
+        try:
+            return value.encode()
+        except UnicodeEncodeError:  # bytes the locale could not decode, kept as surrogates
+            from aegis.registry.errors import KeyPasswordInvalid
+
+            raise KeyPasswordInvalid(f"{PASSWORD_ENV} is not valid UTF-8") from None
     if sys.stdin.isatty():
         return str(
             typer.prompt("Key password", hide_input=True, confirmation_prompt=confirm)
@@ -34,25 +39,45 @@ def generate(
     ),
 ) -> None:
     """Write an encrypted cosign.key (password from COSIGN_PASSWORD) and cosign.pub."""
-    import os
-
     from aegis.core.errors import AegisError
     from aegis.registry import cosign_keys
 
     private_path, public_path = out / "cosign.key", out / "cosign.pub"
-    existing = [p for p in (private_path, public_path) if p.exists()]
+    existing = [p for p in (private_path, public_path) if p.exists() or p.is_symlink()]
     if existing and not force:
         raise AegisError(f"{existing[0]} exists; pass --force to replace it")
+    for path in existing:
+        if not path.is_symlink() and not path.is_file():
+            raise AegisError(f"{path} is not a regular file; no key was written")
     secret = read_password(password, confirm=True)
     private_pem, public_pem = cosign_keys.generate_key_pair(secret)
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_pem)
-    private_path.chmod(0o600)
-    public_path.write_bytes(public_pem)
+    _write_pair(((private_path, private_pem, 0o600), (public_path, public_pem, 0o644)))
     key_id = cosign_keys.key_id(cosign_keys.load_public_keys(public_pem)[0])
     typer.echo(f"wrote {private_path} and {public_path} (key id {key_id})")
+
+
+def _write_pair(files: tuple[tuple[Path, bytes, int], ...]) -> None:
+    """Write each file whole to a temporary name beside it, then rename them all into place:
+    a failure before the renames leaves the old files (or none) as they were."""
+    import os
+    import tempfile
+
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data, mode in files:
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+            staged.append((Path(name), path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            Path(name).chmod(mode)
+        for tmp, path in staged:
+            tmp.replace(path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
 
 
 @app.command("list")

@@ -30,6 +30,42 @@ def test_keys_generate_writes_an_encrypted_key_and_a_public_key(keys: Path) -> N
     assert run(["keys", "generate", "--out", str(keys)]) == 1  # never overwrites silently
 
 
+def test_keys_generate_force_keeps_the_old_pair_when_it_cannot_write_the_new_one(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_key = (keys / "cosign.key").read_bytes()
+    (keys / "cosign.pub").unlink()
+    (keys / "cosign.pub").mkdir()
+
+    assert run(["keys", "generate", "--out", str(keys), "--force"]) == 1
+
+    assert f"{keys / 'cosign.pub'} is not a regular file" in capsys.readouterr().err
+    assert (keys / "cosign.key").read_bytes() == old_key
+    assert sorted(p.name for p in keys.iterdir()) == ["cosign.key", "cosign.pub"]
+
+
+def test_keys_generate_writes_no_private_key_without_its_public_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSIGN_PASSWORD", "correct horse")
+    (tmp_path / "keys" / "cosign.pub").mkdir(parents=True)
+
+    assert run(["keys", "generate", "--out", str(tmp_path / "keys"), "--force"]) == 1
+
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["cosign.pub"]
+
+
+def test_keys_generate_refuses_a_password_that_is_not_utf8_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COSIGN_PASSWORD", "\udcff\udcfe")  # the bytes ff fe, as os.environ has them
+
+    assert run(["keys", "generate", "--out", str(tmp_path / "keys")]) == 1
+
+    assert capsys.readouterr().err == "error: COSIGN_PASSWORD is not valid UTF-8\n"
+    assert not (tmp_path / "keys").exists()
+
+
 def test_build_sign_verify_round_trip(
     keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
