@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -31,6 +32,11 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
     written whole to a temporary file and linked into place, which fails if another process got
     there first, so every process ends up with the one key and none reads a half-written file.
     """
+    if path.suffix == ".pub":  # its public key would be written over it, and read as it
+        raise AuditError(
+            f"the audit signing key {path} is named like its public key (.pub); "
+            "give the private key another name, e.g. audit-signing.key"
+        )
     created = not path.exists()
     if created:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -40,7 +46,19 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
             serialization.NoEncryption(),
         )
         _write_new(path, pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise AuditError(f"cannot read the audit signing key {path}: {exc.strerror}") from None
+    except TypeError:  # a password-protected key
+        raise AuditError(
+            f"cannot load the audit signing key {path}: it is password-protected "
+            "(the audit key is an unencrypted PEM)"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise AuditError(
+            f"cannot load the audit signing key {path}: not an unencrypted PEM private key"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditError(f"{path} is not an Ed25519 private key")
     if created:  # the winner's public key, whoever won; a mounted key's folder is left alone

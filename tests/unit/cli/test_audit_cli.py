@@ -66,6 +66,20 @@ def test_export_to_a_folder_is_a_clear_error(env: Path, capsys: pytest.CaptureFi
     assert "must name a file" in capsys.readouterr().err
 
 
+def test_checkpoint_refuses_a_signing_key_file_named_pub(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the key's public half goes to <key>.pub: here that is the private key's own file
+    key_file = env / "signing.pub"
+    monkeypatch.setenv("AUDIT_SIGNING_KEY_FILE", str(key_file))
+
+    assert run(["audit", "checkpoint"]) == 1
+
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{key_file} is named like its public key" in err
+    assert not key_file.exists()
+
+
 def test_user_commands(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
