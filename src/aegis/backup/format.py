@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import re
 import tarfile
 import zlib
@@ -118,18 +119,22 @@ def parse_manifest(data: bytes) -> Manifest:
 
 # --- writing -----------------------------------------------------------------------------------
 class _HashingSink(io.RawIOBase):
-    """Counts and hashes the bytes of the artifact file as they are written."""
+    """Counts and hashes the bytes of the artifact file as they are written; once ``discard`` is
+    set (an aborted archive), drops them instead."""
 
     def __init__(self, sink: BinaryIO) -> None:
         super().__init__()
         self._sink = sink
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.discard = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.discard:
+            return len(data)
         self.sha256.update(data)
         self.size += len(data)
         self._sink.write(data)
@@ -141,7 +146,7 @@ class TableSpool:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = path.open("xb")
+        self._fh = _create_private(path)
         self._sha = hashlib.sha256()
         self.rows = 0
         self.size = 0
@@ -157,13 +162,24 @@ class TableSpool:
         self._fh.close()
         return self._sha.hexdigest()
 
+    def abort(self) -> None:
+        """Close and delete the spool file (a failed or interrupted backup)."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new file only its owner can read: the spool is plaintext even for an encrypted backup."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
 
 class ArchiveWriter:
     """tar → gzip → (AES-256-GCM chunks when ``secret``) → ``path``."""
 
     def __init__(self, path: Path, *, secret: str | None, created_at: datetime) -> None:
         self._mtime = int(created_at.timestamp())
-        self._file = path.open("xb")
+        self._file = _create_private(path)
         self._hashing = _HashingSink(self._file)
         self._enc = EncryptingWriter(self._hashing, secret) if secret else None
         sink: io.RawIOBase = self._enc or self._hashing
@@ -195,8 +211,15 @@ class ArchiveWriter:
         return self._hashing.sha256.hexdigest(), self._hashing.size
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._file.close()
+        """Give up on the artifact (the caller deletes it). Every layer is closed, top down, with
+        its last bytes discarded: closing only the file left the tar and gzip streams open, and
+        their finalizers then wrote to the closed file ("Exception ignored ... write to closed
+        file" on Ctrl-C)."""
+        self._hashing.discard = True
+        for layer in (self._tar, self._gz, self._enc, self._file):
+            if layer is not None:
+                with contextlib.suppress(Exception):
+                    layer.close()
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -220,6 +220,7 @@ def _write(
     progress: ProgressFn | None,
 ) -> tuple[Manifest, str, int]:
     writer = ArchiveWriter(path, secret=secret, created_at=created_at)
+    spool: TableSpool | None = None
     try:
         with snapshot.snapshot(database_url) as conn:
             revisions = snapshot.check_source(conn)
@@ -243,6 +244,7 @@ def _write(
                 writer.add_file(member_name(table.name), spool.path)
                 spool.path.unlink()
                 entries.append(_entry(table.name, spool, sha256))
+                spool = None
             dialect = conn.dialect.name
         manifest = Manifest(
             backup_id=backup_id,
@@ -255,7 +257,9 @@ def _write(
         )
         writer.add_bytes(MANIFEST, manifest.model_dump_json(indent=1).encode("utf-8"))
         sha256, size = writer.close()
-    except BaseException:
+    except BaseException:  # an error, Ctrl-C or (through the CLI) SIGTERM
+        if spool is not None:
+            spool.abort()
         writer.abort()
         raise
     return manifest, sha256, size

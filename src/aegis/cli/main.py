@@ -1,12 +1,21 @@
 """Entry point of the ``aegis`` command.
 
 Every expected failure is one line on stderr (``error: ...``) and a non-zero exit; a traceback
-only with ``--debug``.
+only with ``--debug``. Ctrl-C and SIGTERM interrupt a command the same way (``KeyboardInterrupt``,
+so ``finally`` blocks clean up): one line on stderr and exit 130 or 143. ``aegis serve`` and
+``aegis up`` keep their own graceful shutdown.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 import typer
 
@@ -34,13 +43,50 @@ app = typer.Typer(
     add_completion=False,
 )
 _state = {"debug": False}
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_OWN_SHUTDOWN = {"serve", "up"}  # uvicorn and `aegis up` handle SIGINT/SIGTERM themselves
+_caught: list[int] = []  # the stop signal that interrupted this run, if any
 
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
     _state["debug"] = debug
+    if ctx.invoked_subcommand not in _OWN_SHUTDOWN:
+        _interrupt_on_stop_signals()
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    _caught.append(signum)
+    # Interrupted mid-fetch, SQLAlchemy drops the connection, then logs (with a traceback) that
+    # the cursor on it cannot be closed: noise while the command unwinds, not an error.
+    logging.getLogger("sqlalchemy").setLevel(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_stop_signals() -> None:
+    """SIGTERM, like Ctrl-C, raises KeyboardInterrupt: the command unwinds and cleans up (without
+    a handler, SIGTERM ended the process on the spot, leaving e.g. a backup's spool behind)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, _stop)
+
+
+@contextmanager
+def _restored_signal_handlers() -> Iterator[None]:
+    """Put back the handlers :func:`run` found (the tests call it in-process)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved: dict[int, Any] = {s: signal.getsignal(s) for s in _STOP_SIGNALS} if main_thread else {}
+    sqlalchemy_log = logging.getLogger("sqlalchemy")
+    level = sqlalchemy_log.level
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        sqlalchemy_log.setLevel(level)
 
 
 app.add_typer(audit.app, name="audit")
@@ -57,16 +103,32 @@ app.command("serve")(serve.serve)
 app.command("up")(up.up)
 
 
-def run(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit code per outcome
+def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by :func:`main` and the tests)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args
+    _caught.clear()
+    with _restored_signal_handlers():
+        code = _run(args)
+    if _caught:  # Typer turns the KeyboardInterrupt into exit code 130, silently
+        return _interrupted()
+    return code
+
+
+def _interrupted() -> int:
+    signum = _caught[0]
+    typer.echo(f"interrupted ({signal.Signals(signum).name})", err=True)
+    return 128 + signum
+
+
+def _run(args: list[str]) -> int:  # noqa: PLR0911, PLR0912 - one exit code per outcome
     try:
         result = app(args=args, prog_name="aegis", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        typer.echo("aborted", err=True)
+        if not _caught:  # Ctrl-C or SIGTERM at a prompt is reported once, by run()
+            typer.echo("aborted", err=True)
         return 130
     except typer.TyperException as exc:  # a usage error: Typer's own message, exit code 2
         show = getattr(exc, "show", None)

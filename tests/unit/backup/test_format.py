@@ -4,8 +4,12 @@ only what a backup can contain."""
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
+import os
+import stat
+import sys
 import tarfile
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -19,6 +23,7 @@ from aegis.backup import codec
 from aegis.backup.errors import BackupCorrupt, BackupError
 from aegis.backup.format import (
     ArchiveWriter,
+    TableSpool,
     artifact_name,
     parse_name,
     verify_artifact,
@@ -123,6 +128,32 @@ def test_a_minimal_artifact_verifies(tmp_path: Path) -> None:
     assert size == path.stat().st_size and len(sha) == 64
     assert verify_artifact(path, secret=None).backup_id == "0123abcd"
     assert [name for name, _ in read_members(path)] == ["manifest.json"]
+
+
+def test_an_aborted_archive_closes_every_layer_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    path = tmp_path / "aborted.tar.gz"
+    writer = ArchiveWriter(path, secret=None, created_at=datetime.now(UTC))
+    writer.add_bytes("tables/users.jsonl", os.urandom(50_000).hex().encode())  # part in buffers
+    writer.abort()  # Ctrl-C in the middle of a backup
+    del writer
+    gc.collect()
+    assert unraisable == []  # was: the tar stream's finalizer wrote to the closed file
+
+
+def test_spool_and_artifact_files_are_private(tmp_path: Path) -> None:
+    spool = TableSpool(tmp_path / "users.jsonl")
+    spool.write_row({"id": 1})
+    writer = ArchiveWriter(tmp_path / "a.tar.gz", secret=None, created_at=datetime.now(UTC))
+    writer.add_file("tables/users.jsonl", spool.path)
+    assert stat.S_IMODE(spool.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "a.tar.gz").stat().st_mode) == 0o600
+    spool.abort()
+    writer.abort()
+    assert not spool.path.exists()
 
 
 @pytest.mark.parametrize(
