@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, select
 from sqlalchemy.engine import make_url
@@ -39,6 +40,8 @@ from aegis.core.errors import AegisError
 from aegis.database.core import Database, redacted
 from aegis.database.models import metadata
 from aegis.storage.service import redact_url
+
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 @dataclass
@@ -193,8 +196,9 @@ def _record(settings: Settings, actor: str, report: DrillReport) -> None:
 # --- the throw-away database -------------------------------------------------------------------
 @contextmanager
 def scratch_database(scratch_url: str | None, *, keep: bool) -> Iterator[str]:
-    """A new, empty database: SQLite in a temp folder by default, or one created on the
-    PostgreSQL server ``scratch_url`` points at; removed afterwards unless ``keep``."""
+    """A new, empty database: SQLite in a temp folder by default, the new SQLite file
+    ``scratch_url`` names, or one created on the PostgreSQL server it points at; removed
+    afterwards unless ``keep``."""
     if scratch_url is None:
         folder = tempfile.mkdtemp(prefix="aegis-drill-")
         try:
@@ -209,8 +213,11 @@ def scratch_database(scratch_url: str | None, *, keep: bool) -> Iterator[str]:
         raise AegisError(
             "--scratch-url is not a database URL (e.g. postgresql+psycopg://user@host:5432/postgres)"
         ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        yield from _sqlite_scratch(scratch_url, Path(parsed.database), keep=keep)
+        return
     if parsed.get_backend_name() != "postgresql":
-        yield scratch_url  # a SQLite file: restore refuses one that holds Aegis rows
+        yield scratch_url
         return
     name = f"aegis_drill_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
     server = create_engine(scratch_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -226,3 +233,22 @@ def scratch_database(scratch_url: str | None, *, keep: bool) -> Iterator[str]:
                     conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
     finally:
         server.dispose()
+
+
+def _sqlite_scratch(scratch_url: str, path: Path, *, keep: bool) -> Iterator[str]:
+    """A SQLite file the drill creates, and (unless ``keep``) deletes with its journal files.
+
+    An existing file is refused: deleting it afterwards could destroy someone's database, and
+    leaving it would leave a full copy of the backup (users, audit log) where "removed" was
+    reported."""
+    if path.exists():
+        raise AegisError(
+            f"--scratch-url names an existing file, {path}: the drill restores into a new "
+            "database and deletes it afterwards; name a file that does not exist yet"
+        )
+    try:
+        yield scratch_url
+    finally:
+        if not keep:
+            for leftover in (path, *(Path(f"{path}{end}") for end in SQLITE_SIDE_FILES)):
+                leftover.unlink(missing_ok=True)

@@ -204,8 +204,8 @@ def drill(
     scratch_url: str | None = typer.Option(
         None,
         "--scratch-url",
-        help="PostgreSQL server URL to create the throw-away database on "
-        "(default: a SQLite file in a temporary folder).",
+        help="PostgreSQL server URL to create the throw-away database on, or the URL of a "
+        "SQLite file that does not exist yet (default: a SQLite file in a temporary folder).",
     ),
     keep: bool = typer.Option(False, "--keep", help="Keep the restored database afterwards."),
 ) -> None:

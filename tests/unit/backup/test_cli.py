@@ -96,6 +96,30 @@ def test_drill_exits_1_when_the_backup_is_damaged(
     assert "FAILED" in capsys.readouterr().out
 
 
+def test_drill_into_a_named_sqlite_file_removes_it(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _create(capsys)
+    scratch = tmp_path / "scratch.db"
+    for _ in range(2):  # was: the second drill failed, the first one's copy was still there
+        assert run(["backup", "drill", "--scratch-url", f"sqlite:///{scratch}"]) == 0
+        assert f"scratch     sqlite:///{scratch} (removed)" in capsys.readouterr().out
+        assert not list(tmp_path.glob("scratch.db*"))  # nor its -journal, -wal or -shm
+
+
+def test_drill_keeps_a_named_sqlite_file_only_with_keep_and_never_reuses_one(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _create(capsys)
+    scratch = tmp_path / "scratch.db"
+    assert run(["backup", "drill", "--scratch-url", f"sqlite:///{scratch}", "--keep"]) == 0
+    assert "(kept)" in capsys.readouterr().out
+    kept = scratch.read_bytes()
+    assert run(["backup", "drill", "--scratch-url", f"sqlite:///{scratch}"]) == 1
+    assert "names an existing file" in capsys.readouterr().err
+    assert scratch.read_bytes() == kept  # neither restored into nor deleted
+
+
 def test_prune_and_an_empty_list(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["backup", "list"]) == 0
     assert "no backups" in capsys.readouterr().err
