@@ -164,7 +164,9 @@ def restore(
     if not yes and not typer.confirm(question):
         typer.echo("aborted: nothing was changed", err=True)
         raise typer.Exit(130)
-    _wait_for(target)
+    # No connection to the target here: restore() fetches and verifies the artifact first and
+    # only then waits for the database, so a missing or damaged backup touches nothing (waiting
+    # first created an empty SQLite file at --to).
     with _progress("restoring") as progress:
         result = restore_service.restore(
             settings=settings,

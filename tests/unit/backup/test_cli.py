@@ -86,6 +86,21 @@ def test_restore_into_a_database_in_use_is_refused(
     assert "already holds Aegis rows" in capsys.readouterr().err
 
 
+def test_restore_of_a_missing_or_damaged_backup_touches_no_target(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "new.db"
+    missing = tmp_path / "aegis-20260101T000000Z-0123abcd.tar.gz"
+    assert run(["backup", "restore", str(missing), "--to", f"sqlite:///{target}", "--yes"]) == 1
+    assert "no backup at" in capsys.readouterr().err
+    assert not target.exists()  # was: an empty SQLite file, created before the fetch
+    damaged = local_path(_create(capsys))
+    damaged.write_bytes(damaged.read_bytes()[:-30])
+    assert run(["backup", "restore", str(damaged), "--to", f"sqlite:///{target}", "--yes"]) == 1
+    assert "truncated" in capsys.readouterr().err
+    assert not target.exists()
+
+
 def test_drill_exits_1_when_the_backup_is_damaged(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
