@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -96,8 +97,50 @@ def is_postgres(engine_or_session: Engine | Session) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+# Query parameters whose values are shown in messages. Every other value prints as ``***``:
+# drivers take any keyword (libpq's ``password``, ``sslpassword``; its ``dbname`` may even be a
+# whole connection string), so a list of the secret ones would always miss one.
+_PLAIN_QUERY_KEYS = frozenset(
+    {
+        "application_name",
+        "cache",
+        "channel_binding",
+        "charset",
+        "check_same_thread",
+        "client_encoding",
+        "connect_timeout",
+        "gssencmode",
+        "host",
+        "keepalives",
+        "keepalives_count",
+        "keepalives_idle",
+        "keepalives_interval",
+        "load_balance_hosts",
+        "mode",
+        "port",
+        "sslcert",
+        "sslcrl",
+        "sslmode",
+        "sslrootcert",
+        "target_session_attrs",
+        "timeout",
+        "uri",
+        "user",
+    }
+)
+
+
 def redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """``url`` for messages: the password and the values of all but harmless query parameters
+    (``?password=…``, ``?sslpassword=…``) replaced by ``***``."""
+    parsed = make_url(url)
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    pairs = [
+        (key, value if key.lower() in _PLAIN_QUERY_KEYS else "***")
+        for key, values in parsed.query.items()
+        for value in ((values,) if isinstance(values, str) else values)
+    ]
+    return f"{shown}?{urlencode(pairs, safe='*/')}" if pairs else shown
 
 
 def wait_for_database(engine: Engine, *, timeout_s: float) -> None:

@@ -78,6 +78,16 @@ def test_restore_asks_before_writing(
     assert run(["backup", "restore", uri, "--to", target_url]) == 0
 
 
+def test_restore_prompt_hides_a_password_given_as_a_query_parameter(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = "postgresql+psycopg://aegis@127.0.0.1:1/aegis?password=hunter2"
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert run(["backup", "restore", (env / "b.tar.gz").as_uri(), "--to", target]) == 130
+    out = capsys.readouterr().out
+    assert "aegis@127.0.0.1:1/aegis?password=***" in out and "hunter2" not in out
+
+
 def test_restore_into_a_database_in_use_is_refused(
     env: Path, capsys: pytest.CaptureFixture[str], source_url: str
 ) -> None:

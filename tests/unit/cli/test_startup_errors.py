@@ -49,6 +49,26 @@ def test_unreachable_database_names_it_without_the_password(tmp_path: Path) -> N
     assert "hunter2" not in result.stderr + result.stdout
 
 
+def test_unreachable_database_hides_a_password_given_as_a_query_parameter(
+    tmp_path: Path,
+) -> None:
+    url = f"postgresql+psycopg://aegis@127.0.0.1:{free_port()}/aegis?password=hunter2"
+    result = _aegis(["user", "list"], tmp_path, DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT_S="1")
+    line = _one_error_line(result)
+    assert "cannot reach the database" in line and "password=***" in line
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_db_upgrade_names_the_database_without_a_query_password(
+    tmp_path: Path, db_url: str
+) -> None:
+    url = f"{db_url}{'&' if '?' in db_url else '?'}password=hunter2"
+    result = _aegis(["db", "upgrade"], tmp_path, DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert "password=***" in result.stdout
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_unwritable_data_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
