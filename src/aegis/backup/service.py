@@ -41,7 +41,7 @@ from aegis.core.config import Settings
 from aegis.core.errors import AegisError
 from aegis.database.core import Database
 from aegis.database.models import metadata
-from aegis.storage.service import ObjectStore, open_store, redact_url
+from aegis.storage.service import ObjectStore, as_store_url, open_store, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,7 @@ ProgressFn = Callable[[int, int], None]
 # --- locations ---------------------------------------------------------------------------------
 def as_url(location: str) -> str:
     """An object-store URL: a URL as given, a local path as ``file://``."""
-    if "://" in location:
-        return location
-    return Path(location).expanduser().resolve().as_uri()
+    return as_store_url(location)
 
 
 def default_url(settings: Settings) -> str:

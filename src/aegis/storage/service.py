@@ -24,13 +24,14 @@ metadata, ``AWS_ENDPOINT_URL`` and ``AWS_ALLOW_HTTP`` for S3-compatible servers;
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from aegis.storage.base import ObjectStore
 from aegis.storage.errors import (
@@ -61,12 +62,32 @@ _memory_lock = threading.Lock()
 
 
 def redact_url(url: str) -> str:
-    """The URL without user info or query (SAS tokens, passwords) for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    """The URL without user info, query or fragment (SAS tokens, passwords) for messages and
+    logs. Never raises: it names URLs that are being refused (a bad port, a bad IPv6 host)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced "[" in the host: cut by hand what could hold secrets
+        return re.sub(r"//[^/?#]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
+    host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _split(url: str) -> SplitResult:
+    """``urlsplit(url)``, its port checked: raise InvalidStoreUrl naming the URL (redacted)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError unless absent or a number in 0-65535
+    except ValueError as exc:
+        raise InvalidStoreUrl(f"invalid object store URL {redact_url(url)!r}: {exc}") from None
+    return parts
+
+
+def as_store_url(location: str) -> str:
+    """An object-store URL: a URL as given, a local path (absolute, relative, ``~/...``) as
+    ``file://``."""
+    if "://" in location:
+        return location
+    return Path(location).expanduser().resolve().as_uri()
 
 
 def check_key(key: str) -> str:
@@ -78,6 +99,23 @@ def check_key(key: str) -> str:
     if any(part in {"", ".", ".."} for part in key.split("/")):
         raise InvalidObjectKey(f"invalid object key {key!r}: empty, '.' or '..' segment")
     return key
+
+
+def object_url(store_url: str, key: str) -> str:
+    """The URL of object ``key`` in the store at ``store_url``: the key joined onto its path.
+
+    A store URL with user info, a query or a fragment is refused: obstore ignores them
+    (credentials come from the environment, see the module docstring), and the URL returned is
+    recorded and printed, so it must not carry a password or a SAS token.
+    """
+    parts = _split(store_url)
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise InvalidStoreUrl(
+            f"object store URL {redact_url(store_url)!r} must not carry credentials, a query or "
+            "a fragment: give them in the environment (AWS_*, GOOGLE_*, AZURE_STORAGE_*)"
+        )
+    path = f"{parts.path.rstrip('/')}/{check_key(key)}"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 class ObstoreStore:
@@ -226,14 +264,18 @@ def _memory_backend(url: str) -> Any:
         return _memory_stores[name]
 
 
-def _file_backend(url: str, parts: Any) -> Any:
+def _file_backend(url: str, parts: SplitResult) -> Any:
     from obstore.store import LocalStore
 
+    where = redact_url(url)
     if parts.netloc not in {"", "localhost"}:
-        raise InvalidStoreUrl(f"file URL {url!r} must name a local absolute path (file:///...)")
-    root = Path(unquote(parts.path))
+        raise InvalidStoreUrl(f"file URL {where!r} must name a local absolute path (file:///...)")
+    path = unquote(parts.path)
+    if "\x00" in path:
+        raise InvalidStoreUrl(f"file URL {where!r} names a path with a NUL byte (%00)")
+    root = Path(path)
     if not root.is_absolute():
-        raise InvalidStoreUrl(f"file URL {url!r} must name an absolute path")
+        raise InvalidStoreUrl(f"file URL {where!r} must name an absolute path")
     try:
         root.mkdir(parents=True, exist_ok=True)
         return LocalStore(prefix=root, automatic_cleanup=True)
@@ -247,7 +289,7 @@ def open_store(url: str, *, options: Mapping[str, str] | None = None) -> ObjectS
     Opening does no I/O for cloud stores; an unreachable backend raises
     :class:`StoreUnavailable` on the first operation (see :func:`check_store`).
     """
-    parts = urlsplit(url)
+    parts = _split(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise InvalidStoreUrl(
@@ -291,8 +333,10 @@ def _clear_memory_stores() -> None:
 __all__ = [
     "ObjectStore",
     "ObstoreStore",
+    "as_store_url",
     "check_key",
     "check_store",
+    "object_url",
     "open_configured_store",
     "open_store",
     "redact_url",

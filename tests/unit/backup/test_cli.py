@@ -88,6 +88,15 @@ def test_restore_prompt_hides_a_password_given_as_a_query_parameter(
     assert "aegis@127.0.0.1:1/aegis?password=***" in out and "hunter2" not in out
 
 
+@pytest.mark.parametrize("location", ["s3://bucket:abc/db", "file:///tmp/a%00b"])
+def test_list_from_a_malformed_url_is_one_clear_error(
+    env: Path, capsys: pytest.CaptureFixture[str], location: str
+) -> None:
+    assert run(["backup", "list", "--from", location]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and location in err and "unexpected" not in err
+
+
 def test_restore_into_a_database_in_use_is_refused(
     env: Path, capsys: pytest.CaptureFixture[str], source_url: str
 ) -> None:

@@ -1,0 +1,61 @@
+"""Store URLs in messages and records: secrets never shown, malformed URLs refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aegis.storage import open_store
+from aegis.storage.errors import InvalidStoreUrl
+from aegis.storage.service import object_url, redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("s3://user:SECRET@bucket:abc/x?sig=SECRET", "s3://bucket:abc/x"),
+        ("s3://user:SECRET@bucket:99999999/x", "s3://bucket:99999999/x"),
+        ("s3://user:SECRET@[::1/x?sig=SECRET#SECRET", "s3://[::1/x"),
+    ],
+)
+def test_redact_url_names_a_malformed_url_without_its_secrets(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://u:SECRET@bucket:abc/x?sig=SECRET", "s3://bucket:99999999/x", "gs://[::1/x"]
+)
+def test_a_url_with_a_bad_port_or_host_is_an_invalid_store_url_naming_it(url: str) -> None:
+    with pytest.raises(InvalidStoreUrl) as info:
+        open_store(url)
+    assert info.value.message.startswith(f"invalid object store URL {redact_url(url)!r}: ")
+    assert "SECRET" not in info.value.message
+
+
+def test_a_file_url_with_a_nul_byte_is_an_invalid_store_url(tmp_path: Path) -> None:
+    with pytest.raises(InvalidStoreUrl) as info:
+        open_store(f"{tmp_path.as_uri()}/a%00b")
+    assert "NUL byte" in info.value.message
+
+
+def test_a_remote_file_url_is_refused_without_its_password() -> None:
+    with pytest.raises(InvalidStoreUrl) as info:
+        open_store("file://user:SECRET@remotehost/data")
+    assert "SECRET" not in info.value.message
+
+
+def test_object_url_joins_the_key_onto_the_path() -> None:
+    assert object_url("s3://bucket/models/m/1/", "model.tar.gz") == (
+        "s3://bucket/models/m/1/model.tar.gz"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///tmp/reg/?sig=SECRET", "s3://user:SECRET@bucket/m", "s3://bucket/m#SECRET"]
+)
+def test_object_url_refuses_credentials_a_query_or_a_fragment(url: str) -> None:
+    with pytest.raises(InvalidStoreUrl) as info:
+        object_url(url, "model.tar.gz")
+    assert "must not carry credentials" in info.value.message
+    assert "SECRET" not in info.value.message
