@@ -19,7 +19,7 @@ from aegis.database.core import flush_new
 from aegis.registry import service as registry_service
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
-from aegis.storage.service import open_store
+from aegis.storage.service import object_url, open_store
 
 STAGES = ("staging", "production", "archived")
 
@@ -97,15 +97,18 @@ def push(
         select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version)
     ):
         raise taken
-    base = to.rstrip("/")
-    store = open_store(base)
+    # Refuses a --to with credentials or a query before anything is written: the URIs are
+    # recorded and printed.
+    archive_uri = object_url(to, "model.tar.gz")
+    signature_uri = object_url(to, "model.tar.gz.sig")
+    store = open_store(to.rstrip("/"))
     store.put_file("model.tar.gz", archive)
     store.put_file("model.tar.gz.sig", signature)
     row = ModelVersion(
         name=name,
         version=version,
-        archive_uri=f"{base}/model.tar.gz",
-        signature_uri=f"{base}/model.tar.gz.sig",
+        archive_uri=archive_uri,
+        signature_uri=signature_uri,
         digest=verified.digest,
         size=verified.size,
         signer_key_id=verified.key_id,

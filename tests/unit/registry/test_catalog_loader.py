@@ -25,6 +25,7 @@ from aegis.registry.errors import (
 )
 from aegis.registry.keyset import load_keyset
 from aegis.registry.loader import DigestMismatch, fetch_and_prepare_model_for_load
+from aegis.storage.errors import InvalidStoreUrl
 
 
 def _model_dir(root: Path, payload: str = "1", extra: dict[str, str] | None = None) -> Path:
@@ -153,6 +154,25 @@ def test_push_promote_with_four_eyes_then_load(
         "model.promoted",
         "model.verified",
     ]
+
+
+def test_push_to_a_url_with_a_query_is_refused_before_writing(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    archive, sig = _build(tmp_path, signing[0])
+    store = tmp_path / "store"
+    with pytest.raises(InvalidStoreUrl) as info, database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=f"{store.as_uri()}/?sig=SECRET",
+            keyset=load_keyset(settings.trusted_keys or ""),
+            actor="alice",
+        )
+    assert "must not carry credentials, a query" in info.value.message
+    assert "SECRET" not in info.value.message
+    assert not store.exists()
 
 
 def test_promoting_a_new_version_archives_the_old_one(
