@@ -14,17 +14,20 @@ from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
 from aegis.audit.models import AuditEntry
-from aegis.storage.service import open_store
+from aegis.storage.service import as_store_url, open_store, redact_url
 
 BATCH = 5000
 
 
 def split_target(url: str) -> tuple[str, str]:
-    """``s3://bucket/path/audit.jsonl`` -> (``s3://bucket/path``, ``audit.jsonl``)."""
-    parts = urlsplit(url)
+    """``s3://bucket/path/audit.jsonl`` -> (``s3://bucket/path``, ``audit.jsonl``); a local
+    path is a ``file://`` URL."""
+    parts = urlsplit(as_store_url(url))
     path = parts.path.rstrip("/")
     if not path or "/" not in path:
-        raise ValueError(f"export target {url!r} must name a file, e.g. s3://bucket/audit.jsonl")
+        raise ValueError(
+            f"export target {redact_url(url)!r} must name a file, e.g. s3://bucket/audit.jsonl"
+        )
     folder, name = path.rsplit("/", 1)
     return f"{parts.scheme}://{parts.netloc}{folder}", name
 

@@ -80,6 +80,7 @@ def export(
     from aegis.audit.export import export_jsonl
     from aegis.cli.runtime import open_database
     from aegis.core.errors import AegisError
+    from aegis.storage.service import as_store_url, redact_url
 
     _, database = open_database()
     try:
@@ -92,4 +93,4 @@ def export(
         raise AegisError(str(exc)) from None
     finally:
         database.dispose()
-    typer.echo(f"exported {count} entries to {to}")
+    typer.echo(f"exported {count} entries to {redact_url(as_store_url(to))}")

@@ -153,6 +153,7 @@ def restore(
     from aegis.backup import restore as restore_service
     from aegis.cli.runtime import settings_for
     from aegis.database.core import redacted
+    from aegis.storage.service import redact_url
 
     settings = settings_for()
     target = to or settings.effective_database_url
@@ -160,7 +161,7 @@ def restore(
     if force_clean:
         question = f"--force-clean DELETES every Aegis row in {where} before restoring. Continue?"
     else:
-        question = f"Restore {artifact} into {where}?"
+        question = f"Restore {redact_url(artifact)} into {where}?"
     if not yes and not typer.confirm(question):
         typer.echo("aborted: nothing was changed", err=True)
         raise typer.Exit(130)

@@ -51,6 +51,33 @@ def test_verify_checkpoint_and_tamper_detection(
     assert "FAILED" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "target", ["{dir}/audit.jsonl?sv=2022&sig=SECRET", "memory://user:SECRET@x/a.jsonl"]
+)
+def test_export_names_its_target_without_a_token_or_password(
+    env: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    assert run(["audit", "export", "--to", target.format(dir=env.as_uri())]) == 0
+    out = capsys.readouterr().out
+    assert "exported 0 entries to" in out and "SECRET" not in out
+
+
+def test_export_to_a_plain_path_writes_that_file(env: Path, db_url: str) -> None:
+    _events(db_url, 2)
+    target = env / "exports" / "audit.jsonl"
+    assert run(["audit", "export", "--to", str(target)]) == 0
+    assert len(target.read_text().splitlines()) == 2
+
+
+def test_export_to_a_url_with_a_bad_port_is_one_clear_error(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["audit", "export", "--to", "s3://bucket:abc/audit.jsonl?sig=SECRET"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid object store URL 's3://bucket:abc'")
+    assert "SECRET" not in err
+
+
 def test_export_writes_json_lines(env: Path, db_url: str) -> None:
     _events(db_url, 3)
     target = env / "exports"
