@@ -34,6 +34,7 @@ from aegis.cli import (
     user,
 )
 from aegis.core.errors import AegisError
+from aegis.storage import service as storage_service
 
 app = typer.Typer(
     name="aegis",
@@ -56,6 +57,8 @@ def _root(
     _state["debug"] = debug
     if ctx.invoked_subcommand not in _OWN_SHUTDOWN:
         _interrupt_on_stop_signals()
+        # A one-shot command's memory:// store would vanish as it reports success.
+        storage_service.allow_memory_stores(False)
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -108,8 +111,12 @@ def run(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args
     _caught.clear()
-    with _restored_signal_handlers():
-        code = _run(args)
+    memory_allowed = storage_service.allow_memory_stores(True)
+    try:
+        with _restored_signal_handlers():
+            code = _run(args)
+    finally:
+        storage_service.allow_memory_stores(memory_allowed)  # the tests call run() in-process
     if _caught:  # Typer turns the KeyboardInterrupt into exit code 130, silently
         return _interrupted()
     return code

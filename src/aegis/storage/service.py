@@ -59,6 +59,17 @@ _RETRY: dict[str, Any] = {
 }
 _memory_stores: dict[str, Any] = {}
 _memory_lock = threading.Lock()
+_memory_allowed = [True]  # False in one-shot commands: see allow_memory_stores
+
+
+def allow_memory_stores(allowed: bool) -> bool:
+    """Whether ``memory://`` may be opened in this process; returns the previous answer.
+
+    The CLI refuses it for commands that exit when done (backup create, audit export, model
+    push...): what they wrote there would be gone the moment they reported success."""
+    previous = _memory_allowed[0]
+    _memory_allowed[0] = allowed
+    return previous
 
 
 def redact_url(url: str) -> str:
@@ -297,6 +308,11 @@ def open_store(url: str, *, options: Mapping[str, str] | None = None) -> ObjectS
             "s3://, gs:// or az://"
         )
     if scheme == "memory":
+        if not _memory_allowed[0]:
+            raise InvalidStoreUrl(
+                f"{redact_url(url)!r} keeps nothing once this command exits: "
+                "use file://, s3://, gs:// or az://"
+            )
         return ObstoreStore(url, _memory_backend(url))
     if scheme == "file":
         return ObstoreStore(url, _file_backend(url, parts))

@@ -15,6 +15,7 @@ from aegis.cli.main import run
 from aegis.core import metrics
 from aegis.core.context import AppContext
 from aegis.database.core import Database
+from aegis.storage.service import open_store
 
 
 @pytest.fixture
@@ -51,15 +52,37 @@ def test_verify_checkpoint_and_tamper_detection(
     assert "FAILED" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "target", ["{dir}/audit.jsonl?sv=2022&sig=SECRET", "memory://user:SECRET@x/a.jsonl"]
-)
 def test_export_names_its_target_without_a_token_or_password(
-    env: Path, capsys: pytest.CaptureFixture[str], target: str
+    env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["audit", "export", "--to", target.format(dir=env.as_uri())]) == 0
+    target = f"{env.as_uri()}/audit.jsonl?sv=2022&sig=SECRET"
+    assert run(["audit", "export", "--to", target]) == 0
     out = capsys.readouterr().out
     assert "exported 0 entries to" in out and "SECRET" not in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit", "export", "--to", "memory://user:SECRET@x/a.jsonl"],
+        ["audit", "checkpoint"],
+        ["backup", "create", "--to", "memory://backups"],
+        ["backup", "list", "--from", "memory://backups"],
+    ],
+)
+def test_one_shot_commands_refuse_a_memory_store(
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    # What they wrote there would be gone the moment they reported success.
+    monkeypatch.setenv("AUDIT_STORE_URL", "memory://audit")
+    assert run(command) == 1
+    err = capsys.readouterr().err
+    assert "keeps nothing once this command exits" in err and "SECRET" not in err
+    # In-process callers (the services, these tests) may still use one.
+    assert open_store("memory://after").list("") == []
 
 
 def test_export_to_a_plain_path_writes_that_file(env: Path, db_url: str) -> None:
