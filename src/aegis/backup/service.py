@@ -299,7 +299,7 @@ def list_backups(*, store: ObjectStore) -> list[BackupInfo]:
 
 
 def newest(*, location: str) -> BackupInfo:
-    backups = list_backups(store=open_store(location))
+    backups = list_backups(store=open_store(location, create=False))
     if not backups:
         raise BackupNotFound(f"no backups in {redact_url(location)}")
     return backups[-1]
@@ -310,7 +310,7 @@ def prune_backups(
 ) -> list[str]:
     """Delete backups older than ``RETENTION_DAYS``, never the newest one; their URIs."""
     store_url = as_url(location) if location else default_url(settings)
-    store = open_store(store_url)
+    store = open_store(store_url, create=location is None)
     backups = list_backups(store=store)
     cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention_days)
     doomed = [b for b in backups[:-1] if b.created_at < cutoff]

@@ -105,7 +105,8 @@ def list_(
 
     settings = settings_for()
     location = service.as_url(from_) if from_ else service.default_url(settings)
-    backups = service.list_backups(store=open_store(location))
+    # A folder named on the command line is only read, never made (a typo would be created).
+    backups = service.list_backups(store=open_store(location, create=not from_))
     if not backups:
         typer.echo(f"no backups in {redact_url(location)}", err=True)
         return

@@ -275,7 +275,7 @@ def _memory_backend(url: str) -> Any:
         return _memory_stores[name]
 
 
-def _file_backend(url: str, parts: SplitResult) -> Any:
+def _file_backend(url: str, parts: SplitResult, *, create: bool) -> Any:
     from obstore.store import LocalStore
 
     where = redact_url(url)
@@ -287,6 +287,8 @@ def _file_backend(url: str, parts: SplitResult) -> Any:
     root = Path(path)
     if not root.is_absolute():
         raise InvalidStoreUrl(f"file URL {where!r} must name an absolute path")
+    if not create and not root.is_dir():
+        raise StoreUnavailable(f"no folder {root}")
     try:
         root.mkdir(parents=True, exist_ok=True)
         return LocalStore(prefix=root, automatic_cleanup=True)
@@ -294,8 +296,13 @@ def _file_backend(url: str, parts: SplitResult) -> Any:
         raise StoreUnavailable(f"cannot use folder {root}: {exc.strerror}") from None
 
 
-def open_store(url: str, *, options: Mapping[str, str] | None = None) -> ObjectStore:
+def open_store(
+    url: str, *, options: Mapping[str, str] | None = None, create: bool = True
+) -> ObjectStore:
     """Open the store at ``url`` (see the module docstring for schemes and credentials).
+
+    ``create=False`` is for readers: a ``file://`` folder that does not exist is
+    :class:`StoreUnavailable` instead of being made.
 
     Opening does no I/O for cloud stores; an unreachable backend raises
     :class:`StoreUnavailable` on the first operation (see :func:`check_store`).
@@ -315,7 +322,7 @@ def open_store(url: str, *, options: Mapping[str, str] | None = None) -> ObjectS
             )
         return ObstoreStore(url, _memory_backend(url))
     if scheme == "file":
-        return ObstoreStore(url, _file_backend(url, parts))
+        return ObstoreStore(url, _file_backend(url, parts, create=create))
     if not parts.netloc:
         raise InvalidStoreUrl(f"object store URL {redact_url(url)!r} names no bucket/container")
     from obstore.exceptions import BaseError

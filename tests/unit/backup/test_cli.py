@@ -162,6 +162,16 @@ def test_prune_and_an_empty_list(env: Path, capsys: pytest.CaptureFixture[str]) 
     assert "0 backup(s)" in capsys.readouterr().err  # the newest is never deleted
 
 
+@pytest.mark.parametrize("command", ["list", "prune"])
+def test_a_folder_named_to_read_from_is_never_created(
+    env: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    missing = env / "typo" / "backups"
+    assert run(["backup", command, "--from", str(missing)]) == 1
+    assert f"no folder {missing}" in capsys.readouterr().err
+    assert not (env / "typo").exists()
+
+
 def _script(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(sys, "argv", [name, *args])
     with pytest.raises(SystemExit) as exited:
