@@ -153,11 +153,14 @@ def restore(
     """Restore a backup into an empty database, then verify its audit chain."""
     from aegis.backup import restore as restore_service
     from aegis.cli.runtime import settings_for
+    from aegis.core.config import validate_database_url
     from aegis.database.core import redacted
     from aegis.storage.service import redact_url
 
     settings = settings_for()
     target = to or settings.effective_database_url
+    if to:
+        validate_database_url(to, name="--to")
     where = redacted(target)
     if force_clean:
         question = f"--force-clean DELETES every Aegis row in {where} before restoring. Continue?"

@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from aegis.core.errors import ConfigError
 
@@ -450,20 +450,28 @@ class Settings(BaseSettings):
     )
 
 
-def validate_database_url(url: str) -> None:
+def validate_database_url(url: str, *, name: str = "DATABASE_URL") -> None:
     """Raise a one-line :class:`ConfigError` for a URL SQLAlchemy cannot parse or drive."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        parsed.port  # noqa: B018 - parsing it is the check ("h:abc" raises here)
+    except (ArgumentError, ValueError):
         raise ConfigError(
-            "DATABASE_URL is malformed: expected e.g. "
+            f"{name} is malformed: expected e.g. "
             "postgresql+psycopg://user:password@host:5432/dbname or sqlite:///path/aegis.db"
         ) from None
     if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
         raise ConfigError(
-            f"DATABASE_URL uses unsupported backend {parsed.get_backend_name()!r}: "
+            f"{name} uses unsupported backend {parsed.get_backend_name()!r}: "
             "use postgresql+psycopg:// or sqlite://"
         )
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError):
+        raise ConfigError(
+            f"{name} names driver {parsed.get_driver_name()!r}, which is not installed: "
+            "use postgresql+psycopg:// or sqlite://"
+        ) from None
 
 
 def ensure_data_dir(path: Path) -> None:

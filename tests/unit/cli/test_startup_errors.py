@@ -207,3 +207,33 @@ def test_an_sdk_scan_of_a_file_with_a_nul_byte_names_the_file(tmp_path: Path) ->
     (tmp_path / "src" / "g.py").write_bytes(b"import os\x00\n")
     line = _one_error_line(_aegis(["scan", "sdk", "src"], tmp_path))
     assert line.startswith("error: src/g.py: cannot parse") and "None" not in line
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql+psycopg://u:hunter2@[::1/x", "DATABASE_URL is malformed"),
+        ("postgresql://u:hunter2@db:abc/x", "DATABASE_URL is malformed"),
+        ("postgresql+asyncpg://u:hunter2@db/x", "names driver 'asyncpg', which is not installed"),
+    ],
+)
+def test_a_database_url_that_cannot_work_is_named_without_its_password(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    result = _aegis(["user", "list"], tmp_path, DATABASE_URL=url)
+    assert says in _one_error_line(result) and "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("garbage", "--to is malformed"),
+        ("mysql://u:hunter2@db/x", "--to uses unsupported backend 'mysql'"),
+        ("postgresql://u:hunter2@db:abc/x", "--to is malformed"),
+    ],
+)
+def test_a_restore_target_that_cannot_work_is_refused_first(
+    tmp_path: Path, target: str, says: str
+) -> None:
+    result = _aegis(["backup", "restore", "-y", "--to", target, "missing.tar.gz"], tmp_path)
+    assert says in _one_error_line(result) and "hunter2" not in result.stderr
