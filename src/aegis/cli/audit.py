@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+def _progress() -> Progress:
+    """A spinner on stderr when it is a terminal; silent otherwise (stdout stays the answer)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    return Progress(console=console, transient=True, disable=not console.is_terminal)
 
 
 @app.command("verify")
 def verify() -> None:
     """Walk the chain and the signed checkpoints; exit 0 only when intact."""
-    from rich.progress import Progress
-
     from aegis.audit import keys
     from aegis.audit import verify as audit_verify
     from aegis.cli.runtime import open_database
@@ -24,7 +35,7 @@ def verify() -> None:
         key_path = settings.effective_audit_verify_key_file
         public_key = keys.load_public_key(key_path) if key_path.exists() else None
         store = open_store(settings.effective_audit_store_url)
-        with Progress(transient=True) as progress, database.unit_of_work() as session:
+        with _progress() as progress, database.unit_of_work() as session:
             task = progress.add_task("verifying audit chain", total=None)
             report = audit_verify.verify(
                 session=session,
@@ -75,8 +86,6 @@ def export(
     since: datetime | None = typer.Option(None, "--since", help="Only entries at or after this."),
 ) -> None:
     """Write audit entries as JSON Lines to an object store URL."""
-    from rich.progress import Progress
-
     from aegis.audit.export import export_jsonl
     from aegis.cli.runtime import open_database
     from aegis.core.errors import AegisError
@@ -84,7 +93,7 @@ def export(
 
     _, database = open_database()
     try:
-        with Progress(transient=True) as progress, database.unit_of_work() as session:
+        with _progress() as progress, database.unit_of_work() as session:
             task = progress.add_task("exporting", total=None)
             count = export_jsonl(
                 session=session, to=to, since=since, progress=lambda n: progress.advance(task, n)

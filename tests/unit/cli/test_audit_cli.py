@@ -43,7 +43,7 @@ def test_verify_checkpoint_and_tamper_detection(
     _events(db_url, 5)
     assert run(["audit", "checkpoint"]) == 0
     assert run(["audit", "verify"]) == 0
-    assert "intact: 5 entries" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("intact: 5 entries")  # only the answer on stdout
     database = Database(db_url)
     with database.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
@@ -58,7 +58,7 @@ def test_export_names_its_target_without_a_token_or_password(
     target = f"{env.as_uri()}/audit.jsonl?sv=2022&sig=SECRET"
     assert run(["audit", "export", "--to", target]) == 0
     out = capsys.readouterr().out
-    assert "exported 0 entries to" in out and "SECRET" not in out
+    assert out.startswith("exported 0 entries to") and "SECRET" not in out
 
 
 @pytest.mark.parametrize(
