@@ -42,6 +42,7 @@ def test_verify_checkpoint_and_tamper_detection(
 ) -> None:
     _events(db_url, 5)
     assert run(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
     assert run(["audit", "verify"]) == 0
     assert capsys.readouterr().out.startswith("intact: 5 entries")  # only the answer on stdout
     database = Database(db_url)
