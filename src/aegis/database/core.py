@@ -7,6 +7,7 @@ back; services only ``add()`` and ``flush()``.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,12 +148,21 @@ def wait_for_database(engine: Engine, *, timeout_s: float) -> None:
     """Block until ``SELECT 1`` succeeds or raise a one-line ConfigError after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     delay = 0.1
+    told = False
     while True:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             return
         except OperationalError as exc:
+            if not told and sys.stderr.isatty():  # a person waiting learns why, once
+                print(
+                    f"waiting up to {timeout_s:g} s for the database at "
+                    f"{redacted(str(engine.url))} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            told = True
             if time.monotonic() >= deadline:
                 reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
                 raise ConfigError(

@@ -237,3 +237,38 @@ def test_a_restore_target_that_cannot_work_is_refused_first(
 ) -> None:
     result = _aegis(["backup", "restore", "-y", "--to", target, "missing.tar.gz"], tmp_path)
     assert says in _one_error_line(result) and "hunter2" not in result.stderr
+
+
+def test_waiting_for_the_database_says_so_once_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    url = f"postgresql+psycopg://aegis:hunter2@127.0.0.1:{free_port()}/aegis"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
+    env = {**clean, "AEGIS_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": url}
+    main, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aegis", "user", "list"],
+            stderr=terminal,
+            stdout=subprocess.DEVNULL,
+            env={**env, "DATABASE_CONNECT_TIMEOUT_S": "1"},
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal's other end closed: everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    text = shown.decode()
+    assert proc.returncode == 1
+    assert text.count("waiting up to 1 s for the database at") == 1, text
+    assert "cannot reach the database" in text and "hunter2" not in text
