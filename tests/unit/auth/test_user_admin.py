@@ -301,7 +301,11 @@ def test_cli_reset_password_and_set_roles(
     [
         (["user", "set-roles", "{name}", "--role", "wizard"], "", "unknown role 'wizard'"),
         (["user", "set-roles", "ghost", "--role", "viewer"], "", "user 'ghost' not found"),
-        (["user", "reset-password", "{name}", "--password-stdin"], "short\n", "at least 12"),
+        (
+            ["user", "reset-password", "{name}", "--password-stdin"],
+            "short\n",
+            "12 to 1024 characters",
+        ),
         (["user", "reset-password", "ghost", "--password-stdin"], NEW_PASSWORD + "\n", "ghost"),
     ],
     ids=["unknown role", "unknown user", "short password", "unknown user reset"],
