@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -16,14 +15,13 @@ from sqlalchemy import select
 from aegis.auth import passwords
 from aegis.auth.models import User
 from aegis.database.core import Database
+from tests.support.processes import clean_env
 from tests.support.services import free_port
 
 
 def test_up_serves_all_three_health_endpoints_and_stops_gracefully(tmp_path: Path) -> None:
     ports = {"BACKEND_PORT": free_port(), "ENGINE_PORT": free_port(), "EXECUTOR_PORT": free_port()}
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
-    }
+    env = clean_env()
     env.update({k: str(v) for k, v in ports.items()})
     proc = subprocess.Popen(
         [sys.executable, "-m", "aegis", "up"],
@@ -69,9 +67,7 @@ def test_up_serves_all_three_health_endpoints_and_stops_gracefully(tmp_path: Pat
 def test_a_start_that_fails_still_shows_the_first_admins_password(tmp_path: Path) -> None:
     # The executor cannot start (a Kubernetes backend and no cluster); the admin was created
     # before that, and its password exists nowhere but in this output.
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
-    }
+    env = clean_env()
     env.update(
         {name: str(free_port()) for name in ("BACKEND_PORT", "ENGINE_PORT", "EXECUTOR_PORT")}
     )

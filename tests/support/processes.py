@@ -35,7 +35,7 @@ def wait_until(what: str, probe: Callable[[], bool], timeout_s: float = 60.0) ->
         time.sleep(0.1)
 
 
-def _clean_env(**values: str) -> dict[str, str]:
+def clean_env(**values: str) -> dict[str, str]:
     """This process's environment without Aegis settings, plus ``values``."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_", "REDIS_"))
@@ -54,7 +54,7 @@ def aegis_serve(service: str, workdir: Path, port: int, **env: str) -> Iterator[
     proc = subprocess.Popen(
         [sys.executable, "-m", "aegis", "serve", service, "--port", str(port)],
         cwd=workdir,
-        env=_clean_env(**env),
+        env=clean_env(**env),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

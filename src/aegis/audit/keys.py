@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from aegis.audit.errors import AuditError
+from aegis.core.files import replace_atomically, staged
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -65,26 +65,18 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
         public_pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.pub.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(public_pem)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path.with_suffix(".pub"))
+        replace_atomically(path.with_suffix(".pub"), public_pem, mode=0o644)
     return key
 
 
 def _write_new(path: Path, data: bytes) -> None:
     """Put ``data`` at ``path`` (0600) unless a file is already there."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    tmp = staged(path, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         with contextlib.suppress(FileExistsError):  # another process's key stands
             os.link(tmp, path)
     finally:
-        Path(tmp).unlink()
+        tmp.unlink()
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

@@ -40,6 +40,7 @@ def generate(
 ) -> None:
     """Write an encrypted cosign.key (password from COSIGN_PASSWORD) and cosign.pub."""
     from aegis.core.errors import AegisError
+    from aegis.core.files import replace_together
     from aegis.registry import cosign_keys
 
     private_path, public_path = out / "cosign.key", out / "cosign.pub"
@@ -52,32 +53,9 @@ def generate(
     secret = read_password(password, confirm=True)
     private_pem, public_pem = cosign_keys.generate_key_pair(secret)
     out.mkdir(parents=True, exist_ok=True)
-    _write_pair(((private_path, private_pem, 0o600), (public_path, public_pem, 0o644)))
+    replace_together([(private_path, private_pem, 0o600), (public_path, public_pem, 0o644)])
     key_id = cosign_keys.key_id(cosign_keys.load_public_keys(public_pem)[0])
     typer.echo(f"wrote {private_path} and {public_path} (key id {key_id})")
-
-
-def _write_pair(files: tuple[tuple[Path, bytes, int], ...]) -> None:
-    """Write each file whole to a temporary name beside it, then rename them all into place:
-    a failure before the renames leaves the old files (or none) as they were."""
-    import os
-    import tempfile
-
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, data, mode in files:
-            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-            staged.append((Path(name), path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(name).chmod(mode)
-        for tmp, path in staged:
-            tmp.replace(path)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
 
 
 @app.command("list")

@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from aegis.core.errors import ConfigError
+from aegis.core.files import replace_atomically
 
 # Secrets the platform needs. In embedded mode each is generated when unset.
 GENERATED_SECRETS = (
@@ -501,12 +502,7 @@ def _load_or_create_secrets(path: Path, missing: list[str]) -> dict[str, str]:
         added = {name: secrets.token_urlsafe(32) for name in missing if name not in stored}
         if added:
             stored |= added
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:  # mkstemp: mode 0600
-                json.dump(stored, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(path)
+            replace_atomically(path, json.dumps(stored).encode(), mode=0o600)
         path.chmod(0o600)
     finally:
         os.close(lock_fd)  # closing the last descriptor releases the lock

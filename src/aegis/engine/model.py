@@ -27,7 +27,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aegis.core.files import replace_together
 from aegis.engine.errors import ModelFormatError
 from aegis.engine.knowledge import ACTIONS, FAMILIES, KnowledgeBase, default_knowledge_base
 
@@ -320,21 +320,15 @@ def export_model_dir(model: EngineModel, path: Path) -> list[Path]:
     _check_export_target(path)
     created = _missing_ancestors(path)
     path.mkdir(parents=True, exist_ok=True)  # an OSError here names the path itself
-    staged: list[tuple[Path, Path]] = []
     try:
-        for name, data in files.items():
-            staged.append((_stage(path, name, data), path / name))
-        for tmp, target in staged:
-            tmp.replace(target)
+        replace_together([(path / name, data, 0o644) for name, data in files.items()])
     except OSError as exc:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
         for folder in created:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         reason = exc.strerror or type(exc).__name__
         raise ModelFormatError(f"cannot write the model into {path}: {reason}") from None
-    return [target for _, target in staged]
+    return [path / name for name in files]
 
 
 def _check_export_target(path: Path) -> None:
@@ -359,21 +353,6 @@ def _missing_ancestors(path: Path) -> list[Path]:
             break
         missing.append(folder)
     return missing
-
-
-def _stage(folder: Path, name: str, data: bytes) -> Path:
-    """``data`` written and synced to a new temporary file in ``folder``; returns its path."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).chmod(0o644)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
 
 
 # --- reading -----------------------------------------------------------------------------------

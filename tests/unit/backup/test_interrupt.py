@@ -17,6 +17,7 @@ import pytest
 
 from aegis.database.core import make_engine
 from aegis.database.models import metadata
+from tests.support.processes import clean_env
 
 pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"])
 ROWS = 150_000
@@ -57,8 +58,7 @@ def _fill_audit_log(url: str) -> None:
 def big_env(target_url: str, tmp_path: Path) -> dict[str, str]:
     _fill_audit_log(target_url)
     (tmp_path / "tmp").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
-    env.update(
+    return clean_env(
         AEGIS_DATA_DIR=str(tmp_path / "data"),
         DATABASE_URL=target_url,
         BACKUP_DIR=str(tmp_path / "backups"),
@@ -66,7 +66,6 @@ def big_env(target_url: str, tmp_path: Path) -> dict[str, str]:
         LOG_JSON="false",
         TMPDIR=str(tmp_path / "tmp"),  # where the spool goes
     )
-    return env
 
 
 def _spooling(tmp: Path) -> bool:

@@ -3,13 +3,14 @@ then one line and exit 128 + the signal number, never a silent kill or a traceba
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import clean_env
 
 
 @pytest.mark.parametrize(
@@ -20,8 +21,7 @@ def test_a_stop_signal_at_a_prompt_is_one_line(
     tmp_path: Path, signum: int, line: str, code: int
 ) -> None:
     target = tmp_path / "target.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
-    env.update(AEGIS_DATA_DIR=str(tmp_path / "data"), LOG_JSON="false")
+    env = clean_env(AEGIS_DATA_DIR=str(tmp_path / "data"), LOG_JSON="false")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from aegis.cli.main import run
+from tests.support.processes import clean_env
 from tests.support.services import free_port
 
 
 def _aegis(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
-    clean.update({"AEGIS_DATA_DIR": str(tmp_path / "data"), **env})
     return subprocess.run(
         [sys.executable, "-m", "aegis", *args],
         capture_output=True,
+        stdin=subprocess.DEVNULL,  # no terminal: nothing may wait on one
         text=True,
-        env=clean,
+        env=clean_env(**{"AEGIS_DATA_DIR": str(tmp_path / "data"), **env}),
         cwd=tmp_path,
         timeout=60,
         check=False,
@@ -170,17 +170,8 @@ def test_a_port_out_of_range_on_the_command_line_is_a_usage_error(tmp_path: Path
 
 
 def test_user_create_without_a_terminal_asks_for_password_stdin(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "aegis", "user", "create", "bob", "--role", "viewer"],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**clean, "AEGIS_DATA_DIR": str(tmp_path / "data")},
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    args = ["user", "create", "bob", "--role", "viewer"]
+    result = _aegis(args, tmp_path)
     line = _one_error_line(result)
     assert "--password-stdin" in line and "Warning" not in result.stderr
 
@@ -243,20 +234,23 @@ def test_waiting_for_the_database_says_so_once_on_a_terminal(tmp_path: Path) -> 
     import pty
 
     url = f"postgresql+psycopg://aegis:hunter2@127.0.0.1:{free_port()}/aegis"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
-    env = {**clean, "AEGIS_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": url}
+    env = clean_env(
+        AEGIS_DATA_DIR=str(tmp_path / "data"), DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT_S="1"
+    )
     main, terminal = pty.openpty()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "aegis", "user", "list"],
-            stderr=terminal,
-            stdout=subprocess.DEVNULL,
-            env={**env, "DATABASE_CONNECT_TIMEOUT_S": "1"},
-            cwd=tmp_path,
-            timeout=60,
-            check=False,
-        )
-        os.close(terminal)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "aegis", "user", "list"],
+                stderr=terminal,
+                stdout=subprocess.DEVNULL,
+                env=env,
+                cwd=tmp_path,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(terminal)
         shown = b""
         while True:
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from aegis.database import migrate
 from aegis.database.core import Database, make_engine
 from aegis.database.models import metadata
 from tests.support import services
+from tests.support.processes import clean_env
 
 
 def test_migrations_create_every_table_the_models_declare(database: Database) -> None:
@@ -47,8 +47,7 @@ def test_services_starting_together_migrate_a_new_database_once(
     # the others find the schema current.
     name = f"aegis_migrate_race_{worker_tag}"
     services.create_pg_database(name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "DATABASE_"))}
-    env |= {"DATABASE_URL": services.pg_url(name), "AEGIS_DATA_DIR": str(tmp_path / "data")}
+    env = clean_env(DATABASE_URL=services.pg_url(name), AEGIS_DATA_DIR=str(tmp_path / "data"))
     try:
         starts = [
             subprocess.Popen(

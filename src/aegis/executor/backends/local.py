@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import fcntl
 import json
-import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aegis.core.files import replace_atomically
 from aegis.executor.backends.protocol import ActionOutcome, PodLogs, rollback_target
 from aegis.executor.errors import ActionFailed
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
@@ -153,13 +153,7 @@ class LocalCluster:
         return loaded
 
     def _store(self, state: State) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+        replace_atomically(self.path, json.dumps(state, indent=1, sort_keys=True).encode())
 
     # --- reading -------------------------------------------------------------------------
     def snapshot(self) -> State:
