@@ -139,6 +139,21 @@ def _matching(groups: dict[str, _GlobGroup], namespace: str, found: list[Subject
             found.append(group.by_subject)
 
 
+def policies_by_id(policies: Iterable[Policy]) -> dict[str, Policy]:
+    """``policies`` by id; an id given twice is :class:`DuplicatePolicy`, never decided by
+    order."""
+    by_id: dict[str, Policy] = {}
+    for policy in policies:
+        other = by_id.get(policy.id)
+        if other is not None:
+            raise DuplicatePolicy(
+                f"policy {policy.id!r} appears twice in one set "
+                f"(v{other.version} and v{policy.version})"
+            )
+        by_id[policy.id] = policy
+    return by_id
+
+
 class PolicySet:
     """An immutable set of policies (at most one version per id), indexed for evaluation.
 
@@ -147,15 +162,7 @@ class PolicySet:
     """
 
     def __init__(self, policies: Iterable[Policy] = ()) -> None:
-        by_id: dict[str, Policy] = {}
-        for policy in policies:
-            other = by_id.get(policy.id)
-            if other is not None:
-                raise DuplicatePolicy(
-                    f"policy {policy.id!r} appears twice in one set "
-                    f"(v{other.version} and v{policy.version})"
-                )
-            by_id[policy.id] = policy
+        by_id = policies_by_id(policies)
         self._policies = tuple(sorted(by_id.values(), key=lambda p: p.ref))
         self._compiled = tuple(CompiledPolicy(p) for p in self._policies)
         self._index: dict[str, _NamespaceIndex] = {action: _NamespaceIndex() for action in ACTIONS}

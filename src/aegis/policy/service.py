@@ -27,8 +27,8 @@ from aegis.database.core import flush_new
 from aegis.flags import service as flags
 from aegis.policy.bundle import policy_set_digest
 from aegis.policy.document import Policy
-from aegis.policy.engine import PolicySet
-from aegis.policy.errors import DuplicatePolicy, InvalidEvaluationRequest
+from aegis.policy.engine import PolicySet, policies_by_id
+from aegis.policy.errors import InvalidEvaluationRequest
 from aegis.policy.loader import field_errors, parse_policy
 from aegis.policy.models import PolicyVersion, StoredPolicy
 from aegis.policy.request import Decision, EvaluationRequest
@@ -253,7 +253,7 @@ def replace_all(
     *, session: Session, policies: Iterable[Policy], actor: str, change: str = "sync"
 ) -> dict[str, list[str]]:
     """Make the active set equal ``policies`` (GitOps sync / bundle apply). Returns the diff."""
-    wanted = _by_id(policies)
+    wanted = policies_by_id(policies)
     current = {p.id: p for p in active_policies(session=session)}
     diff: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
     for policy_id, policy in sorted(wanted.items()):
@@ -272,7 +272,7 @@ def replace_all(
 
 def plan(*, session: Session, policies: Iterable[Policy]) -> dict[str, list[str]]:
     """The diff ``replace_all`` would make, without making it."""
-    wanted = _by_id(policies)
+    wanted = policies_by_id(policies)
     current = {p.id: p for p in active_policies(session=session)}
     return {
         "added": sorted(set(wanted) - set(current)),
@@ -281,16 +281,6 @@ def plan(*, session: Session, policies: Iterable[Policy]) -> dict[str, list[str]
         ),
         "removed": sorted(set(current) - set(wanted)),
     }
-
-
-def _by_id(policies: Iterable[Policy]) -> dict[str, Policy]:
-    """``policies`` by id; an id given twice is refused, never decided by order."""
-    by_id: dict[str, Policy] = {}
-    for policy in policies:
-        if policy.id in by_id:
-            raise DuplicatePolicy(f"policy {policy.id!r} appears twice in one set")
-        by_id[policy.id] = policy
-    return by_id
 
 
 def _content(policy: Policy) -> dict[str, Any]:
