@@ -21,6 +21,7 @@ from aegis.incidents import jobs as incidents_jobs
 from aegis.incidents.views import router as incidents_router
 from aegis.policy.views import router as policy_router
 from aegis.registry.views import router as registry_router
+from aegis.safety.views import router as safety_router
 from aegis.web.views import router as web_router
 
 # Routes anyone may call. Everything else must declare require_roles (tests enforce it).
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         policy_router,
         actions_router,
         registry_router,
+        safety_router,
     )
     for router in routers:
         app.include_router(router)

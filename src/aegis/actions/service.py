@@ -44,7 +44,9 @@ from aegis.database import bulk
 from aegis.executor.schemas import ExecutorActionRequest
 from aegis.policy import service as policy_service
 from aegis.policy.errors import InvalidEvaluationRequest
+from aegis.safety import service as safety_service
 
+AI_ENGINE = "ai-engine"  # the AI engine's service principal
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
 RECENT_WINDOW = timedelta(hours=24)
 COUNTED_STATUSES = ("approved", "running", "succeeded")
@@ -293,6 +295,16 @@ def request_action(
         reason=decision.reason,
         policies=request.decision_policies,
     )
+    if effect == "deny" and actor.kind == "service" and actor.name == AI_ENGINE:
+        # The AI proposed what the rules forbid: a human should know.
+        safety_service.raise_flag(
+            session=session,
+            reason="denied_recommendation",
+            subject_kind="action",
+            subject_id=request.id,
+            excerpt=f"{body.action} {body.namespace}/{body.name}: {decision.reason}",
+            actor="policy",
+        )
     return request, True
 
 
@@ -343,7 +355,7 @@ def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "")
         raise SelfApprovalForbidden("an approver cannot reject their own request; withdraw it")
     request.status, request.updated_at = "rejected", now()
     audit(session, request, "action.rejected", actor.name, comment=comment)
-    if request.requested_by == "ai-engine":
+    if request.requested_by == AI_ENGINE:
         record_outcome(session=session, request=request, success=False)
     return request
 

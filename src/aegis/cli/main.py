@@ -28,6 +28,7 @@ from aegis.cli import (
     keys,
     model,
     policy,
+    safety,
     scan,
     serve,
     up,
@@ -100,6 +101,7 @@ app.add_typer(executor.app, name="executor")
 app.add_typer(keys.app, name="keys")
 app.add_typer(model.app, name="model")
 app.add_typer(policy.app, name="policy")
+app.add_typer(safety.app, name="safety")
 app.add_typer(scan.app, name="scan")
 app.add_typer(user.app, name="user")
 app.command("serve")(serve.serve)

@@ -9,6 +9,7 @@ from aegis.flags import models as flags_models
 from aegis.incidents import models as incidents_models
 from aegis.policy import models as policy_models
 from aegis.registry import models as registry_models
+from aegis.safety import models as safety_models
 
 metadata = Base.metadata
 
@@ -22,4 +23,5 @@ __all__ = [
     "metadata",
     "policy_models",
     "registry_models",
+    "safety_models",
 ]

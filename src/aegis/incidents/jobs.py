@@ -36,9 +36,12 @@ from aegis.executor.client import ExecutorClient
 from aegis.executor.errors import ExecutorUnreachable
 from aegis.incidents import telemetry
 from aegis.incidents.models import Alert, Incident
+from aegis.safety import detect
+from aegis.safety import service as safety
 
 log = get_logger(__name__)
 ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
+SAFETY_SCREEN = "safety-screen"  # the audit actor of the flags the backend raises
 ACTIONS = set(actions_service.ACTIONS)
 TICK_S = 1.0
 PASS_SIZE = 20  # incidents per pass
@@ -303,8 +306,15 @@ def _predict(
             f"stored without a prediction: AI engine {note}",
         )
         return
-    if _store(database, claimed, prediction, "ok", context.note):
-        _recommend(database, settings, incident, prediction)
+    # Secrets and personal data in what the engine quotes are redacted before anything stores
+    # or shows them; what the prediction and the alerts showed is flagged for review.
+    screened, findings = safety.screen(prediction, _alert_texts(alerts))
+    if _store(database, claimed, screened, "ok", context.note, findings=findings):
+        _recommend(database, settings, incident, screened)
+
+
+def _alert_texts(alerts: list[Alert]) -> list[str]:
+    return [text for a in alerts for part in (a.labels, a.annotations) for text in part.values()]
 
 
 def _store(
@@ -313,9 +323,12 @@ def _store(
     prediction: dict[str, Any] | None,
     status: str,
     note: str,
+    *,
+    findings: detect.Findings | None = None,
 ) -> bool:
-    """Store the outcome and release the claim; False (nothing stored) when the claim was lost:
-    this backend outlived its lease and another one asked again."""
+    """Store the outcome (and flag its ``findings``) and release the claim; False (nothing
+    stored) when the claim was lost: this backend outlived its lease and another one asked
+    again."""
     with database.unit_of_work() as session:
         incident = session.get(Incident, claimed.incident.id, with_for_update=True)
         if incident is None:
@@ -330,6 +343,14 @@ def _store(
             level = prediction.get("severity", {}).get("level")
             if level in {"critical", "warning", "info"}:
                 incident.severity = level
+        if findings is not None:
+            safety.flag_findings(
+                session=session,
+                subject_kind="incident",
+                subject_id=str(incident.id),
+                findings=findings,
+                actor=SAFETY_SCREEN,
+            )
     return True
 
 
@@ -342,9 +363,26 @@ def _recommend(
     top = ranked[0]
     target = top.get("target") or {}
     model = prediction.get("model") or {}
+    namespace = target.get("namespace") or incident.namespace
+    if namespace != incident.namespace:
+        # The engine names a namespace the incident is not in: never act on it, ask a human.
+        with database.unit_of_work() as session:
+            safety.raise_flag(
+                session=session,
+                reason="target_mismatch",
+                subject_kind="incident",
+                subject_id=str(incident.id),
+                excerpt=(
+                    f"the AI engine recommended {top['action']} in namespace {namespace!r}; "
+                    f"the incident is in {incident.namespace!r}"
+                ),
+                actor=SAFETY_SCREEN,
+            )
+        log.warning("recommendation_target_mismatch", incident_id=incident.id)
+        return
     body = ActionCreate(
         action=top["action"],
-        namespace=target.get("namespace") or incident.namespace,
+        namespace=namespace,
         name=target.get("name") or incident.workload,
         params=top.get("params") or {},
         idempotency_key=f"incident-{incident.id}-{top['action']}-{model.get('digest', '')[:16]}",

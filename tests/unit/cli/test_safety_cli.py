@@ -1,0 +1,83 @@
+"""`aegis safety list|review`: the review queue from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aegis.auth.service import create_user
+from aegis.cli.main import run
+from aegis.database.core import Database
+from aegis.safety import service as safety
+from tests.support import factories
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Path:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_JSON", "false")
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+def _flag(database: Database) -> int:
+    with database.unit_of_work() as session:
+        flag = safety.raise_flag(
+            session=session,
+            reason="secret",
+            subject_kind="incident",
+            subject_id="7",
+            excerpt="login with password=hunter2secret",
+            actor="safety-screen",
+        )
+        assert flag is not None
+        return flag.id
+
+
+def test_a_reviewer_lists_the_queue_and_closes_a_flag(
+    env: Path, database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flag_id = _flag(database)
+    with database.unit_of_work() as session:
+        create_user(
+            session=session, username="rita", password="x" * 16, roles=["approver"], actor="test"
+        )
+        create_user(
+            session=session, username="otto", password="x" * 16, roles=["operator"], actor="test"
+        )
+
+    assert run(["safety", "list", "--status", "open"]) == 0
+    listed = capsys.readouterr().out
+    assert "incident/7" in listed and "password=[REDACTED]" in listed
+    assert "hunter2secret" not in listed
+
+    assert run(["safety", "review", str(flag_id), "--verdict", "confirmed", "--actor", "otto"]) == 1
+    assert "approver role" in capsys.readouterr().err
+    assert run(["safety", "review", str(flag_id), "--verdict", "confirmed", "--actor", "rita"]) == 0
+    assert run(["safety", "review", str(flag_id), "--verdict", "dismissed", "--actor", "rita"]) == 1
+    assert "already confirmed" in capsys.readouterr().err
+
+    assert run(["safety", "list", "--status", "open"]) == 0
+    assert "incident/7" not in capsys.readouterr().out
+    reviewed = factories.audit_events(database, "safety.reviewed")
+    assert [(e.actor, json.loads(e.data)["verdict"]) for e in reviewed] == [("rita", "confirmed")]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["safety", "list", "--status", "closed"],
+        ["safety", "list", "--reason", "nonsense"],
+        ["safety", "review", "1", "--verdict", "maybe", "--actor", "rita"],
+        ["safety", "review", "999", "--verdict", "confirmed", "--actor", "nobody"],
+    ],
+)
+def test_bad_values_are_one_line_errors(
+    env: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
