@@ -147,6 +147,21 @@ def test_irsa_policies_grant_no_wildcard_actions() -> None:
     assert 'effect  = "Deny"' in bucket
 
 
+def test_engine_role_reads_the_model_archives_ci_verifies() -> None:
+    """Runbook 001 step 8 uploads to s3://BUCKET/model-archives/..., CI verifies it there, and
+    the engine must then load it from there: its read-only role covers model_archive_prefix."""
+    text = _text(OVERLAY)
+    start = re.search(r'data "aws_iam_policy_document" "engine" \{', text)
+    assert start is not None
+    engine = _body(text, start.end() - 1)
+    read = next(s for s in re.split(r"\bstatement\s*\{", engine) if '"s3:GetObject"' in s)
+    assert "/${var.model_archive_prefix}*" in read
+    listed = next(s for s in re.split(r"\bstatement\s*\{", engine) if '"s3:ListBucket"' in s)
+    assert '"${var.model_archive_prefix}*"' in listed
+    verifier = _blocks(text, "module")["verifier_role"]
+    assert re.search(r"read_prefix\s*=\s*var\.model_archive_prefix", verifier)
+
+
 def test_terraform_fmt_accepts_every_file() -> None:
     terraform = shutil.which("terraform")
     require(terraform is not None, "terraform is not installed: fmt not run")

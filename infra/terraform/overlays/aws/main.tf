@@ -12,7 +12,7 @@
 #     public access blocked, TLS only (modules/object_store);
 #   - RDS PostgreSQL, encrypted, not publicly accessible (modules/postgres);
 #   - with eks_oidc_provider_arn: IRSA roles for the backend (read/write under the Aegis prefix)
-#     and the AI engine (read only) (modules/irsa_role);
+#     and the AI engine (read only, the Aegis prefix and model_archive_prefix) (modules/irsa_role);
 #   - with github_repository: the role GitHub Actions assumes over OIDC to read staging model
 #     archives for signature verification (modules/github_oidc_role).
 
@@ -72,6 +72,9 @@ data "aws_iam_policy_document" "backend" {
   }
 }
 
+# The engine also reads the signed model archives where the runbook uploads them and CI verifies
+# them (model_archive_prefix, default model-archives/ at the bucket root): `aegis model push --to
+# s3://BUCKET/model-archives/NAME/VERSION/` records that URI and the engine fetches it from there.
 data "aws_iam_policy_document" "engine" {
   statement {
     sid       = "ListAegisPrefix"
@@ -80,13 +83,16 @@ data "aws_iam_policy_document" "engine" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.object_prefix}/*"]
+      values   = ["${local.object_prefix}/*", "${var.model_archive_prefix}*"]
     }
   }
   statement {
-    sid       = "ReadAegisObjects"
-    actions   = ["s3:GetObject"]
-    resources = ["${module.object_store.bucket_arn}/${local.object_prefix}/*"]
+    sid     = "ReadAegisObjectsAndModelArchives"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${module.object_store.bucket_arn}/${local.object_prefix}/*",
+      "${module.object_store.bucket_arn}/${var.model_archive_prefix}*",
+    ]
   }
   statement {
     sid       = "DecryptWithBucketKey"
