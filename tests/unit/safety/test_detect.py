@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aegis.safety import detect
@@ -79,7 +81,7 @@ def test_ordinary_log_lines_are_left_alone(line: str) -> None:
 
 
 def test_a_prediction_is_redacted_everywhere_and_alerts_are_screened_without_pii() -> None:
-    prediction = {
+    prediction: dict[str, Any] = {
         "logs": {"evidence": [{"example": "auth token=abcd1234efgh for bob@example.com"}]},
         "recommendations": [{"explanation": "restart", "confidence": 0.9}],
     }
