@@ -437,3 +437,27 @@ def test_approver_approves_a_pending_action_and_sees_the_policy(
     assert "require_approval" in policy_row.text and "role:operator" in policy_row.text
     assert "digest" in text_in(page, "policies-digest", "Active set").text
     assert csp_violations(page) == []
+
+
+def test_approver_reviews_a_safety_flag_in_the_console(page: Any, console: Console) -> None:
+    from selenium.webdriver.common.by import By
+
+    admin, approver = console.user("admin"), console.user("approver")
+    note = f"drill {uuid.uuid4().hex[:6]} {XSS}"
+    flag = console.api("POST", "/api/v1/safety/drill", admin, json={"note": note[:200]})
+
+    sign_in(page, approver)
+    signed_in(page)
+    open_tab(page, "safety")
+    row = visible(page, "safety-body").find_element(
+        By.CSS_SELECTOR, f"tr[data-flag-id='{flag['id']}']"
+    )
+    assert "drill" in row.text and XSS in row.text  # markup in an excerpt is shown as text
+    row.find_element(By.CSS_SELECTOR, "input.reason").send_keys("game day, expected")
+    row.find_element(By.XPATH, ".//button[text()='Dismiss']").click()
+    text_in(page, "safety-message", f"drill flag on drill {flag['subject_id']}: dismissed")
+    queue = console.api("GET", "/api/v1/safety/flags", approver, params={"status": "dismissed"})
+    closed = next(f for f in queue["items"] if f["id"] == flag["id"])
+    assert (closed["reviewed_by"], closed["review_note"]) == (approver, "game day, expected")
+    assert page.execute_script("return window.__aegisXss") is None
+    assert csp_violations(page) == []

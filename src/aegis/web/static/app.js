@@ -24,6 +24,7 @@
   ]);
   const SEVERITIES = new Set(["critical", "error", "warning", "info", "none"]);
   const EFFECTS = new Set(["allow", "deny", "require_approval"]);
+  const FLAG_STATES = new Set(["open", "confirmed", "dismissed"]);
 
   let accessToken = null; // never persisted
   let refreshing = null; // the one refresh in flight, shared by concurrent 401s
@@ -227,15 +228,15 @@
   // Forget everything the previous user was shown: the next user starts from empty tabs.
   function resetViews() {
     for (const id of ["incidents-body", "detail-fields", "detail-alerts", "actions-body",
-      "policies-body", "audit-body"]) {
+      "safety-body", "policies-body", "audit-body"]) {
       clear($(id));
     }
     for (const id of ["incidents-table", "incident-detail", "incidents-more", "actions-table",
-      "policies-table", "policies-digest", "audit-table", "audit-more"]) {
+      "safety-table", "policies-table", "policies-digest", "audit-table", "audit-more"]) {
       show($(id), false);
     }
-    for (const id of ["incidents-message", "actions-message", "policies-message",
-      "audit-message"]) {
+    for (const id of ["incidents-message", "actions-message", "safety-message",
+      "policies-message", "audit-message"]) {
       silence($(id));
     }
     $("incidents-split").classList.remove("with-detail");
@@ -308,10 +309,11 @@
 
   // ---- tabs ----------------------------------------------------------------------------------
 
-  const TABS = ["incidents", "actions", "policies", "audit"];
+  const TABS = ["incidents", "actions", "policies", "safety", "audit"];
   const LOADERS = {
     incidents: () => loadIncidents(true),
     actions: () => loadActions(),
+    safety: () => loadFlags(),
     policies: () => loadPolicies(),
     audit: () => loadAudit(true),
   };
@@ -614,6 +616,90 @@
     }
   }
 
+  // ---- safety flags --------------------------------------------------------------------------
+  // GET /api/v1/safety/flags?status=…; POST /api/v1/safety/flags/{id}/review {verdict, note}.
+
+  async function loadFlags() {
+    const message = $("safety-message");
+    const table = $("safety-table");
+    const body = $("safety-body");
+    const params = new URLSearchParams({ limit: "100" });
+    const status = $("safety-status").value;
+    if (status) params.set("status", status);
+    say(message, "Loading safety flags…");
+    try {
+      const items = itemsOf(await api("GET", `/api/v1/safety/flags?${params}`));
+      clear(body);
+      for (const item of items) body.append(flagRow(item));
+      show(table, items.length > 0);
+      if (items.length === 0) say(message, `No safety flags${status ? ` ${status}` : ""}.`);
+      else silence(message);
+    } catch (error) {
+      notYet(message, table, "Safety flags are", error);
+    }
+  }
+
+  function flagRow(item) {
+    return el(
+      "tr",
+      { attrs: { "data-flag-id": String(item.id) } },
+      el("td", { text: fmtTime(item.created_at) }),
+      el("td", {}, el("strong", { text: asText(item.reason) })),
+      el("td", { className: "wrap", text: `${asText(item.subject_kind)} ${asText(item.subject_id)}` }),
+      el("td", { className: "wrap", text: asText(item.excerpt) }),
+      el("td", {}, badge("flag", item.status, FLAG_STATES)),
+      reviewCell(item),
+    );
+  }
+
+  function reviewCell(item) {
+    const cell = el("td", { className: "decision" });
+    if (item.status !== "open") {
+      const note = item.review_note ? `: ${item.review_note}` : "";
+      cell.textContent = `${item.status} by ${asText(item.reviewed_by)}${note}`;
+      return cell;
+    }
+    if (!hasRole(APPROVER_ROLES)) {
+      cell.textContent = "awaiting a reviewer";
+      return cell;
+    }
+    const what = `${item.reason} flag on ${item.subject_kind} ${item.subject_id}`;
+    const note = el("input", {
+      className: "reason",
+      attrs: { type: "text", maxlength: "2000", "aria-label": `Note on ${what}` },
+    });
+    note.placeholder = "note (optional)";
+    const confirm = el("button", {
+      className: "button small danger",
+      text: "Confirm",
+      attrs: { type: "button", "aria-label": `Confirm ${what}` },
+    });
+    const dismiss = el("button", {
+      className: "button small",
+      text: "Dismiss",
+      attrs: { type: "button", "aria-label": `Dismiss ${what}` },
+    });
+    const buttons = [confirm, dismiss];
+    confirm.addEventListener("click", () => review(item, "confirmed", note, buttons));
+    dismiss.addEventListener("click", () => review(item, "dismissed", note, buttons));
+    cell.append(note, el("div", { className: "decision-buttons" }, confirm, dismiss));
+    return cell;
+  }
+
+  async function review(item, verdict, note, buttons) {
+    const message = $("safety-message");
+    for (const button of buttons) button.disabled = true;
+    try {
+      const path = `/api/v1/safety/flags/${encodeURIComponent(item.id)}/review`;
+      await api("POST", path, { verdict, note: note.value.trim() });
+      await loadFlags();
+      say(message, `${item.reason} flag on ${item.subject_kind} ${item.subject_id}: ${verdict}.`, "ok");
+    } catch (error) {
+      for (const button of buttons) button.disabled = false;
+      say(message, describe(error), "error");
+    }
+  }
+
   // ---- policies ------------------------------------------------------------------------------
   // GET /api/v1/policy → [{id, version, active, document}], GET /api/v1/policy/digest.
 
@@ -746,6 +832,8 @@
     $("incidents-more").addEventListener("click", () => loadIncidents(false));
     $("action-status").addEventListener("change", () => loadActions());
     $("actions-reload").addEventListener("click", () => loadActions());
+    $("safety-status").addEventListener("change", () => loadFlags());
+    $("safety-reload").addEventListener("click", () => loadFlags());
     $("policies-reload").addEventListener("click", () => loadPolicies());
     $("audit-reload").addEventListener("click", () => loadAudit(true));
     $("audit-more").addEventListener("click", () => loadAudit(false));
