@@ -283,17 +283,13 @@ def promote(
 
 
 def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
-    from aegis.auth import service as auth_service
-    from aegis.cli.runtime import prepare_database
-    from aegis.core.errors import Forbidden
+    from aegis.cli.runtime import prepare_database, require_approver
     from aegis.registry import catalog
 
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
-            user = auth_service.get_user(session=session, username=actor)
-            if user.disabled or not ({"approver", "admin"} & set(user.roles)):
-                raise Forbidden(f"{actor} does not hold the approver role")
+            require_approver(session, actor)
             if approve:
                 row = catalog.approve(
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from aegis.core.config import Settings, load_settings
 from aegis.core.logging import configure_logging
 from aegis.database.core import Database, wait_for_database
@@ -32,3 +34,13 @@ def prepare_database(
         database.dispose()
         raise
     return settings, database
+
+
+def require_approver(session: Session, username: str) -> None:
+    """The CLI's ``--actor`` for a decision must name an enabled user with the approver role."""
+    from aegis.auth import service as auth_service
+    from aegis.core.errors import Forbidden
+
+    user = auth_service.get_user(session=session, username=username)
+    if user.disabled or not ({"approver", "admin"} & set(user.roles)):
+        raise Forbidden(f"{username} does not hold the approver role")

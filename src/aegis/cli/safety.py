@@ -52,9 +52,8 @@ def review(
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Close an open flag as confirmed (a real problem) or dismissed (a false positive)."""
-    from aegis.auth import service as auth_service
-    from aegis.cli.runtime import prepare_database
-    from aegis.core.errors import AegisError, Forbidden
+    from aegis.cli.runtime import prepare_database, require_approver
+    from aegis.core.errors import AegisError
     from aegis.safety import service
 
     if verdict not in service.VERDICTS:
@@ -62,9 +61,7 @@ def review(
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
-            user = auth_service.get_user(session=session, username=actor)
-            if user.disabled or not ({"approver", "admin"} & set(user.roles)):
-                raise Forbidden(f"{actor} does not hold the approver role")
+            require_approver(session, actor)
             service.review(
                 session=session, flag_id=flag_id, verdict=verdict, note=note, actor=actor
             )
