@@ -182,11 +182,25 @@ def _pending(session: Session, promotion_id: int) -> PromotionRequest:
     return request
 
 
+def _lock_versions(session: Session, name: str) -> None:
+    # Every version of the model, locked (in id order) and re-read: two approvals for different
+    # versions of one model take effect one after the other, so the second archives what the
+    # first put in production instead of missing it (two production versions).
+    session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.name == name)
+        .order_by(ModelVersion.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+
+
 def approve(*, session: Session, promotion_id: int, actor: str, comment: str = "") -> ModelVersion:
     """Four eyes: the approver must not be the requester. Moves the version to its stage."""
     request = _pending(session, promotion_id)
     if request.requested_by == actor:
         raise FourEyesRequired("a promotion needs an approver other than its requester")
+    _lock_versions(session, request.name)
     row = get_version(session=session, name=request.name, version=request.version)
     if row.stage == request.target_stage:  # another request for the same change came first
         raise PromotionConflict(

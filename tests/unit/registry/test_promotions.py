@@ -176,3 +176,30 @@ def test_two_approvers_at_once_promote_once(
 
     assert racing.done() == "refused"
     assert len(factories.audit_events(database, "model.promoted")) == 1
+
+
+def test_two_versions_approved_for_production_at_once_leave_one_in_production(
+    database: Database, pushed: Callable[[str], Path]
+) -> None:
+    for version in ("0.1", "0.2"):
+        pushed(version)
+    with database.unit_of_work() as session:
+        first, second = (
+            catalog.request_promotion(
+                session=session, name="example_multimodal", version=v, to="production", actor="al"
+            ).id
+            for v in ("0.1", "0.2")
+        )
+
+    def approve_second() -> str:
+        with database.unit_of_work() as session:
+            return catalog.approve(session=session, promotion_id=second, actor="carol").version
+
+    with database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=first, actor="bob")
+        racing = race(approve_second)
+
+    assert racing.done() == "0.2"
+    with database.unit_of_work() as session:
+        stages = {v.version: v.stage for v in catalog.list_versions(session=session)}
+    assert stages == {"0.1": "archived", "0.2": "production"}
