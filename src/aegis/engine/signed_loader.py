@@ -4,7 +4,9 @@
 start-up and on every reload. It goes through
 :func:`aegis.registry.loader.fetch_and_prepare_model_for_load` (signature, digest, safe
 extraction — fail closed), then reads the data-only model directory. A failed load raises, so
-the holder keeps serving the model it had and ``/health`` shows the reason.
+the holder keeps serving the model it had and ``/health`` shows the reason; a signed archive
+that is not an engine model is refused like a bad signature (audited ``model.load_refused``,
+counted).
 
 ``watch_registry`` reloads when the registry's production version changes, checking every
 ``MODEL_WATCH_INTERVAL_S`` (hot swap: in-flight batches finish on the old model; a failed
@@ -20,13 +22,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aegis.audit.journal import AuditWriter
 from aegis.core.config import Settings
 from aegis.core.logging import get_logger
 from aegis.database.core import Database
+from aegis.engine.errors import ModelFormatError
 from aegis.engine.model import EngineModel, load_model_dir
 from aegis.engine.state import ModelHolder, ModelMeta
 from aegis.registry import catalog
-from aegis.registry.loader import fetch_and_prepare_model_for_load
+from aegis.registry.loader import fetch_and_prepare_model_for_load, record_refusal
 
 log = get_logger(__name__)
 
@@ -38,7 +42,12 @@ def signed_loader(
         prepared = fetch_and_prepare_model_for_load(
             settings.model_name, settings=settings, database=database
         )
-        model = load_model_dir(prepared.path)
+        try:
+            model = load_model_dir(prepared.path)
+        except ModelFormatError as exc:  # signed and verified, but not a model the engine reads
+            writer = AuditWriter(database, settings.audit_journal_path)
+            record_refusal(writer, prepared.name, prepared.version, exc)
+            raise
         return model, ModelMeta(
             name=prepared.name,
             version=prepared.version,
