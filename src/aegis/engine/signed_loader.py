@@ -30,6 +30,8 @@ from aegis.engine.errors import ModelFormatError
 from aegis.engine.model import EngineModel, load_model_dir
 from aegis.engine.state import ModelHolder, ModelMeta
 from aegis.registry import catalog
+from aegis.registry.errors import RegistryError, UntrustedKey
+from aegis.registry.keyset import keyset_from_settings
 from aegis.registry.loader import fetch_and_prepare_model_for_load, record_refusal
 
 log = get_logger(__name__)
@@ -91,6 +93,41 @@ class RetryGate:
         self.not_before = now + min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
 
 
+def stop_if_signer_untrusted(holder: ModelHolder, settings: Settings, database: Database) -> bool:
+    """Stop serving a registry model whose signing key is no longer trusted (revoked: removed
+    from AEGIS_TRUSTED_KEYS), audited as ``model.unloaded``. True when it was stopped."""
+    serving = holder.current
+    if serving is None or serving.meta.source != "registry" or not settings.model_signing_required:
+        return False
+    meta = serving.meta
+    reason: RegistryError
+    try:
+        if meta.signer in keyset_from_settings(settings):
+            return False
+        reason = UntrustedKey(
+            f"the key {meta.signer} that signed {meta.name} {meta.version} is no longer trusted"
+        )
+    except RegistryError as exc:  # no key, or an unreadable key set: fail closed
+        reason = exc
+    holder.clear(reason.message)
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="model",
+        event_type="model.unloaded",
+        actor="ai-engine",
+        resource=f"model:{meta.name}/{meta.version}",
+        outcome="refused",
+        data={
+            "model": meta.name,
+            "version": meta.version,
+            "key_id": meta.signer,
+            "verification_result": f"refused: {reason.message}",
+            "reason": reason.code,
+        },
+    )
+    log.warning("model_unloaded", name=meta.name, version=meta.version, reason=reason.code)
+    return True
+
+
 def reload_if_changed(
     holder: ModelHolder,
     settings: Settings,
@@ -99,11 +136,13 @@ def reload_if_changed(
     gate: RetryGate | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> bool:
-    """Load the production version when it is not what is served. False when nothing changed,
+    """Stop a model whose signer is no longer trusted, then load the production version when it
+    is not what is served. False when nothing changed,
     another load is still running (the start-up one), the ``gate`` holds a failed version back,
     or the load failed (the old model keeps serving; ``holder.last_error`` says why)."""
     if holder.loading:
         return False
+    stop_if_signer_untrusted(holder, settings, database)
     wanted = production_version(settings, database)
     current = holder.current
     if wanted is None or (current is not None and current.meta.version == wanted):
