@@ -195,6 +195,28 @@ def _lock_versions(session: Session, name: str) -> None:
     ).all()
 
 
+def _refuse_if_stale(session: Session, request: PromotionRequest) -> None:
+    """A request asks to move the version from where it stood when it was made: once another
+    request for that version was approved, this one would move it again unasked (a duplicate
+    left pending would silently roll production back)."""
+    moved = session.scalars(
+        select(PromotionRequest)
+        .where(
+            PromotionRequest.name == request.name,
+            PromotionRequest.version == request.version,
+            PromotionRequest.status == "approved",
+        )
+        .execution_options(populate_existing=True)  # times as stored, like the request's
+    ).all()
+    for other in moved:
+        if other.decided_at is not None and other.decided_at >= request.created_at:
+            raise PromotionConflict(
+                f"model {request.name} {request.version} moved to {other.target_stage} "
+                f"(request {other.id}) after request {request.id} was made; reject it and ask "
+                "again"
+            )
+
+
 def approve(*, session: Session, promotion_id: int, actor: str, comment: str = "") -> ModelVersion:
     """Four eyes: the approver must not be the requester. Moves the version to its stage."""
     request = _pending(session, promotion_id)
@@ -206,6 +228,7 @@ def approve(*, session: Session, promotion_id: int, actor: str, comment: str = "
         raise PromotionConflict(
             f"model {row.name} {row.version} is already {row.stage}; reject request {request.id}"
         )
+    _refuse_if_stale(session, request)
     if request.target_stage == "production":
         session.execute(
             update(ModelVersion)

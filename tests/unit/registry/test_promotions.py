@@ -203,3 +203,29 @@ def test_two_versions_approved_for_production_at_once_leave_one_in_production(
     with database.unit_of_work() as session:
         stages = {v.version: v.stage for v in catalog.list_versions(session=session)}
     assert stages == {"0.1": "archived", "0.2": "production"}
+
+
+def test_a_request_left_pending_after_its_version_moved_cannot_promote_it_again(
+    client: TestClient, database: Database, pushed: Callable[[str], Path]
+) -> None:
+    pushed("0.1")
+    operator = factories.signed_in(client, database, "operator")
+    approver = factories.signed_in(client, database, "approver")
+    approve = f"{MODELS}/promotions/{{}}/approve"
+    first, stale = (_ask(client, operator, "0.1", "production").json()["id"] for _ in range(2))
+    assert client.post(approve.format(first), json={}, headers=approver).status_code == 200
+    pushed("0.2")
+    newer = _ask(client, operator, "0.2", "production").json()["id"]
+    assert client.post(approve.format(newer), json={}, headers=approver).status_code == 200
+
+    late = client.post(approve.format(stale), json={}, headers=approver)
+    assert late.status_code == 409 and late.json()["error"]["code"] == "promotion_conflict"
+    assert f"request {first}" in late.json()["error"]["message"]
+    assert (_stage(client, approver, "0.1"), _stage(client, approver, "0.2")) == (
+        "archived",
+        "production",
+    )
+    # asked again now, a rollback to 0.1 is an ordinary promotion
+    rollback = _ask(client, operator, "0.1", "production").json()["id"]
+    assert client.post(approve.format(rollback), json={}, headers=approver).status_code == 200
+    assert _stage(client, approver, "0.1") == "production"
