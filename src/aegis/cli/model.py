@@ -14,6 +14,7 @@ from aegis.cli.keys import PASSWORD_ENV, read_password
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+    from sqlalchemy.orm import Session
 
     from aegis.registry.keyset import KeySet
 
@@ -271,6 +272,7 @@ def promote(
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
+            _require_role(session, actor, "operator")  # as the API's requester
             request = catalog.request_promotion(
                 session=session, name=name, version=version, to=to, actor=actor
             )
@@ -282,18 +284,25 @@ def promote(
         database.dispose()
 
 
-def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
+def _require_role(session: Session, actor: str, role: str) -> None:
+    """``actor`` is an enabled user holding ``role`` (or admin): the rule the API applies to
+    the caller, so that a name no user holds (``"bob "``, ``"Bob"``) never passes four eyes."""
     from aegis.auth import service as auth_service
-    from aegis.cli.runtime import prepare_database
     from aegis.core.errors import Forbidden
+
+    user = auth_service.get_user(session=session, username=actor)
+    if user.disabled or not ({role, "admin"} & set(user.roles)):
+        raise Forbidden(f"{actor} does not hold the {role} role")
+
+
+def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
+    from aegis.cli.runtime import prepare_database
     from aegis.registry import catalog
 
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
-            user = auth_service.get_user(session=session, username=actor)
-            if user.disabled or not ({"approver", "admin"} & set(user.roles)):
-                raise Forbidden(f"{actor} does not hold the approver role")
+            _require_role(session, actor, "approver")
             if approve:
                 row = catalog.approve(
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment

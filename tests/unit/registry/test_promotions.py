@@ -229,3 +229,28 @@ def test_a_request_left_pending_after_its_version_moved_cannot_promote_it_again(
     rollback = _ask(client, operator, "0.1", "production").json()["id"]
     assert client.post(approve.format(rollback), json={}, headers=approver).status_code == 200
     assert _stage(client, approver, "0.1") == "production"
+
+
+def test_the_cli_asks_only_for_an_operator_so_a_variant_name_cannot_pass_four_eyes(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db_url: str,
+    database: Database,
+    pushed: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_JSON", "false")
+    pushed("0.1")
+    approver = factories.user(database, "approver")
+    for alias in (f"{approver} ", approver.upper(), "nobody"):  # no user holds these names
+        assert run(["model", "promote", "example_multimodal", "0.1", "--actor", alias]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+    assert run(["model", "promote", "example_multimodal", "0.1", "--actor", approver]) == 1
+    assert "operator role" in capsys.readouterr().err  # an approver alone does not ask
+    assert run(["model", "list"]) == 0
+    capsys.readouterr()
+    with database.unit_of_work() as session:
+        assert catalog.list_promotions(session=session) == []
