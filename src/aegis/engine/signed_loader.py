@@ -46,6 +46,12 @@ def signed_loader(
         )
         try:
             model = load_model_dir(prepared.path)
+            if (model.name, model.version) != (prepared.name, prepared.version):
+                # predictions name model.json's model, /health and the watcher the registry's
+                raise ModelFormatError(
+                    f"model.json holds {model.name} {model.version}, not the registry's "
+                    f"{prepared.name} {prepared.version}"
+                )
         except ModelFormatError as exc:  # signed and verified, but not a model the engine reads
             writer = AuditWriter(database, settings.audit_journal_path)
             record_refusal(writer, prepared.name, prepared.version, exc)

@@ -197,3 +197,30 @@ def test_during_a_key_rotation_models_signed_by_either_key_serve(
     assert reload_if_changed(holder, settings, database) is True
     assert holder.current is not None and holder.current.meta.version == "0.2"
     assert not audit_events(database, "model.unloaded")
+
+
+def test_a_signed_archive_holding_another_version_s_model_is_refused(
+    settings: Settings, database: Database, releases: Releases, tmp_path: Path
+) -> None:
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    source, archive = tmp_path / "relabelled", tmp_path / "relabelled.tar.gz"
+    export_model_dir(train(version="0.1"), source)  # last release's model, pushed as 0.2
+    registry_service.build_archive(source, archive, name=MODEL, version="0.2")
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=registry_service.sign_archive(archive, releases.key),
+            to=(tmp_path / "store" / "0.2").as_uri(),
+            keyset=load_keyset(str(releases.pub)),
+            actor="ci",
+        )
+    promote(database, "0.2")
+
+    assert reload_if_changed(holder, settings, database) is False
+    assert holder.current is not None and holder.current.meta.version == "0.1"
+    assert holder.last_error and "0.2" in holder.last_error
+    refused = audit_events(database, "model.load_refused")
+    assert [e.resource for e in refused] == [f"model:{MODEL}/0.2"]
