@@ -262,7 +262,7 @@ def promote(
     actor: str = typer.Option(..., "--actor", help="Who asks (a user; audited)."),
 ) -> None:
     """Ask for a promotion; another user with the approver role must approve it."""
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import prepare_database, require_role
     from aegis.core.errors import AegisError
     from aegis.registry import catalog
 
@@ -271,6 +271,7 @@ def promote(
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
+            require_role(session, actor, "operator")  # as the API's requester
             request = catalog.request_promotion(
                 session=session, name=name, version=version, to=to, actor=actor
             )
@@ -283,13 +284,13 @@ def promote(
 
 
 def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
-    from aegis.cli.runtime import prepare_database, require_approver
+    from aegis.cli.runtime import prepare_database, require_role
     from aegis.registry import catalog
 
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
-            require_approver(session, actor)
+            require_role(session, actor, "approver")
             if approve:
                 row = catalog.approve(
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment

@@ -36,11 +36,13 @@ def prepare_database(
     return settings, database
 
 
-def require_approver(session: Session, username: str) -> None:
-    """The CLI's ``--actor`` for a decision must name an enabled user with the approver role."""
+def require_role(session: Session, username: str, role: str) -> None:
+    """The CLI's ``--actor`` names an enabled user holding ``role`` (or admin): the rule the API
+    applies to its caller, so that a name no user holds (``"bob "``, ``"Bob"``) never passes
+    four eyes."""
     from aegis.auth import service as auth_service
     from aegis.core.errors import Forbidden
 
     user = auth_service.get_user(session=session, username=username)
-    if user.disabled or not ({"approver", "admin"} & set(user.roles)):
-        raise Forbidden(f"{username} does not hold the approver role")
+    if user.disabled or not ({role, "admin"} & set(user.roles)):
+        raise Forbidden(f"{username} does not hold the {role} role")

@@ -52,7 +52,7 @@ def review(
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Close an open flag as confirmed (a real problem) or dismissed (a false positive)."""
-    from aegis.cli.runtime import prepare_database, require_approver
+    from aegis.cli.runtime import prepare_database, require_role
     from aegis.core.errors import AegisError
     from aegis.safety import service
 
@@ -61,7 +61,7 @@ def review(
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
-            require_approver(session, actor)
+            require_role(session, actor, "approver")
             service.review(
                 session=session, flag_id=flag_id, verdict=verdict, note=note, actor=actor
             )

@@ -4,7 +4,9 @@
 start-up and on every reload. It goes through
 :func:`aegis.registry.loader.fetch_and_prepare_model_for_load` (signature, digest, safe
 extraction — fail closed), then reads the data-only model directory. A failed load raises, so
-the holder keeps serving the model it had and ``/health`` shows the reason.
+the holder keeps serving the model it had and ``/health`` shows the reason; a signed archive
+that is not an engine model is refused like a bad signature (audited ``model.load_refused``,
+counted).
 
 ``watch_registry`` reloads when the registry's production version changes, checking every
 ``MODEL_WATCH_INTERVAL_S`` (hot swap: in-flight batches finish on the old model; a failed
@@ -20,13 +22,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aegis.audit.journal import AuditWriter
 from aegis.core.config import Settings
 from aegis.core.logging import get_logger
 from aegis.database.core import Database
+from aegis.engine.errors import ModelFormatError
 from aegis.engine.model import EngineModel, load_model_dir
 from aegis.engine.state import ModelHolder, ModelMeta
 from aegis.registry import catalog
-from aegis.registry.loader import fetch_and_prepare_model_for_load
+from aegis.registry.errors import RegistryError, UntrustedKey
+from aegis.registry.keyset import keyset_from_settings
+from aegis.registry.loader import fetch_and_prepare_model_for_load, record_refusal
 
 log = get_logger(__name__)
 
@@ -38,7 +44,18 @@ def signed_loader(
         prepared = fetch_and_prepare_model_for_load(
             settings.model_name, settings=settings, database=database
         )
-        model = load_model_dir(prepared.path)
+        try:
+            model = load_model_dir(prepared.path)
+            if (model.name, model.version) != (prepared.name, prepared.version):
+                # predictions name model.json's model, /health and the watcher the registry's
+                raise ModelFormatError(
+                    f"model.json holds {model.name} {model.version}, not the registry's "
+                    f"{prepared.name} {prepared.version}"
+                )
+        except ModelFormatError as exc:  # signed and verified, but not a model the engine reads
+            writer = AuditWriter(database, settings.audit_journal_path)
+            record_refusal(writer, prepared.name, prepared.version, exc)
+            raise
         return model, ModelMeta(
             name=prepared.name,
             version=prepared.version,
@@ -82,6 +99,41 @@ class RetryGate:
         self.not_before = now + min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
 
 
+def stop_if_signer_untrusted(holder: ModelHolder, settings: Settings, database: Database) -> bool:
+    """Stop serving a registry model whose signing key is no longer trusted (revoked: removed
+    from AEGIS_TRUSTED_KEYS), audited as ``model.unloaded``. True when it was stopped."""
+    serving = holder.current
+    if serving is None or serving.meta.source != "registry" or not settings.model_signing_required:
+        return False
+    meta = serving.meta
+    reason: RegistryError
+    try:
+        if meta.signer in keyset_from_settings(settings):
+            return False
+        reason = UntrustedKey(
+            f"the key {meta.signer} that signed {meta.name} {meta.version} is no longer trusted"
+        )
+    except RegistryError as exc:  # no key, or an unreadable key set: fail closed
+        reason = exc
+    holder.clear(reason.message)
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="model",
+        event_type="model.unloaded",
+        actor="ai-engine",
+        resource=f"model:{meta.name}/{meta.version}",
+        outcome="refused",
+        data={
+            "model": meta.name,
+            "version": meta.version,
+            "key_id": meta.signer,
+            "verification_result": f"refused: {reason.message}",
+            "reason": reason.code,
+        },
+    )
+    log.warning("model_unloaded", name=meta.name, version=meta.version, reason=reason.code)
+    return True
+
+
 def reload_if_changed(
     holder: ModelHolder,
     settings: Settings,
@@ -90,11 +142,13 @@ def reload_if_changed(
     gate: RetryGate | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> bool:
-    """Load the production version when it is not what is served. False when nothing changed,
+    """Stop a model whose signer is no longer trusted, then load the production version when it
+    is not what is served. False when nothing changed,
     another load is still running (the start-up one), the ``gate`` holds a failed version back,
     or the load failed (the old model keeps serving; ``holder.last_error`` says why)."""
     if holder.loading:
         return False
+    stop_if_signer_untrusted(holder, settings, database)
     wanted = production_version(settings, database)
     current = holder.current
     if wanted is None or (current is not None and current.meta.version == wanted):

@@ -1,7 +1,7 @@
 """Embedded mode's first model: train, build, sign, push and mark production, once.
 
 A fresh single-machine install (``aegis up``) has no model and nobody to approve one. When the
-registry has no production version of ``MODEL_NAME``, this creates a local signing key in the
+registry holds no version of ``MODEL_NAME`` at all, this creates a local signing key in the
 data directory (``keys/model-signing.key``, 0600; its ``.pub`` becomes the trusted key when
 ``AEGIS_TRUSTED_KEYS`` is unset), trains the default engine model, builds and signs the archive
 and records it as production, audited as ``model.bootstrapped`` — never as a four-eyes
@@ -50,15 +50,14 @@ def _key(settings: Settings) -> tuple[ec.EllipticCurvePrivateKey, Path]:
 
 
 def ensure_model(settings: Settings, database: Database) -> str | None:
-    """Bootstrap the production model if there is none. Returns its version when it did."""
+    """Bootstrap the production model if the registry holds no version of it at all. Returns
+    its version when it did. A registry with versions but none in production (archived by an
+    approved request, or pushed and awaiting approval) is left to the four-eyes promotion."""
     from aegis.engine.model import export_model_dir, train
 
     with database.unit_of_work() as session:
-        try:
-            catalog.production(session=session, name=settings.model_name)
+        if catalog.list_versions(session=session, name=settings.model_name):
             return None
-        except catalog.ModelNotFound:
-            pass
     key, public = _key(settings)
     model = train(name=settings.model_name)
     with tempfile.TemporaryDirectory(prefix="aegis-bootstrap-") as tmp:

@@ -182,16 +182,53 @@ def _pending(session: Session, promotion_id: int) -> PromotionRequest:
     return request
 
 
+def _lock_versions(session: Session, name: str) -> None:
+    # Every version of the model, locked (in id order) and re-read: two approvals for different
+    # versions of one model take effect one after the other, so the second archives what the
+    # first put in production instead of missing it (two production versions).
+    session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.name == name)
+        .order_by(ModelVersion.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+
+
+def _refuse_if_stale(session: Session, request: PromotionRequest) -> None:
+    """A request asks to move the version from where it stood when it was made: once another
+    request for that version was approved, this one would move it again unasked (a duplicate
+    left pending would silently roll production back)."""
+    moved = session.scalars(
+        select(PromotionRequest)
+        .where(
+            PromotionRequest.name == request.name,
+            PromotionRequest.version == request.version,
+            PromotionRequest.status == "approved",
+        )
+        .execution_options(populate_existing=True)  # times as stored, like the request's
+    ).all()
+    for other in moved:
+        if other.decided_at is not None and other.decided_at >= request.created_at:
+            raise PromotionConflict(
+                f"model {request.name} {request.version} moved to {other.target_stage} "
+                f"(request {other.id}) after request {request.id} was made; reject it and ask "
+                "again"
+            )
+
+
 def approve(*, session: Session, promotion_id: int, actor: str, comment: str = "") -> ModelVersion:
     """Four eyes: the approver must not be the requester. Moves the version to its stage."""
     request = _pending(session, promotion_id)
     if request.requested_by == actor:
         raise FourEyesRequired("a promotion needs an approver other than its requester")
+    _lock_versions(session, request.name)
     row = get_version(session=session, name=request.name, version=request.version)
     if row.stage == request.target_stage:  # another request for the same change came first
         raise PromotionConflict(
             f"model {row.name} {row.version} is already {row.stage}; reject request {request.id}"
         )
+    _refuse_if_stale(session, request)
     if request.target_stage == "production":
         session.execute(
             update(ModelVersion)

@@ -110,21 +110,7 @@ def fetch_and_prepare_model_for_load(
                 f"the model cache cannot be written: {exc.strerror or type(exc).__name__}"
             ) from None
     except (AegisError, StorageError) as exc:
-        reason = exc.code
-        metrics.MODEL_SIGNATURE_ERRORS.labels(reason).inc()
-        writer.record(
-            category="model",
-            event_type="model.load_refused",
-            actor=actor,
-            resource=f"model:{model_name}/{version}",
-            outcome="refused",
-            data={
-                "model": model_name,
-                "version": version,
-                "verification_result": f"refused: {exc.message}",
-                "reason": reason,
-            },
-        )
+        record_refusal(writer, model_name, version, exc, actor=actor)
         raise
     writer.record(
         category="model",
@@ -140,6 +126,31 @@ def fetch_and_prepare_model_for_load(
         },
     )
     return prepared
+
+
+def record_refusal(
+    writer: AuditWriter,
+    model_name: str,
+    version: str,
+    exc: AegisError,
+    *,
+    actor: str = "ai-engine",
+) -> None:
+    """Count and audit (``model.load_refused``) a model that will not be served."""
+    metrics.MODEL_SIGNATURE_ERRORS.labels(exc.code).inc()
+    writer.record(
+        category="model",
+        event_type="model.load_refused",
+        actor=actor,
+        resource=f"model:{model_name}/{version}",
+        outcome="refused",
+        data={
+            "model": model_name,
+            "version": version,
+            "verification_result": f"refused: {exc.message}",
+            "reason": exc.code,
+        },
+    )
 
 
 def _prepare(
@@ -196,4 +207,5 @@ __all__ = [
     "PreparedModel",
     "SignatureInvalid",
     "fetch_and_prepare_model_for_load",
+    "record_refusal",
 ]

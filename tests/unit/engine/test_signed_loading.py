@@ -14,12 +14,16 @@ from fastapi.testclient import TestClient
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.engine.app import create_app
-from aegis.engine.model import EngineModel
+from aegis.engine.errors import ModelNotLoaded
+from aegis.engine.model import EngineModel, export_model_dir, train
 from aegis.engine.signed_loader import RetryGate, reload_if_changed, signed_loader
 from aegis.engine.state import ModelHolder, ModelMeta
-from aegis.registry.cosign_keys import generate_private_key
+from aegis.registry import catalog
+from aegis.registry import service as registry_service
+from aegis.registry.cosign_keys import generate_private_key, public_key_pem
+from aegis.registry.keyset import load_keyset
 from tests.support.factories import audit_events
-from tests.support.releases import Releases
+from tests.support.releases import MODEL, Releases, promote
 
 
 @pytest.fixture
@@ -128,3 +132,95 @@ def test_the_watcher_leaves_a_running_load_alone(
     start_up.join(30)
     assert holder.current is not None and not holder.loading
     assert len(audit_events(database, "model.verified")) == 1
+
+
+def test_a_signed_model_that_does_not_load_is_refused_audited_and_the_old_one_serves(
+    settings: Settings, database: Database, releases: Releases, tmp_path: Path
+) -> None:
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    source, archive = tmp_path / "broken", tmp_path / "broken.tar.gz"
+    export_model_dir(train(version="0.2"), source)
+    (source / "model.json").write_text("{}")  # signed, verifies, but is no engine model
+    registry_service.build_archive(source, archive, name=MODEL, version="0.2")
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=registry_service.sign_archive(archive, releases.key),
+            to=(tmp_path / "store" / "0.2").as_uri(),
+            keyset=load_keyset(str(releases.pub)),
+            actor="ci",
+        )
+    promote(database, "0.2")
+
+    assert reload_if_changed(holder, settings, database) is False
+    assert holder.current is not None and holder.current.meta.version == "0.1"
+    assert holder.last_error and "model.json" in holder.last_error
+    refused = audit_events(database, "model.load_refused")
+    assert [(e.resource, e.outcome) for e in refused] == [(f"model:{MODEL}/0.2", "refused")]
+    assert "model_format_error" in str(refused[0].data)
+
+
+def test_a_revoked_signing_key_stops_the_model_it_signed_and_is_audited(
+    settings: Settings, database: Database, releases: Releases
+) -> None:
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    successor = generate_private_key()
+    releases.pub.write_bytes(public_key_pem(successor.public_key()))  # the old key is removed
+
+    assert reload_if_changed(holder, settings, database) is False  # nor loaded again
+    with pytest.raises(ModelNotLoaded):
+        holder.require()
+    unloaded = audit_events(database, "model.unloaded")
+    assert [(e.resource, e.outcome) for e in unloaded] == [(f"model:{MODEL}/0.1", "refused")]
+    assert "untrusted_key" in str(unloaded[0].data)
+    assert len(audit_events(database, "model.load_refused")) == 1
+
+
+def test_during_a_key_rotation_models_signed_by_either_key_serve(
+    settings: Settings, database: Database, releases: Releases
+) -> None:
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    successor = generate_private_key()
+    old_pub = releases.pub.read_bytes()
+    releases.pub.write_bytes(old_pub + public_key_pem(successor.public_key()))
+
+    assert reload_if_changed(holder, settings, database) is False  # 0.1 keeps serving
+    assert holder.current is not None and holder.current.meta.version == "0.1"
+    releases.release("0.2", sign_with=successor)
+    assert reload_if_changed(holder, settings, database) is True
+    assert holder.current is not None and holder.current.meta.version == "0.2"
+    assert not audit_events(database, "model.unloaded")
+
+
+def test_a_signed_archive_holding_another_version_s_model_is_refused(
+    settings: Settings, database: Database, releases: Releases, tmp_path: Path
+) -> None:
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    source, archive = tmp_path / "relabelled", tmp_path / "relabelled.tar.gz"
+    export_model_dir(train(version="0.1"), source)  # last release's model, pushed as 0.2
+    registry_service.build_archive(source, archive, name=MODEL, version="0.2")
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=registry_service.sign_archive(archive, releases.key),
+            to=(tmp_path / "store" / "0.2").as_uri(),
+            keyset=load_keyset(str(releases.pub)),
+            actor="ci",
+        )
+    promote(database, "0.2")
+
+    assert reload_if_changed(holder, settings, database) is False
+    assert holder.current is not None and holder.current.meta.version == "0.1"
+    assert holder.last_error and "0.2" in holder.last_error
+    refused = audit_events(database, "model.load_refused")
+    assert [e.resource for e in refused] == [f"model:{MODEL}/0.2"]

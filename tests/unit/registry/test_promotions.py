@@ -176,3 +176,81 @@ def test_two_approvers_at_once_promote_once(
 
     assert racing.done() == "refused"
     assert len(factories.audit_events(database, "model.promoted")) == 1
+
+
+def test_two_versions_approved_for_production_at_once_leave_one_in_production(
+    database: Database, pushed: Callable[[str], Path]
+) -> None:
+    for version in ("0.1", "0.2"):
+        pushed(version)
+    with database.unit_of_work() as session:
+        first, second = (
+            catalog.request_promotion(
+                session=session, name="example_multimodal", version=v, to="production", actor="al"
+            ).id
+            for v in ("0.1", "0.2")
+        )
+
+    def approve_second() -> str:
+        with database.unit_of_work() as session:
+            return catalog.approve(session=session, promotion_id=second, actor="carol").version
+
+    with database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=first, actor="bob")
+        racing = race(approve_second)
+
+    assert racing.done() == "0.2"
+    with database.unit_of_work() as session:
+        stages = {v.version: v.stage for v in catalog.list_versions(session=session)}
+    assert stages == {"0.1": "archived", "0.2": "production"}
+
+
+def test_a_request_left_pending_after_its_version_moved_cannot_promote_it_again(
+    client: TestClient, database: Database, pushed: Callable[[str], Path]
+) -> None:
+    pushed("0.1")
+    operator = factories.signed_in(client, database, "operator")
+    approver = factories.signed_in(client, database, "approver")
+    approve = f"{MODELS}/promotions/{{}}/approve"
+    first, stale = (_ask(client, operator, "0.1", "production").json()["id"] for _ in range(2))
+    assert client.post(approve.format(first), json={}, headers=approver).status_code == 200
+    pushed("0.2")
+    newer = _ask(client, operator, "0.2", "production").json()["id"]
+    assert client.post(approve.format(newer), json={}, headers=approver).status_code == 200
+
+    late = client.post(approve.format(stale), json={}, headers=approver)
+    assert late.status_code == 409 and late.json()["error"]["code"] == "promotion_conflict"
+    assert f"request {first}" in late.json()["error"]["message"]
+    assert (_stage(client, approver, "0.1"), _stage(client, approver, "0.2")) == (
+        "archived",
+        "production",
+    )
+    # asked again now, a rollback to 0.1 is an ordinary promotion
+    rollback = _ask(client, operator, "0.1", "production").json()["id"]
+    assert client.post(approve.format(rollback), json={}, headers=approver).status_code == 200
+    assert _stage(client, approver, "0.1") == "production"
+
+
+def test_the_cli_asks_only_for_an_operator_so_a_variant_name_cannot_pass_four_eyes(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db_url: str,
+    database: Database,
+    pushed: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_JSON", "false")
+    pushed("0.1")
+    approver = factories.user(database, "approver")
+    for alias in (f"{approver} ", approver.upper(), "nobody"):  # no user holds these names
+        assert run(["model", "promote", "example_multimodal", "0.1", "--actor", alias]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+    assert run(["model", "promote", "example_multimodal", "0.1", "--actor", approver]) == 1
+    assert "operator role" in capsys.readouterr().err  # an approver alone does not ask
+    assert run(["model", "list"]) == 0
+    capsys.readouterr()
+    with database.unit_of_work() as session:
+        assert catalog.list_promotions(session=session) == []
