@@ -43,10 +43,11 @@ from aegis.core.config import Settings
 from aegis.database import bulk
 from aegis.executor.schemas import ExecutorActionRequest
 from aegis.policy import service as policy_service
+from aegis.policy.engine import PolicySet
 from aegis.policy.errors import InvalidEvaluationRequest
 
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
-RECENT_WINDOW = timedelta(hours=24)
+RECENT_WINDOW = timedelta(hours=24)  # the least history passed, whatever the policies ask
 COUNTED_STATUSES = ("approved", "running", "succeeded")
 
 
@@ -132,8 +133,14 @@ def list_actions(
     return list(session.scalars(stmt))
 
 
-def _recent(session: Session, namespace: str, name: str) -> list[datetime]:
-    since = now() - RECENT_WINDOW
+def history_window(policy_set: PolicySet) -> timedelta:
+    """How far back earlier actions are counted: the set's longest ``max_actions`` window, so
+    that a limit of one a week sees last week (docs/policy.md), and at least a day."""
+    return max(RECENT_WINDOW, timedelta(minutes=policy_set.max_window_minutes))
+
+
+def _recent(session: Session, namespace: str, name: str, window: timedelta) -> list[datetime]:
+    since = now() - window
     rows = session.scalars(
         select(ActionRequest.created_at).where(
             ActionRequest.namespace == namespace,
@@ -219,6 +226,7 @@ def request_action(
         )
     _check_executable(body, actor)
     subjects = sorted(actor.subjects)
+    policy_set, _ = policy_service.active_set(session=session)
     try:
         evaluation = policy_service.parse_request(
             evaluation_body(
@@ -229,7 +237,7 @@ def request_action(
                 params=body.params,
                 confidence=body.confidence,
                 severity=body.severity,
-                recent=_recent(session, body.namespace, body.name),
+                recent=_recent(session, body.namespace, body.name, history_window(policy_set)),
             )
         )
     except InvalidEvaluationRequest as exc:

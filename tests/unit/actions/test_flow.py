@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from aegis.actions import jobs
 from aegis.actions import service as actions
@@ -209,6 +209,57 @@ def test_approval_is_voided_when_the_cluster_changed_before_acting(world: World)
     assert voided["dry_run_diff"] == [{"path": "spec.replicas", "before": 4, "after": 5}]
     assert voided["approval_hash"] != pending["approval_hash"]
     assert world.cluster.deployment("demo", "web")["replicas"] == 4
+
+
+WEEKLY_RESTART: dict[str, Any] = {
+    "id": "weekly-restart",
+    "effect": "allow",
+    "subjects": ["role:operator"],
+    "actions": ["restart_deployment"],
+    "resources": {"namespaces": ["weekly"], "names": ["*"]},
+    "conditions": {"max_actions": {"count": 1, "per_minutes": 7 * 24 * 60}},
+}
+
+
+def _days_ago(world: World, action_id: str, days: int) -> None:
+    with world.database.unit_of_work() as session:
+        session.execute(
+            update(ActionRequest)
+            .where(ActionRequest.id == action_id)
+            .values(created_at=datetime.now(UTC) - timedelta(days=days))
+        )
+
+
+def test_a_weekly_limit_counts_the_actions_of_the_whole_week(world: World) -> None:
+    admin = factories.signed_in(world.api, world.database, "admin")
+    assert world.api.post("/api/v1/policy", json=WEEKLY_RESTART, headers=admin).status_code == 201
+    first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
+    assert first["status"] == "approved"
+    _days_ago(world, first["id"], 2)
+
+    second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
+
+    assert second["status"] == "denied"
+    assert "1 recent action on the target reaches the limit" in second["decision_reason"]
+
+
+def test_replay_counts_the_history_before_since_that_a_limit_looks_back_on(world: World) -> None:
+    admin = factories.signed_in(world.api, world.database, "admin")
+    unlimited = {**WEEKLY_RESTART, "conditions": {}}
+    assert world.api.post("/api/v1/policy", json=unlimited, headers=admin).status_code == 201
+    first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
+    _days_ago(world, first["id"], 2)
+    second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
+    assert (first["decision"], second["decision"]) == ("allow", "allow")
+
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    replayed = world.api.post(
+        "/api/v1/policy/replay",
+        headers=admin,
+        json={"since": since, "policies": [WEEKLY_RESTART], "all": True},
+    ).json()
+
+    assert [(r["action_id"], r["candidate"]) for r in replayed["rows"]] == [(second["id"], "deny")]
 
 
 def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None:
