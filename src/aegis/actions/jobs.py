@@ -201,6 +201,11 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
     try:
         if not _still_what_was_approved(executor, database, action_id):
             return
+        # Read again for every action, just before it is sent: a switch flipped while a batch
+        # runs stops the rest of the batch, which goes back to the queue untouched.
+        if not dispatch_enabled(settings, database):
+            _unclaim(database, action_id)
+            return
         with database.unit_of_work() as session:
             request = service.get(session=session, action_id=action_id)
             outgoing = _executor_request(request, dry_run=False, key=request.id)
@@ -212,6 +217,14 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
         _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
         return
     _finish(database, settings, action_id, result, result.error)
+
+
+def _unclaim(database: Database, action_id: str) -> None:
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id, lock=True)
+        if request.status == "running":
+            request.status, request.updated_at = "approved", service.now()
+    log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
 
 
 def _retry_later(database: Database, settings: Settings, action_id: str, error: str) -> None:

@@ -32,6 +32,7 @@ from aegis.database.core import Database
 from aegis.executor.app import create_app as executor_app
 from aegis.executor.backends.local import LocalCluster, default_state_path
 from aegis.executor.client import ExecutorClient
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
 from tests.support import factories
 from tests.support.races import at_once, race
@@ -87,7 +88,7 @@ class World:
         sent: httpx.Response = self.api.post("/api/v1/actions", json=body, headers=self.operator)
         return sent
 
-    def tick(self, executor: ExecutorClient | None = None) -> None:
+    def tick(self, executor: jobs.Executor | None = None) -> None:
         jobs.tick(self.database, self.settings, executor or self.executor)
 
     def action(self, action_id: str) -> dict[str, Any]:
@@ -307,6 +308,38 @@ def test_kill_switch_holds_dispatch_until_enabled(world: World) -> None:
         flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value="true", actor="t")
     world.tick()
     assert world.action(action["id"])["status"] == "succeeded"
+
+
+@dataclass
+class SwitchedOffDuringFirstAction:
+    """The real executor client, while an operator runs `aegis executor disable` as soon as the
+    first real (not dry-run) action of a dispatch has been sent."""
+
+    world: World
+
+    def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
+        result = self.world.executor.submit(request)
+        if not request.dry_run:
+            with self.world.database.unit_of_work() as session:
+                flags.set_flag(
+                    session=session, name=jobs.KILL_SWITCH_FLAG, value="false", actor="t"
+                )
+        return result
+
+
+def test_kill_switch_flipped_mid_dispatch_stops_the_rest_of_the_batch(world: World) -> None:
+    ids = [world.request(name=name, idempotency_key=name).json()["id"] for name in ("web", "api")]
+
+    world.tick(SwitchedOffDuringFirstAction(world))
+
+    assert sorted(world.action(i)["status"] for i in ids) == ["approved", "succeeded"]
+    with world.database.unit_of_work() as session:
+        flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value="true", actor="t")
+    world.tick()
+    assert [(world.action(i)["status"], world.action(i)["attempts"]) for i in ids] == [
+        ("succeeded", 1),
+        ("succeeded", 1),
+    ]
 
 
 def test_executor_down_retries_with_backoff_then_runs_once(world: World) -> None:
