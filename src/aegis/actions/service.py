@@ -9,9 +9,10 @@ Life of a request::
                                                     ─ timeout ─▶ expired (denied on timeout)
 
 An approval signs off ``approval_hash`` = SHA-256 of the canonical (action, namespace, name,
-params, dry-run diff). The approver sends the hash they saw; the dispatcher runs the dry run
-again before acting and voids the approval if the diff changed. The idempotency key travels end
-to end: the executor receives the request id as its key, so a request is executed at most once.
+params, dry-run diff; a restart's new stamp only as "new", see :func:`_approved_diff`). The
+approver sends the hash they saw; the dispatcher runs the dry run again before acting and voids
+the approval if the diff changed. The idempotency key travels end to end: the executor receives
+the request id as its key, so a request is executed at most once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from aegis.audit import service as audit_service
 from aegis.auth.schemas import Actor
 from aegis.core.config import Settings
 from aegis.database import bulk
+from aegis.executor.backends.protocol import STATE_PATHS
 from aegis.executor.schemas import ExecutorActionRequest
 from aegis.policy import service as policy_service
 from aegis.policy.engine import PolicySet
@@ -49,6 +51,7 @@ from aegis.policy.errors import InvalidEvaluationRequest
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
 RECENT_WINDOW = timedelta(hours=24)  # the least history passed, whatever the policies ask
 COUNTED_STATUSES = ("approved", "running", "succeeded")
+RESTART_STAMP_PATH = STATE_PATHS["restarted_at"]
 
 
 def now() -> datetime:
@@ -80,10 +83,24 @@ def approval_hash(request: ActionRequest, diff: list[dict[str, Any]] | None) -> 
                 "namespace": request.namespace,
                 "name": request.name,
                 "params": request.params,
-                "diff": diff,
+                "diff": _approved_diff(diff),
             }
         )
     ).hexdigest()
+
+
+def _approved_diff(diff: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The diff an approval binds. A restart stamps the time it happens, so the stamp a dry run
+    shows is never the one the restart writes: the approval binds the stamp before, and that
+    there is a new one, or no approved restart would survive the dry run before acting."""
+    if diff is None:
+        return None
+    return [
+        {**entry, "after": "<the time of the restart>"}
+        if entry.get("path") == RESTART_STAMP_PATH
+        else entry
+        for entry in diff
+    ]
 
 
 def audit(

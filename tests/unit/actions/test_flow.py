@@ -8,6 +8,7 @@ interface); the backend is the real backend app; the dispatcher is driven one ti
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.executor.app import create_app as executor_app
-from aegis.executor.backends.local import LocalCluster, default_state_path
+from aegis.executor.backends.local import LocalBackend, LocalCluster, default_state_path
 from aegis.executor.client import ExecutorClient
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
@@ -261,6 +262,39 @@ def test_replay_counts_the_history_before_since_that_a_limit_looks_back_on(world
     ).json()
 
     assert [(r["action_id"], r["candidate"]) for r in replayed["rows"]] == [(second["id"], "deny")]
+
+
+def test_an_approved_restart_runs_though_each_dry_run_stamps_another_time(world: World) -> None:
+    admin = factories.signed_in(world.api, world.database, "admin")
+    gated = {**POLICIES[1], "id": "api-restarts-gated", "actions": ["restart_deployment"]}
+    gated["resources"] = {"namespaces": ["demo"], "names": ["api"]}
+    assert world.api.post("/api/v1/policy", json=gated, headers=admin).status_code == 201
+    minutes = itertools.count()  # the executor's clock: a minute later at every call
+
+    def clock() -> datetime:
+        return datetime(2026, 11, 23, 10, tzinfo=UTC) + timedelta(minutes=next(minutes))
+
+    backend = LocalBackend(world.cluster, clock=clock)
+    revision = world.cluster.deployment("demo", "api")["revision"]
+    with TestClient(executor_app(world.settings, backend=backend), base_url="http://ex") as ex:
+        executor = ExecutorClient(
+            "http://ex", world.settings.secret("executor_hmac_secret"), http=ex
+        )
+        action = world.request(name="api").json()
+        assert action["status"] == "pending_approval"
+        world.tick(executor)  # the dry run: restartedAt would become 10:00
+        approval = world.action(action["id"])["approval_hash"]
+        approved = world.api.post(
+            f"/api/v1/actions/{action['id']}/approve",
+            json={"approval_hash": approval},
+            headers=world.approver,
+        )
+        assert approved.status_code == 200
+        world.tick(executor)  # dry-run again at 10:01, then restart at 10:02
+
+    done = world.action(action["id"])
+    assert (done["status"], done["approved_by"]) == ("succeeded", world.approver_name)
+    assert world.cluster.deployment("demo", "api")["revision"] == revision + 1
 
 
 def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None:
