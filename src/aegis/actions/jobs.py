@@ -171,7 +171,9 @@ def _claim(database: Database) -> list[str]:
     return claimed
 
 
-def _still_what_was_approved(executor: Executor, database: Database, action_id: str) -> bool:
+def _still_what_was_approved(
+    executor: Executor, database: Database, settings: Settings, action_id: str
+) -> bool:
     """Re-run the dry run of an approved request; void the approval if the change differs."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id)
@@ -184,7 +186,7 @@ def _still_what_was_approved(executor: Executor, database: Database, action_id: 
         current = service.get(session=session, action_id=action_id, lock=True)
         current.status = "pending_approval"
         current.approved_by = None
-        current.expires_at = service.now() + timedelta(hours=1)
+        current.expires_at = service.now() + timedelta(seconds=settings.action_approval_ttl_s)
         service.set_dry_run(session=session, request=current, diff=_diff(result))
         service.audit(
             session,
@@ -199,7 +201,7 @@ def _still_what_was_approved(executor: Executor, database: Database, action_id: 
 def execute(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
     request_id_var.set(f"action-{action_id}")  # forwarded to the executor as X-Request-ID
     try:
-        if not _still_what_was_approved(executor, database, action_id):
+        if not _still_what_was_approved(executor, database, settings, action_id):
             return
         # Read again for every action, just before it is sent: a switch flipped while a batch
         # runs stops the rest of the batch, which goes back to the queue untouched.

@@ -297,6 +297,38 @@ def test_an_approved_restart_runs_though_each_dry_run_stamps_another_time(world:
     assert world.cluster.deployment("demo", "api")["revision"] == revision + 1
 
 
+def test_a_voided_approval_waits_for_a_new_one_only_as_long_as_the_ttl_says(
+    world: World,
+) -> None:
+    settings = world.settings.model_copy(update={"action_approval_ttl_s": 60.0})
+    action_id, approval = _pending_with_hash(world, 5)
+    approved = world.api.post(
+        f"/api/v1/actions/{action_id}/approve",
+        json={"approval_hash": approval},
+        headers=world.approver,
+    )
+    assert approved.status_code == 200
+    world.cluster.apply(  # web scaled by hand: the approved change is no longer what would run
+        ExecutorActionRequest(
+            action_id="manual",
+            action="scale_deployment",
+            namespace="demo",
+            name="web",
+            params={"replicas": 4},
+            idempotency_key="manual",
+            requested_by="kubectl",
+        ),
+        now=datetime.now(UTC),
+    )
+
+    jobs.tick(world.database, settings, world.executor)
+
+    voided = world.action(action_id)
+    assert voided["status"] == "pending_approval"
+    deadline = datetime.fromisoformat(voided["expires_at"])
+    assert actions.aware(deadline) <= datetime.now(UTC) + timedelta(seconds=60)
+
+
 def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None:
     response = world.request(action="delete_pod", params={"force": True})
     assert response.status_code == 422
