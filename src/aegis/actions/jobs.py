@@ -171,7 +171,9 @@ def _claim(database: Database) -> list[str]:
     return claimed
 
 
-def _still_what_was_approved(executor: Executor, database: Database, action_id: str) -> bool:
+def _still_what_was_approved(
+    executor: Executor, database: Database, settings: Settings, action_id: str
+) -> bool:
     """Re-run the dry run of an approved request; void the approval if the change differs."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id)
@@ -184,7 +186,7 @@ def _still_what_was_approved(executor: Executor, database: Database, action_id: 
         current = service.get(session=session, action_id=action_id, lock=True)
         current.status = "pending_approval"
         current.approved_by = None
-        current.expires_at = service.now() + timedelta(hours=1)
+        current.expires_at = service.now() + timedelta(seconds=settings.action_approval_ttl_s)
         service.set_dry_run(session=session, request=current, diff=_diff(result))
         service.audit(
             session,
@@ -199,7 +201,12 @@ def _still_what_was_approved(executor: Executor, database: Database, action_id: 
 def execute(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
     request_id_var.set(f"action-{action_id}")  # forwarded to the executor as X-Request-ID
     try:
-        if not _still_what_was_approved(executor, database, action_id):
+        if not _still_what_was_approved(executor, database, settings, action_id):
+            return
+        # Read again for every action, just before it is sent: a switch flipped while a batch
+        # runs stops the rest of the batch, which goes back to the queue untouched.
+        if not dispatch_enabled(settings, database):
+            _unclaim(database, action_id)
             return
         with database.unit_of_work() as session:
             request = service.get(session=session, action_id=action_id)
@@ -212,6 +219,14 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
         _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
         return
     _finish(database, settings, action_id, result, result.error)
+
+
+def _unclaim(database: Database, action_id: str) -> None:
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id, lock=True)
+        if request.status == "running":
+            request.status, request.updated_at = "approved", service.now()
+    log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
 
 
 def _retry_later(database: Database, settings: Settings, action_id: str, error: str) -> None:

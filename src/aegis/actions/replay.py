@@ -8,7 +8,7 @@ decision is compared with the one recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,10 +36,15 @@ class ReplayRow:
 
 
 def replay(*, session: Session, candidate: PolicySet, since: datetime) -> list[ReplayRow]:
+    # The requests in the window before ``since`` are history only: the first ones replayed
+    # see them as the live decision did.
+    window = service.history_window(candidate)
+    start = service.aware(since)
+    history_from = start - min(window, start - datetime.min.replace(tzinfo=UTC))
     rows = list(
         session.scalars(
             select(ActionRequest)
-            .where(ActionRequest.created_at >= since)
+            .where(ActionRequest.created_at >= history_from)
             .order_by(ActionRequest.created_at)
         )
     )
@@ -48,35 +53,40 @@ def replay(*, session: Session, candidate: PolicySet, since: datetime) -> list[R
     for request in rows:
         created = service.aware(request.created_at)
         target = (request.namespace, request.name)
-        recent = [ts for ts in history.get(target, []) if created - ts <= service.RECENT_WINDOW]
-        body = service.evaluation_body(
-            subjects=list(request.subjects),
-            action=request.action,
-            namespace=request.namespace,
-            name=request.name,
-            params=request.params,
-            confidence=request.confidence,
-            severity=request.severity,
-            recent=recent,
-        )
-        body["context"]["now"] = created.isoformat()
-        try:
-            decision = candidate.evaluate(body)
-            effect, reason = decision.effect.value, decision.reason
-        except InvalidEvaluationRequest as exc:
-            effect, reason = "invalid", exc.message
+        if created >= start:
+            recent = [ts for ts in history.get(target, []) if created - ts <= window]
+            out.append(_replayed(candidate, request, created, recent))
         if request.status in service.COUNTED_STATUSES or request.status == "failed":
             history.setdefault(target, []).append(created)
-        out.append(
-            ReplayRow(
-                request.id,
-                created,
-                request.action,
-                f"{request.namespace}/{request.name}",
-                request.requested_by,
-                request.decision,
-                effect,
-                reason,
-            )
-        )
     return out
+
+
+def _replayed(
+    candidate: PolicySet, request: ActionRequest, created: datetime, recent: list[datetime]
+) -> ReplayRow:
+    body = service.evaluation_body(
+        subjects=list(request.subjects),
+        action=request.action,
+        namespace=request.namespace,
+        name=request.name,
+        params=request.params,
+        confidence=request.confidence,
+        severity=request.severity,
+        recent=recent,
+    )
+    body["context"]["now"] = created.isoformat()
+    try:
+        decision = candidate.evaluate(body)
+        effect, reason = decision.effect.value, decision.reason
+    except InvalidEvaluationRequest as exc:
+        effect, reason = "invalid", exc.message
+    return ReplayRow(
+        request.id,
+        created,
+        request.action,
+        f"{request.namespace}/{request.name}",
+        request.requested_by,
+        request.decision,
+        effect,
+        reason,
+    )

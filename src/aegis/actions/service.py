@@ -9,9 +9,10 @@ Life of a request::
                                                     ─ timeout ─▶ expired (denied on timeout)
 
 An approval signs off ``approval_hash`` = SHA-256 of the canonical (action, namespace, name,
-params, dry-run diff). The approver sends the hash they saw; the dispatcher runs the dry run
-again before acting and voids the approval if the diff changed. The idempotency key travels end
-to end: the executor receives the request id as its key, so a request is executed at most once.
+params, dry-run diff; a restart's new stamp only as "new", see :func:`_approved_diff`). The
+approver sends the hash they saw; the dispatcher runs the dry run again before acting and voids
+the approval if the diff changed. The idempotency key travels end to end: the executor receives
+the request id as its key, so a request is executed at most once.
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ from aegis.audit import service as audit_service
 from aegis.auth.schemas import Actor
 from aegis.core.config import Settings
 from aegis.database import bulk
+from aegis.executor.backends.protocol import STATE_PATHS
 from aegis.executor.schemas import ExecutorActionRequest
 from aegis.policy import service as policy_service
+from aegis.policy.engine import PolicySet
 from aegis.policy.errors import InvalidEvaluationRequest
 from aegis.safety import service as safety_service
 
 AI_ENGINE = "ai-engine"  # the AI engine's service principal
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
-RECENT_WINDOW = timedelta(hours=24)
+RECENT_WINDOW = timedelta(hours=24)  # the least history passed, whatever the policies ask
 COUNTED_STATUSES = ("approved", "running", "succeeded")
+RESTART_STAMP_PATH = STATE_PATHS["restarted_at"]
 
 
 def now() -> datetime:
@@ -81,10 +85,24 @@ def approval_hash(request: ActionRequest, diff: list[dict[str, Any]] | None) -> 
                 "namespace": request.namespace,
                 "name": request.name,
                 "params": request.params,
-                "diff": diff,
+                "diff": _approved_diff(diff),
             }
         )
     ).hexdigest()
+
+
+def _approved_diff(diff: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The diff an approval binds. A restart stamps the time it happens, so the stamp a dry run
+    shows is never the one the restart writes: the approval binds the stamp before, and that
+    there is a new one, or no approved restart would survive the dry run before acting."""
+    if diff is None:
+        return None
+    return [
+        {**entry, "after": "<the time of the restart>"}
+        if entry.get("path") == RESTART_STAMP_PATH
+        else entry
+        for entry in diff
+    ]
 
 
 def audit(
@@ -134,8 +152,14 @@ def list_actions(
     return list(session.scalars(stmt))
 
 
-def _recent(session: Session, namespace: str, name: str) -> list[datetime]:
-    since = now() - RECENT_WINDOW
+def history_window(policy_set: PolicySet) -> timedelta:
+    """How far back earlier actions are counted: the set's longest ``max_actions`` window, so
+    that a limit of one a week sees last week (docs/policy.md), and at least a day."""
+    return max(RECENT_WINDOW, timedelta(minutes=policy_set.max_window_minutes))
+
+
+def _recent(session: Session, namespace: str, name: str, window: timedelta) -> list[datetime]:
+    since = now() - window
     rows = session.scalars(
         select(ActionRequest.created_at).where(
             ActionRequest.namespace == namespace,
@@ -221,6 +245,7 @@ def request_action(
         )
     _check_executable(body, actor)
     subjects = sorted(actor.subjects)
+    policy_set, _ = policy_service.active_set(session=session)
     try:
         evaluation = policy_service.parse_request(
             evaluation_body(
@@ -231,7 +256,7 @@ def request_action(
                 params=body.params,
                 confidence=body.confidence,
                 severity=body.severity,
-                recent=_recent(session, body.namespace, body.name),
+                recent=_recent(session, body.namespace, body.name, history_window(policy_set)),
             )
         )
     except InvalidEvaluationRequest as exc:

@@ -8,6 +8,7 @@ interface); the backend is the real backend app; the dispatcher is driven one ti
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from aegis.actions import jobs
 from aegis.actions import service as actions
@@ -30,8 +31,9 @@ from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.executor.app import create_app as executor_app
-from aegis.executor.backends.local import LocalCluster, default_state_path
+from aegis.executor.backends.local import LocalBackend, LocalCluster, default_state_path
 from aegis.executor.client import ExecutorClient
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
 from tests.support import factories
 from tests.support.races import at_once, race
@@ -87,7 +89,7 @@ class World:
         sent: httpx.Response = self.api.post("/api/v1/actions", json=body, headers=self.operator)
         return sent
 
-    def tick(self, executor: ExecutorClient | None = None) -> None:
+    def tick(self, executor: jobs.Executor | None = None) -> None:
         jobs.tick(self.database, self.settings, executor or self.executor)
 
     def action(self, action_id: str) -> dict[str, Any]:
@@ -211,6 +213,122 @@ def test_approval_is_voided_when_the_cluster_changed_before_acting(world: World)
     assert world.cluster.deployment("demo", "web")["replicas"] == 4
 
 
+WEEKLY_RESTART: dict[str, Any] = {
+    "id": "weekly-restart",
+    "effect": "allow",
+    "subjects": ["role:operator"],
+    "actions": ["restart_deployment"],
+    "resources": {"namespaces": ["weekly"], "names": ["*"]},
+    "conditions": {"max_actions": {"count": 1, "per_minutes": 7 * 24 * 60}},
+}
+
+
+def _days_ago(world: World, action_id: str, days: int) -> None:
+    with world.database.unit_of_work() as session:
+        session.execute(
+            update(ActionRequest)
+            .where(ActionRequest.id == action_id)
+            .values(created_at=datetime.now(UTC) - timedelta(days=days))
+        )
+
+
+def test_a_weekly_limit_counts_the_actions_of_the_whole_week(world: World) -> None:
+    admin = factories.signed_in(world.api, world.database, "admin")
+    assert world.api.post("/api/v1/policy", json=WEEKLY_RESTART, headers=admin).status_code == 201
+    first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
+    assert first["status"] == "approved"
+    _days_ago(world, first["id"], 2)
+
+    second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
+
+    assert second["status"] == "denied"
+    assert "1 recent action on the target reaches the limit" in second["decision_reason"]
+
+
+def test_replay_counts_the_history_before_since_that_a_limit_looks_back_on(world: World) -> None:
+    admin = factories.signed_in(world.api, world.database, "admin")
+    unlimited = {**WEEKLY_RESTART, "conditions": {}}
+    assert world.api.post("/api/v1/policy", json=unlimited, headers=admin).status_code == 201
+    first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
+    _days_ago(world, first["id"], 2)
+    second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
+    assert (first["decision"], second["decision"]) == ("allow", "allow")
+
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    replayed = world.api.post(
+        "/api/v1/policy/replay",
+        headers=admin,
+        json={"since": since, "policies": [WEEKLY_RESTART], "all": True},
+    ).json()
+
+    assert [(r["action_id"], r["candidate"]) for r in replayed["rows"]] == [(second["id"], "deny")]
+
+
+def test_an_approved_restart_runs_though_each_dry_run_stamps_another_time(world: World) -> None:
+    admin = factories.signed_in(world.api, world.database, "admin")
+    gated = {**POLICIES[1], "id": "api-restarts-gated", "actions": ["restart_deployment"]}
+    gated["resources"] = {"namespaces": ["demo"], "names": ["api"]}
+    assert world.api.post("/api/v1/policy", json=gated, headers=admin).status_code == 201
+    minutes = itertools.count()  # the executor's clock: a minute later at every call
+
+    def clock() -> datetime:
+        return datetime(2026, 11, 23, 10, tzinfo=UTC) + timedelta(minutes=next(minutes))
+
+    backend = LocalBackend(world.cluster, clock=clock)
+    revision = world.cluster.deployment("demo", "api")["revision"]
+    with TestClient(executor_app(world.settings, backend=backend), base_url="http://ex") as ex:
+        executor = ExecutorClient(
+            "http://ex", world.settings.secret("executor_hmac_secret"), http=ex
+        )
+        action = world.request(name="api").json()
+        assert action["status"] == "pending_approval"
+        world.tick(executor)  # the dry run: restartedAt would become 10:00
+        approval = world.action(action["id"])["approval_hash"]
+        approved = world.api.post(
+            f"/api/v1/actions/{action['id']}/approve",
+            json={"approval_hash": approval},
+            headers=world.approver,
+        )
+        assert approved.status_code == 200
+        world.tick(executor)  # dry-run again at 10:01, then restart at 10:02
+
+    done = world.action(action["id"])
+    assert (done["status"], done["approved_by"]) == ("succeeded", world.approver_name)
+    assert world.cluster.deployment("demo", "api")["revision"] == revision + 1
+
+
+def test_a_voided_approval_waits_for_a_new_one_only_as_long_as_the_ttl_says(
+    world: World,
+) -> None:
+    settings = world.settings.model_copy(update={"action_approval_ttl_s": 60.0})
+    action_id, approval = _pending_with_hash(world, 5)
+    approved = world.api.post(
+        f"/api/v1/actions/{action_id}/approve",
+        json={"approval_hash": approval},
+        headers=world.approver,
+    )
+    assert approved.status_code == 200
+    world.cluster.apply(  # web scaled by hand: the approved change is no longer what would run
+        ExecutorActionRequest(
+            action_id="manual",
+            action="scale_deployment",
+            namespace="demo",
+            name="web",
+            params={"replicas": 4},
+            idempotency_key="manual",
+            requested_by="kubectl",
+        ),
+        now=datetime.now(UTC),
+    )
+
+    jobs.tick(world.database, settings, world.executor)
+
+    voided = world.action(action_id)
+    assert voided["status"] == "pending_approval"
+    deadline = datetime.fromisoformat(voided["expires_at"])
+    assert actions.aware(deadline) <= datetime.now(UTC) + timedelta(seconds=60)
+
+
 def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None:
     response = world.request(action="delete_pod", params={"force": True})
     assert response.status_code == 422
@@ -256,6 +374,38 @@ def test_kill_switch_holds_dispatch_until_enabled(world: World) -> None:
         flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value="true", actor="t")
     world.tick()
     assert world.action(action["id"])["status"] == "succeeded"
+
+
+@dataclass
+class SwitchedOffDuringFirstAction:
+    """The real executor client, while an operator runs `aegis executor disable` as soon as the
+    first real (not dry-run) action of a dispatch has been sent."""
+
+    world: World
+
+    def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
+        result = self.world.executor.submit(request)
+        if not request.dry_run:
+            with self.world.database.unit_of_work() as session:
+                flags.set_flag(
+                    session=session, name=jobs.KILL_SWITCH_FLAG, value="false", actor="t"
+                )
+        return result
+
+
+def test_kill_switch_flipped_mid_dispatch_stops_the_rest_of_the_batch(world: World) -> None:
+    ids = [world.request(name=name, idempotency_key=name).json()["id"] for name in ("web", "api")]
+
+    world.tick(SwitchedOffDuringFirstAction(world))
+
+    assert sorted(world.action(i)["status"] for i in ids) == ["approved", "succeeded"]
+    with world.database.unit_of_work() as session:
+        flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value="true", actor="t")
+    world.tick()
+    assert [(world.action(i)["status"], world.action(i)["attempts"]) for i in ids] == [
+        ("succeeded", 1),
+        ("succeeded", 1),
+    ]
 
 
 def test_executor_down_retries_with_backoff_then_runs_once(world: World) -> None:

@@ -172,3 +172,12 @@ def test_executor_kill_switch_commands(env: Path, capsys: pytest.CaptureFixture[
     assert run(["executor", "enable"]) == 0
     assert run(["executor", "status"]) == 0
     assert capsys.readouterr().out.strip().endswith("enabled")
+
+
+def test_replay_since_the_beginning_of_time_replays_everything(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(["policy", "sync", str(env / "policies"), "--yes"])
+    capsys.readouterr()
+    assert run(["policy", "replay", "--since", "999999999d"]) == 0
+    assert "0 requests replayed" in capsys.readouterr().out
