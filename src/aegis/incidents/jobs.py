@@ -7,7 +7,10 @@ Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``) or 
 incidents are kept without a prediction and say why (``prediction_status``/``prediction_note``);
 nothing else stops working. A recommendation becomes an ordinary action request from
 ``principal:ai-engine`` — policy decides it like any other — carrying the confidence, the
-engine's incident kind (what outcomes are learnt under) and the model digest.
+engine's incident kind (what outcomes are learnt under) and the model digest. Its target is the
+one the engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
+recommendation without one (an alert about a statefulset, a service, a scrape job) is not
+requested.
 """
 
 from __future__ import annotations
@@ -341,11 +344,16 @@ def _recommend(
         return  # the engine's best advice is to do nothing
     top = ranked[0]
     target = top.get("target") or {}
+    if not target.get("namespace") or not target.get("name"):
+        # The alert's own labels name the target; the incident's workload may be another kind
+        # of object (a statefulset, a service, a scrape job) and must not stand in for it.
+        log.warning("recommendation_without_target", incident_id=incident.id, action=top["action"])
+        return
     model = prediction.get("model") or {}
     body = ActionCreate(
         action=top["action"],
-        namespace=target.get("namespace") or incident.namespace,
-        name=target.get("name") or incident.workload,
+        namespace=target["namespace"],
+        name=target["name"],
         params=top.get("params") or {},
         idempotency_key=f"incident-{incident.id}-{top['action']}-{model.get('digest', '')[:16]}",
         reason=str(top.get("explanation", ""))[:2000],

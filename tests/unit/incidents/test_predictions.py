@@ -38,6 +38,8 @@ ALLOW_AI = {
     "actions": ["*"],
     "resources": {"namespaces": ["demo"], "names": ["*"]},
 }
+# KubePodCrashLooping (kube-state-metrics) names the pod: the target of the engine's delete_pod
+CRASHING_POD = "web-5d4f8b7c9-x2k4q"
 
 
 def _seed(
@@ -46,10 +48,11 @@ def _seed(
     database: Database,
     name: str,
     starts_at: str | None = None,
+    **labels: str,
 ) -> dict[str, str]:
     admin = factories.signed_in(api, database, "admin")
     api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
-    raised = alert(name, namespace="demo", deployment="web", severity="critical")
+    raised = alert(name, namespace="demo", deployment="web", severity="critical", **labels)
     if starts_at is not None:
         raised["startsAt"] = starts_at
     deliver(api, settings.secret("alert_webhook_token"), raised)
@@ -81,7 +84,7 @@ def test_incident_gets_a_prediction_and_the_recommendation_becomes_an_action(
         TestClient(create_app(settings)) as api,
         _engine(settings) as engine,
     ):
-        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        admin = _seed(api, settings, database, "KubePodCrashLooping", pod=CRASHING_POD)
         assert jobs.predict_pending(database, settings, engine) == 1
         incident: dict[str, Any] = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
         actions = api.get("/api/v1/actions", headers=admin).json()["items"]
@@ -95,6 +98,7 @@ def test_incident_gets_a_prediction_and_the_recommendation_becomes_an_action(
     assert action["model_digest"] == prediction["model"]["digest"][:128]
     assert action["action"] == prediction["recommendations"][0]["action"]
     assert action["confidence"] == prediction["recommendations"][0]["confidence"]
+    assert (action["namespace"], action["name"]) == ("demo", CRASHING_POD)
 
 
 def test_without_the_engine_incidents_are_kept_and_say_why(
@@ -196,7 +200,7 @@ def test_two_backends_ask_the_engine_about_an_incident_once(
 
         first.event_hooks["request"].append(first_waits)
         second.event_hooks["request"].append(lambda _: asked.append("second"))
-        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        admin = _seed(api, settings, database, "KubePodCrashLooping", pod=CRASHING_POD)
         assert jobs.predict_pending(database, settings, first) == 1
         incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
         actions = api.get("/api/v1/actions", headers=admin).json()["items"]
@@ -314,3 +318,30 @@ def test_an_incident_resolved_before_it_was_asked_about_says_so(
     assert incident["status"] == "resolved"
     assert incident["prediction_status"] == "skipped"
     assert "resolved before" in incident["prediction_note"]
+
+
+def test_a_recommendation_acts_only_on_the_target_the_alert_names(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """An alert naming no deployment or pod (here a scrape job's) is grouped under that job's
+    name, but the engine's recommendation has no target: no action is requested on a pod or
+    deployment of the job's name, which the alert never concerned."""
+    settings = _asking(make_settings, db_url)
+    raised = alert("KubePodCrashLooping", namespace="demo", severity="critical")
+    del raised["labels"]["deployment"]
+    raised["labels"]["job"] = "kube-state-metrics"
+    with (
+        TestClient(create_app(settings)) as api,
+        _engine(settings) as engine,
+    ):
+        admin = factories.signed_in(api, database, "admin")
+        api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
+        deliver(api, settings.secret("alert_webhook_token"), raised)
+        assert jobs.predict_pending(database, settings, engine) == 1
+        incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert incident["workload"] == "kube-state-metrics"
+    assert incident["prediction_status"] == "ok"
+    assert incident["prediction"]["recommendations"][0]["action"] != "none"
+    assert actions == []
