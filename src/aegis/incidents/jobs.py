@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,7 @@ from aegis.executor.client import ExecutorClient
 from aegis.executor.errors import ExecutorUnreachable
 from aegis.incidents import telemetry
 from aegis.incidents.models import Alert, Incident
+from aegis.incidents.schemas import EnginePrediction
 
 log = get_logger(__name__)
 ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
@@ -110,9 +112,18 @@ def _ask_engine(
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = f"HTTP {response.status_code}"
-        raise AegisError(f"engine answered {response.status_code}: {message}")
-    result: dict[str, Any] = response.json()
-    return result
+        raise AegisError(f"answered {response.status_code}: {str(message)[:200]}")
+    try:
+        result = response.json()
+        EnginePrediction.model_validate(result)
+    except ValueError as exc:  # not JSON, or not a prediction (ValidationError)
+        why = "not JSON"
+        if isinstance(exc, ValidationError):
+            error = exc.errors()[0]
+            why = ".".join(str(p) for p in ("answer", *error["loc"])) + ": " + error["msg"]
+        raise AegisError(f"answered 200 without a prediction ({why})") from None
+    prediction: dict[str, Any] = result
+    return prediction
 
 
 def predict_pending(

@@ -3,13 +3,17 @@ without the engine, incidents are kept and say why (fallback mode)."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
@@ -344,4 +348,70 @@ def test_a_recommendation_acts_only_on_the_target_the_alert_names(
     assert incident["workload"] == "kube-state-metrics"
     assert incident["prediction_status"] == "ok"
     assert incident["prediction"]["recommendations"][0]["action"] != "none"
+    assert actions == []
+
+
+@contextmanager
+def _answering(body: bytes) -> Iterator[str]:
+    """Not an engine: an HTTP server answering every POST with 200 and ``body`` (a proxy's
+    page, a service put at the wrong URL, an engine gone wrong). Yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"<html>Welcome to nginx!</html>",
+        b"[]",
+        b'{"severity": "high"}',
+        b'{"recommendations": ["restart everything"]}',
+        b'{"recommendations": [{"action": "delete_pod", "target": "demo/web"}]}',
+    ],
+)
+def test_an_answer_that_is_not_a_prediction_is_the_fallback(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, answer: bytes
+) -> None:
+    """Every incident of the pass is stored without a prediction and says why; none is left
+    claimed (``predicting``) until its lease runs out, to be asked again and again."""
+    with _answering(answer) as url:
+        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
+        with TestClient(create_app(settings)) as api:
+            admin = _seed(api, settings, database, "KubePodCrashLooping")
+            deliver(
+                api,
+                settings.secret("alert_webhook_token"),
+                alert("HighErrorRate", namespace="demo", deployment="api"),
+            )
+            handled = jobs.predict_pending(database, settings)
+            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+            actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert handled == 2
+    assert [i["prediction_status"] for i in incidents] == ["unavailable", "unavailable"]
+    assert all(
+        i["prediction_note"].startswith(
+            "stored without a prediction: AI engine answered 200 without a prediction ("
+        )
+        for i in incidents
+    )
     assert actions == []
