@@ -361,24 +361,29 @@ def _recommend(
         log.warning("recommendation_without_target", incident_id=incident.id, action=top["action"])
         return
     model = prediction.get("model") or {}
-    body = ActionCreate(
-        action=top["action"],
-        namespace=target["namespace"],
-        name=target["name"],
-        params=top.get("params") or {},
-        idempotency_key=f"incident-{incident.id}-{top['action']}-{model.get('digest', '')[:16]}",
-        reason=str(top.get("explanation", ""))[:2000],
-        incident_id=incident.id,
-        incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
-        confidence=float(top.get("confidence", 0.0)),
-        severity=incident.severity,
-        model_digest=str(model.get("digest", ""))[:128] or None,
-    )
+    digest = str(model.get("digest", ""))
     try:
+        body = ActionCreate(
+            action=top["action"],
+            namespace=target["namespace"],
+            name=target["name"],
+            params=top.get("params") or {},
+            idempotency_key=f"incident-{incident.id}-{top['action']}-{digest[:16]}",
+            reason=str(top.get("explanation", ""))[:2000],
+            incident_id=incident.id,
+            incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
+            confidence=float(top.get("confidence", 0.0)),
+            severity=incident.severity,
+            model_digest=digest[:128] or None,
+        )
         with database.unit_of_work() as session:
             actions_service.request_action(
                 session=session, settings=settings, body=body, actor=ENGINE_ACTOR
             )
+    except ValidationError as exc:  # e.g. a namespace label longer than Kubernetes allows
+        error = exc.errors()[0]
+        why = ".".join(str(p) for p in error["loc"]) + ": " + error["msg"]
+        log.warning("recommendation_not_requested", incident_id=incident.id, error=why)
     except AegisError as exc:
         log.warning("recommendation_not_requested", incident_id=incident.id, error=exc.message)
 

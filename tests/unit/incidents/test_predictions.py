@@ -415,3 +415,27 @@ def test_an_answer_that_is_not_a_prediction_is_the_fallback(
         for i in incidents
     )
     assert actions == []
+
+
+def test_a_recommendation_that_cannot_be_an_action_request_does_not_stop_the_pass(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """A namespace label longer than Kubernetes allows makes a target no action request can
+    have: that incident keeps its prediction without an action, and the next one is asked."""
+    settings = _asking(make_settings, db_url)
+    token = settings.secret("alert_webhook_token")
+    with (
+        TestClient(create_app(settings)) as api,
+        _engine(settings) as engine,
+    ):
+        admin = factories.signed_in(api, database, "admin")
+        api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
+        deliver(api, token, alert("KubePodCrashLooping", namespace="n" * 70, pod=CRASHING_POD))
+        deliver(api, token, alert("KubePodCrashLooping", namespace="demo", pod=CRASHING_POD))
+        handled = jobs.predict_pending(database, settings, engine)
+        incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+        actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert handled == 2
+    assert [i["prediction_status"] for i in incidents] == ["ok", "ok"]
+    assert [(a["namespace"], a["name"]) for a in actions] == [("demo", CRASHING_POD)]
