@@ -9,6 +9,9 @@
   again joins the workload's open incident (or a new one).
 * Every new alert, resolution, opened and resolved incident is an audit event, appended in the
   same transaction as the change.
+* Label values are stored whole in the alert's labels; the incident's title, namespace and
+  workload and the alert's name are cut to their columns' widths (512, 256, 256, 256
+  characters), so one long label never refuses a webhook (on PostgreSQL it did, alerts and all).
 * Webhooks that touch the same alerts or workloads are ingested one at a time: an Alertmanager
   HA pair delivers the same notification twice at once, and both copies must find one alert and
   one incident. On PostgreSQL each webhook takes a transaction-scoped advisory lock per
@@ -28,7 +31,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import String, Table, select, text
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -70,6 +73,12 @@ def group_key(namespace: str, workload: str) -> str:
 def _placement(labels: dict[str, str]) -> tuple[str, str, str]:
     namespace, workload = workload_of(labels)
     return namespace, workload, group_key(namespace, workload)
+
+
+def _clipped(column: str, value: str, table: Table = INCIDENTS) -> str:
+    """``value`` cut to the width of ``table``'s ``column``: PostgreSQL refuses a longer one
+    (and with it the whole webhook), SQLite keeps it. The alert's labels keep the whole value."""
+    return value[: cast(String, table.c[column].type).length]
 
 
 def _open_incident(incident_id: int, severity: str) -> dict[str, Any]:
@@ -129,10 +138,10 @@ class _Batch:
             created[key] = {
                 "group_key": key,
                 "status": "open",
-                "title": alert.labels.get("alertname", "alert"),
+                "title": _clipped("title", alert.labels.get("alertname", "alert")),
                 "severity": _severity(alert.labels),
-                "namespace": namespace,
-                "workload": workload,
+                "namespace": _clipped("namespace", namespace),
+                "workload": _clipped("workload", workload),
                 "prediction": None,
                 "prediction_status": "pending",
                 "prediction_note": "",
@@ -276,7 +285,7 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
             {
                 "fingerprint": incoming.fingerprint,
                 "incident_id": incident_id,
-                "alertname": incoming.labels.get("alertname", ""),
+                "alertname": _clipped("alertname", incoming.labels.get("alertname", ""), ALERTS),
                 "status": "firing",
                 "labels": incoming.labels,
                 "annotations": incoming.annotations,

@@ -228,3 +228,20 @@ def test_one_webhook_can_resolve_several_incidents(
     assert result["resolved_alerts"] == 2
     statuses = {i["workload"]: i["status"] for i in _incidents(client, database)}
     assert statuses == {"web": "resolved", "api": "resolved", "db": "open"}
+
+
+def test_a_label_longer_than_its_column_does_not_refuse_the_webhook(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    """The other alerts of the webhook are not lost with it (Alertmanager would retry the whole
+    group, and be refused again): the incident shows the value cut, the alert keeps it whole."""
+    long_name = "w" * 300
+    result = hook(alert("A" * 600, deployment=long_name), alert("B", deployment="api"))
+    assert result["new_alerts"] == 2
+    viewer = factories.signed_in(client, database, "viewer")
+    incidents = {i["workload"]: i for i in _incidents(client, database)}
+    long_one = incidents[long_name[:256]]
+    assert long_one["title"] == "A" * 512 and "api" in incidents
+    detail = client.get(f"/api/v1/incidents/{long_one['id']}", headers=viewer).json()
+    assert detail["alerts"][0]["labels"]["deployment"] == long_name
+    assert detail["alerts"][0]["alertname"] == "A" * 256
