@@ -7,7 +7,10 @@ Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``) or 
 incidents are kept without a prediction and say why (``prediction_status``/``prediction_note``);
 nothing else stops working. A recommendation becomes an ordinary action request from
 ``principal:ai-engine`` — policy decides it like any other — carrying the confidence, the
-engine's incident kind (what outcomes are learnt under) and the model digest.
+engine's incident kind (what outcomes are learnt under) and the model digest. Its target is the
+one the engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
+recommendation without one (an alert about a statefulset, a service, a scrape job) is not
+requested.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -36,6 +40,7 @@ from aegis.executor.client import ExecutorClient
 from aegis.executor.errors import ExecutorUnreachable
 from aegis.incidents import telemetry
 from aegis.incidents.models import Alert, Incident
+from aegis.incidents.schemas import EnginePrediction
 from aegis.safety import detect
 from aegis.safety import service as safety
 
@@ -110,9 +115,18 @@ def _ask_engine(
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = f"HTTP {response.status_code}"
-        raise AegisError(f"engine answered {response.status_code}: {message}")
-    result: dict[str, Any] = response.json()
-    return result
+        raise AegisError(f"answered {response.status_code}: {str(message)[:200]}")
+    try:
+        result = response.json()
+        EnginePrediction.model_validate(result)
+    except ValueError as exc:  # not JSON, or not a prediction (ValidationError)
+        why = "not JSON"
+        if isinstance(exc, ValidationError):
+            error = exc.errors()[0]
+            why = ".".join(str(p) for p in ("answer", *error["loc"])) + ": " + error["msg"]
+        raise AegisError(f"answered 200 without a prediction ({why})") from None
+    prediction: dict[str, Any] = result
+    return prediction
 
 
 def predict_pending(
@@ -362,9 +376,13 @@ def _recommend(
         return  # the engine's best advice is to do nothing
     top = ranked[0]
     target = top.get("target") or {}
+    if not target.get("namespace") or not target.get("name"):
+        # The alert's own labels name the target; the incident's workload may be another kind
+        # of object (a statefulset, a service, a scrape job) and must not stand in for it.
+        log.warning("recommendation_without_target", incident_id=incident.id, action=top["action"])
+        return
     model = prediction.get("model") or {}
-    namespace = target.get("namespace") or incident.namespace
-    if namespace != incident.namespace:
+    if target["namespace"] != incident.namespace:
         # The engine names a namespace the incident is not in: never act on it, ask a human.
         with database.unit_of_work() as session:
             safety.raise_flag(
@@ -373,31 +391,36 @@ def _recommend(
                 subject_kind="incident",
                 subject_id=str(incident.id),
                 excerpt=(
-                    f"the AI engine recommended {top['action']} in namespace {namespace!r}; "
-                    f"the incident is in {incident.namespace!r}"
+                    f"the AI engine recommended {top['action']} in namespace "
+                    f"{target['namespace']!r}; the incident is in {incident.namespace!r}"
                 ),
                 actor=SAFETY_SCREEN,
             )
         log.warning("recommendation_target_mismatch", incident_id=incident.id)
         return
-    body = ActionCreate(
-        action=top["action"],
-        namespace=namespace,
-        name=target.get("name") or incident.workload,
-        params=top.get("params") or {},
-        idempotency_key=f"incident-{incident.id}-{top['action']}-{model.get('digest', '')[:16]}",
-        reason=str(top.get("explanation", ""))[:2000],
-        incident_id=incident.id,
-        incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
-        confidence=float(top.get("confidence", 0.0)),
-        severity=incident.severity,
-        model_digest=str(model.get("digest", ""))[:128] or None,
-    )
+    digest = str(model.get("digest", ""))
     try:
+        body = ActionCreate(
+            action=top["action"],
+            namespace=target["namespace"],
+            name=target["name"],
+            params=top.get("params") or {},
+            idempotency_key=f"incident-{incident.id}-{top['action']}-{digest[:16]}",
+            reason=str(top.get("explanation", ""))[:2000],
+            incident_id=incident.id,
+            incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
+            confidence=float(top.get("confidence", 0.0)),
+            severity=incident.severity,
+            model_digest=digest[:128] or None,
+        )
         with database.unit_of_work() as session:
             actions_service.request_action(
                 session=session, settings=settings, body=body, actor=ENGINE_ACTOR
             )
+    except ValidationError as exc:  # e.g. a namespace label longer than Kubernetes allows
+        error = exc.errors()[0]
+        why = ".".join(str(p) for p in error["loc"]) + ": " + error["msg"]
+        log.warning("recommendation_not_requested", incident_id=incident.id, error=why)
     except AegisError as exc:
         log.warning("recommendation_not_requested", incident_id=incident.id, error=exc.message)
 

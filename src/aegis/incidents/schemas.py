@@ -33,6 +33,34 @@ class WebhookPayload(BaseModel):
     truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0, le=MAX_DB_INT)
 
 
+class EngineTarget(BaseModel):
+    namespace: str | None = None
+    name: str | None = None
+
+
+class EngineRecommendation(BaseModel):
+    action: str
+    target: EngineTarget | None = None
+    params: dict[str, Any] | None = None
+    confidence: float = 0.0
+    explanation: str = ""
+    incident_kind: str | None = None
+
+
+class EngineModelRef(BaseModel):
+    digest: str = ""
+
+
+class EnginePrediction(BaseModel):
+    """What the backend reads of the engine's ``/predict`` answer (the rest is stored as sent):
+    an answer without this shape is no prediction."""
+
+    severity: dict[str, Any] | None = None
+    recommendations: list[EngineRecommendation] | None = None
+    model: EngineModelRef | None = None
+    incident_kind: str | None = None
+
+
 class IngestResult(BaseModel):
     received: int
     new_alerts: int

@@ -6,9 +6,15 @@
   ``deployment``, ``statefulset``, ``daemonset``, ``service``, ``job``, ``app``, ``pod`` (else the
   alert name) — join that workload's open incident, or open a new one.
 * An incident resolves when every one of its alerts has resolved; a resolved alert that fires
-  again joins the workload's open incident (or a new one).
+  again (a later ``startsAt``) joins the workload's open incident (or a new one). A notification
+  older than what is stored — a firing that started before the stored resolution's ``endsAt``, a
+  resolution that ended before the stored ``startsAt`` — is a late copy (an Alertmanager peer's
+  retry): counted as a duplicate, it neither reopens nor resolves anything.
 * Every new alert, resolution, opened and resolved incident is an audit event, appended in the
   same transaction as the change.
+* Label values are stored whole in the alert's labels; the incident's title, namespace and
+  workload and the alert's name are cut to their columns' widths (512, 256, 256, 256
+  characters), so one long label never refuses a webhook (on PostgreSQL it did, alerts and all).
 * Webhooks that touch the same alerts or workloads are ingested one at a time: an Alertmanager
   HA pair delivers the same notification twice at once, and both copies must find one alert and
   one incident. On PostgreSQL each webhook takes a transaction-scoped advisory lock per
@@ -28,7 +34,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import String, Table, select, text
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
@@ -70,6 +76,12 @@ def group_key(namespace: str, workload: str) -> str:
 def _placement(labels: dict[str, str]) -> tuple[str, str, str]:
     namespace, workload = workload_of(labels)
     return namespace, workload, group_key(namespace, workload)
+
+
+def _clipped(column: str, value: str, table: Table = INCIDENTS) -> str:
+    """``value`` cut to the width of ``table``'s ``column``: PostgreSQL refuses a longer one
+    (and with it the whole webhook), SQLite keeps it. The alert's labels keep the whole value."""
+    return value[: cast(String, table.c[column].type).length]
 
 
 def _open_incident(incident_id: int, severity: str) -> dict[str, Any]:
@@ -129,10 +141,10 @@ class _Batch:
             created[key] = {
                 "group_key": key,
                 "status": "open",
-                "title": alert.labels.get("alertname", "alert"),
+                "title": _clipped("title", alert.labels.get("alertname", "alert")),
                 "severity": _severity(alert.labels),
-                "namespace": namespace,
-                "workload": workload,
+                "namespace": _clipped("namespace", namespace),
+                "workload": _clipped("workload", workload),
                 "prediction": None,
                 "prediction_status": "pending",
                 "prediction_note": "",
@@ -210,6 +222,7 @@ def ingest(
                 ALERTS.c.incident_id,
                 ALERTS.c.alertname,
                 ALERTS.c.received_count,
+                ALERTS.c.starts_at,
                 ALERTS.c.ends_at,
             ).where(ALERTS.c.fingerprint.in_(list(alerts)))
         )
@@ -223,7 +236,9 @@ def ingest(
     batch.resolving = {  # incidents one of whose firing alerts resolves in this webhook
         stored["incident_id"]
         for fp, stored in existing.items()
-        if alerts[fp].status == "resolved" and stored["status"] == "firing"
+        if alerts[fp].status == "resolved"
+        and stored["status"] == "firing"
+        and not _stale(alerts[fp], stored)
     }
     if batch.resolving:  # the incidents these resolutions may close, in one query
         batch.stored_incidents = {
@@ -236,7 +251,11 @@ def ingest(
         [
             a
             for fp, a in alerts.items()
-            if a.status == "firing" and (fp not in existing or existing[fp]["status"] == "resolved")
+            if a.status == "firing"
+            and (
+                fp not in existing
+                or (existing[fp]["status"] == "resolved" and not _stale(a, existing[fp]))
+            )
         ]
     )
     for fingerprint, incoming in alerts.items():
@@ -276,7 +295,7 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
             {
                 "fingerprint": incoming.fingerprint,
                 "incident_id": incident_id,
-                "alertname": incoming.labels.get("alertname", ""),
+                "alertname": _clipped("alertname", incoming.labels.get("alertname", ""), ALERTS),
                 "status": "firing",
                 "labels": incoming.labels,
                 "annotations": incoming.annotations,
@@ -300,11 +319,12 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
         "received_count": stored["received_count"] + 1,
         "last_received_at": batch.now,
         "status": stored["status"],
+        "starts_at": stored["starts_at"],
         "ends_at": stored["ends_at"],
         "incident_id": stored["incident_id"],
     }
     batch.changed_alerts[stored["id"]] = change
-    if incoming.status == stored["status"]:
+    if incoming.status == stored["status"] or _stale(incoming, stored):
         batch.result.duplicates += 1
         return
     if incoming.status == "resolved":
@@ -323,7 +343,9 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
         return
     # resolved -> firing again: it joins the workload's open incident
     incident_id = batch.incident_for(incoming)
-    change.update(status="firing", ends_at=None, incident_id=incident_id)
+    change.update(
+        status="firing", starts_at=incoming.starts_at, ends_at=None, incident_id=incident_id
+    )
     batch.result.new_alerts += 1
     batch.audit(
         "alert.received",
@@ -333,6 +355,28 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
         incident_id=incident_id,
         refired=True,
     )
+
+
+def _known_time(value: datetime | None) -> datetime | None:
+    """``value`` in UTC (SQLite gives naive UTC back); None for Go's zero time, which
+    Alertmanager sends for a time it does not know."""
+    if value is None or value.year == 1:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _stale(incoming: WebhookAlert, stored: dict[str, Any]) -> bool:
+    """Whether ``incoming`` is a late copy of a notification the stored state has moved past
+    (an Alertmanager peer's retry delivered after the other peer's newer notification): a
+    firing that started before the alert's stored resolution ended it, or a resolution that
+    ended before the alert fired again."""
+    if incoming.status == "firing" and stored["status"] == "resolved":
+        mark, since = _known_time(incoming.starts_at), _known_time(stored["ends_at"])
+    elif incoming.status == "resolved" and stored["status"] == "firing":
+        mark, since = _known_time(incoming.ends_at), _known_time(stored["starts_at"])
+    else:
+        return False
+    return mark is not None and since is not None and mark < since
 
 
 def _resolve_finished_incidents(batch: _Batch) -> None:

@@ -94,7 +94,32 @@ def test_a_refiring_alert_opens_a_new_incident_after_resolution(
 ) -> None:
     hook(alert("A"))
     hook(alert("A", status="resolved"))
+    hook({**alert("A"), "startsAt": "2026-11-23T10:30:00Z"})  # fires again after its end
+    statuses = sorted(i["status"] for i in _incidents(client, database))  # type: ignore[type-var]
+    assert statuses == ["open", "resolved"]
+
+
+def test_a_late_copy_of_a_firing_notification_does_not_reopen_a_resolved_alert(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    """An Alertmanager peer's retry of the firing notification arrives after the other peer's
+    resolution: its startsAt is before the resolution's endsAt, it is the same firing."""
     hook(alert("A"))
+    hook(alert("A", status="resolved"))
+    late = hook(alert("A"))
+    assert (late["new_alerts"], late["duplicates"]) == (0, 1)
+    statuses = [i["status"] for i in _incidents(client, database)]
+    assert statuses == ["resolved"]
+
+
+def test_a_late_copy_of_a_resolution_does_not_resolve_the_alert_firing_again(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    hook(alert("A"))
+    hook(alert("A", status="resolved"))
+    hook({**alert("A"), "startsAt": "2026-11-23T10:30:00Z"})
+    late = hook(alert("A", status="resolved"))  # ended 10:05, before it fired again
+    assert (late["resolved_alerts"], late["duplicates"]) == (0, 1)
     statuses = sorted(i["status"] for i in _incidents(client, database))  # type: ignore[type-var]
     assert statuses == ["open", "resolved"]
 
@@ -228,3 +253,20 @@ def test_one_webhook_can_resolve_several_incidents(
     assert result["resolved_alerts"] == 2
     statuses = {i["workload"]: i["status"] for i in _incidents(client, database)}
     assert statuses == {"web": "resolved", "api": "resolved", "db": "open"}
+
+
+def test_a_label_longer_than_its_column_does_not_refuse_the_webhook(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    """The other alerts of the webhook are not lost with it (Alertmanager would retry the whole
+    group, and be refused again): the incident shows the value cut, the alert keeps it whole."""
+    long_name = "w" * 300
+    result = hook(alert("A" * 600, deployment=long_name), alert("B", deployment="api"))
+    assert result["new_alerts"] == 2
+    viewer = factories.signed_in(client, database, "viewer")
+    incidents = {i["workload"]: i for i in _incidents(client, database)}
+    long_one = incidents[long_name[:256]]
+    assert long_one["title"] == "A" * 512 and "api" in incidents
+    detail = client.get(f"/api/v1/incidents/{long_one['id']}", headers=viewer).json()
+    assert detail["alerts"][0]["labels"]["deployment"] == long_name
+    assert detail["alerts"][0]["alertname"] == "A" * 256

@@ -3,13 +3,17 @@ without the engine, incidents are kept and say why (fallback mode)."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
@@ -38,6 +42,8 @@ ALLOW_AI = {
     "actions": ["*"],
     "resources": {"namespaces": ["demo"], "names": ["*"]},
 }
+# KubePodCrashLooping (kube-state-metrics) names the pod: the target of the engine's delete_pod
+CRASHING_POD = "web-5d4f8b7c9-x2k4q"
 
 
 def _seed(
@@ -46,10 +52,11 @@ def _seed(
     database: Database,
     name: str,
     starts_at: str | None = None,
+    **labels: str,
 ) -> dict[str, str]:
     admin = factories.signed_in(api, database, "admin")
     api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
-    raised = alert(name, namespace="demo", deployment="web", severity="critical")
+    raised = alert(name, namespace="demo", deployment="web", severity="critical", **labels)
     if starts_at is not None:
         raised["startsAt"] = starts_at
     deliver(api, settings.secret("alert_webhook_token"), raised)
@@ -81,7 +88,7 @@ def test_incident_gets_a_prediction_and_the_recommendation_becomes_an_action(
         TestClient(create_app(settings)) as api,
         _engine(settings) as engine,
     ):
-        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        admin = _seed(api, settings, database, "KubePodCrashLooping", pod=CRASHING_POD)
         assert jobs.predict_pending(database, settings, engine) == 1
         incident: dict[str, Any] = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
         actions = api.get("/api/v1/actions", headers=admin).json()["items"]
@@ -95,6 +102,7 @@ def test_incident_gets_a_prediction_and_the_recommendation_becomes_an_action(
     assert action["model_digest"] == prediction["model"]["digest"][:128]
     assert action["action"] == prediction["recommendations"][0]["action"]
     assert action["confidence"] == prediction["recommendations"][0]["confidence"]
+    assert (action["namespace"], action["name"]) == ("demo", CRASHING_POD)
 
 
 def test_without_the_engine_incidents_are_kept_and_say_why(
@@ -196,7 +204,7 @@ def test_two_backends_ask_the_engine_about_an_incident_once(
 
         first.event_hooks["request"].append(first_waits)
         second.event_hooks["request"].append(lambda _: asked.append("second"))
-        admin = _seed(api, settings, database, "KubePodCrashLooping")
+        admin = _seed(api, settings, database, "KubePodCrashLooping", pod=CRASHING_POD)
         assert jobs.predict_pending(database, settings, first) == 1
         incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
         actions = api.get("/api/v1/actions", headers=admin).json()["items"]
@@ -314,3 +322,120 @@ def test_an_incident_resolved_before_it_was_asked_about_says_so(
     assert incident["status"] == "resolved"
     assert incident["prediction_status"] == "skipped"
     assert "resolved before" in incident["prediction_note"]
+
+
+def test_a_recommendation_acts_only_on_the_target_the_alert_names(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """An alert naming no deployment or pod (here a scrape job's) is grouped under that job's
+    name, but the engine's recommendation has no target: no action is requested on a pod or
+    deployment of the job's name, which the alert never concerned."""
+    settings = _asking(make_settings, db_url)
+    raised = alert("KubePodCrashLooping", namespace="demo", severity="critical")
+    del raised["labels"]["deployment"]
+    raised["labels"]["job"] = "kube-state-metrics"
+    with (
+        TestClient(create_app(settings)) as api,
+        _engine(settings) as engine,
+    ):
+        admin = factories.signed_in(api, database, "admin")
+        api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
+        deliver(api, settings.secret("alert_webhook_token"), raised)
+        assert jobs.predict_pending(database, settings, engine) == 1
+        incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert incident["workload"] == "kube-state-metrics"
+    assert incident["prediction_status"] == "ok"
+    assert incident["prediction"]["recommendations"][0]["action"] != "none"
+    assert actions == []
+
+
+@contextmanager
+def _answering(body: bytes) -> Iterator[str]:
+    """Not an engine: an HTTP server answering every POST with 200 and ``body`` (a proxy's
+    page, a service put at the wrong URL, an engine gone wrong). Yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"<html>Welcome to nginx!</html>",
+        b"[]",
+        b'{"severity": "high"}',
+        b'{"recommendations": ["restart everything"]}',
+        b'{"recommendations": [{"action": "delete_pod", "target": "demo/web"}]}',
+    ],
+)
+def test_an_answer_that_is_not_a_prediction_is_the_fallback(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, answer: bytes
+) -> None:
+    """Every incident of the pass is stored without a prediction and says why; none is left
+    claimed (``predicting``) until its lease runs out, to be asked again and again."""
+    with _answering(answer) as url:
+        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
+        with TestClient(create_app(settings)) as api:
+            admin = _seed(api, settings, database, "KubePodCrashLooping")
+            deliver(
+                api,
+                settings.secret("alert_webhook_token"),
+                alert("HighErrorRate", namespace="demo", deployment="api"),
+            )
+            handled = jobs.predict_pending(database, settings)
+            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+            actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert handled == 2
+    assert [i["prediction_status"] for i in incidents] == ["unavailable", "unavailable"]
+    assert all(
+        i["prediction_note"].startswith(
+            "stored without a prediction: AI engine answered 200 without a prediction ("
+        )
+        for i in incidents
+    )
+    assert actions == []
+
+
+def test_a_recommendation_that_cannot_be_an_action_request_does_not_stop_the_pass(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """A namespace label longer than Kubernetes allows makes a target no action request can
+    have: that incident keeps its prediction without an action, and the next one is asked."""
+    settings = _asking(make_settings, db_url)
+    token = settings.secret("alert_webhook_token")
+    with (
+        TestClient(create_app(settings)) as api,
+        _engine(settings) as engine,
+    ):
+        admin = factories.signed_in(api, database, "admin")
+        api.post("/api/v1/policy", json=ALLOW_AI, headers=admin)
+        deliver(api, token, alert("KubePodCrashLooping", namespace="n" * 70, pod=CRASHING_POD))
+        deliver(api, token, alert("KubePodCrashLooping", namespace="demo", pod=CRASHING_POD))
+        handled = jobs.predict_pending(database, settings, engine)
+        incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+        actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert handled == 2
+    assert [i["prediction_status"] for i in incidents] == ["ok", "ok"]
+    assert [(a["namespace"], a["name"]) for a in actions] == [("demo", CRASHING_POD)]

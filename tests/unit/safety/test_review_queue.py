@@ -195,7 +195,11 @@ def test_a_recommendation_the_policy_denies_is_flagged(
         deny = {**AI_POLICY, "id": "ai-never", "effect": "deny"}
         assert api.post("/api/v1/policy", json=deny, headers=admin).status_code == 201
         raised = alert(
-            "KubePodCrashLooping", namespace="demo", deployment="web", severity="critical"
+            "KubePodCrashLooping",
+            namespace="demo",
+            deployment="web",
+            severity="critical",
+            pod="web-5d4f8b7c9-x2k4q",
         )
         deliver(api, settings.secret("alert_webhook_token"), raised)
         assert jobs.predict_pending(database, settings, engine, executor=executor) == 1
@@ -205,7 +209,11 @@ def test_a_recommendation_the_policy_denies_is_flagged(
     assert [(f["reason"], f["subject_kind"], f["subject_id"]) for f in flags] == [
         ("denied_recommendation", "action", actions[0]["id"])
     ]
-    assert "ai-never" in flags[0]["excerpt"] or "deny" in flags[0]["excerpt"]
+    action = actions[0]
+    assert (
+        flags[0]["excerpt"]
+        == (f"{action['action']} demo/{action['name']}: {action['decision_reason']}")[:200]
+    )
 
 
 def test_a_recommendation_for_another_namespace_is_flagged_and_never_requested(
