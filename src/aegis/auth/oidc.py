@@ -101,7 +101,7 @@ class OIDCValidator:
         except jwt.PyJWTError:
             raise TokenInvalid("token malformed") from None
         alg = header.get("alg")
-        if alg not in ASYMMETRIC:
+        if not isinstance(alg, str) or alg not in ASYMMETRIC:  # a JSON list or object: no name
             raise TokenInvalid(f"token algorithm {alg!r} not allowed")
         if not header.get("kid"):
             raise TokenInvalid("token has no key id")

@@ -314,3 +314,24 @@ def test_a_subject_that_cannot_name_a_caller_is_401_in_one_line(
     assert response.json()["error"]["message"] == (
         "token subject is not 1 to 255 printable characters"
     )
+
+
+@pytest.mark.parametrize("alg", [{"name": "RS256"}, ["RS256"]], ids=["object", "list"])
+def test_an_algorithm_that_is_not_a_name_is_401_and_audited(
+    provider: Provider,
+    db_url: str,
+    database: Database,
+    make_settings: Callable[..., Settings],
+    alg: object,
+) -> None:
+    settings = make_settings(
+        database_url=db_url, oidc_issuer=provider.issuer, oidc_audience="aegis"
+    )
+    header = _b64({"alg": alg, "kid": provider.add_key()})
+    token = f"{header}.{_b64({'sub': 'x', 'iss': provider.issuer})}.c2ln"
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_invalid"
+    assert "not allowed" in response.json()["error"]["message"]
+    assert len(factories.audit_events(database, "authentication.failed")) == 1
