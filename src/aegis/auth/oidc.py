@@ -6,11 +6,17 @@ asymmetric algorithm the JWK allows (``alg: none``, HS* and a kid absent from th
 refused), issuer, audience, expiry and not-before with a small clock skew. Roles come from a
 configurable claim (``groups`` by default) mapped to Aegis roles.
 
+The caller's name is the token's ``sub``: the one claim the issuer keeps stable and unique for
+a user (OpenID Connect Core 5.7). ``preferred_username`` and ``email`` are neither: a user may
+change them, and a token may leave them out, so a name taken from them would let one person
+request under one name and approve under another.
+
 ``validate_oidc_token`` and ``get_actor_from_token`` keep the names runbook_complete.md uses.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -35,6 +41,7 @@ ASYMMETRIC = {
     "EdDSA",
 }
 CLOCK_SKEW_S = 30
+SUBJECT_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"  # OIDC Core: sub is at most 255 ASCII characters
 
 
 class OIDCValidator:
@@ -94,7 +101,7 @@ class OIDCValidator:
         except jwt.PyJWTError:
             raise TokenInvalid("token malformed") from None
         alg = header.get("alg")
-        if alg not in ASYMMETRIC:
+        if not isinstance(alg, str) or alg not in ASYMMETRIC:  # a JSON list or object: no name
             raise TokenInvalid(f"token algorithm {alg!r} not allowed")
         if not header.get("kid"):
             raise TokenInvalid("token has no key id")
@@ -142,8 +149,10 @@ class OIDCValidator:
 
     def actor(self, token: str) -> Actor:
         claims = self.validate(token)
-        name = str(claims.get("preferred_username") or claims.get("email") or claims["sub"])
-        return Actor(name=name, roles=self.roles_for(claims), kind="oidc", claims=claims)
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not re.fullmatch(SUBJECT_PATTERN, subject):
+            raise TokenInvalid("token subject is not 1 to 255 printable characters")
+        return Actor(name=subject, roles=self.roles_for(claims), kind="oidc", claims=claims)
 
 
 def validate_oidc_token(token: str, *, validator: OIDCValidator) -> dict[str, Any]:

@@ -50,7 +50,9 @@ class MemoryStore:
         with self._lock:
             now = time.monotonic()
             tat = max(self._tat.get(key, now), now)
-            allow_at = tat + emission - limit * emission
+            # as (limit - 1) intervals: ``tat + emission - limit * emission`` rounds above ``tat``
+            # for some clock readings, which refused the first request of a limit of one
+            allow_at = tat - (limit - 1) * emission
             if now < allow_at:
                 return Verdict(False, allow_at - now)
             self._tat[key] = tat + emission

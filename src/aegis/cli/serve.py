@@ -38,7 +38,7 @@ def serve(
     else:
         _, database = open_database(settings)
     database.dispose()
-    server.serve(_build(service, settings), sock)
+    server.serve(_build(service, settings), sock, trusted_proxies=settings.trusted_proxies)
 
 
 def _build(service: Service, settings: Settings) -> FastAPI:

@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("MAX_BODY_BYTES", "max_body_bytes")
     )
+    # Addresses or networks (comma-separated) of the proxies whose X-Forwarded-For names the
+    # client. Empty: nobody's, so a caller cannot pick the address its limits are counted under.
+    trusted_proxies: str = Field("", validation_alias=_env("TRUSTED_PROXIES", "trusted_proxies"))
 
     # --- services ----------------------------------------------------------------------------
     backend_host: str = Field("127.0.0.1", validation_alias=_env("BACKEND_HOST", "backend_host"))

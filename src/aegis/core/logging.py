@@ -40,10 +40,14 @@ def configure_logging(
     *, level: str = "INFO", json_output: bool = True, service: str = "aegis"
 ) -> None:
     """Route stdlib and structlog output through one JSON (or console) renderer on stderr."""
+    # The console's tracebacks are plain: structlog's default (rich, when installed) prints every
+    # frame's local variables, and a login that fails on the database holds the password in one.
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -13,10 +13,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
+from aegis.actions import jobs
 from aegis.auth.errors import TokenInvalid
 from aegis.auth.oidc import OIDCValidator, get_actor_from_token, validate_oidc_token
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
+from aegis.database.core import Database
+from aegis.executor.app import create_app as executor_app
+from aegis.executor.client import ExecutorClient
+from tests.support import factories
 from tests.support.oidc_provider import Provider
 
 
@@ -48,7 +53,7 @@ def test_valid_token_gives_actor_with_mapped_roles(
     claims = validate_oidc_token(token, validator=validator)
     actor = get_actor_from_token(token, validator=validator)
     assert claims["sub"] == "user-1"
-    assert actor.name == "olivia"
+    assert actor.name == "user-1"  # the stable subject, not preferred_username
     assert actor.roles == frozenset({"operator", "approver"})
     assert actor.kind == "oidc"
 
@@ -180,7 +185,7 @@ def test_api_accepts_oidc_bearer_tokens(
             "/api/v1/auth/me", headers={"Authorization": f"Bearer {token[:-4]}AAAA"}
         )
     assert response.status_code == 200
-    assert response.json() == {"name": "olivia", "roles": ["viewer"], "kind": "oidc"}
+    assert response.json() == {"name": "user-1", "roles": ["viewer"], "kind": "oidc"}
     assert forged.status_code == 401
 
 
@@ -235,3 +240,98 @@ def test_groups_naming_roles_directly_count_and_unknown_groups_give_nothing(
     assert validator.actor(token).roles == frozenset({"viewer", "operator", "approver"})
     nobody = provider.token(provider.add_key(), groups="wizards")
     assert validator.actor(nobody).roles == frozenset()
+
+
+def test_one_identity_cannot_approve_its_own_request_under_another_name(
+    provider: Provider,
+    db_url: str,
+    database: Database,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Four eyes hold per IdP subject: a second token of the same user that names them
+    differently (no preferred_username, so only an email) is still the requester."""
+    settings = make_settings(
+        database_url=db_url,
+        executor_backend="local",
+        oidc_issuer=provider.issuer,
+        oidc_audience="aegis",
+        oidc_role_map={"sre-oncall": ["operator", "approver"]},
+    )
+    kid = provider.add_key()
+    as_olivia = {"Authorization": f"Bearer {provider.token(kid)}"}
+    by_email = provider.token(kid, preferred_username=None, email="olivia@example.com")
+    with (
+        TestClient(create_app(settings)) as api,
+        TestClient(executor_app(settings), base_url="http://executor") as ex,
+    ):
+        admin = factories.signed_in(api, database, "admin")
+        policy = {
+            "id": "scaling",
+            "effect": "require_approval",
+            "subjects": ["role:operator"],
+            "actions": ["scale_deployment"],
+            "resources": {"namespaces": ["demo"], "names": ["*"]},
+        }
+        assert api.post("/api/v1/policy", json=policy, headers=admin).status_code == 201
+        action = api.post(
+            "/api/v1/actions",
+            json={
+                "action": "scale_deployment",
+                "namespace": "demo",
+                "name": "web",
+                "params": {"replicas": 5},
+                "idempotency_key": "olivia-1",
+                "reason": "load",
+            },
+            headers=as_olivia,
+        ).json()
+        executor = ExecutorClient(
+            "http://executor", settings.secret("executor_hmac_secret"), http=ex
+        )
+        jobs.tick(database, settings, executor)  # the dry run gives the hash to approve
+        pending = api.get(f"/api/v1/actions/{action['id']}", headers=as_olivia).json()
+        own = api.post(
+            f"/api/v1/actions/{action['id']}/approve",
+            json={"approval_hash": pending["approval_hash"]},
+            headers={"Authorization": f"Bearer {by_email}"},
+        )
+    assert pending["status"] == "pending_approval"
+    assert own.status_code == 403
+    assert own.json()["error"]["code"] == "self_approval_forbidden"
+
+
+@pytest.mark.parametrize("subject", ["u" * 256, "olivia\nadmin"], ids=["too long", "control"])
+def test_a_subject_that_cannot_name_a_caller_is_401_in_one_line(
+    provider: Provider, db_url: str, make_settings: Callable[..., Settings], subject: str
+) -> None:
+    settings = make_settings(
+        database_url=db_url, oidc_issuer=provider.issuer, oidc_audience="aegis"
+    )
+    token = provider.token(provider.add_key(), sub=subject)
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/v1/users", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == (
+        "token subject is not 1 to 255 printable characters"
+    )
+
+
+@pytest.mark.parametrize("alg", [{"name": "RS256"}, ["RS256"]], ids=["object", "list"])
+def test_an_algorithm_that_is_not_a_name_is_401_and_audited(
+    provider: Provider,
+    db_url: str,
+    database: Database,
+    make_settings: Callable[..., Settings],
+    alg: object,
+) -> None:
+    settings = make_settings(
+        database_url=db_url, oidc_issuer=provider.issuer, oidc_audience="aegis"
+    )
+    header = _b64({"alg": alg, "kid": provider.add_key()})
+    token = f"{header}.{_b64({'sub': 'x', 'iss': provider.issuer})}.c2ln"
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_invalid"
+    assert "not allowed" in response.json()["error"]["message"]
+    assert len(factories.audit_events(database, "authentication.failed")) == 1

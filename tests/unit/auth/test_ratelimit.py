@@ -33,6 +33,12 @@ def test_allows_exactly_the_limit_then_refuses_with_retry_after(store: RateLimit
     assert 0 < verdicts[-1].retry_after_s <= 12.5  # one emission interval is 12 s
 
 
+def test_a_limit_of_one_allows_the_first_request_of_every_key(store: RateLimitStore) -> None:
+    first = [store.hit(f"one-{i}", limit=1, period_s=60).allowed for i in range(200)]
+    second = [store.hit(f"one-{i}", limit=1, period_s=60).allowed for i in range(200)]
+    assert all(first) and not any(second)
+
+
 def test_keys_are_independent(store: RateLimitStore) -> None:
     for _ in range(3):
         store.hit("a", limit=3, period_s=60)
