@@ -48,8 +48,14 @@ class Releases:
     def push(self, version: str) -> Path:
         """Train, build and sign ``version``, push it to ``tmp/store/VERSION`` (the push checks
         the signature against ``pub``); it lands in staging. Returns the archive."""
-        source, archive = self.tmp / f"m{version}", self.tmp / f"m{version}.tar.gz"
+        source = self.tmp / f"m{version}"
         export_model_dir(train(version=version), source)
+        return self.push_source(source, version)
+
+    def push_source(self, source: Path, version: str) -> Path:
+        """Build the model folder ``source`` as ``version``, sign it and push it (as
+        :meth:`push`), whatever the folder holds. Returns the archive."""
+        archive = self.tmp / f"{source.name}.tar.gz"
         registry_service.build_archive(source, archive, name=MODEL, version=version)
         signature = registry_service.sign_archive(archive, self.key)
         with self.database.unit_of_work() as session:

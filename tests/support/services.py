@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +99,17 @@ def fresh_database(backend: str, template: Any, tmp_path: Path) -> Iterator[str]
         yield pg_url(name)
     finally:
         drop_pg_database(name)
+
+
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on a free loopback port answering with ``handler``; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -30,7 +30,7 @@ from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs, telemetry
 from tests.support import factories, promstack
 from tests.support.alerts import alert, deliver
-from tests.support.services import free_port
+from tests.support.services import free_port, serving
 
 STEP = 15
 NOW = time.time()
@@ -354,14 +354,8 @@ def garbled_prometheus() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_answers_that_are_not_what_was_asked_are_noted_not_fatal(

@@ -179,10 +179,23 @@ def test_approval_is_four_eyes_and_bound_to_the_exact_diff(world: World) -> None
     _chain_ok(world)
 
 
-def test_approval_is_voided_when_the_cluster_changed_before_acting(world: World) -> None:
-    from datetime import UTC, datetime
+def _scale_by_hand(world: World, replicas: int) -> None:
+    """Someone scales demo/web with kubectl, outside Aegis."""
+    world.cluster.apply(
+        ExecutorActionRequest(
+            action_id="manual",
+            action="scale_deployment",
+            namespace="demo",
+            name="web",
+            params={"replicas": replicas},
+            idempotency_key="manual",
+            requested_by="kubectl",
+        ),
+        now=datetime.now(UTC),
+    )
 
-    from aegis.executor.schemas import ExecutorActionRequest
+
+def test_approval_is_voided_when_the_cluster_changed_before_acting(world: World) -> None:
 
     action = world.request(action="scale_deployment", params={"replicas": 5}).json()
     world.tick()
@@ -193,18 +206,7 @@ def test_approval_is_voided_when_the_cluster_changed_before_acting(world: World)
         headers=world.approver,
     )
     # someone scales web to 4 by hand: the approved change (3 -> 5) is no longer what would run
-    world.cluster.apply(
-        ExecutorActionRequest(
-            action_id="manual",
-            action="scale_deployment",
-            namespace="demo",
-            name="web",
-            params={"replicas": 4},
-            idempotency_key="manual",
-            requested_by="kubectl",
-        ),
-        now=datetime.now(UTC),
-    )
+    _scale_by_hand(world, 4)
     world.tick()
     voided = world.action(action["id"])
     assert voided["status"] == "pending_approval" and voided["approved_by"] is None
@@ -308,18 +310,7 @@ def test_a_voided_approval_waits_for_a_new_one_only_as_long_as_the_ttl_says(
         headers=world.approver,
     )
     assert approved.status_code == 200
-    world.cluster.apply(  # web scaled by hand: the approved change is no longer what would run
-        ExecutorActionRequest(
-            action_id="manual",
-            action="scale_deployment",
-            namespace="demo",
-            name="web",
-            params={"replicas": 4},
-            idempotency_key="manual",
-            requested_by="kubectl",
-        ),
-        now=datetime.now(UTC),
-    )
+    _scale_by_hand(world, 4)  # the approved change is no longer what would run
 
     jobs.tick(world.database, settings, world.executor)
 

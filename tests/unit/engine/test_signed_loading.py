@@ -18,10 +18,7 @@ from aegis.engine.errors import ModelNotLoaded
 from aegis.engine.model import EngineModel, export_model_dir, train
 from aegis.engine.signed_loader import RetryGate, reload_if_changed, signed_loader
 from aegis.engine.state import ModelHolder, ModelMeta
-from aegis.registry import catalog
-from aegis.registry import service as registry_service
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
-from aegis.registry.keyset import load_keyset
 from tests.support.factories import audit_events
 from tests.support.releases import MODEL, Releases, promote
 
@@ -140,19 +137,10 @@ def test_a_signed_model_that_does_not_load_is_refused_audited_and_the_old_one_se
     releases.release("0.1")
     holder = ModelHolder()
     assert reload_if_changed(holder, settings, database) is True
-    source, archive = tmp_path / "broken", tmp_path / "broken.tar.gz"
+    source = tmp_path / "broken"
     export_model_dir(train(version="0.2"), source)
     (source / "model.json").write_text("{}")  # signed, verifies, but is no engine model
-    registry_service.build_archive(source, archive, name=MODEL, version="0.2")
-    with database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=registry_service.sign_archive(archive, releases.key),
-            to=(tmp_path / "store" / "0.2").as_uri(),
-            keyset=load_keyset(str(releases.pub)),
-            actor="ci",
-        )
+    releases.push_source(source, "0.2")
     promote(database, "0.2")
 
     assert reload_if_changed(holder, settings, database) is False
@@ -205,18 +193,9 @@ def test_a_signed_archive_holding_another_version_s_model_is_refused(
     releases.release("0.1")
     holder = ModelHolder()
     assert reload_if_changed(holder, settings, database) is True
-    source, archive = tmp_path / "relabelled", tmp_path / "relabelled.tar.gz"
+    source = tmp_path / "relabelled"
     export_model_dir(train(version="0.1"), source)  # last release's model, pushed as 0.2
-    registry_service.build_archive(source, archive, name=MODEL, version="0.2")
-    with database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=registry_service.sign_archive(archive, releases.key),
-            to=(tmp_path / "store" / "0.2").as_uri(),
-            keyset=load_keyset(str(releases.pub)),
-            actor="ci",
-        )
+    releases.push_source(source, "0.2")
     promote(database, "0.2")
 
     assert reload_if_changed(holder, settings, database) is False

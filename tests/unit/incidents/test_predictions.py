@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,15 +24,13 @@ from aegis.engine.app import create_app as engine_app
 from aegis.engine.model import train
 from aegis.engine.schemas import MAX_OUTCOME_STATS
 from aegis.engine.state import ModelHolder
-from aegis.executor.app import create_app as executor_app
-from aegis.executor.backends.kubernetes import KubernetesBackend
-from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs
 from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, deliver
 from tests.support.fake_kube import FakeKubeApiServer
-from tests.support.services import free_port
+from tests.support.pipeline import executor_over
+from tests.support.services import free_port, serving
 
 ALLOW_AI = {
     "id": "ai-restarts",
@@ -154,16 +151,10 @@ def test_the_engine_reads_the_workloads_log_lines_through_the_executor(
         with (
             TestClient(create_app(settings)) as api,
             _engine(settings) as engine,
-            TestClient(
-                executor_app(settings, backend=KubernetesBackend(fake.api_client())),
-                base_url="http://executor",
-            ) as executor_http,
+            executor_over(settings, fake) as executor,
         ):
             started = datetime.fromtimestamp(now - 120, tz=UTC).isoformat()
             admin = _seed(api, settings, database, "WorkloadDegraded", started)
-            executor = ExecutorClient(
-                "http://executor", settings.secret("executor_hmac_secret"), http=executor_http
-            )
             assert jobs.predict_pending(database, settings, engine, executor=executor) == 1
             incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
         log_reads = [r for r in fake.requests if r.path.endswith("/log")]
@@ -367,15 +358,8 @@ def _answering(body: bytes) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

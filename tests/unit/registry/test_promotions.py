@@ -34,6 +34,14 @@ def client(make_settings: Callable[..., Settings], db_url: str) -> Iterator[Test
         yield test_client
 
 
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> None:
+    """The ``aegis`` CLI run in process works on this test's database."""
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_JSON", "false")
+
+
 def _stage(client: TestClient, headers: dict[str, str], version: str) -> str:
     listed = client.get(MODELS, params={"name": "example_multimodal"}, headers=headers).json()
     return next(str(m["stage"]) for m in listed if m["version"] == version)
@@ -119,16 +127,11 @@ def test_requests_that_cannot_be_met_are_refused_with_one_line(
 
 
 def test_the_cli_rejects_with_four_eyes(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    db_url: str,
+    cli_env: None,
     database: Database,
     pushed: Callable[[str], Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("LOG_JSON", "false")
     pushed("0.1")
     requester = factories.user(database, "operator", "approver")
     approver = factories.user(database, "approver")
@@ -232,16 +235,11 @@ def test_a_request_left_pending_after_its_version_moved_cannot_promote_it_again(
 
 
 def test_the_cli_asks_only_for_an_operator_so_a_variant_name_cannot_pass_four_eyes(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    db_url: str,
+    cli_env: None,
     database: Database,
     pushed: Callable[[str], Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("LOG_JSON", "false")
     pushed("0.1")
     approver = factories.user(database, "approver")
     for alias in (f"{approver} ", approver.upper(), "nobody"):  # no user holds these names

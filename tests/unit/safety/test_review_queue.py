@@ -22,14 +22,13 @@ from aegis.database.core import Database
 from aegis.engine.app import create_app as engine_app
 from aegis.engine.model import train
 from aegis.engine.state import ModelHolder
-from aegis.executor.app import create_app as executor_app
-from aegis.executor.backends.kubernetes import KubernetesBackend
 from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs
 from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, deliver
 from tests.support.fake_kube import FakeKubeApiServer
+from tests.support.pipeline import executor_over
 
 SECRET = "hunter2-Sup3rSecret"
 AI_POLICY = {
@@ -70,14 +69,8 @@ def _stack(
         with (
             TestClient(create_app(settings)) as api,
             TestClient(engine_app(settings, holder=holder), base_url="http://engine") as engine,
-            TestClient(
-                executor_app(settings, backend=KubernetesBackend(fake.api_client())),
-                base_url="http://executor",
-            ) as executor_http,
+            executor_over(settings, fake) as executor,
         ):
-            executor = ExecutorClient(
-                "http://executor", settings.secret("executor_hmac_secret"), http=executor_http
-            )
             yield settings, api, engine, executor
 
 
