@@ -143,9 +143,9 @@ def reload_if_changed(
     clock: Callable[[], float] = time.monotonic,
 ) -> bool:
     """Stop a model whose signer is no longer trusted, then load the production version when it
-    is not what is served. False when nothing changed,
-    another load is still running (the start-up one), the ``gate`` holds a failed version back,
-    or the load failed (the old model keeps serving; ``holder.last_error`` says why)."""
+    is not what is served. False when nothing changed, another load is still running (the
+    start-up one), the ``gate`` holds a failed version back, or the load failed (the old model
+    keeps serving; ``holder.last_error`` says why)."""
     if holder.loading:
         return False
     stop_if_signer_untrusted(holder, settings, database)
