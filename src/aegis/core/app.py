@@ -50,9 +50,15 @@ def base_app(
             ctx.close()
 
     # No /docs or /redoc: they load Swagger UI and ReDoc from a CDN, on the console's origin.
-    # The schema itself stays at /openapi.json.
+    # The schema itself stays at /openapi.json. No redirect for a trailing slash: Starlette's
+    # builds an absolute URL from the Host header, a name the client (or a proxy) chooses.
     app = FastAPI(
-        title=title, version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title=title,
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     http.install(
