@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aegis.audit.journal import AuditWriter
 from aegis.core.config import Settings
@@ -56,10 +56,13 @@ def signed_loader(
             writer = AuditWriter(database, settings.audit_journal_path)
             record_refusal(writer, prepared.name, prepared.version, exc)
             raise
-        return model, ModelMeta(
+        # Predictions (and the action requests made from them) name the signed archive, as the
+        # registry, /health and the audit log do, not the digest of the files inside it.
+        digest = f"sha256:{prepared.digest}"
+        return replace(model, digest=digest), ModelMeta(
             name=prepared.name,
             version=prepared.version,
-            digest=f"sha256:{prepared.digest}",
+            digest=digest,
             signer=prepared.key_id,
             source="registry",
         )

@@ -13,11 +13,13 @@ from fastapi.testclient import TestClient
 
 from aegis.core.config import Settings
 from aegis.database.core import Database
+from aegis.engine import synthetic
 from aegis.engine.app import create_app
 from aegis.engine.errors import ModelNotLoaded
 from aegis.engine.model import EngineModel, export_model_dir, train
 from aegis.engine.signed_loader import RetryGate, reload_if_changed, signed_loader
 from aegis.engine.state import ModelHolder, ModelMeta
+from aegis.registry import catalog
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from tests.support.factories import audit_events
 from tests.support.releases import MODEL, Releases, promote
@@ -203,3 +205,23 @@ def test_a_signed_archive_holding_another_version_s_model_is_refused(
     assert holder.last_error and "0.2" in holder.last_error
     refused = audit_events(database, "model.load_refused")
     assert [e.resource for e in refused] == [f"model:{MODEL}/0.2"]
+
+
+def test_predictions_name_the_signed_archive_health_and_the_registry_name(
+    settings: Settings, database: Database, releases: Releases
+) -> None:
+    # Action requests record the prediction's digest: an auditor must find it in the registry.
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    with TestClient(create_app(settings, holder=holder)) as client:
+        health = client.get("/health").json()
+        answer = client.post(
+            "/predict", json={"incident": synthetic.incident()}, headers={"X-API-Key": key}
+        )
+    assert answer.status_code == 200
+    with database.unit_of_work() as session:
+        registered = catalog.production(session=session, name=MODEL)
+    assert answer.json()["model"]["digest"] == health["model"]["digest"]
+    assert health["model"]["digest"] == f"sha256:{registered.digest}"
