@@ -216,6 +216,9 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
         _retry_later(database, settings, action_id, exc.message)
         return
     except ExecutorRejected as exc:
+        if exc.executor_status == 503:  # "not now" (switched off, its stores down): nothing ran
+            _retry_later(database, settings, action_id, f"executor unavailable: {exc.message}")
+            return
         _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
         return
     _finish(database, settings, action_id, result, result.error)

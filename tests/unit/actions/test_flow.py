@@ -421,6 +421,25 @@ def test_executor_down_retries_with_backoff_then_runs_once(world: World) -> None
     assert world.action(action["id"])["status"] == "succeeded"
 
 
+def test_an_executor_that_answers_not_now_is_retried_not_failed(world: World) -> None:
+    # 503 from the executor (switched off with EXECUTOR_ENABLED=false, or its Redis or database
+    # down) executed nothing: like an unreachable executor, the action waits and is retried.
+    switched_off = world.settings.model_copy(update={"executor_enabled": False})
+    with TestClient(executor_app(switched_off), base_url="http://executor") as ex:
+        secret = world.settings.secret("executor_hmac_secret")
+        before = world.cluster.deployment("demo", "web")
+        action = world.request().json()
+        world.tick(ExecutorClient("http://executor", secret, http=ex))
+    waiting = world.action(action["id"])
+    assert (waiting["status"], waiting["attempts"]) == ("approved", 1)
+    assert "disabled" in waiting["error"]
+    assert world.cluster.deployment("demo", "web") == before
+    with world.database.unit_of_work() as session:  # skip the backoff wait
+        session.execute(update(ActionRequest).values(next_attempt_at=datetime.now(UTC)))
+    world.tick()
+    assert world.action(action["id"])["status"] == "succeeded"
+
+
 def test_unanswered_approval_expires(make_settings: Callable[..., Settings], world: World) -> None:
     action = world.request(action="scale_deployment", params={"replicas": 2}).json()
     from datetime import UTC, datetime, timedelta
