@@ -249,6 +249,7 @@ class _Clients:
     executor: ExecutorClient | None
     prometheus_down: str = ""
     executor_down: str = ""
+    engine_down: str = ""
 
 
 def _context(
@@ -308,10 +309,14 @@ def _predict(
         log.error("incident_context_failed", incident_id=incident.id, exc_info=exc)
         context = telemetry.Context(note="no metric series or log lines: reading them failed")
     try:
+        if clients.engine_down:
+            raise AegisError(clients.engine_down)
         request = _engine_request(incident, alerts, stats, context)
         prediction = _ask_engine(settings, request, clients.engine)
     except (httpx.HTTPError, AegisError) as exc:
         note = exc.message if isinstance(exc, AegisError) else f"unreachable ({type(exc).__name__})"
+        if isinstance(exc, httpx.TransportError):  # no answer at all: the rest would wait too
+            clients.engine_down = "unreachable earlier in this pass"
         _store(
             database,
             claimed,

@@ -443,6 +443,39 @@ def test_a_hung_prometheus_or_executor_is_waited_for_once_per_pass(
     assert len(prometheus.accepted) == 1 and len(executor_host.accepted) == 1
 
 
+def test_a_hung_engine_is_waited_for_once_per_pass(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    # An incident storm while the engine hangs: each incident would wait out the timeout.
+    engine_host = _Silent()
+    settings = _settings(
+        make_settings, db_url, ai_engine_url=engine_host.url, ai_engine_timeout_s=0.3
+    )
+    try:
+        with TestClient(create_app(settings)) as api:
+            admin = factories.signed_in(api, database, "admin")
+            for deployment in ("web", "api", "db"):
+                sent = deliver(
+                    api,
+                    settings.secret("alert_webhook_token"),
+                    alert("WorkloadDegraded", namespace="demo", deployment=deployment),
+                )
+                assert sent.status_code == 200
+            assert jobs.predict_pending(database, settings) == 3
+            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+    finally:
+        engine_host.close()
+
+    assert [i["prediction_status"] for i in incidents] == ["unavailable"] * 3
+    notes = sorted(i["prediction_note"] for i in incidents)
+    assert notes == [
+        "stored without a prediction: AI engine unreachable (ReadTimeout)",
+        "stored without a prediction: AI engine unreachable earlier in this pass",
+        "stored without a prediction: AI engine unreachable earlier in this pass",
+    ]
+    assert len(engine_host.accepted) == 1
+
+
 def test_the_window_reads_a_stored_naive_start_as_utc_whatever_the_local_zone(
     monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
 ) -> None:
