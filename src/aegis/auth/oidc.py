@@ -11,7 +11,9 @@ slower one fails closed, like a provider that cannot be reached.
 The caller's name is the token's ``sub``: the one claim the issuer keeps stable and unique for
 a user (OpenID Connect Core 5.7). ``preferred_username`` and ``email`` are neither: a user may
 change them, and a token may leave them out, so a name taken from them would let one person
-request under one name and approve under another.
+request under one name and approve under another. A ``sub`` that is one of Aegis's own actor
+names (:data:`aegis.auth.schemas.RESERVED_NAMES`, in any case) is refused: the caller would
+read as the AI engine, the policy engine or the system in the audit log and action requests.
 
 ``validate_oidc_token`` and ``get_actor_from_token`` keep the names runbook_complete.md uses.
 """
@@ -29,7 +31,7 @@ import jwt
 from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
 from aegis.auth.errors import TokenInvalid
-from aegis.auth.schemas import ROLES, Actor
+from aegis.auth.schemas import ROLES, Actor, is_reserved
 from aegis.core.config import Settings
 from aegis.core.upstream import IDENTITY, AnswerRefused, MiB, read
 
@@ -160,6 +162,8 @@ class OIDCValidator:
         subject = claims["sub"]
         if not isinstance(subject, str) or not re.fullmatch(SUBJECT_PATTERN, subject):
             raise TokenInvalid("token subject is not 1 to 255 printable characters")
+        if is_reserved(subject):  # it would read as one of Aegis's own services
+            raise TokenInvalid("token subject is a name Aegis reserves for its own services")
         return Actor(name=subject, roles=self.roles_for(claims), kind="oidc", claims=claims)
 
 
