@@ -23,6 +23,7 @@ class Provider:
         self.keys: dict[str, tuple[Any, str]] = {}  # kid -> (private key, alg)
         self.fetches = 0
         self.advertised_issuer: str | None = None  # what discovery says, when not the real one
+        self.jwks_uri: str | None = None  # where discovery says the keys are, when not here
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,7 +31,7 @@ class Provider:
                 if self.path == "/.well-known/openid-configuration":
                     body = {
                         "issuer": provider.advertised_issuer or provider.issuer,
-                        "jwks_uri": provider.issuer + "/jwks",
+                        "jwks_uri": provider.jwks_uri or provider.issuer + "/jwks",
                     }
                 elif self.path == "/jwks":
                     provider.fetches += 1

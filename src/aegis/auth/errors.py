@@ -33,6 +33,12 @@ class InvalidUsername(AegisError):
     status_code = 422
 
 
+class UsernameReserved(InvalidUsername):
+    """The name is one Aegis writes as the actor of its own records (``RESERVED_NAMES``)."""
+
+    code = "username_reserved"
+
+
 class RateLimited(AegisError):
     code = "rate_limited"
     status_code = 429

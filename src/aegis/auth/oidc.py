@@ -4,29 +4,36 @@ The issuer's discovery document gives the JWKS URI; the JWKS is cached and fetch
 token names a ``kid`` it does not hold (rate-limited by a cooldown). Checked: signature with an
 asymmetric algorithm the JWK allows (``alg: none``, HS* and a kid absent from the JWKS are
 refused), issuer, audience, expiry and not-before with a small clock skew. Roles come from a
-configurable claim (``groups`` by default) mapped to Aegis roles.
+configurable claim (``groups`` by default) mapped to Aegis roles. Both documents are read with a
+bound (:data:`MAX_DOCUMENT_BYTES`, within the timeout: :mod:`aegis.core.upstream`); a larger or
+slower one fails closed, like a provider that cannot be reached.
 
 The caller's name is the token's ``sub``: the one claim the issuer keeps stable and unique for
 a user (OpenID Connect Core 5.7). ``preferred_username`` and ``email`` are neither: a user may
 change them, and a token may leave them out, so a name taken from them would let one person
-request under one name and approve under another.
+request under one name and approve under another. A ``sub`` that is one of Aegis's own actor
+names (:data:`aegis.auth.schemas.RESERVED_NAMES`, in any case) is refused: the caller would
+read as the AI engine, the policy engine or the system in the audit log and action requests.
 
 ``validate_oidc_token`` and ``get_actor_from_token`` keep the names runbook_complete.md uses.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
 from typing import Any
 
 import httpx
 import jwt
-from jwt import PyJWKClient
+from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
 from aegis.auth.errors import TokenInvalid
-from aegis.auth.schemas import ROLES, Actor
+from aegis.auth.schemas import ROLES, Actor, is_reserved
 from aegis.core.config import Settings
+from aegis.core.upstream import IDENTITY, AnswerRefused, MiB, read
 
 ASYMMETRIC = {
     "RS256",
@@ -41,6 +48,9 @@ ASYMMETRIC = {
     "EdDSA",
 }
 CLOCK_SKEW_S = 30
+# The most of a discovery document or key set that is read (aegis.core.upstream); real ones are
+# a few KiB (a key set of a dozen RSA keys is under 20 KiB). Past it the token is refused.
+MAX_DOCUMENT_BYTES = MiB
 SUBJECT_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"  # OIDC Core: sub is at most 255 ASCII characters
 
 
@@ -80,13 +90,13 @@ class OIDCValidator:
             if self._jwks is None:
                 url = f"{self.issuer}/.well-known/openid-configuration"
                 try:
-                    document = httpx.get(url, timeout=self.timeout).raise_for_status().json()
+                    document = _fetch_json(url, self.timeout)
                     jwks_uri = str(document["jwks_uri"])
-                except (httpx.HTTPError, KeyError, ValueError):
+                except (httpx.HTTPError, AnswerRefused, KeyError, TypeError, ValueError):
                     raise TokenInvalid("identity provider discovery failed") from None
                 if str(document.get("issuer", "")).rstrip("/") != self.issuer:
                     raise TokenInvalid("identity provider issuer mismatch")
-                self._jwks = PyJWKClient(
+                self._jwks = _BoundedJWKClient(
                     jwks_uri,
                     cache_jwk_set=True,
                     lifespan=300,
@@ -152,7 +162,38 @@ class OIDCValidator:
         subject = claims["sub"]
         if not isinstance(subject, str) or not re.fullmatch(SUBJECT_PATTERN, subject):
             raise TokenInvalid("token subject is not 1 to 255 printable characters")
+        if is_reserved(subject):  # it would read as one of Aegis's own services
+            raise TokenInvalid("token subject is a name Aegis reserves for its own services")
         return Actor(name=subject, roles=self.roles_for(claims), kind="oidc", claims=claims)
+
+
+def _fetch_json(url: str, timeout: float) -> Any:
+    """The JSON document at ``url``, read with a bound (:data:`MAX_DOCUMENT_BYTES`)."""
+    with (
+        httpx.Client(timeout=timeout) as client,
+        client.stream("GET", url, headers=IDENTITY) as response,
+    ):
+        response.raise_for_status()
+        return json.loads(read(response, limit=MAX_DOCUMENT_BYTES))
+
+
+class _BoundedJWKClient(PyJWKClient):
+    """PyJWT's key set client with its one fetch replaced: PyJWT reads the whole answer into
+    memory; this reads at most :data:`MAX_DOCUMENT_BYTES` of it (and, like PyJWT, follows no
+    redirect). Caching, cooldown and key selection stay PyJWT's."""
+
+    def fetch_data(self) -> Any:
+        try:
+            jwk_set = _fetch_json(self.uri, self.timeout)
+        except (httpx.HTTPError, AnswerRefused, ValueError) as exc:
+            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
+            raise PyJWKClientConnectionError(f"fetching the key set failed: {why}") from None
+        if not isinstance(jwk_set, dict):
+            raise PyJWKClientError("The JWKS endpoint did not return a JSON object")
+        if self.jwk_set_cache is not None:
+            self.jwk_set_cache.put(jwk_set)
+        self._last_successful_fetch = time.monotonic()  # starts PyJWT's refresh cooldown
+        return jwk_set
 
 
 def validate_oidc_token(token: str, *, validator: OIDCValidator) -> dict[str, Any]:

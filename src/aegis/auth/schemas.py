@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -49,6 +50,27 @@ class TokenPair(BaseModel):
 
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,128}$"
+
+# The names Aegis itself writes as the actor of audit records and action requests: the AI
+# engine's principal (``actions.service.AI_ENGINE``), the Alertmanager webhook, the policy
+# decision, the executor's dry runs, the dispatcher's and re-check's "system", the backend's
+# safety screen, and "anonymous" for refused callers. No user may be named one of them, in any
+# case (:func:`is_reserved`): a person so named would write audit records that read as the
+# system's, and pass checks such as ``requested_by == AI_ENGINE`` (outcome learning).
+RESERVED_NAMES = frozenset(
+    {"ai-engine", "alertmanager", "anonymous", "executor", "policy", "safety-screen", "system"}
+)
+# ...and the prefixes of the CLI's and start-up's actors (``cli:local-operator``,
+# ``system:aegis-up``): no local username holds a ":", an OIDC subject may.
+RESERVED_PREFIXES = ("cli:", "system:")
+
+
+def is_reserved(name: str) -> bool:
+    """Whether ``name`` is, or reads as, one of Aegis's own actors: compared after Unicode
+    compatibility normalisation and case folding (``AI-Engine``; ``system`` in fullwidth
+    letters, which an OIDC subject may hold)."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return folded in RESERVED_NAMES or folded.startswith(RESERVED_PREFIXES)
 
 
 class UserCreate(BaseModel):

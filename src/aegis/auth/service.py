@@ -20,11 +20,12 @@ from aegis.auth.errors import (
     LastAdmin,
     TokenInvalid,
     UserExists,
+    UsernameReserved,
     UserNotFound,
     WrongPassword,
 )
 from aegis.auth.models import AuthSession, RefreshToken, User
-from aegis.auth.schemas import ROLES, USERNAME_PATTERN, Actor, TokenPair
+from aegis.auth.schemas import ROLES, USERNAME_PATTERN, Actor, TokenPair, is_reserved
 from aegis.core import metrics
 from aegis.core.config import Settings
 from aegis.database.core import Database, flush_new
@@ -71,6 +72,10 @@ def create_user(
 ) -> User:
     if not re.fullmatch(USERNAME_PATTERN, username):  # the API's rule, for every caller
         raise InvalidUsername("a username is 1-128 letters, digits, '_', '.', '@' or '-'")
+    if is_reserved(username):
+        raise UsernameReserved(
+            f"the username {username!r} is reserved: Aegis records its own services under it"
+        )
     taken = UserExists(f"user {username!r} already exists")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise taken

@@ -9,11 +9,14 @@
 :class:`ExecutorRejected` carrying the executor's answer (``executor_status`` 401, 403, 409, 422
 or 503, and its ``code``); the exception itself maps to a 502 in the backend. A transport failure
 raises :class:`ExecutorUnreachable`: retrying with the same idempotency key is safe, the executor
-acts at most once per key.
+acts at most once per key. An answer longer than :data:`MAX_ANSWER_BYTES`, or still arriving
+after the timeout, is not read and raises :class:`ExecutorUnreachable` too
+(:mod:`aegis.core.upstream`).
 """
 
 from __future__ import annotations
 
+import json
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +25,7 @@ from pydantic import SecretStr
 
 from aegis.core.config import Settings
 from aegis.core.logging import REQUEST_ID_HEADER, request_id_var
+from aegis.core.upstream import IDENTITY, AnswerRefused, MiB, read
 from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
 from aegis.executor.schemas import (
     ACTIONS_PATH,
@@ -32,6 +36,13 @@ from aegis.executor.schemas import (
     ExecutorLogsResult,
 )
 from aegis.executor.signing import sign_request
+
+# The most of an executor's answer that is read (aegis.core.upstream); a longer one is treated
+# as no answer (ExecutorUnreachable: the outcome is unknown, a retry with the same idempotency
+# key is safe). The largest real answer is a logs result: at most 3 pods' 1 MiB of log bytes
+# (executor.backends.kubernetes), which JSON escaping can grow a few times over.
+MAX_ANSWER_BYTES = 32 * MiB
+MAX_HEALTH_BYTES = 64 * 1024
 
 
 class ExecutorClient:
@@ -61,42 +72,49 @@ class ExecutorClient:
     def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
         """Ask the executor to run (or dry-run) ``request``; its result, succeeded or failed."""
         try:
-            response = self._post(ACTIONS_PATH, request.model_dump_json().encode())
-        except httpx.HTTPError as exc:
+            status, content = self._post(ACTIONS_PATH, request.model_dump_json().encode())
+        except (httpx.HTTPError, AnswerRefused) as exc:
+            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
             raise ExecutorUnreachable(
-                f"executor unreachable ({type(exc).__name__}); the action may or may not have "
+                f"executor unreachable ({why}); the action may or may not have "
                 "run: retry with the same idempotency key"
             ) from None
-        if response.status_code == 200:
-            return ExecutorActionResult.model_validate_json(response.content)
-        raise _rejection(response)
+        if status == 200:
+            return ExecutorActionResult.model_validate_json(content)
+        raise _rejection(status, content)
 
     def logs(self, request: ExecutorLogsRequest) -> ExecutorLogsResult:
         """A workload's recent log lines (read only)."""
         try:
-            response = self._post(LOGS_PATH, request.model_dump_json().encode())
-        except httpx.HTTPError as exc:
-            raise ExecutorUnreachable(f"executor unreachable ({type(exc).__name__})") from None
-        if response.status_code == 200:
-            return ExecutorLogsResult.model_validate_json(response.content)
-        raise _rejection(response)
+            status, content = self._post(LOGS_PATH, request.model_dump_json().encode())
+        except (httpx.HTTPError, AnswerRefused) as exc:
+            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
+            raise ExecutorUnreachable(f"executor unreachable ({why})") from None
+        if status == 200:
+            return ExecutorLogsResult.model_validate_json(content)
+        raise _rejection(status, content)
 
-    def _post(self, route: str, body: bytes) -> httpx.Response:
-        """``body`` to ``route``, signed with a fresh timestamp and nonce."""
+    def _post(self, route: str, body: bytes) -> tuple[int, bytes]:
+        """``body`` to ``route``, signed with a fresh timestamp and nonce: the answer's status
+        and body (at most :data:`MAX_ANSWER_BYTES`, else :class:`AnswerRefused`)."""
         path = f"{self._prefix}{route}"
         headers = sign_request(secret=self._secret, method="POST", path=path, body=body)
         headers["Content-Type"] = "application/json"
+        headers.update(IDENTITY)
         request_id = request_id_var.get()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        return self._http.post(route, content=body, headers=headers)
+        with self._http.stream("POST", route, content=body, headers=headers) as response:
+            return response.status_code, read(response, limit=MAX_ANSWER_BYTES)
 
     def health(self) -> dict[str, Any]:
         try:
-            response = self._http.get("/health")
-        except httpx.HTTPError as exc:
-            raise ExecutorUnreachable(f"executor unreachable ({type(exc).__name__})") from None
-        body: dict[str, Any] = response.json()
+            with self._http.stream("GET", "/health", headers=IDENTITY) as response:
+                content = read(response, limit=MAX_HEALTH_BYTES)
+        except (httpx.HTTPError, AnswerRefused) as exc:
+            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
+            raise ExecutorUnreachable(f"executor unreachable ({why})") from None
+        body: dict[str, Any] = json.loads(content)
         return body
 
     def close(self) -> None:
@@ -115,11 +133,11 @@ class ExecutorClient:
         self.close()
 
 
-def _rejection(response: httpx.Response) -> ExecutorRejected:
-    code, message = "executor_error", f"executor answered {response.status_code}"
+def _rejection(status: int, content: bytes) -> ExecutorRejected:
+    code, message = "executor_error", f"executor answered {status}"
     try:
-        error = response.json()["error"]
+        error = json.loads(content)["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         pass
-    return ExecutorRejected(message, executor_status=response.status_code, code=code)
+    return ExecutorRejected(message, executor_status=status, code=code)

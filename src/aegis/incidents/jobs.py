@@ -3,9 +3,11 @@
 The engine is sent the alert, the workload's recent metric windows and latest rollout, read from
 Prometheus, and its recent log lines, read through the executor (:mod:`aegis.incidents.telemetry`;
 the incident's ``prediction_note`` says what was sent, and why not more).
-Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``) or unreachable,
-incidents are kept without a prediction and say why (``prediction_status``/``prediction_note``);
-nothing else stops working. A recommendation becomes an ordinary action request from
+Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``), unreachable, or
+answers with something that is not a prediction (an error, not JSON, more than
+:data:`MAX_ANSWER_BYTES`, a body still arriving after ``AI_ENGINE_TIMEOUT_S``), incidents are
+kept without a prediction and say why (``prediction_status``/``prediction_note``); nothing else
+stops working. A recommendation becomes an ordinary action request from
 ``principal:ai-engine`` — policy decides it like any other — carrying the confidence, the
 engine's incident kind (what outcomes are learnt under) and the model digest. Its target is the
 one the engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session
 from aegis.actions import service as actions_service
 from aegis.actions.schemas import ActionCreate
 from aegis.auth.schemas import Actor
+from aegis.core import upstream
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
@@ -52,6 +56,12 @@ TICK_S = 1.0
 PASS_SIZE = 20  # incidents per pass
 MAX_STATS_SENT = 1_000  # outcome counts sent with each incident (the engine takes 10,000)
 PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead backend's
+# The most of the engine's /predict answer that is read (aegis.core.upstream): more is a bad
+# answer, the fallback. A real answer is a few KiB; the largest the default model can give is
+# about 5 MiB (its 10 pieces of log evidence, each quoting a log line of up to 64 Ki characters
+# twice, as example and template, at up to 4 bytes a character), so 16 MiB keeps a wide margin
+# while one answer still costs the backend tens of MiB at most once parsed.
+MAX_ANSWER_BYTES = 16 * upstream.MiB
 
 
 def _labels(incident: Incident, alerts: list[Alert]) -> dict[str, str]:
@@ -106,18 +116,21 @@ def _ask_engine(
     if rid:
         headers[REQUEST_ID_HEADER] = rid
     url = settings.effective_ai_engine_url.rstrip("/") + "/predict"
-    if http is not None:  # a client brings its own timeout
-        response = http.post(url, json=body, headers=headers)
-    else:
-        response = httpx.post(url, json=body, headers=headers, timeout=settings.ai_engine_timeout_s)
-    if response.status_code != 200:
+    with contextlib.ExitStack() as owned:
+        client = http or owned.enter_context(httpx.Client(timeout=settings.ai_engine_timeout_s))
+        with client.stream("POST", url, json=body, headers=headers | upstream.IDENTITY) as answer:
+            status = answer.status_code
+            content = upstream.read(
+                answer, limit=MAX_ANSWER_BYTES, within_s=settings.ai_engine_timeout_s
+            )
+    if status != 200:
         try:
-            message = response.json()["error"]["message"]
+            message = json.loads(content)["error"]["message"]
         except (ValueError, KeyError, TypeError):
-            message = f"HTTP {response.status_code}"
-        raise AegisError(f"answered {response.status_code}: {str(message)[:200]}")
+            message = f"HTTP {status}"
+        raise AegisError(f"answered {status}: {str(message)[:200]}")
     try:
-        result = response.json()
+        result = json.loads(content)
         EnginePrediction.model_validate(result)
     except ValueError as exc:  # not JSON, or not a prediction (ValidationError)
         why = "not JSON"

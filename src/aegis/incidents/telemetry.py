@@ -17,9 +17,11 @@ a ``changes`` entry (the ``deploy_recent`` symptom, which can call for a rollbac
   is scored with whatever came back, and its ``prediction_note`` says what was sent and why not
   more. With ``PROMETHEUS_URL`` unset, the engine scores the alert alone.
 * **Bounds.** One call per query, each with ``PROMETHEUS_TIMEOUT_S``; after a connection failure
-  or a timeout the remaining queries are skipped. At most :data:`MAX_SERIES_PER_QUERY` series per
-  query, the engine's ``MAX_SERIES`` in all, and :data:`MAX_POINTS` points per series (the step
-  grows for long windows).
+  or a timeout the remaining queries are skipped. An answer is read up to
+  :data:`MAX_ANSWER_BYTES`, all of it within ``PROMETHEUS_TIMEOUT_S`` of its headers
+  (:mod:`aegis.core.upstream`): a longer or slower one is refused like a failed query. At most
+  :data:`MAX_SERIES_PER_QUERY` series per query, the engine's ``MAX_SERIES`` in all, and
+  :data:`MAX_POINTS` points per series (the step grows for long windows).
 * **Logs** (:func:`logs_of`): the last ``INCIDENT_LOG_LINES`` lines of the pod, or of the
   deployment's pods, over the same window, read by the executor (``POST /v1/logs``, signed): it
   is the one service that talks to Kubernetes, and only in the namespaces it is allowed. The
@@ -28,6 +30,7 @@ a ``changes`` entry (the ``deploy_recent`` symptom, which can call for a rollbac
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -37,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from aegis.core import upstream
 from aegis.core.config import Settings
 from aegis.core.errors import AegisError
 from aegis.core.logging import get_logger
@@ -48,6 +52,10 @@ from aegis.executor.schemas import NAME_PATTERN, NAMESPACE_PATTERN, ExecutorLogs
 log = get_logger(__name__)
 MAX_SERIES_PER_QUERY = 10
 MAX_POINTS = 1000
+# The most of one Prometheus answer that is read (aegis.core.upstream): more is refused like a
+# failed query. A default query's answer is one series of at most MAX_POINTS points, some 40 KB;
+# 16 MiB holds hundreds of such series, far more than the MAX_SERIES_PER_QUERY kept.
+MAX_ANSWER_BYTES = 16 * upstream.MiB
 # Kubernetes names: a namespace is a DNS-1123 label, a pod or deployment a DNS-1123 subdomain.
 _NAMESPACE = re.compile(NAMESPACE_PATTERN)
 _K8S_NAME = re.compile(NAME_PATTERN)
@@ -120,18 +128,25 @@ class _Unreachable(Exception):
 
 
 def _ask(http: httpx.Client, base: str, path: str, params: dict[str, Any]) -> Any:
+    """The ``data`` of Prometheus's answer; ValueError when it refuses (or answers more than
+    :data:`MAX_ANSWER_BYTES`, or slower than the client's read timeout), :class:`_Unreachable`
+    when it cannot be reached or does not answer in time."""
     try:
-        response = http.get(base + path, params=params)
+        with http.stream("GET", base + path, params=params, headers=upstream.IDENTITY) as answer:
+            status = answer.status_code
+            content = upstream.read(answer, limit=MAX_ANSWER_BYTES)
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         raise _Unreachable(type(exc).__name__) from None
+    except upstream.AnswerRefused as exc:
+        raise ValueError(f"Prometheus {exc.message}") from None
     try:
-        doc = response.json()
+        doc = json.loads(content)
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
         doc = {}
-    if response.status_code != 200 or doc.get("status") != "success":
-        error = str(doc.get("error") or f"HTTP {response.status_code}")[:200]
+    if status != 200 or doc.get("status") != "success":
+        error = str(doc.get("error") or f"HTTP {status}")[:200]
         raise ValueError(error)
     data = doc.get("data")
     return data if isinstance(data, dict) else {}

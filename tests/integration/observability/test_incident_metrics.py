@@ -30,6 +30,7 @@ from aegis.executor.client import ExecutorClient
 from aegis.incidents import jobs, telemetry
 from tests.support import factories, promstack
 from tests.support.alerts import alert, deliver
+from tests.support.floods import flooding
 from tests.support.services import free_port, serving
 
 STEP = 15
@@ -371,6 +372,32 @@ def test_answers_that_are_not_what_was_asked_are_noted_not_fatal(
         f"{q.name}: Prometheus answered something that is not a matrix"
         for q in settings.incident_metric_queries
     )
+
+
+def test_an_answer_that_never_ends_is_cut_off_and_its_query_not_sent(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """Prometheus (or what PROMETHEUS_URL points at) streams without end: the backend reads at
+    most MAX_ANSWER_BYTES of each answer, closes the connection, and predicts without the
+    series, saying why."""
+    cap = 8 * telemetry.MAX_ANSWER_BYTES  # far past what the backend reads, short of a hung test
+    start = b'{"status": "success", "data": {"resultType": "matrix", "result": ['
+    with flooding(start=start, cap=cap) as prometheus:
+        settings = _settings(make_settings, db_url, prometheus_url=prometheus.url)
+        incident = _predicted(settings, database, namespace="demo", deployment="web")
+        queries = len(settings.incident_metric_queries) + 2  # and the replicas and rollouts
+        cut_off = prometheus.answers(queries)
+
+    assert incident["prediction_status"] == "ok"
+    assert incident["prediction_note"] == (
+        "0 metric series from Prometheus; not sent: "
+        + "; ".join(
+            f"{q.name}: Prometheus answered more than 16 MiB"
+            for q in settings.incident_metric_queries
+        )
+        + NO_LOGS
+    )
+    assert cut_off == [True] * queries and max(prometheus.sent) < cap
 
 
 class _Silent:

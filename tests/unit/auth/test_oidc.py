@@ -15,13 +15,19 @@ from fastapi.testclient import TestClient
 
 from aegis.actions import jobs
 from aegis.auth.errors import TokenInvalid
-from aegis.auth.oidc import OIDCValidator, get_actor_from_token, validate_oidc_token
+from aegis.auth.oidc import (
+    MAX_DOCUMENT_BYTES,
+    OIDCValidator,
+    get_actor_from_token,
+    validate_oidc_token,
+)
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.executor.app import create_app as executor_app
 from aegis.executor.client import ExecutorClient
 from tests.support import factories
+from tests.support.floods import flooding
 from tests.support.oidc_provider import Provider
 
 
@@ -231,6 +237,33 @@ def test_discovery_document_naming_another_issuer_is_refused(provider: Provider)
     validator = OIDCValidator(issuer=provider.issuer, audience="aegis", role_map={})
     with pytest.raises(TokenInvalid, match="issuer mismatch"):
         validator.validate(provider.token(provider.add_key()))
+
+
+def test_a_discovery_document_that_never_ends_is_cut_off_and_fails_closed(
+    provider: Provider,
+) -> None:
+    token = provider.token(provider.add_key())
+    cap = 16 * MAX_DOCUMENT_BYTES  # far past what the validator reads, short of a hung test
+    with flooding(start=b'{"jwks_uri": "', cap=cap) as issuer:
+        validator = OIDCValidator(issuer=issuer.url, audience="aegis", role_map={})
+        with pytest.raises(TokenInvalid, match="discovery failed"):
+            validator.validate(token)
+        cut_off = issuer.answers(1)
+
+    assert cut_off == [True] and issuer.sent[0] < cap
+
+
+def test_a_key_set_that_never_ends_is_cut_off_and_fails_closed(provider: Provider) -> None:
+    token = provider.token(provider.add_key())
+    cap = 16 * MAX_DOCUMENT_BYTES
+    with flooding(start=b'{"keys": [', cap=cap) as keys:
+        provider.jwks_uri = keys.url + "/jwks"
+        validator = OIDCValidator(issuer=provider.issuer, audience="aegis", role_map={})
+        with pytest.raises(TokenInvalid, match="key set"):
+            validator.validate(token)
+        cut_off = keys.answers(1)
+
+    assert cut_off == [True] and keys.sent[0] < cap
 
 
 def test_groups_naming_roles_directly_count_and_unknown_groups_give_nothing(

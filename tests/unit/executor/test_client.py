@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from aegis.core.logging import request_id_var
-from aegis.executor.client import ExecutorClient
+from aegis.executor.client import MAX_ANSWER_BYTES, ExecutorClient
 from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
-from aegis.executor.schemas import ExecutorActionRequest
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
+from tests.support.floods import flooding
 from tests.support.services import free_port
 from tests.unit.executor.conftest import SECRET, ExecutorHarness, action_body
 
@@ -64,6 +65,28 @@ def test_an_unreachable_executor_raises_executor_unreachable() -> None:
         pytest.raises(ExecutorUnreachable, match="same idempotency key"),
     ):
         client.submit(ExecutorActionRequest.model_validate(action_body()))
+
+
+def test_an_answer_that_never_ends_is_cut_off_and_the_executor_taken_as_unreachable() -> None:
+    """Something at EXECUTOR_URL streaming without end fills neither the backend's memory nor
+    its time: the client reads MAX_ANSWER_BYTES of each answer, closes the connection, and
+    says the executor did not answer (an action's outcome is unknown: retry with its key)."""
+    cap = 4 * MAX_ANSWER_BYTES  # far past what the client reads, short of a hung test
+    logs = ExecutorLogsRequest(namespace="demo", pod="web-1", requested_by="ai-engine")
+    with flooding(start=b'{"status": "succeeded", "diff": "', cap=cap) as executor:
+        with ExecutorClient(executor.url, SECRET, 5.0) as client:
+            with pytest.raises(ExecutorUnreachable) as submitted:
+                client.submit(ExecutorActionRequest.model_validate(action_body()))
+            with pytest.raises(ExecutorUnreachable) as read:
+                client.logs(logs)
+        cut_off = executor.answers(2)
+
+    assert submitted.value.message == (
+        "executor unreachable (answered more than 32 MiB); the action may or may not have run: "
+        "retry with the same idempotency key"
+    )
+    assert read.value.message == "executor unreachable (answered more than 32 MiB)"
+    assert cut_off == [True, True] and max(executor.sent) < cap
 
 
 def test_an_empty_secret_is_refused_up_front() -> None:

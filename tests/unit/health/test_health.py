@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
+from tests.support.floods import flooding
 from tests.support.services import free_port
 
 
@@ -68,6 +69,24 @@ def test_ai_engine_down_degrades_but_does_not_fail_health_unless_required(
     assert (degraded.status_code, degraded.json()["status"]) == (200, "degraded")
     assert degraded.json()["aiEngine"] == "down"
     assert failing.status_code == 503
+
+
+def test_the_engine_probe_reads_its_status_not_a_body_that_never_ends(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """Whatever answers at AI_ENGINE_URL cannot hold the health check (or fill the backend's
+    memory) with an endless body: the probe closes the connection once it has the status."""
+    cap = 128 * 1024 * 1024
+    with flooding(cap=cap) as engine:
+        settings = make_settings(
+            database_url=db_url, ai_engine_enabled=True, ai_engine_url=engine.url
+        )
+        with TestClient(create_app(settings)) as client:
+            health = client.get("/api/v1/health").json()
+        cut_off = engine.answers(1)
+
+    assert health["aiEngine"] == "up"
+    assert cut_off == [True] and engine.sent[0] < cap
 
 
 def test_ping_reports_ok_and_uptime(make_settings: Callable[..., Settings], db_url: str) -> None:

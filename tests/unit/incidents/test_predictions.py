@@ -29,6 +29,7 @@ from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, deliver
 from tests.support.fake_kube import FakeKubeApiServer
+from tests.support.floods import flooding
 from tests.support.pipeline import executor_over
 from tests.support.services import free_port, serving
 
@@ -423,3 +424,54 @@ def test_a_recommendation_that_cannot_be_an_action_request_does_not_stop_the_pas
     assert handled == 2
     assert [i["prediction_status"] for i in incidents] == ["ok", "ok"]
     assert [(a["namespace"], a["name"]) for a in actions] == [("demo", CRASHING_POD)]
+
+
+def test_an_engine_answer_that_never_ends_is_cut_off_and_is_the_fallback(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """The backend reads at most MAX_ANSWER_BYTES of it and closes the connection: its memory
+    is not the engine's to fill, and the incident goes on without a prediction."""
+    cap = 8 * jobs.MAX_ANSWER_BYTES  # far past what the backend reads, short of a hung test
+    with flooding(start=b'{"recommendations": [', cap=cap) as engine:
+        settings = make_settings(
+            database_url=db_url, ai_engine_enabled=True, ai_engine_url=engine.url
+        )
+        with TestClient(create_app(settings)) as api:
+            admin = _seed(api, settings, database, "KubePodCrashLooping")
+            handled = jobs.predict_pending(database, settings)
+            incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        cut_off = engine.answers(1)
+
+    assert handled == 1
+    assert incident["prediction_status"] == "unavailable"
+    assert incident["prediction_note"] == (
+        "stored without a prediction: AI engine answered more than 16 MiB"
+    )
+    assert cut_off == [True] and engine.sent[0] < cap
+
+
+def test_an_engine_answer_trickling_in_past_the_timeout_is_the_fallback(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """Each byte comes within the read timeout, the whole answer does not: the backend stops
+    waiting after AI_ENGINE_TIMEOUT_S rather than holding the prediction job for as long as
+    the engine keeps sending."""
+    cap = 600  # bytes, one every 50 ms: half a minute
+    with flooding(cap=cap, piece=b" ", every_s=0.05) as engine:
+        settings = make_settings(
+            database_url=db_url,
+            ai_engine_enabled=True,
+            ai_engine_url=engine.url,
+            ai_engine_timeout_s=0.5,
+        )
+        with TestClient(create_app(settings)) as api:
+            admin = _seed(api, settings, database, "KubePodCrashLooping")
+            jobs.predict_pending(database, settings)
+            incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        cut_off = engine.answers(1)
+
+    assert incident["prediction_status"] == "unavailable"
+    assert incident["prediction_note"] == (
+        "stored without a prediction: AI engine took longer than 0.5 s to answer"
+    )
+    assert cut_off == [True] and engine.sent[0] < cap
