@@ -20,6 +20,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* TRUSTED_PROXIES: backend.trustedProxies as one comma-separated string, empty entries
+dropped; a list or a string. Empty: the variable is not set at all. */}}
+{{- define "aegis.trustedProxies" -}}
+{{- $proxies := .Values.backend.trustedProxies | default list -}}
+{{- if kindIs "slice" $proxies -}}
+{{ join "," (compact $proxies) }}
+{{- else -}}
+{{ $proxies | toString | trim }}
+{{- end -}}
+{{- end -}}
+
 {{/* The Secret holding DATABASE_URL and its key. */}}
 {{- define "aegis.databaseSecretName" -}}
 {{- if .Values.database.existingSecret -}}

@@ -146,8 +146,25 @@ class RequestContext:
         metrics.HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
         metrics.HTTP_LATENCY.labels(self.service, route, method).observe(elapsed)
         if self.rollout_track and route not in UNCOUNTED_ROUTES:
-            outcome = "error" if status >= 400 else "ok"
-            metrics.CANARY_REQUESTS.labels(self.rollout_track, outcome).inc()
+            metrics.CANARY_REQUESTS.labels(self.rollout_track, canary_outcome(status)).inc()
+
+
+def canary_outcome(status: int) -> str:
+    """What a request says about the release that answered it: ``error`` for a server fault
+    (5xx), ``client_error`` for a request the caller got wrong (4xx), ``ok`` otherwise.
+
+    Only ``error`` can fail a rollout's analysis, which divides it by ``ok`` + ``error``: anyone
+    can send a bad token, an unknown id or an invalid body to a canary, and that must neither
+    roll back a healthy release nor hide its real errors (docs/metrics.md). 429 is a client
+    error too: Aegis answers it only from its own per-caller rate limits (logins and failed
+    authentications per address, API calls per user), so it measures the caller's rate, not the
+    release; an engine that cannot keep up answers 503 ``queue_full``, which is an ``error``.
+    """
+    if status >= 500:
+        return "error"
+    if status >= 400:
+        return "client_error"
+    return "ok"
 
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -170,7 +187,8 @@ def install(
     """Mount the shared middleware, error handlers and ``/metrics`` on ``app``.
 
     With ``rollout_track`` set (a canary or stable pod), every API request is also counted in
-    ``aegis_canary_requests_total{track, outcome}`` for the rollout's analysis.
+    ``aegis_canary_requests_total{track, outcome}`` for the rollout's analysis (outcomes: see
+    :func:`canary_outcome`).
     """
 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)

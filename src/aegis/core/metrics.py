@@ -119,6 +119,7 @@ ALERTS_RECEIVED = Counter(
 )
 CANARY_REQUESTS = Counter(
     "aegis_canary_requests",
-    "Requests seen by a canary, by track (stable, canary) and outcome (ok, error).",
+    "Requests seen by a canary, by track (stable, canary) and outcome (ok; client_error: 4xx, "
+    "the caller's fault; error: 5xx, the release's).",
     ["track", "outcome"],
 )

@@ -9,11 +9,13 @@ from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from aegis.backend_app import create_app as create_backend
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import NotFound
 from aegis.database.core import Database
+from tests.support import factories
 
 
 def _app(settings: Settings) -> FastAPI:
@@ -107,19 +109,61 @@ def test_validation_errors_name_the_field(make_settings: Callable[..., Settings]
     assert response.json()["error"]["code"] == "invalid_request"
 
 
-def test_a_canary_pod_counts_its_requests_by_outcome(
-    make_settings: Callable[..., Settings],
-) -> None:
+def _canary_counts() -> dict[str, float]:
     from aegis.core import metrics
 
-    ok = metrics.CANARY_REQUESTS.labels("canary", "ok")
-    error = metrics.CANARY_REQUESTS.labels("canary", "error")
-    before = (ok._value.get(), error._value.get())
-    with TestClient(_app(make_settings(rollout_track="canary"))) as client:
-        client.post("/echo", json={"a": "b"})
-        client.get("/missing")
+    outcomes = ("ok", "client_error", "error")
+    return {o: metrics.CANARY_REQUESTS.labels("canary", o)._value.get() for o in outcomes}
+
+
+def _counted_since(before: dict[str, float]) -> dict[str, float]:
+    return {outcome: value - before[outcome] for outcome, value in _canary_counts().items()}
+
+
+def test_a_canary_pod_counts_only_server_faults_as_errors(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = _app(make_settings(rollout_track="canary"))
+    before = _canary_counts()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        statuses = [
+            client.post("/echo", json={"a": "b"}).status_code,
+            client.get("/missing").status_code,
+            client.post(
+                "/echo", content=b"[1]", headers={"content-type": "application/json"}
+            ).status_code,
+            client.get("/boom").status_code,
+        ]
         client.get("/metrics")  # not counted
-    assert (ok._value.get(), error._value.get()) == (before[0] + 1, before[1] + 1)
+    assert statuses == [200, 404, 422, 500]
+    assert _counted_since(before) == {"ok": 1, "client_error": 2, "error": 1}
+
+
+def test_clients_refused_by_the_backend_cannot_fail_its_canary(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    # Bad tokens, forbidden calls, unknown ids, invalid bodies and a caller past its login
+    # limit: none of them is the release's fault, so none counts as an error.
+    settings = make_settings(
+        database_url=db_url, rollout_track="canary", rate_limit_login_per_minute=1
+    )
+    database = Database(db_url)
+    viewer = factories.user(database, "viewer")
+    database.dispose()
+    before = _canary_counts()
+    with TestClient(create_backend(settings)) as client:
+        headers = factories.bearer(factories.login(client, viewer))
+        statuses = [
+            client.get("/api/v1/incidents", headers={"Authorization": "Bearer nope"}).status_code,
+            client.get("/api/v1/users", headers=headers).status_code,
+            client.get("/api/v1/incidents/999999", headers=headers).status_code,
+            client.post("/api/v1/auth/password", json={}, headers=headers).status_code,
+            client.post(
+                "/api/v1/auth/login", json={"username": viewer, "password": "x"}
+            ).status_code,
+        ]
+    assert statuses == [401, 403, 404, 422, 429]
+    assert _counted_since(before) == {"ok": 1, "client_error": 5, "error": 0}  # ok: the login
 
 
 def test_a_control_character_in_the_url_is_400(make_settings: Callable[..., Settings]) -> None:

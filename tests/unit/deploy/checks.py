@@ -6,6 +6,7 @@ same rules hold for k8s/base, for `kubectl kustomize k8s/overlays/*` and for `he
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 from typing import Any
 
@@ -249,6 +250,27 @@ def check_mounted_keys_match_settings(objects: Objects) -> dict[str, str]:
     }
 
 
+def check_trusted_proxies_are_the_backends_and_well_formed(objects: Objects) -> None:
+    """TRUSTED_PROXIES is set on the backend alone (the one service behind an ingress; never in
+    the shared ConfigMap), and every entry is an address or a network as uvicorn reads them:
+    uvicorn takes a malformed entry (a typo, a network with host bits set) for a host name that
+    never matches, silently, and "*" for every peer."""
+    assert "TRUSTED_PROXIES" not in config_data(objects), "TRUSTED_PROXIES in the ConfigMap"
+    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+        name = workload["metadata"]["name"]
+        for container in containers(workload):
+            for entry in container.get("env", []):
+                if entry["name"] != "TRUSTED_PROXIES":
+                    continue
+                assert name == "backend", f"{name} sets TRUSTED_PROXIES"
+                assert "valueFrom" not in entry, "TRUSTED_PROXIES is a plain value"
+                for part in filter(None, (p.strip() for p in entry.get("value", "").split(","))):
+                    try:
+                        (ipaddress.ip_network if "/" in part else ipaddress.ip_address)(part)
+                    except ValueError:
+                        raise AssertionError(f"TRUSTED_PROXIES: {part!r} is no address") from None
+
+
 ALL_CHECKS = (
     check_deployments_exist,
     check_probes_hit_real_health_routes,
@@ -260,4 +282,5 @@ ALL_CHECKS = (
     check_network_policies,
     check_executor_rights_match_allowed_namespaces,
     check_mounted_keys_match_settings,
+    check_trusted_proxies_are_the_backends_and_well_formed,
 )

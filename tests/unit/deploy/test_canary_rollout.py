@@ -4,10 +4,12 @@ only metrics Aegis exports and aborts (rolls back) at the thresholds of the cana
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import require
 from tests.integration.observability.promql import (
@@ -88,6 +90,13 @@ def test_error_rate_analysis_uses_the_alert_threshold() -> None:
     assert _threshold(metric["successCondition"], r"result\[0\]\s*<=\s*([0-9.]+)") == limit
 
 
+def test_error_rate_analysis_counts_the_requests_the_alert_counts() -> None:
+    alert = alert_rules()["AegisCanaryErrorRateHigh"]["expr"]
+    query = METRICS["canary-error-rate"]["provider"]["prometheus"]["query"]
+    selectors = re.compile(r"aegis_canary_requests_total\{[^}]*\}")
+    assert set(selectors.findall(query)) == set(selectors.findall(alert))
+
+
 def test_latency_analysis_uses_the_alert_thresholds() -> None:
     alert = alert_rules()["AegisCanaryLatencyHigh"]["expr"]
     absolute = _threshold(alert, r"\)\)\s*>\s*([0-9.]+)")
@@ -107,6 +116,57 @@ def test_analysis_queries_are_valid_promql(tmp_path: Path) -> None:
     assert promtool is not None
     queries = [m["provider"]["prometheus"]["query"] for m in METRICS.values()]
     promtool_check_exprs(promtool, queries, tmp_path)
+
+
+# Requests a minute on the canary track, by outcome; what the analysis must conclude.
+ERROR_RATE_CASES = {
+    "2% server errors fail it, however many bad requests callers send": (
+        {"ok": 98, "error": 2, "client_error": 1000},
+        [{"labels": "{}", "value": 1}],
+    ),
+    "callers' 4xx alone (bad tokens, unknown ids, rate limits) pass it": (
+        {"ok": 100, "client_error": 1000},
+        [{"labels": "{}", "value": 0}],
+    ),
+    "only callers' 4xx, nothing served, is inconclusive": ({"client_error": 100}, []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_RATE_CASES))
+def test_error_rate_analysis_counts_server_faults_not_callers_mistakes(
+    case: str, tmp_path: Path
+) -> None:
+    promtool = promstack.promtool_binary()
+    require(promtool is not None, "promtool is not installed (Debian package: prometheus)")
+    assert promtool is not None
+    per_minute, expected = ERROR_RATE_CASES[case]
+    metric = METRICS["canary-error-rate"]
+    query = metric["provider"]["prometheus"]["query"]
+    limit = _threshold(metric["failureCondition"], r"result\[0\]\s*>\s*([0-9.]+)")
+    series = [
+        {
+            "series": f'aegis_canary_requests_total{{track="canary", outcome="{outcome}"}}',
+            "values": f"0+{count}x20",
+        }
+        for outcome, count in per_minute.items()
+    ]
+    # The failureCondition, evaluated as Prometheus answers the query: 1 fails the measurement.
+    check = {"expr": f"({query}) > bool {limit}", "eval_time": "10m", "exp_samples": expected}
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [check]}],
+    }
+    path = tmp_path / "analysis.test.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_rollout_autoscaler_targets_the_rollout() -> None:

@@ -33,6 +33,7 @@ COMPOSE_ONLY = {
     "ENGINE_HOST_PORT",
     "POSTGRES_HOST_PORT",
     "REDIS_HOST_PORT",
+    "API_TRUSTED_PROXIES",
 }
 _INTERPOLATION = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
 
@@ -145,3 +146,11 @@ def test_only_loopback_ports_are_published() -> None:
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
     assert "ports" not in SERVICES["executor"], "only the backend may reach the executor"
+
+
+def test_only_the_api_believes_a_proxy_and_only_when_one_is_named() -> None:
+    # TRUSTED_PROXIES itself in backend/.env would reach every container through env_file.
+    assert AEGIS["api"]["environment"]["TRUSTED_PROXIES"] == "${API_TRUSTED_PROXIES:-}"
+    for name, service in AEGIS.items():
+        if name != "api":
+            assert "TRUSTED_PROXIES" not in service["environment"], name

@@ -200,3 +200,51 @@ def test_render_without_a_terraform_output_fails_naming_it(missing: str, named: 
     result = _render("-f", str(HELM / "values.aws.yaml"), *_sets(values))
     assert result.returncode != 0
     assert named in result.stderr
+
+
+def _env_of(rendered: list[dict[str, Any]], deployment: str) -> dict[str, Any]:
+    (workload,) = [
+        o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment
+    ]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def _render_objects(*args: str) -> list[dict[str, Any]]:
+    result = _render(*_sets(TERRAFORM_OUTPUTS), *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), None),  # values.yaml: no ingress, so X-Forwarded-For is believed from nobody
+        (("--set", "backend.trustedProxies={}"), None),
+        (("--set", "backend.trustedProxies="), None),
+        (
+            ("--set", "backend.trustedProxies={10.0.0.0/16,192.168.0.10}"),
+            "10.0.0.0/16,192.168.0.10",
+        ),
+        (("--set-string", "backend.trustedProxies=10.1.0.0/16"), "10.1.0.0/16"),
+    ],
+)
+def test_trusted_proxies_reach_the_backend_only_when_set(
+    args: tuple[str, ...], expected: str | None
+) -> None:
+    rendered = _render_objects(*args)
+    assert _env_of(rendered, "backend").get("TRUSTED_PROXIES") == expected
+    for other in ("ai-engine", "executor"):
+        assert "TRUSTED_PROXIES" not in _env_of(rendered, other)
+    checks.check_trusted_proxies_are_the_backends_and_well_formed(rendered)
+
+
+def test_aws_values_trust_the_vpc_placeholder(rendered_aws: list[dict[str, Any]]) -> None:
+    assert _env_of(rendered_aws, "backend")["TRUSTED_PROXIES"] == "10.0.0.0/16"
+
+
+@pytest.mark.parametrize("value", ["*", "10.0.0.1/16", "10.0.0.0/33", "ingress-nginx"])
+def test_a_trusted_proxy_uvicorn_would_misread_is_caught(value: str) -> None:
+    rendered = _render_objects("--set-string", f"backend.trustedProxies={value}")
+    with pytest.raises(AssertionError, match="is no address"):
+        checks.check_trusted_proxies_are_the_backends_and_well_formed(rendered)

@@ -7,7 +7,11 @@ for the overlay tests: without it they skip, and under CI=true they fail.
 
 from __future__ import annotations
 
+import os
+import re
+import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +127,32 @@ def test_service_external_secrets_target_the_runbook_secret_names() -> None:
     targets = {d["spec"]["target"]["name"] for d in docs if d["kind"] == "ExternalSecret"}
     refs = {name for name, _ in _secret_refs(base_objects())}
     assert refs - {"aegis-cosign-public-key"} <= targets
+
+
+DEPLOY_DOC = K8S.parent / "docs" / "operations" / "deploy.md"
+
+
+def _env_of_backend(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = by_name(objects, "Deployment")["backend"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_the_base_backend_believes_no_proxy() -> None:
+    assert _env_of_backend(base_objects())["TRUSTED_PROXIES"] == ""
+
+
+def test_the_trusted_proxies_overlay_of_the_deploy_doc_sets_the_backends(tmp_path: Path) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", DEPLOY_DOC.read_text(), re.DOTALL)
+    (block,) = [textwrap.dedent(b) for b in blocks if "TRUSTED_PROXIES" in b]
+    overlay = yaml.safe_load(block)
+    # the doc's overlay sits beside k8s/overlays/production; this one is under tmp_path
+    overlay["resources"] = [os.path.relpath(K8S / "overlays" / "production", tmp_path)]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    objects = kubectl_kustomize(tmp_path)
+    require(objects is not None, "kubectl is not installed: the doc's overlay not rendered")
+    assert objects is not None
+    assert _env_of_backend(objects)["TRUSTED_PROXIES"] == "10.20.0.0/16"
+    for check in checks.ALL_CHECKS:
+        check(objects)

@@ -540,3 +540,32 @@ def test_metrics_count_requests_batches_and_the_loaded_model(client: TestClient)
     assert delta("aegis_inference_latency_seconds_count", endpoint="predict") == 1
     assert _sample(after, "aegis_model_loaded", name="example_multimodal", version="0.1") == 1.0
     assert "aegis_inference_batch_queue_depth" in after
+
+
+def test_a_canary_engine_counts_its_own_faults_as_errors_not_its_callers_mistakes(
+    make_settings: Callable[..., Settings], holder: ModelHolder
+) -> None:
+    # What the rollout's analysis reads: a wrong key or an invalid body is the caller's fault
+    # and must not roll the release back; a canary that cannot serve (503) must.
+    settings = make_settings(rollout_track="canary")
+    with TestClient(create_app(settings, holder=holder)) as serving:
+        before = serving.get("/metrics").text
+        statuses = [
+            serving.post("/predict", json=_predict_body(), headers=_auth()).status_code,
+            serving.post("/predict", json=_predict_body(), headers=_auth("wrong")).status_code,
+            serving.post("/predict", json={}, headers=_auth()).status_code,
+        ]
+    with TestClient(create_app(settings)) as without_model:
+        statuses.append(
+            without_model.post("/predict", json=_predict_body(), headers=_auth()).status_code
+        )
+        after = without_model.get("/metrics").text
+
+    def counted(outcome: str) -> float:
+        metric = "aegis_canary_requests_total"
+        return _sample(after, metric, track="canary", outcome=outcome) - _sample(
+            before, metric, track="canary", outcome=outcome
+        )
+
+    assert statuses == [200, 401, 422, 503]
+    assert (counted("ok"), counted("client_error"), counted("error")) == (1, 2, 1)
