@@ -16,13 +16,14 @@ still in flight get at most ``--timeout`` more before they are cancelled.
 
 Every ``1/error-rate``-th request (spread evenly, exactly ``floor(n * rate)`` of ``n``) carries a
 body that fails the engine's validation; the engine answers it with an error status (422 once a
-model is loaded) and counts it in its request metrics. The canary analysis and the
-AegisCanaryErrorRateHigh alert count only the engine's own faults (5xx): a 422 is the caller's
-(``outcome="client_error"``), so these requests show how a canary handles bad callers without
-rolling it back (docs/metrics.md, "Canary outcomes"). Here a request counts as an error when the
-answer is not 2xx, when any item of an ``/infer`` answer is ``"ok": false``, or when no answer
-came (timeout, refused connection). An engine that serves no model answers 503 to everything:
-that is reported as a 100% error rate, not a crash.
+model is loaded) and counts it in its request metrics. Like every request here it carries the
+API key, so the canary counts the 422 as its own error (``outcome="error"``: the release refused
+a request from a caller holding the key, as a release that broke the backend's contract would),
+and above 1% the canary analysis and AegisCanaryErrorRateHigh roll the canary back: the
+runbooks' injected-errors drill (docs/metrics.md, "Canary outcomes"). Here a request counts as
+an error when the answer is not 2xx, when any item of an ``/infer`` answer is ``"ok": false``,
+or when no answer came (timeout, refused connection). An engine that serves no model answers
+503 to everything: that is reported as a 100% error rate, not a crash.
 
 At the end it prints the achieved request rate, the error rate, the answers by status and the
 latency percentiles (p50/p95/p99, over every request that got an answer); ``--json`` prints the

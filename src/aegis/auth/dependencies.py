@@ -18,6 +18,7 @@ from aegis.auth.errors import PermissionDenied, RateLimited, TokenInvalid
 from aegis.auth.oidc import OIDCValidator
 from aegis.auth.ratelimit import FailClosedLimiter
 from aegis.auth.schemas import Actor
+from aegis.core import http
 from aegis.core.context import AppContext, get_context
 from aegis.core.errors import AegisError, Unauthorized
 
@@ -117,6 +118,8 @@ def current_actor(request: Request, ctx: ContextDep, session: SessionDep) -> Act
         name="api",
     )
     request.state.actor = actor
+    if actor.kind == "service":
+        http.mark_service_caller(request)
     return actor
 
 

@@ -146,21 +146,35 @@ class RequestContext:
         metrics.HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
         metrics.HTTP_LATENCY.labels(self.service, route, method).observe(elapsed)
         if self.rollout_track and route not in UNCOUNTED_ROUTES:
-            metrics.CANARY_REQUESTS.labels(self.rollout_track, canary_outcome(status)).inc()
+            service_caller = bool(scope.get("state", {}).get(SERVICE_CALLER))
+            outcome = canary_outcome(status, service_caller=service_caller)
+            metrics.CANARY_REQUESTS.labels(self.rollout_track, outcome).inc()
 
 
-def canary_outcome(status: int) -> str:
+SERVICE_CALLER = "aegis_service_caller"
+
+
+def mark_service_caller(request: Request) -> None:
+    """Note that the caller proved to be one of Aegis's own services (the engine's API key,
+    the backend's service key): what :func:`canary_outcome` needs to know."""
+    setattr(request.state, SERVICE_CALLER, True)
+
+
+def canary_outcome(status: int, *, service_caller: bool = False) -> str:
     """What a request says about the release that answered it: ``error`` for a server fault
-    (5xx), ``client_error`` for a request the caller got wrong (4xx), ``ok`` otherwise.
+    (5xx) or for an invalid-request answer (422) to one of Aegis's own services,
+    ``client_error`` for any other 4xx, ``ok`` otherwise.
 
     Only ``error`` can fail a rollout's analysis, which divides it by ``ok`` + ``error``: anyone
     can send a bad token, an unknown id or an invalid body to a canary, and that must neither
-    roll back a healthy release nor hide its real errors (docs/metrics.md). 429 is a client
-    error too: Aegis answers it only from its own per-caller rate limits (logins and failed
-    authentications per address, API calls per user), so it measures the caller's rate, not the
-    release; an engine that cannot keep up answers 503 ``queue_full``, which is an ``error``.
+    roll back a healthy release nor hide its real errors (docs/metrics.md). A 422 to a service
+    caller is different: Aegis's own components send what the previous release accepted, so a
+    release that refuses it broke their contract (and a drill holding the API key can inject
+    such errors: scripts/simulate_canary_load.py). 429 is a client error: Aegis answers it only
+    from its own per-caller rate limits, so it measures the caller's rate, not the release; an
+    engine that cannot keep up answers 503 ``queue_full``, which is an ``error``.
     """
-    if status >= 500:
+    if status >= 500 or (status == 422 and service_caller):
         return "error"
     if status >= 400:
         return "client_error"

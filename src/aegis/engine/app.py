@@ -36,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from aegis import __version__
 from aegis.audit.journal import AuditWriter
 from aegis.audit.refusals import Refusal, RefusalAuditor
-from aegis.core import metrics
+from aegis.core import http, metrics
 from aegis.core.app import base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
@@ -186,6 +186,7 @@ async def _authorised_body(state: EngineState, refusals: RefusalAuditor, request
         )
         await asyncio.to_thread(refusals.refused, refusal)
         raise
+    http.mark_service_caller(request)
     state.holder.require()
     return await request.body()
 

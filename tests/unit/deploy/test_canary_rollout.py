@@ -3,13 +3,18 @@ only metrics Aegis exports and aborts (rolls back) at the thresholds of the cana
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require
 from tests.integration.observability.promql import (
@@ -20,7 +25,9 @@ from tests.integration.observability.promql import (
     promtool_check_exprs,
 )
 from tests.support import promstack
-from tests.unit.deploy.manifests import HELM, K8S, base_objects, by_name, load_docs
+from tests.support.processes import clean_env, wait_until
+from tests.support.services import free_port
+from tests.unit.deploy.manifests import HELM, K8S, REPO, base_objects, by_name, load_docs
 
 ROLLOUT_FILE = K8S / "argo-rollouts" / "example-rollout.yaml"
 DOCS = load_docs(ROLLOUT_FILE)
@@ -136,10 +143,17 @@ ERROR_RATE_CASES = {
 def test_error_rate_analysis_counts_server_faults_not_callers_mistakes(
     case: str, tmp_path: Path
 ) -> None:
+    per_minute, expected = ERROR_RATE_CASES[case]
+    assert _error_rate_analysis(per_minute, tmp_path) == expected
+
+
+def _error_rate_analysis(per_minute: Mapping[str, float], tmp_path: Path) -> list[dict[str, Any]]:
+    """The failureCondition, evaluated by promtool as Prometheus answers the analysis query
+    after ten minutes of ``per_minute`` requests by outcome: ``[{"value": 1}]`` fails the
+    measurement, ``[{"value": 0}]`` passes it, ``[]`` is inconclusive."""
     promtool = promstack.promtool_binary()
     require(promtool is not None, "promtool is not installed (Debian package: prometheus)")
     assert promtool is not None
-    per_minute, expected = ERROR_RATE_CASES[case]
     metric = METRICS["canary-error-rate"]
     query = metric["provider"]["prometheus"]["query"]
     limit = _threshold(metric["failureCondition"], r"result\[0\]\s*>\s*([0-9.]+)")
@@ -150,23 +164,28 @@ def test_error_rate_analysis_counts_server_faults_not_callers_mistakes(
         }
         for outcome, count in per_minute.items()
     ]
-    # The failureCondition, evaluated as Prometheus answers the query: 1 fails the measurement.
-    check = {"expr": f"({query}) > bool {limit}", "eval_time": "10m", "exp_samples": expected}
-    tests = {
-        "rule_files": [],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [check]}],
-    }
-    path = tmp_path / "analysis.test.yaml"
-    path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = []
+    # promtool tells which answer it got only by passing the test that expects it
+    for expected in ([{"labels": "{}", "value": 1}], [{"labels": "{}", "value": 0}], []):
+        check = {"expr": f"({query}) > bool {limit}", "eval_time": "10m", "exp_samples": expected}
+        tests = {
+            "rule_files": [],
+            "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [check]}],
+        }
+        path = tmp_path / "analysis.test.yaml"
+        path.write_text(yaml.safe_dump(tests))
+        result = subprocess.run(
+            [promtool, "test", "rules", str(path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode == 0:
+            return expected
+        outputs.append(result.stdout + result.stderr)
+    raise AssertionError("\n".join(outputs))
 
 
 def test_rollout_autoscaler_targets_the_rollout() -> None:
@@ -181,3 +200,80 @@ def test_no_traffic_is_inconclusive_not_success(name: str) -> None:
     metric = METRICS[name]
     for condition in (metric["successCondition"], metric["failureCondition"]):
         assert condition.startswith("len(result) > 0 &&"), condition
+
+
+_SERVE_CANARY = """
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from pydantic import SecretStr
+from aegis.core import server
+from aegis.core.config import Settings
+from aegis.engine import model
+from aegis.engine.app import create_app
+from aegis.engine.state import ModelHolder
+port, key, data = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+holder = ModelHolder()
+holder.swap(model.train())
+settings = Settings(
+    _env_file=None, data_dir=data, api_key=SecretStr(key), rollout_track="canary",
+    log_level="WARNING",
+)
+server.serve(create_app(settings, holder=holder), server.bind("127.0.0.1", port))
+"""
+
+
+@pytest.mark.slow
+def test_the_runbook_drill_s_injected_errors_fail_the_canary_analysis(tmp_path: Path) -> None:
+    # Runbooks 000 step G and 001 step 9: simulate_canary_load.py --error-rate against the
+    # canary must roll it back. Its bad requests carry the engine's API key, as the backend's
+    # do: a release refusing them broke its contract (docs/metrics.md, "Canary outcomes").
+    key, port = "canary-drill-key-" + "k" * 24, free_port()
+    (tmp_path / "data").mkdir()
+    log = (tmp_path / "engine.log").open("wb")
+    engine = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_CANARY, str(port), key, str(tmp_path / "data")],
+        cwd=REPO,
+        env=clean_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until("the canary engine serves", lambda: _serving(url))
+        drill = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "simulate_canary_load.py"), "--url",
+             f"{url}/infer", "--api-key", key, "--qps", "40", "--duration", "2",
+             "--error-rate", "0.05", "--no-progress", "--json"],
+            check=False, capture_output=True, text=True, timeout=120, env=clean_env(),
+        )  # fmt: skip
+        counted = _canary_counts(httpx.get(f"{url}/metrics", timeout=5).text)
+    finally:
+        engine.terminate()
+        engine.wait(timeout=15)
+        log.close()
+    assert drill.returncode == 0, drill.stderr
+    summary = json.loads(drill.stdout)
+    assert summary["injected_bad"] >= 3 and summary["by_status"]["422"] == summary["injected_bad"]
+    assert counted == {
+        "ok": summary["sent"] - summary["injected_bad"],
+        "error": summary["injected_bad"],
+    }
+    assert _error_rate_analysis(counted, tmp_path) == [{"labels": "{}", "value": 1}]
+
+
+def _serving(url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/health", timeout=1).json()["model_loaded"])
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def _canary_counts(text: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "aegis_canary_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels["track"] == "canary":
+                    counts[sample.labels["outcome"]] = sample.value
+    return {outcome: value for outcome, value in counts.items() if value}

@@ -542,17 +542,19 @@ def test_metrics_count_requests_batches_and_the_loaded_model(client: TestClient)
     assert "aegis_inference_batch_queue_depth" in after
 
 
-def test_a_canary_engine_counts_its_own_faults_as_errors_not_its_callers_mistakes(
+def test_a_canary_engine_counts_its_faults_and_broken_contracts_as_errors_not_strangers(
     make_settings: Callable[..., Settings], holder: ModelHolder
 ) -> None:
-    # What the rollout's analysis reads: a wrong key or an invalid body is the caller's fault
-    # and must not roll the release back; a canary that cannot serve (503) must.
+    # What the rollout's analysis reads: a wrong key is anyone's mistake and must not roll the
+    # release back; a body refused from a caller holding the key (the backend, or the canary
+    # drill) is a release that broke its contract, and a canary that cannot serve (503) failed.
     settings = make_settings(rollout_track="canary")
     with TestClient(create_app(settings, holder=holder)) as serving:
         before = serving.get("/metrics").text
         statuses = [
             serving.post("/predict", json=_predict_body(), headers=_auth()).status_code,
             serving.post("/predict", json=_predict_body(), headers=_auth("wrong")).status_code,
+            serving.post("/predict", json={}, headers=_auth("wrong")).status_code,
             serving.post("/predict", json={}, headers=_auth()).status_code,
         ]
     with TestClient(create_app(settings)) as without_model:
@@ -567,5 +569,5 @@ def test_a_canary_engine_counts_its_own_faults_as_errors_not_its_callers_mistake
             before, metric, track="canary", outcome=outcome
         )
 
-    assert statuses == [200, 401, 422, 503]
-    assert (counted("ok"), counted("client_error"), counted("error")) == (1, 2, 1)
+    assert statuses == [200, 401, 401, 422, 503]
+    assert (counted("ok"), counted("client_error"), counted("error")) == (1, 2, 2)
