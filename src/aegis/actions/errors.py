@@ -24,6 +24,14 @@ class ActionStateConflict(Conflict):
     code = "action_state_conflict"
 
 
+class ActionExpired(ActionStateConflict):
+    """An approval or rejection came after the request's deadline. The request is expired (and
+    audited) by the refusal itself, so the expiry is committed, not rolled back with it."""
+
+    code = "action_expired"
+    commit = True
+
+
 class SelfApprovalForbidden(Forbidden):
     code = "self_approval_forbidden"
 

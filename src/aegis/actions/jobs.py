@@ -86,14 +86,7 @@ def expire_pending(database: Database) -> int:
             )
         )
         for request in due:
-            request.status, request.updated_at = "expired", service.now()
-            service.audit(
-                session,
-                request,
-                "action.expired",
-                "system",
-                reason="no approval before the deadline: denied on timeout",
-            )
+            service.expire(session=session, request=request)
     return len(due)
 
 

@@ -6,7 +6,8 @@ Life of a request::
               ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed
               ─ REQUIRE_APPROVAL ─▶ pending_approval ─ approve ─▶ approved ─▶ …
                                                     ─ reject ──▶ rejected
-                                                    ─ timeout ─▶ expired (denied on timeout)
+                                                    ─ timeout ─▶ expired (denied on timeout,
+                                                                  or answered after it: 409)
 
 An approval signs off ``approval_hash`` = SHA-256 of the canonical (action, namespace, name,
 params, dry-run diff; a restart's new stamp only as "new", see :func:`_approved_diff`). The
@@ -28,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.actions.errors import (
+    ActionExpired,
     ActionInputInvalid,
     ActionNotFound,
     ActionStateConflict,
@@ -347,12 +349,36 @@ def set_dry_run(*, session: Session, request: ActionRequest, diff: list[dict[str
     )
 
 
-def approve(
-    *, session: Session, action_id: str, actor: Actor, presented_hash: str, comment: str = ""
-) -> ActionRequest:
+def expire(*, session: Session, request: ActionRequest) -> None:
+    """Deny ``request`` on timeout: its approval deadline passed with no answer. The sweep
+    (:func:`aegis.actions.jobs.expire_pending`) and an answer that comes too late both end here."""
+    request.status, request.updated_at = "expired", now()
+    audit(
+        session,
+        request,
+        "action.expired",
+        "system",
+        reason="no approval before the deadline: denied on timeout",
+    )
+
+
+def _pending(session: Session, action_id: str) -> ActionRequest:
+    """The request to approve or reject, locked; refused unless it is pending and its deadline is
+    still ahead. One past its deadline is expired here, whether or not the sweep has run yet."""
     request = get(session=session, action_id=action_id, lock=True)
     if request.status != "pending_approval":
         raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
+    if request.expires_at is not None and aware(request.expires_at) <= now():
+        expire(session=session, request=request)
+        deadline = aware(request.expires_at).isoformat(timespec="seconds")
+        raise ActionExpired(f"action {action_id} expired at {deadline}; request it again")
+    return request
+
+
+def approve(
+    *, session: Session, action_id: str, actor: Actor, presented_hash: str, comment: str = ""
+) -> ActionRequest:
+    request = _pending(session, action_id)
     if actor.name == request.requested_by:
         raise SelfApprovalForbidden("an approver cannot approve their own request")
     if request.approval_hash is None:
@@ -373,9 +399,7 @@ def approve(
 
 
 def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "") -> ActionRequest:
-    request = get(session=session, action_id=action_id, lock=True)
-    if request.status != "pending_approval":
-        raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
+    request = _pending(session, action_id)
     if actor.name == request.requested_by:
         raise SelfApprovalForbidden("an approver cannot reject their own request; withdraw it")
     request.status, request.updated_at = "rejected", now()

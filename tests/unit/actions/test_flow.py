@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -392,9 +393,16 @@ def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: 
     assert detail["severity"] == "critical"
 
 
-def _while_approving(world: World, action_id: str, approval: str, second: Callable[[], Any]) -> Any:
-    """Approve ``action_id`` in a transaction held open while ``second`` runs; it must wait for
-    the approval, or be done refusing."""
+def _while_approving(
+    world: World,
+    action_id: str,
+    approval: str,
+    second: Callable[[], Any],
+    *,
+    then: Callable[[], None] = lambda: None,
+) -> Any:
+    """Approve ``action_id`` in a transaction held open while ``then`` and ``second`` run;
+    ``second`` must wait for the approval, or be done refusing."""
     approver = Actor(name=world.approver_name, roles=frozenset({"approver"}))
 
     def refused_or(result: Callable[[], Any]) -> Any:
@@ -407,6 +415,7 @@ def _while_approving(world: World, action_id: str, approval: str, second: Callab
         actions.approve(
             session=session, action_id=action_id, actor=approver, presented_hash=approval
         )
+        then()
         racing = race(lambda: refused_or(second))
         assert racing.waiting or racing.result in ("refused", 0), racing.result
     return racing.done()
@@ -428,13 +437,21 @@ def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: W
 
 def test_an_approval_at_the_deadline_is_not_overwritten_by_the_expiry(world: World) -> None:
     action_id, approval = pending_with_hash(world, 7)
+    deadline = datetime.now(UTC) + timedelta(seconds=1)
     with world.database.unit_of_work() as session:
         row = session.get(ActionRequest, action_id)
         assert row is not None
-        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        row.expires_at = deadline
+
+    def deadline_passes() -> None:  # the approval, just in time, is not committed yet
+        time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.01)
 
     expired = _while_approving(
-        world, action_id, approval, lambda: jobs.expire_pending(world.database)
+        world,
+        action_id,
+        approval,
+        lambda: jobs.expire_pending(world.database),
+        then=deadline_passes,
     )
     assert expired == 0
     assert world.action(action_id)["status"] == "approved"
