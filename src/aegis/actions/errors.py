@@ -32,6 +32,15 @@ class ActionExpired(ActionStateConflict):
     commit = True
 
 
+class ApprovalRefused(Conflict):
+    """Decided again at the moment of approval, the request is now denied (a ``max_actions``
+    limit reached since it was requested, a deny added): the refusal is audited and committed,
+    and the request stays pending (a later approval may find the limit free again)."""
+
+    code = "approval_refused"
+    commit = True
+
+
 class SelfApprovalForbidden(Forbidden):
     code = "self_approval_forbidden"
 

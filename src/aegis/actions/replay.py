@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aegis.actions import service
+from aegis.actions import limits, service
 from aegis.actions.models import ActionRequest
 from aegis.policy.engine import PolicySet
 from aegis.policy.errors import InvalidEvaluationRequest
@@ -38,7 +38,7 @@ class ReplayRow:
 def replay(*, session: Session, candidate: PolicySet, since: datetime) -> list[ReplayRow]:
     # The requests in the window before ``since`` are history only: the first ones replayed
     # see them as the live decision did.
-    window = service.history_window(candidate)
+    window = limits.history_window(candidate)
     start = service.aware(since)
     history_from = start - min(window, start - datetime.min.replace(tzinfo=UTC))
     rows = list(
@@ -56,7 +56,7 @@ def replay(*, session: Session, candidate: PolicySet, since: datetime) -> list[R
         if created >= start:
             recent = [ts for ts in history.get(target, []) if created - ts <= window]
             out.append(_replayed(candidate, request, created, recent))
-        if request.status in service.COUNTED_STATUSES or request.status == "failed":
+        if request.status in limits.COUNTED_STATUSES or request.status == "failed":
             history.setdefault(target, []).append(created)
     return out
 
@@ -64,7 +64,7 @@ def replay(*, session: Session, candidate: PolicySet, since: datetime) -> list[R
 def _replayed(
     candidate: PolicySet, request: ActionRequest, created: datetime, recent: list[datetime]
 ) -> ReplayRow:
-    body = service.evaluation_body(
+    body = limits.evaluation_body(
         subjects=list(request.subjects),
         action=request.action,
         namespace=request.namespace,
