@@ -228,7 +228,7 @@ def _retry_later(database: Database, settings: Settings, action_id: str, error: 
         request.attempts += 1
         request.error = error
         if request.attempts >= settings.action_max_attempts:
-            request.status = "failed"
+            request.status, request.updated_at = "failed", service.now()
             service.audit(
                 session, request, "action.failed", "system", error=error, attempts=request.attempts
             )

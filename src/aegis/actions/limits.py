@@ -2,8 +2,9 @@
 per target at a time.
 
 The policy engine is pure: the caller passes the target's earlier actions (docs/policy.md,
-"Recent actions"). A limit is only as good as that history and the moment it is read, so every
-decision that may let an action run (a request when it comes in, and again when a person
+"Recent actions"): those that have acted or are about to, at the time they act
+(:func:`counted_at`). A limit is only as good as that history and the moment it is read, so
+every decision that may let an action run (a request when it comes in, and again when a person
 approves it) reads it under :func:`lock_target`: two such decisions on one (namespace, name)
 happen one after the other, and the second counts the first.
 """
@@ -14,7 +15,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from aegis.actions.models import ActionRequest
@@ -25,7 +26,9 @@ from aegis.policy.engine import PolicySet
 from aegis.policy.request import Decision
 
 RECENT_WINDOW = timedelta(hours=24)  # the least history passed, whatever the policies ask
-COUNTED_STATUSES = ("approved", "running", "succeeded")
+IN_FLIGHT = ("approved", "running")  # approved, not finished: acting now or about to
+FINISHED = ("succeeded", "failed")  # acted (a failed action may have changed something first)
+COUNTED_STATUSES = IN_FLIGHT + FINISHED
 
 
 def history_window(policy_set: PolicySet) -> timedelta:
@@ -34,19 +37,42 @@ def history_window(policy_set: PolicySet) -> timedelta:
     return max(RECENT_WINDOW, timedelta(minutes=policy_set.max_window_minutes))
 
 
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def counted_at(status: str, updated_at: datetime, now: datetime) -> datetime | None:
+    """When a request in ``status`` counts towards a limit decided at ``now``; None: it does not.
+
+    An approved request not finished (held by the kill switch, waiting for the executor) acts
+    now or later, so it counts as acting ``now``, however long ago it was requested or
+    approved. A finished one counts at the time it finished (``updated_at``: a finished request
+    changes no more), not when it was requested: one a person approved an hour after the
+    request ran an hour after it. One pending approval has not acted; its approval decides it
+    again. Denied, rejected and expired requests never act."""
+    if status in IN_FLIGHT:
+        return now
+    if status in FINISHED:
+        return _utc(updated_at)
+    return None
+
+
 def recent(
     session: Session, namespace: str, name: str, window: timedelta, now: datetime
 ) -> list[datetime]:
-    """The times of the earlier actions on (namespace, name) that a limit counts at ``now``."""
-    rows = session.scalars(
-        select(ActionRequest.created_at).where(
+    """The times of the earlier actions on (namespace, name) that a limit counts at ``now``
+    (:func:`counted_at`): every one in flight, and the finished ones within ``window``."""
+    rows = session.execute(
+        select(ActionRequest.status, ActionRequest.updated_at).where(
             ActionRequest.namespace == namespace,
             ActionRequest.name == name,
-            ActionRequest.status.in_(COUNTED_STATUSES),
-            ActionRequest.created_at >= now - window,
+            or_(
+                ActionRequest.status.in_(IN_FLIGHT),
+                ActionRequest.status.in_(FINISHED) & (ActionRequest.updated_at >= now - window),
+            ),
         )
     )
-    return [ts if ts.tzinfo else ts.replace(tzinfo=UTC) for ts in rows]
+    return [ts for status, changed in rows if (ts := counted_at(status, changed, now)) is not None]
 
 
 def target_lock_key(namespace: str, name: str) -> int:

@@ -129,12 +129,14 @@ WEEKLY_RESTART: dict[str, Any] = {
 }
 
 
-def _days_ago(world: World, action_id: str, days: int) -> None:
+def _ran_days_ago(world: World, action_id: str, days: int) -> None:
+    """``action_id`` was requested, and succeeded, ``days`` ago."""
+    then = datetime.now(UTC) - timedelta(days=days)
     with world.database.unit_of_work() as session:
         session.execute(
             update(ActionRequest)
             .where(ActionRequest.id == action_id)
-            .values(created_at=datetime.now(UTC) - timedelta(days=days))
+            .values(status="succeeded", created_at=then, updated_at=then)
         )
 
 
@@ -143,7 +145,7 @@ def test_a_weekly_limit_counts_the_actions_of_the_whole_week(world: World) -> No
     assert world.api.post("/api/v1/policy", json=WEEKLY_RESTART, headers=admin).status_code == 201
     first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
     assert first["status"] == "approved"
-    _days_ago(world, first["id"], 2)
+    _ran_days_ago(world, first["id"], 2)
 
     second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
 
@@ -156,7 +158,7 @@ def test_replay_counts_the_history_before_since_that_a_limit_looks_back_on(world
     unlimited = {**WEEKLY_RESTART, "conditions": {}}
     assert world.api.post("/api/v1/policy", json=unlimited, headers=admin).status_code == 201
     first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
-    _days_ago(world, first["id"], 2)
+    _ran_days_ago(world, first["id"], 2)
     second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
     assert (first["decision"], second["decision"]) == ("allow", "allow")
 

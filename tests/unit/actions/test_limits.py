@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from aegis.actions import jobs
 from aegis.actions import service as actions
 from aegis.actions.errors import ApprovalRefused
+from aegis.actions.models import ActionRequest
 from aegis.actions.schemas import ActionCreate
 from aegis.auth.schemas import Actor
+from aegis.executor.client import ExecutorClient
+from aegis.flags import service as flags
 from tests.support import factories
 from tests.support.actions import World, chain_ok
 from tests.support.races import race
+from tests.support.services import free_port
 
 # Every change to demo/worker needs a person's approval; demo/api and demo/worker take at most
 # one change an hour (restarts of demo/api are allowed outright by the world's demo-restarts).
@@ -149,3 +156,103 @@ def test_two_approvals_at_once_do_not_both_pass_a_limit(limited: World) -> None:
 
     assert racing.done() == "refused"
     assert world.action(restart_id)["status"] == "pending_approval"
+
+
+def _hours_ago(world: World, action_id: str, hours: float) -> None:
+    """Make ``action_id`` requested (and last changed) ``hours`` ago; a pending one's deadline,
+    as a longer ``ACTION_APPROVAL_TTL_S`` would have it, still an hour ahead."""
+    then, now = datetime.now(UTC) - timedelta(hours=hours), datetime.now(UTC)
+    with world.database.unit_of_work() as session:
+        session.execute(
+            update(ActionRequest)
+            .where(ActionRequest.id == action_id)
+            .values(created_at=then, updated_at=then)
+        )
+        session.execute(
+            update(ActionRequest)
+            .where(ActionRequest.id == action_id, ActionRequest.expires_at.is_not(None))
+            .values(expires_at=now + timedelta(hours=1))
+        )
+
+
+def test_a_change_approved_long_after_it_was_requested_counts_from_when_it_ran(
+    limited: World,
+) -> None:
+    world = limited
+    restart_id, approval = _pending(world, "restart")
+    _hours_ago(world, restart_id, 2)  # requested two hours ago, approved now
+    assert _approve(world, restart_id, approval).status_code == 200
+    world.tick()
+    assert world.action(restart_id)["status"] == "succeeded"
+
+    scale = world.request(
+        name="worker", action="scale_deployment", params={"replicas": 2}, idempotency_key="scale"
+    ).json()
+
+    assert scale["status"] == "denied"
+    assert REACHED in scale["decision_reason"]
+
+
+def _kill_switch(world: World, value: str) -> None:
+    with world.database.unit_of_work() as session:
+        flags.set_flag(session=session, name=jobs.KILL_SWITCH_FLAG, value=value, actor="t")
+
+
+def test_a_change_held_by_the_kill_switch_counts_however_long_it_waits(limited: World) -> None:
+    world = limited
+    revision = world.cluster.deployment("demo", "api")["revision"]
+    _kill_switch(world, "false")
+    held = world.request(name="api", idempotency_key="held").json()
+    assert held["status"] == "approved"
+    _hours_ago(world, held["id"], 2)  # allowed two hours ago, held since
+
+    second = world.request(name="api", idempotency_key="second").json()
+    _kill_switch(world, "true")
+    world.tick()
+
+    assert second["status"] == "denied"
+    assert REACHED in second["decision_reason"]
+    assert world.cluster.deployment("demo", "api")["revision"] == revision + 1
+
+
+def test_a_failed_change_counts(limited: World) -> None:
+    world = limited
+    settings = world.settings.model_copy(update={"action_max_attempts": 1})
+    down = ExecutorClient(  # it may have acted before the connection failed
+        f"http://127.0.0.1:{free_port()}", settings.secret("executor_hmac_secret"), timeout=1
+    )
+    first = world.request(name="api", idempotency_key="first").json()
+    jobs.tick(world.database, settings, down)
+    assert world.action(first["id"])["status"] == "failed"
+
+    second = world.request(name="api", idempotency_key="second").json()
+
+    assert second["status"] == "denied"
+    assert REACHED in second["decision_reason"]
+
+
+def test_replaying_the_active_set_decides_as_the_live_requests_did(limited: World) -> None:
+    world = limited
+    scale = _pending(world, "scale", action="scale_deployment", params={"replicas": 2})
+    _hours_ago(world, scale[0], 2)
+    restart = _pending(world, "restart")  # pending beside the scale, refused once it ran
+    assert _approve(world, *scale).status_code == 200
+    world.tick()
+    assert _approve(world, *restart).status_code == 409
+    again = world.request(
+        name="worker", action="scale_deployment", params={"replicas": 3}, idempotency_key="again"
+    ).json()
+    assert again["status"] == "denied"  # the first scale ran moments ago
+    admin = factories.signed_in(world.api, world.database, "admin")
+
+    replayed = world.api.post(
+        "/api/v1/policy/replay",
+        headers=admin,
+        json={"since": (datetime.now(UTC) - timedelta(hours=3)).isoformat(), "all": True},
+    ).json()
+
+    assert [(r["action_id"], r["recorded"], r["candidate"]) for r in replayed["rows"]] == [
+        (scale[0], "require_approval", "require_approval"),
+        (restart[0], "require_approval", "require_approval"),
+        (again["id"], "deny", "deny"),
+    ]
