@@ -86,14 +86,7 @@ def expire_pending(database: Database) -> int:
             )
         )
         for request in due:
-            request.status, request.updated_at = "expired", service.now()
-            service.audit(
-                session,
-                request,
-                "action.expired",
-                "system",
-                reason="no approval before the deadline: denied on timeout",
-            )
+            service.expire(session=session, request=request)
     return len(due)
 
 
@@ -238,7 +231,7 @@ def _retry_later(database: Database, settings: Settings, action_id: str, error: 
         request.attempts += 1
         request.error = error
         if request.attempts >= settings.action_max_attempts:
-            request.status = "failed"
+            request.status, request.updated_at = "failed", service.now()
             service.audit(
                 session, request, "action.failed", "system", error=error, attempts=request.attempts
             )

@@ -6,7 +6,8 @@ Life of a request::
               ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed
               ─ REQUIRE_APPROVAL ─▶ pending_approval ─ approve ─▶ approved ─▶ …
                                                     ─ reject ──▶ rejected
-                                                    ─ timeout ─▶ expired (denied on timeout)
+                                                    ─ timeout ─▶ expired (denied on timeout,
+                                                                  or answered after it: 409)
 
 An approval signs off ``approval_hash`` = SHA-256 of the canonical (action, namespace, name,
 params, dry-run diff; a restart's new stamp only as "new", see :func:`_approved_diff`). The
@@ -27,11 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from aegis.actions import limits
 from aegis.actions.errors import (
+    ActionExpired,
     ActionInputInvalid,
     ActionNotFound,
     ActionStateConflict,
     ApprovalMismatch,
+    ApprovalRefused,
     IdempotencyConflict,
     SelfApprovalForbidden,
 )
@@ -44,15 +48,11 @@ from aegis.core.config import Settings
 from aegis.database import bulk
 from aegis.executor.backends.protocol import STATE_PATHS
 from aegis.executor.schemas import ExecutorActionRequest
-from aegis.policy import service as policy_service
-from aegis.policy.engine import PolicySet
 from aegis.policy.errors import InvalidEvaluationRequest
 from aegis.safety import service as safety_service
 
 AI_ENGINE = "ai-engine"  # the AI engine's service principal
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
-RECENT_WINDOW = timedelta(hours=24)  # the least history passed, whatever the policies ask
-COUNTED_STATUSES = ("approved", "running", "succeeded")
 RESTART_STAMP_PATH = STATE_PATHS["restarted_at"]
 
 
@@ -152,53 +152,6 @@ def list_actions(
     return list(session.scalars(stmt))
 
 
-def history_window(policy_set: PolicySet) -> timedelta:
-    """How far back earlier actions are counted: the set's longest ``max_actions`` window, so
-    that a limit of one a week sees last week (docs/policy.md), and at least a day."""
-    return max(RECENT_WINDOW, timedelta(minutes=policy_set.max_window_minutes))
-
-
-def _recent(session: Session, namespace: str, name: str, window: timedelta) -> list[datetime]:
-    since = now() - window
-    rows = session.scalars(
-        select(ActionRequest.created_at).where(
-            ActionRequest.namespace == namespace,
-            ActionRequest.name == name,
-            ActionRequest.status.in_(COUNTED_STATUSES),
-            ActionRequest.created_at >= since,
-        )
-    )
-    return [aware(ts) for ts in rows]
-
-
-def evaluation_body(
-    *,
-    subjects: list[str],
-    action: str,
-    namespace: str,
-    name: str,
-    params: dict[str, Any],
-    confidence: float | None,
-    severity: str | None,
-    recent: list[datetime] | None,
-) -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    if confidence is not None:
-        context["confidence"] = confidence
-    if severity is not None:
-        context["severity"] = severity
-    if "replicas" in params:
-        context["replicas"] = params["replicas"]
-    if recent is not None:
-        context["recent_actions"] = [ts.isoformat() for ts in recent]
-    return {
-        "subject": subjects,
-        "action": action,
-        "resource": {"namespace": namespace, "name": name},
-        "context": context,
-    }
-
-
 def _check_executable(body: ActionCreate, actor: Actor) -> None:
     """The executor's own request shape (names, params per action), checked up front."""
     try:
@@ -245,25 +198,10 @@ def request_action(
         )
     _check_executable(body, actor)
     subjects = sorted(actor.subjects)
-    policy_set, _ = policy_service.active_set(session=session)
     try:
-        evaluation = policy_service.parse_request(
-            evaluation_body(
-                subjects=subjects,
-                action=body.action,
-                namespace=body.namespace,
-                name=body.name,
-                params=body.params,
-                confidence=body.confidence,
-                severity=body.severity,
-                recent=_recent(session, body.namespace, body.name, history_window(policy_set)),
-            )
-        )
+        decision, set_digest = limits.decide(session, body, subjects, actor=actor.name, at=now())
     except InvalidEvaluationRequest as exc:
         raise ActionInputInvalid(exc.message) from None
-    decision, set_digest = policy_service.evaluate(
-        session=session, request=evaluation, actor=actor.name
-    )
     effect = decision.effect.value
     status = {"allow": "approved", "deny": "denied", "require_approval": "pending_approval"}
     request = ActionRequest(
@@ -347,18 +285,64 @@ def set_dry_run(*, session: Session, request: ActionRequest, diff: list[dict[str
     )
 
 
-def approve(
-    *, session: Session, action_id: str, actor: Actor, presented_hash: str, comment: str = ""
-) -> ActionRequest:
+def expire(*, session: Session, request: ActionRequest) -> None:
+    """Deny ``request`` on timeout: its approval deadline passed with no answer. The sweep
+    (:func:`aegis.actions.jobs.expire_pending`) and an answer that comes too late both end here."""
+    request.status, request.updated_at = "expired", now()
+    audit(
+        session,
+        request,
+        "action.expired",
+        "system",
+        reason="no approval before the deadline: denied on timeout",
+    )
+
+
+def _pending(session: Session, action_id: str) -> ActionRequest:
+    """The request to approve or reject, locked; refused unless it is pending and its deadline is
+    still ahead. One past its deadline is expired here, whether or not the sweep has run yet."""
     request = get(session=session, action_id=action_id, lock=True)
     if request.status != "pending_approval":
         raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
+    if request.expires_at is not None and aware(request.expires_at) <= now():
+        expire(session=session, request=request)
+        deadline = aware(request.expires_at).isoformat(timespec="seconds")
+        raise ActionExpired(f"action {action_id} expired at {deadline}; request it again")
+    return request
+
+
+def _still_allowed(session: Session, request: ActionRequest, actor: Actor) -> None:
+    """An approval lets the action run now, so the request is decided again now, with the
+    target's history of this moment: refused (audited, committed) when the active set denies it
+    now, say a ``max_actions`` limit that another action on the target reached meanwhile."""
+    decision, _ = limits.decide(
+        session, request, list(request.subjects), actor=actor.name, at=now()
+    )
+    if decision.effect.value != "deny":
+        return
+    audit(
+        session,
+        request,
+        "action.approval_refused",
+        actor.name,
+        decision="deny",
+        reason=decision.reason,
+        policies=[{"id": r.id, "version": r.version} for r in decision.policies],
+    )
+    raise ApprovalRefused(f"action {request.id} cannot be approved now: {decision.reason}")
+
+
+def approve(
+    *, session: Session, action_id: str, actor: Actor, presented_hash: str, comment: str = ""
+) -> ActionRequest:
+    request = _pending(session, action_id)
     if actor.name == request.requested_by:
         raise SelfApprovalForbidden("an approver cannot approve their own request")
     if request.approval_hash is None:
         raise ActionStateConflict("the dry run has not finished yet; try again shortly")
     if presented_hash != request.approval_hash:
         raise ApprovalMismatch("the approval is for a different request or diff; reload it")
+    _still_allowed(session, request, actor)
     request.status, request.approved_by, request.updated_at = "approved", actor.name, now()
     request.next_attempt_at = now()
     audit(
@@ -373,9 +357,7 @@ def approve(
 
 
 def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "") -> ActionRequest:
-    request = get(session=session, action_id=action_id, lock=True)
-    if request.status != "pending_approval":
-        raise ActionStateConflict(f"action {action_id} is {request.status}, not pending approval")
+    request = _pending(session, action_id)
     if actor.name == request.requested_by:
         raise SelfApprovalForbidden("an approver cannot reject their own request; withdraw it")
     request.status, request.updated_at = "rejected", now()

@@ -1,8 +1,8 @@
 """Action requests end to end: policy, approval bound to the diff, dispatch at most once,
 kill switch, retries while the executor is down, expiry, and the re-check after acting.
 
-The executor is the real executor app with its `local` backend (in-process over its ASGI
-interface); the backend is the real backend app; the dispatcher is driven one tick at a time.
+The world (``tests/support/actions.py``): the real backend app, the real executor app with its
+`local` backend (in-process over its ASGI interface), the dispatcher driven one tick at a time.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -25,112 +24,17 @@ from aegis.actions import service as actions
 from aegis.actions.errors import ActionStateConflict
 from aegis.actions.models import ActionRequest
 from aegis.actions.schemas import ActionCreate
-from aegis.audit import verify
 from aegis.auth.schemas import Actor
-from aegis.backend_app import create_app
 from aegis.core.config import Settings
-from aegis.database.core import Database
 from aegis.executor.app import create_app as executor_app
-from aegis.executor.backends.local import LocalBackend, LocalCluster, default_state_path
+from aegis.executor.backends.local import LocalBackend
 from aegis.executor.client import ExecutorClient
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
 from tests.support import factories
+from tests.support.actions import POLICIES, World, chain_ok, pending_with_hash
 from tests.support.races import at_once, race
 from tests.support.services import free_port
-
-POLICIES: list[dict[str, Any]] = [
-    {
-        "id": "demo-restarts",
-        "effect": "allow",
-        "subjects": ["role:operator"],
-        "actions": ["restart_deployment", "delete_pod"],
-        "resources": {"namespaces": ["demo"], "names": ["*"]},
-    },
-    {
-        "id": "demo-scaling",
-        "effect": "require_approval",
-        "subjects": ["role:operator"],
-        "actions": ["scale_deployment"],
-        "resources": {"namespaces": ["demo"], "names": ["*"]},
-    },
-    {
-        "id": "kube-freeze",
-        "effect": "deny",
-        "subjects": ["*"],
-        "actions": ["*"],
-        "resources": {"namespaces": ["kube-*"], "names": ["*"]},
-    },
-]
-
-
-@dataclass
-class World:
-    api: TestClient
-    settings: Settings
-    database: Database
-    executor: ExecutorClient
-    cluster: LocalCluster
-    operator: dict[str, str]
-    approver: dict[str, str]
-    approver_name: str
-    operator_name: str
-
-    def request(self, **over: Any) -> httpx.Response:
-        body = {
-            "action": "restart_deployment",
-            "namespace": "demo",
-            "name": "web",
-            "params": {},
-            "idempotency_key": f"k-{id(over)}-{len(over)}",
-            "reason": "test",
-        }
-        body.update(over)
-        sent: httpx.Response = self.api.post("/api/v1/actions", json=body, headers=self.operator)
-        return sent
-
-    def tick(self, executor: jobs.Executor | None = None) -> None:
-        jobs.tick(self.database, self.settings, executor or self.executor)
-
-    def action(self, action_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.api.get(
-            f"/api/v1/actions/{action_id}", headers=self.operator
-        ).json()
-        return body
-
-
-@pytest.fixture
-def world(
-    make_settings: Callable[..., Settings], db_url: str, database: Database
-) -> Iterator[World]:
-    settings = make_settings(database_url=db_url, executor_backend="local")
-    with (
-        TestClient(create_app(settings)) as api,
-        TestClient(executor_app(settings), base_url="http://executor") as ex,
-    ):
-        admin = factories.signed_in(api, database, "admin")
-        for policy in POLICIES:
-            assert api.post("/api/v1/policy", json=policy, headers=admin).status_code == 201
-        operator_name = factories.user(database, "operator")
-        approver_name = factories.user(database, "approver")
-        client = ExecutorClient("http://executor", settings.secret("executor_hmac_secret"), http=ex)
-        yield World(
-            api=api,
-            settings=settings,
-            database=database,
-            executor=client,
-            cluster=LocalCluster(default_state_path(settings.data_dir)),
-            operator=factories.bearer(factories.login(api, operator_name)),
-            approver=factories.bearer(factories.login(api, approver_name)),
-            approver_name=approver_name,
-            operator_name=operator_name,
-        )
-
-
-def _chain_ok(world: World) -> None:
-    with world.database.unit_of_work() as session:
-        report = verify.verify(session=session, store=None, public_key=None)
-    assert report.ok, report.problems
 
 
 def test_allowed_action_is_executed_once_and_audited_in_order(world: World) -> None:
@@ -145,7 +49,7 @@ def test_allowed_action_is_executed_once_and_audited_in_order(world: World) -> N
     done = world.action(action["id"])
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert world.cluster.deployment("demo", "web")["revision"] == before["revision"] + 1
-    _chain_ok(world)  # includes: executed only after an allow was recorded
+    chain_ok(world)  # includes: executed only after an allow was recorded
 
 
 def test_denied_action_is_recorded_and_never_dispatched(world: World) -> None:
@@ -176,7 +80,7 @@ def test_approval_is_four_eyes_and_bound_to_the_exact_diff(world: World) -> None
     world.tick()
     assert world.action(action["id"])["status"] == "succeeded"
     assert world.cluster.deployment("demo", "web")["replicas"] == 5
-    _chain_ok(world)
+    chain_ok(world)
 
 
 def _scale_by_hand(world: World, replicas: int) -> None:
@@ -225,12 +129,14 @@ WEEKLY_RESTART: dict[str, Any] = {
 }
 
 
-def _days_ago(world: World, action_id: str, days: int) -> None:
+def _ran_days_ago(world: World, action_id: str, days: int) -> None:
+    """``action_id`` was requested, and succeeded, ``days`` ago."""
+    then = datetime.now(UTC) - timedelta(days=days)
     with world.database.unit_of_work() as session:
         session.execute(
             update(ActionRequest)
             .where(ActionRequest.id == action_id)
-            .values(created_at=datetime.now(UTC) - timedelta(days=days))
+            .values(status="succeeded", created_at=then, updated_at=then)
         )
 
 
@@ -239,7 +145,7 @@ def test_a_weekly_limit_counts_the_actions_of_the_whole_week(world: World) -> No
     assert world.api.post("/api/v1/policy", json=WEEKLY_RESTART, headers=admin).status_code == 201
     first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
     assert first["status"] == "approved"
-    _days_ago(world, first["id"], 2)
+    _ran_days_ago(world, first["id"], 2)
 
     second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
 
@@ -252,7 +158,7 @@ def test_replay_counts_the_history_before_since_that_a_limit_looks_back_on(world
     unlimited = {**WEEKLY_RESTART, "conditions": {}}
     assert world.api.post("/api/v1/policy", json=unlimited, headers=admin).status_code == 201
     first = world.request(namespace="weekly", idempotency_key="weekly-1").json()
-    _days_ago(world, first["id"], 2)
+    _ran_days_ago(world, first["id"], 2)
     second = world.request(namespace="weekly", idempotency_key="weekly-2").json()
     assert (first["decision"], second["decision"]) == ("allow", "allow")
 
@@ -303,7 +209,7 @@ def test_a_voided_approval_waits_for_a_new_one_only_as_long_as_the_ttl_says(
     world: World,
 ) -> None:
     settings = world.settings.model_copy(update={"action_approval_ttl_s": 60.0})
-    action_id, approval = _pending_with_hash(world, 5)
+    action_id, approval = pending_with_hash(world, 5)
     approved = world.api.post(
         f"/api/v1/actions/{action_id}/approve",
         json={"approval_hash": approval},
@@ -508,15 +414,16 @@ def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: 
     assert detail["severity"] == "critical"
 
 
-def _pending_with_hash(world: World, replicas: int) -> tuple[str, str]:
-    action = world.request(action="scale_deployment", params={"replicas": replicas}).json()
-    world.tick()  # the dry run fills in the hash to approve
-    return str(action["id"]), str(world.action(action["id"])["approval_hash"])
-
-
-def _while_approving(world: World, action_id: str, approval: str, second: Callable[[], Any]) -> Any:
-    """Approve ``action_id`` in a transaction held open while ``second`` runs; it must wait for
-    the approval, or be done refusing."""
+def _while_approving(
+    world: World,
+    action_id: str,
+    approval: str,
+    second: Callable[[], Any],
+    *,
+    then: Callable[[], None] = lambda: None,
+) -> Any:
+    """Approve ``action_id`` in a transaction held open while ``then`` and ``second`` run;
+    ``second`` must wait for the approval, or be done refusing."""
     approver = Actor(name=world.approver_name, roles=frozenset({"approver"}))
 
     def refused_or(result: Callable[[], Any]) -> Any:
@@ -529,13 +436,14 @@ def _while_approving(world: World, action_id: str, approval: str, second: Callab
         actions.approve(
             session=session, action_id=action_id, actor=approver, presented_hash=approval
         )
+        then()
         racing = race(lambda: refused_or(second))
         assert racing.waiting or racing.result in ("refused", 0), racing.result
     return racing.done()
 
 
 def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: World) -> None:
-    action_id, approval = _pending_with_hash(world, 6)
+    action_id, approval = pending_with_hash(world, 6)
     other = Actor(name=factories.user(world.database, "approver"), roles=frozenset({"approver"}))
 
     def reject() -> str:
@@ -549,14 +457,22 @@ def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: W
 
 
 def test_an_approval_at_the_deadline_is_not_overwritten_by_the_expiry(world: World) -> None:
-    action_id, approval = _pending_with_hash(world, 7)
+    action_id, approval = pending_with_hash(world, 7)
+    deadline = datetime.now(UTC) + timedelta(seconds=1)
     with world.database.unit_of_work() as session:
         row = session.get(ActionRequest, action_id)
         assert row is not None
-        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        row.expires_at = deadline
+
+    def deadline_passes() -> None:  # the approval, just in time, is not committed yet
+        time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.01)
 
     expired = _while_approving(
-        world, action_id, approval, lambda: jobs.expire_pending(world.database)
+        world,
+        action_id,
+        approval,
+        lambda: jobs.expire_pending(world.database),
+        then=deadline_passes,
     )
     assert expired == 0
     assert world.action(action_id)["status"] == "approved"
@@ -654,7 +570,7 @@ def test_an_action_left_running_by_a_stopped_backend_is_dispatched_again(world: 
     assert world.cluster.deployment("demo", "web")["revision"] == before + 1
     reclaimed = factories.audit_events(world.database, "action.dispatch_reclaimed")
     assert [json.loads(e.data)["action_id"] for e in reclaimed] == [action_id]
-    _chain_ok(world)
+    chain_ok(world)
 
 
 def test_a_stopped_backend_that_had_already_acted_is_not_acted_on_twice(world: World) -> None:
