@@ -4,6 +4,7 @@ driven one tick at a time."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from aegis.executor.app import create_app as executor_app
 from aegis.executor.backends.local import LocalCluster, default_state_path
 from aegis.executor.client import ExecutorClient
 from tests.support import factories
+
+_KEYS = itertools.count(1)
 
 POLICIES: list[dict[str, Any]] = [
     {
@@ -65,7 +68,7 @@ class World:
             "namespace": "demo",
             "name": "web",
             "params": {},
-            "idempotency_key": f"k-{id(over)}-{len(over)}",
+            "idempotency_key": f"k-{next(_KEYS)}",  # a new request unless a test names one
             "reason": "test",
         }
         body.update(over)
