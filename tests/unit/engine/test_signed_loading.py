@@ -36,6 +36,16 @@ def settings(make_settings: Callable[..., Settings], db_url: str, releases: Rele
     return make_settings(database_url=db_url, trusted_keys=str(releases.pub))
 
 
+def _serving_first_release(
+    settings: Settings, database: Database, releases: Releases
+) -> ModelHolder:
+    """A holder serving release 0.1, loaded as the engine's watcher loads it."""
+    releases.release("0.1")
+    holder = ModelHolder()
+    assert reload_if_changed(holder, settings, database) is True
+    return holder
+
+
 def test_hot_swap_on_promotion_and_old_model_kept_on_bad_signature(
     settings: Settings, database: Database, releases: Releases
 ) -> None:
@@ -136,9 +146,7 @@ def test_the_watcher_leaves_a_running_load_alone(
 def test_a_signed_model_that_does_not_load_is_refused_audited_and_the_old_one_serves(
     settings: Settings, database: Database, releases: Releases, tmp_path: Path
 ) -> None:
-    releases.release("0.1")
-    holder = ModelHolder()
-    assert reload_if_changed(holder, settings, database) is True
+    holder = _serving_first_release(settings, database, releases)
     source = tmp_path / "broken"
     export_model_dir(train(version="0.2"), source)
     (source / "model.json").write_text("{}")  # signed, verifies, but is no engine model
@@ -156,9 +164,7 @@ def test_a_signed_model_that_does_not_load_is_refused_audited_and_the_old_one_se
 def test_a_revoked_signing_key_stops_the_model_it_signed_and_is_audited(
     settings: Settings, database: Database, releases: Releases
 ) -> None:
-    releases.release("0.1")
-    holder = ModelHolder()
-    assert reload_if_changed(holder, settings, database) is True
+    holder = _serving_first_release(settings, database, releases)
     successor = generate_private_key()
     releases.pub.write_bytes(public_key_pem(successor.public_key()))  # the old key is removed
 
@@ -174,9 +180,7 @@ def test_a_revoked_signing_key_stops_the_model_it_signed_and_is_audited(
 def test_during_a_key_rotation_models_signed_by_either_key_serve(
     settings: Settings, database: Database, releases: Releases
 ) -> None:
-    releases.release("0.1")
-    holder = ModelHolder()
-    assert reload_if_changed(holder, settings, database) is True
+    holder = _serving_first_release(settings, database, releases)
     successor = generate_private_key()
     old_pub = releases.pub.read_bytes()
     releases.pub.write_bytes(old_pub + public_key_pem(successor.public_key()))
@@ -192,9 +196,7 @@ def test_during_a_key_rotation_models_signed_by_either_key_serve(
 def test_a_signed_archive_holding_another_version_s_model_is_refused(
     settings: Settings, database: Database, releases: Releases, tmp_path: Path
 ) -> None:
-    releases.release("0.1")
-    holder = ModelHolder()
-    assert reload_if_changed(holder, settings, database) is True
+    holder = _serving_first_release(settings, database, releases)
     source = tmp_path / "relabelled"
     export_model_dir(train(version="0.1"), source)  # last release's model, pushed as 0.2
     releases.push_source(source, "0.2")
@@ -211,9 +213,7 @@ def test_predictions_name_the_signed_archive_health_and_the_registry_name(
     settings: Settings, database: Database, releases: Releases
 ) -> None:
     # Action requests record the prediction's digest: an auditor must find it in the registry.
-    releases.release("0.1")
-    holder = ModelHolder()
-    assert reload_if_changed(holder, settings, database) is True
+    holder = _serving_first_release(settings, database, releases)
     key = settings.api_key.get_secret_value() if settings.api_key else ""
     with TestClient(create_app(settings, holder=holder)) as client:
         health = client.get("/health").json()
