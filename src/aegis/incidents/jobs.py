@@ -108,21 +108,17 @@ def _stats_sent(stats: dict[Any, Any]) -> list[dict[str, Any]]:
     return usable[:MAX_STATS_SENT]
 
 
-def _ask_engine(
-    settings: Settings, body: dict[str, Any], http: httpx.Client | None
-) -> dict[str, Any]:
+def _ask_engine(settings: Settings, body: dict[str, Any], http: httpx.Client) -> dict[str, Any]:
     headers = {"X-API-Key": settings.secret("api_key")}
     rid = request_id_var.get()
     if rid:
         headers[REQUEST_ID_HEADER] = rid
     url = settings.effective_ai_engine_url.rstrip("/") + "/predict"
-    with contextlib.ExitStack() as owned:
-        client = http or owned.enter_context(httpx.Client(timeout=settings.ai_engine_timeout_s))
-        with client.stream("POST", url, json=body, headers=headers | upstream.IDENTITY) as answer:
-            status = answer.status_code
-            content = upstream.read(
-                answer, limit=MAX_ANSWER_BYTES, within_s=settings.ai_engine_timeout_s
-            )
+    with http.stream("POST", url, json=body, headers=headers | upstream.IDENTITY) as answer:
+        status = answer.status_code
+        content = upstream.read(
+            answer, limit=MAX_ANSWER_BYTES, within_s=settings.ai_engine_timeout_s
+        )
     if status != 200:
         try:
             message = json.loads(content)["error"]["message"]
@@ -171,6 +167,8 @@ def predict_pending(
     handled = 0
     with contextlib.ExitStack() as owned:  # clients made here serve the whole pass
         if candidates and settings.ai_engine_enabled:
+            if http is None:
+                http = owned.enter_context(httpx.Client(timeout=settings.ai_engine_timeout_s))
             if prometheus is None and settings.prometheus_url:
                 prometheus = owned.enter_context(
                     httpx.Client(timeout=settings.prometheus_timeout_s)
@@ -325,6 +323,7 @@ def _predict(
         if clients.engine_down:
             raise AegisError(clients.engine_down)
         request = _engine_request(incident, alerts, stats, context)
+        assert clients.engine is not None  # predict_pending opens one whenever the engine is on
         prediction = _ask_engine(settings, request, clients.engine)
     except (httpx.HTTPError, AegisError) as exc:
         note = exc.message if isinstance(exc, AegisError) else f"unreachable ({type(exc).__name__})"
