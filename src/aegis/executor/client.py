@@ -74,9 +74,8 @@ class ExecutorClient:
         try:
             status, content = self._post(ACTIONS_PATH, request.model_dump_json().encode())
         except (httpx.HTTPError, AnswerRefused) as exc:
-            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
             raise ExecutorUnreachable(
-                f"executor unreachable ({why}); the action may or may not have "
+                f"executor unreachable ({_why(exc)}); the action may or may not have "
                 "run: retry with the same idempotency key"
             ) from None
         if status == 200:
@@ -88,8 +87,7 @@ class ExecutorClient:
         try:
             status, content = self._post(LOGS_PATH, request.model_dump_json().encode())
         except (httpx.HTTPError, AnswerRefused) as exc:
-            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
-            raise ExecutorUnreachable(f"executor unreachable ({why})") from None
+            raise ExecutorUnreachable(f"executor unreachable ({_why(exc)})") from None
         if status == 200:
             return ExecutorLogsResult.model_validate_json(content)
         raise _rejection(status, content)
@@ -112,8 +110,7 @@ class ExecutorClient:
             with self._http.stream("GET", "/health", headers=IDENTITY) as response:
                 content = read(response, limit=MAX_HEALTH_BYTES)
         except (httpx.HTTPError, AnswerRefused) as exc:
-            why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
-            raise ExecutorUnreachable(f"executor unreachable ({why})") from None
+            raise ExecutorUnreachable(f"executor unreachable ({_why(exc)})") from None
         body: dict[str, Any] = json.loads(content)
         return body
 
@@ -131,6 +128,11 @@ class ExecutorClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _why(exc: httpx.HTTPError | AnswerRefused) -> str:
+    """What an :class:`ExecutorUnreachable` message says of the failure."""
+    return exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
 
 
 def _rejection(status: int, content: bytes) -> ExecutorRejected:
