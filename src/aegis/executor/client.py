@@ -11,17 +11,18 @@ or 503, and its ``code``); the exception itself maps to a 502 in the backend. A 
 raises :class:`ExecutorUnreachable`: retrying with the same idempotency key is safe, the executor
 acts at most once per key. An answer longer than :data:`MAX_ANSWER_BYTES`, or still arriving
 after the timeout, is not read and raises :class:`ExecutorUnreachable` too
-(:mod:`aegis.core.upstream`).
+(:mod:`aegis.core.upstream`), and so does a 200 whose body is not a result (a proxy's error
+page, a truncated answer): the outcome is unknown either way.
 """
 
 from __future__ import annotations
 
 import json
 from types import TracebackType
-from typing import Any
+from typing import TypeVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from aegis.core.config import Settings
 from aegis.core.logging import REQUEST_ID_HEADER, request_id_var
@@ -42,7 +43,8 @@ from aegis.executor.signing import sign_request
 # key is safe). The largest real answer is a logs result: at most 3 pods' 1 MiB of log bytes
 # (executor.backends.kubernetes), which JSON escaping can grow a few times over.
 MAX_ANSWER_BYTES = 32 * MiB
-MAX_HEALTH_BYTES = 64 * 1024
+
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 class ExecutorClient:
@@ -79,7 +81,11 @@ class ExecutorClient:
                 "run: retry with the same idempotency key"
             ) from None
         if status == 200:
-            return ExecutorActionResult.model_validate_json(content)
+            return _parse(
+                ExecutorActionResult,
+                content,
+                "the action may or may not have run: retry with the same idempotency key",
+            )
         raise _rejection(status, content)
 
     def logs(self, request: ExecutorLogsRequest) -> ExecutorLogsResult:
@@ -89,7 +95,7 @@ class ExecutorClient:
         except (httpx.HTTPError, AnswerRefused) as exc:
             raise ExecutorUnreachable(f"executor unreachable ({_why(exc)})") from None
         if status == 200:
-            return ExecutorLogsResult.model_validate_json(content)
+            return _parse(ExecutorLogsResult, content, "no log lines were read")
         raise _rejection(status, content)
 
     def _post(self, route: str, body: bytes) -> tuple[int, bytes]:
@@ -104,15 +110,6 @@ class ExecutorClient:
             headers[REQUEST_ID_HEADER] = request_id
         with self._http.stream("POST", route, content=body, headers=headers) as response:
             return response.status_code, read(response, limit=MAX_ANSWER_BYTES)
-
-    def health(self) -> dict[str, Any]:
-        try:
-            with self._http.stream("GET", "/health", headers=IDENTITY) as response:
-                content = read(response, limit=MAX_HEALTH_BYTES)
-        except (httpx.HTTPError, AnswerRefused) as exc:
-            raise ExecutorUnreachable(f"executor unreachable ({_why(exc)})") from None
-        body: dict[str, Any] = json.loads(content)
-        return body
 
     def close(self) -> None:
         if self._owns_http:
@@ -133,6 +130,17 @@ class ExecutorClient:
 def _why(exc: httpx.HTTPError | AnswerRefused) -> str:
     """What an :class:`ExecutorUnreachable` message says of the failure."""
     return exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
+
+
+def _parse(model: type[_Answer], content: bytes, consequence: str) -> _Answer:
+    """A 200's body as ``model``; a body that is not one (something else answering at
+    EXECUTOR_URL, or an executor of another version) raises :class:`ExecutorUnreachable`."""
+    try:
+        return model.model_validate_json(content)
+    except ValidationError:
+        raise ExecutorUnreachable(
+            f"executor answered 200 without a readable {model.__name__}; {consequence}"
+        ) from None
 
 
 def _rejection(status: int, content: bytes) -> ExecutorRejected:

@@ -92,3 +92,26 @@ def test_an_answer_that_never_ends_is_cut_off_and_the_executor_taken_as_unreacha
 def test_an_empty_secret_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="EXECUTOR_HMAC_SECRET"):
         ExecutorClient("http://127.0.0.1:1", "", 1.0)
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html><body>502 Bad Gateway</body></html>", b'{"status": "succ', b"{}"]
+)
+def test_a_200_that_is_not_a_result_is_taken_as_no_answer(body: bytes) -> None:
+    """Something else answering 200 at EXECUTOR_URL (a proxy's page, a cut-off or foreign body)
+    is no result: the outcome is unknown, so the action is retried with its key, never crashed
+    on or recorded as done."""
+    logs = ExecutorLogsRequest(namespace="demo", pod="web-1", requested_by="ai-engine")
+    with flooding(start=body, cap=1) as executor, ExecutorClient(executor.url, SECRET) as client:
+        with pytest.raises(ExecutorUnreachable) as submitted:
+            client.submit(ExecutorActionRequest.model_validate(action_body()))
+        with pytest.raises(ExecutorUnreachable) as read:
+            client.logs(logs)
+
+    assert submitted.value.message == (
+        "executor answered 200 without a readable ExecutorActionResult; the action may or may "
+        "not have run: retry with the same idempotency key"
+    )
+    assert read.value.message == (
+        "executor answered 200 without a readable ExecutorLogsResult; no log lines were read"
+    )
