@@ -15,6 +15,7 @@ Two modes:
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -428,6 +429,26 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        """Each entry an address or a network, else the service does not start: uvicorn takes a
+        typo (or a network with host bits set) for a host name that never matches, silently,
+        and ``*`` for every peer, which would let any caller choose its own address."""
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        for number, part in enumerate(parts, start=1):
+            if part == "*":
+                raise ValueError(
+                    "'*' would believe X-Forwarded-For from every peer: name the proxies' "
+                    "addresses or networks"
+                )
+            try:
+                (ipaddress.ip_network if "/" in part else ipaddress.ip_address)(part)
+            except ValueError:
+                # by position, not value: no setting's value is echoed (settings hold secrets)
+                raise ValueError(f"entry {number} is not an IP address or network") from None
+        return ",".join(parts)
+
     @property
     def effective_executor_backend(self) -> str:
         if self.executor_backend:
@@ -548,7 +569,8 @@ def _invalid_setting(exc: ValidationError | SettingsError) -> ConfigError:
         loc = [str(part) for part in first.get("loc", ())]
         name = env_name(loc[0]) if loc else "a setting"
         where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
-        return ConfigError(f"{name}{where} is invalid: {first.get('msg', 'invalid value')}")
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return ConfigError(f"{name}{where} is invalid: {message}")
     found = re.search(r'field "(\w+)"', str(exc))
     name = env_name(found.group(1)) if found else "a setting"
     return ConfigError(f"{name} is invalid: not valid JSON")

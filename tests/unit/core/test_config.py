@@ -169,3 +169,31 @@ def test_every_malformed_setting_is_one_line_naming_its_variable_not_its_value(
                     assert exc.message.startswith(name) or name in exc.message, exc.message
                     assert "\n" not in exc.message and marker not in exc.message, exc.message
     assert refused > len(Settings.model_fields)  # most variables refuse most of these values
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("*", "'\\*' would believe X-Forwarded-For from every peer"),
+        ("10.0.0.0/8,ingress.local", "entry 2 is not an IP address or network"),
+        ("10.0.0.1/8", "entry 1 is not an IP address or network"),  # host bits set
+        ("10.0.0.0/33", "entry 1 is not an IP address or network"),
+    ],
+)
+def test_trusted_proxies_that_uvicorn_would_misread_stop_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    """uvicorn takes a malformed entry for a host name that never matches (silently: every
+    client then shares the ingress's limits) and '*' for every peer (any caller picks the
+    address its limits and audit records are counted under). Neither starts."""
+    monkeypatch.setenv("TRUSTED_PROXIES", value)
+    with pytest.raises(ConfigError, match=f"^TRUSTED_PROXIES is invalid: {why}"):
+        load_settings(_env_file=None, data_dir=tmp_path)
+
+
+def test_trusted_proxies_are_read_as_a_list_of_addresses_and_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRUSTED_PROXIES", " 10.0.0.0/16 , 192.168.1.2,, fd00::/8 ")
+    settings = load_settings(_env_file=None, data_dir=tmp_path)
+    assert settings.trusted_proxies == "10.0.0.0/16,192.168.1.2,fd00::/8"
