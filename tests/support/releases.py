@@ -70,10 +70,10 @@ class Releases:
         return archive
 
 
-def promote(database: Database, version: str) -> None:
-    """Make a pushed ``version`` production: alice asks, bob approves."""
+def promote(database: Database, version: str, *, to: str = "production") -> None:
+    """Move a pushed ``version`` to stage ``to``: alice asks, bob approves."""
     with database.unit_of_work() as session:
         promotion = catalog.request_promotion(
-            session=session, name=MODEL, version=version, to="production", actor="alice"
+            session=session, name=MODEL, version=version, to=to, actor="alice"
         )
         catalog.approve(session=session, promotion_id=promotion.id, actor="bob")

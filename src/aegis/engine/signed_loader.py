@@ -8,7 +8,8 @@ the holder keeps serving the model it had and ``/health`` shows the reason; a si
 that is not an engine model is refused like a bad signature (audited ``model.load_refused``,
 counted).
 
-``watch_registry`` reloads when the registry's production version changes, checking every
+``watch_registry`` reloads when the registry's production version changes (and stops serving
+when none is left in production: an archived model predicts no more), checking every
 ``MODEL_WATCH_INTERVAL_S`` (hot swap: in-flight batches finish on the old model; a failed
 verification leaves the old one serving). A version that failed to load is tried again with
 backoff (:class:`RetryGate`), so a refused archive is not downloaded, verified and audited again
@@ -118,7 +119,19 @@ def stop_if_signer_untrusted(holder: ModelHolder, settings: Settings, database: 
         )
     except RegistryError as exc:  # no key, or an unreadable key set: fail closed
         reason = exc
-    holder.clear(reason.message)
+    _unload(holder, settings, database, code=reason.code, message=reason.message)
+    return True
+
+
+def _unload(
+    holder: ModelHolder, settings: Settings, database: Database, *, code: str, message: str
+) -> None:
+    """Stop serving ``holder``'s model and audit it as ``model.unloaded`` (``code``: why)."""
+    serving = holder.current
+    if serving is None:
+        return
+    meta = serving.meta
+    holder.clear(message)
     AuditWriter(database, settings.audit_journal_path).record(
         category="model",
         event_type="model.unloaded",
@@ -129,12 +142,11 @@ def stop_if_signer_untrusted(holder: ModelHolder, settings: Settings, database: 
             "model": meta.name,
             "version": meta.version,
             "key_id": meta.signer,
-            "verification_result": f"refused: {reason.message}",
-            "reason": reason.code,
+            "verification_result": f"refused: {message}",
+            "reason": code,
         },
     )
-    log.warning("model_unloaded", name=meta.name, version=meta.version, reason=reason.code)
-    return True
+    log.warning("model_unloaded", name=meta.name, version=meta.version, reason=code)
 
 
 def reload_if_changed(
@@ -145,16 +157,29 @@ def reload_if_changed(
     gate: RetryGate | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> bool:
-    """Stop a model whose signer is no longer trusted, then load the production version when it
-    is not what is served. False when nothing changed, another load is still running (the
-    start-up one), the ``gate`` holds a failed version back, or the load failed (the old model
-    keeps serving; ``holder.last_error`` says why)."""
+    """Stop a model whose signer is no longer trusted, or that left production with no version in
+    its place, then load the production version when it is not what is served. False when
+    nothing was loaded: nothing changed, another load is still running (the start-up one), the
+    ``gate`` holds a failed version back, or the load failed (the old model keeps serving;
+    ``holder.last_error`` says why)."""
     if holder.loading:
         return False
     stop_if_signer_untrusted(holder, settings, database)
     wanted = production_version(settings, database)
     current = holder.current
-    if wanted is None or (current is not None and current.meta.version == wanted):
+    if wanted is None:
+        # None in production (the served one archived by an approved promotion, nothing in its
+        # place): an archived model makes no more predictions; the backend runs in fallback
+        # mode until a version is promoted. A registry that cannot be read raises instead.
+        if current is not None and current.meta.source == "registry":
+            meta = current.meta
+            message = (
+                f"{meta.name} {meta.version} is no longer in production and no version of it "
+                "is: promote one to serve again"
+            )
+            _unload(holder, settings, database, code="not_in_production", message=message)
+        return False
+    if current is not None and current.meta.version == wanted:
         return False
     if gate is not None and not gate.allows(wanted, clock()):
         return False

@@ -177,6 +177,36 @@ def test_a_revoked_signing_key_stops_the_model_it_signed_and_is_audited(
     assert len(audit_events(database, "model.load_refused")) == 1
 
 
+def test_a_model_archived_with_none_in_its_place_stops_serving_until_one_is_promoted(
+    settings: Settings, database: Database, releases: Releases
+) -> None:
+    """An approved promotion to "archived" takes the model out of service: it makes no more
+    predictions (503; the backend stores incidents without them), /health says why, and the
+    next production version serves."""
+    holder = _serving_first_release(settings, database, releases)
+    promote(database, "0.1", to="archived")
+
+    assert reload_if_changed(holder, settings, database) is False
+    assert reload_if_changed(holder, settings, database) is False  # stopped, and audited, once
+    with TestClient(create_app(settings, holder=holder)) as client:
+        health = client.get("/health").json()
+        predict = client.post(
+            "/predict",
+            json={"incident": synthetic.incident(seed=1)},
+            headers={"X-API-Key": settings.secret("api_key")},
+        )
+    assert health["model_loaded"] is False
+    assert "no longer in production" in health["reason"]
+    assert predict.status_code == 503
+    unloaded = audit_events(database, "model.unloaded")
+    assert [(e.resource, e.outcome) for e in unloaded] == [(f"model:{MODEL}/0.1", "refused")]
+    assert "not_in_production" in str(unloaded[0].data)
+
+    releases.release("0.2")
+    assert reload_if_changed(holder, settings, database) is True
+    assert holder.current is not None and holder.current.meta.version == "0.2"
+
+
 def test_during_a_key_rotation_models_signed_by_either_key_serve(
     settings: Settings, database: Database, releases: Releases
 ) -> None:
