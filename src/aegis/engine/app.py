@@ -8,7 +8,8 @@
   constant time; 401 ``invalid_api_key`` otherwise. With no key configured every call is refused;
 * both go through the dynamic batcher (:mod:`aegis.engine.batching`): 503 ``queue_full`` with
   ``Retry-After`` when the queue is at ``BATCH_QUEUE_LIMIT``; 503 ``model_not_loaded`` while no
-  model is served;
+  model is served. A request whose client disconnects while it waits is taken out of the queue
+  unscored (counted with status 499);
 * ``GET /health`` is public and always 200 while the process serves (liveness); readiness is
   ``"model_loaded"``, with the reason when false;
 * ``GET /metrics`` is public (Prometheus).
@@ -24,7 +25,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -42,11 +43,12 @@ from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
 from aegis.engine import schemas, scoring
-from aegis.engine.errors import InvalidApiKey, ScoringFailed
+from aegis.engine.errors import ClientGone, InvalidApiKey, ScoringFailed
 from aegis.engine.recommender import OutcomeStats
 from aegis.engine.state import EngineState, Item, Loader, ModelHolder
 
 M = TypeVar("M", bound=BaseModel)
+W = TypeVar("W")
 JSON = "application/json"
 
 
@@ -127,7 +129,7 @@ def create_app(
             body = await _authorised_body(state, refusals, request)
             item = _admit(_parse(schemas.parse_predict, body))
             started = time.perf_counter()
-            result = await state.batcher.submit(item)
+            result = await _while_connected(request, state.batcher.submit(item))
             metrics.INFERENCE_LATENCY.labels("predict").observe(time.perf_counter() - started)
             if isinstance(result, AegisError):
                 raise result
@@ -140,7 +142,8 @@ def create_app(
     async def infer(request: Request) -> Response:
         async with _counted("infer") as outcome:
             body = await _authorised_body(state, refusals, request)
-            response = await _infer(state, _admit_all(_parse(schemas.parse_infer, body)))
+            items = _admit_all(_parse(schemas.parse_infer, body))
+            response = await _infer(state, request, items)
             outcome["status"] = 200
             return _json(response)
 
@@ -191,6 +194,29 @@ async def _authorised_body(state: EngineState, refusals: RefusalAuditor, request
     return await request.body()
 
 
+async def _while_connected(request: Request, work: Awaitable[W]) -> W:
+    """``work``'s result, unless the client disconnects first: then ``work`` is cancelled, which
+    takes the request's incidents out of the batch queue unscored, and :class:`ClientGone` is
+    raised. (The server does not cancel a handler whose client left; only the ASGI ``receive``
+    channel says so, with ``http.disconnect`` once the body has been read.)"""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done():
+        raise ClientGone()
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _admit(req: schemas.PredictRequest) -> Item:
     """The parsed request as it will wait for its batch (the parsed form is dropped here)."""
     return scoring.admit(req.incident), schemas.stats_dict(req.outcome_stats)
@@ -201,13 +227,13 @@ def _admit_all(req: schemas.InferRequest) -> list[Item]:
     return [(scoring.admit(incident), stats) for incident in req.items]
 
 
-async def _infer(state: EngineState, items: list[Item]) -> schemas.InferResponse:
+async def _infer(state: EngineState, request: Request, items: list[Item]) -> schemas.InferResponse:
     limit = state.batcher.queue_limit
     if len(items) > limit:
         message = f"at most {limit} incidents per request (BATCH_QUEUE_LIMIT)"
         raise RequestValidationError([{"loc": ("incidents",), "msg": message, "type": "too_long"}])
     started = time.perf_counter()
-    results = await state.batcher.submit_many(items)
+    results = await _while_connected(request, state.batcher.submit_many(items))
     metrics.INFERENCE_LATENCY.labels("infer").observe(time.perf_counter() - started)
     answers = [
         schemas.InferItem(ok=True, prediction=r)

@@ -46,6 +46,18 @@ class EngineShuttingDown(ServiceUnavailable):
         self.headers = {"Retry-After": "1"}
 
 
+class ClientGone(EngineError):
+    """The caller closed its connection before its answer was ready: its incidents are taken
+    out of the batch queue unscored. Nobody reads the answer; the status (nginx's 499, *client
+    closed request*) is what the metrics count."""
+
+    code = "client_closed_request"
+    status_code = 499
+
+    def __init__(self, message: str = "the client closed the connection") -> None:
+        super().__init__(message)
+
+
 class ScoringFailed(EngineError):
     """Scoring one incident raised an unexpected error; the other items of its batch are fine."""
 

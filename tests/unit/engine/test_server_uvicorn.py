@@ -4,11 +4,14 @@ every answer is the one scoring that incident alone gives."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,7 @@ import pytest
 
 from aegis.engine import model, scoring, synthetic
 from aegis.engine.schemas import Incident
-from tests.support.processes import wait_port
+from tests.support.processes import wait_port, wait_until
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -33,9 +36,10 @@ from aegis.engine.model import load_model_dir
 from aegis.engine.state import ModelHolder, ModelMeta
 
 port, key, data, model_dir = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+max_size, max_latency_ms = int(sys.argv[5]), float(sys.argv[6])
 settings = Settings(
-    _env_file=None, data_dir=data, api_key=SecretStr(key), batch_max_size=16,
-    batch_max_latency_ms=100, log_level="WARNING",
+    _env_file=None, data_dir=data, api_key=SecretStr(key), batch_max_size=max_size,
+    batch_max_latency_ms=max_latency_ms, log_level="WARNING",
 )
 loaded = load_model_dir(model_dir)
 holder = ModelHolder()
@@ -44,12 +48,13 @@ server.serve(create_app(settings, holder=holder), server.bind("127.0.0.1", port)
 """
 
 
-@pytest.fixture(scope="module")
-def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def _engine(data: Path, *, max_size: int, max_latency_ms: float) -> Iterator[str]:
+    """A real engine process serving the example model; its URL."""
     port = free_port()
-    data = tmp_path_factory.mktemp("engine-data")
+    argv = [str(port), KEY, str(data), str(EXAMPLE), str(max_size), str(max_latency_ms)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, str(port), KEY, str(data), str(EXAMPLE)],
+        [sys.executable, "-c", LAUNCH, *argv],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         stdout=subprocess.DEVNULL,
@@ -65,7 +70,17 @@ def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _engine(tmp_path_factory.mktemp("engine-data"), max_size=16, max_latency_ms=100) as url:
+        yield url
 
 
 async def _infer_concurrently(url: str, docs: list[dict[str, object]]) -> list[httpx.Response]:
@@ -107,3 +122,61 @@ def test_the_real_server_enforces_the_api_key_and_the_body_limit(engine_url: str
         headers={"x-api-key": KEY, "content-type": "application/json"},
     )
     assert response.status_code == 413
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _queue_depth(url: str) -> int:
+    return int(httpx.get(url + "/health").json()["batch"]["queue_depth"])
+
+
+def _gone(url: str) -> float:
+    """Requests counted as given up because their client left (status 499)."""
+    return _metric(url, "aegis_inference_requests_total", endpoint="predict", status="499")
+
+
+def _send_and_leave(url: str, body: bytes) -> socket.socket:
+    """A connection that has sent a whole ``/predict`` request; close it to walk away."""
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port))
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode("ascii") + body)
+    return sock
+
+
+def test_a_request_whose_client_went_away_is_dropped_before_its_batch(
+    tmp_path: Path,
+) -> None:
+    # A batch waits (up to ten minutes) until four incidents are queued, so the three requests
+    # whose clients leave are still queued when they leave: a timed-out caller's work.
+    with _engine(tmp_path, max_size=4, max_latency_ms=600_000) as url:
+        body = json.dumps({"incident": synthetic.incident("quiet", 1)}).encode()
+        gone = [_send_and_leave(url, body) for _ in range(3)]
+        wait_until("three requests are queued", lambda: _queue_depth(url) == 3)
+        scored_before = _metric(url, "aegis_inference_batch_size_sum")
+        for sock in gone:
+            sock.close()
+        wait_until("the engine has given the three requests up", lambda: _gone(url) == 3)
+        live = httpx.post(
+            url + "/infer",
+            json={"incidents": synthetic.incidents(4, seed=5)},
+            headers={"x-api-key": KEY},
+            timeout=60,
+        )
+        scored = _metric(url, "aegis_inference_batch_size_sum") - scored_before
+        depth = _queue_depth(url)
+
+    assert live.status_code == 200
+    assert [p["ok"] for p in live.json()["predictions"]] == [True] * 4
+    assert scored == 4  # the live incidents; none of the abandoned ones
+    assert depth == 0
