@@ -37,6 +37,7 @@ from aegis.engine.schemas import EncodedLogLine, LogEvidence, LogLine, LogSummar
 MAX_TOKENS = 64
 WORK_BUDGET = 2_000_000  # token comparisons per incident (about 0.2 s of Drain3 at worst)
 PARAM = "<*>"
+RATIO_LIMIT = 1e6  # a surge ratio is at most this (like a series' change)
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,12 @@ def _judge(
         return "signature", None, round(max(sig.strength for sig in sigs) * 0.75, 6)
     if n_base == 0:
         return "new", None, strength_if
-    ratio = (n_recent / parts.recent_span) / ((n_base + 1) / parts.base_span)
+    # Spans come from the lines' timestamps: finite, but two far apart (+/-1e308) make a span
+    # no float holds and the baseline rate 0. The ratio is then at its limit, as is any above.
+    base_rate = (n_base + 1) / parts.base_span
+    ratio = (
+        min((n_recent / parts.recent_span) / base_rate, RATIO_LIMIT) if base_rate else RATIO_LIMIT
+    )
     if ratio >= s.surge_factor and n_recent >= s.min_surge_count:
         strength = s.surge_strength if sigs else s.plain_strength
         return "surging", round(ratio, 6), strength

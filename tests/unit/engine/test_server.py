@@ -333,6 +333,24 @@ def test_columnar_series_take_the_same_missing_values_and_give_the_same_answer(
     assert by_columns.json() == by_pairs.json()
 
 
+def test_log_times_at_the_ends_of_the_float_range_are_scored_not_a_500(client: TestClient) -> None:
+    # Finite, so accepted; but the baseline then spans more seconds than a float can hold, and a
+    # template seen in both parts had its rate divided by a zero baseline rate.
+    line = "GET /api/items 200"
+    lines = [{"message": line, "timestamp": -1e308}]
+    lines += [{"message": line, "timestamp": 1.8e9 + 60 * i} for i in range(20)]
+    lines += [{"message": line, "timestamp": 1.5e308}] * 10
+    incident = {"alert": {"startsAt": 1e308}, "logs": lines}
+
+    alone = client.post("/predict", json={"incident": incident}, headers=_auth())
+    batch = client.post("/infer", json={"incidents": [incident, {}]}, headers=_auth())
+
+    assert alone.status_code == 200
+    [surge] = alone.json()["logs"]["evidence"]
+    assert surge["kind"] == "surging" and surge["ratio"] == 1e6  # at most 1e6, like change
+    assert [p["ok"] for p in batch.json()["predictions"]] == [True, True]
+
+
 def test_a_body_over_the_limit_is_413(client: TestClient) -> None:
     huge = b'{"incident": {"logs": ["' + b"x" * 1_100_000 + b'"]}}'
 
