@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from aegis import __version__
 from aegis.audit.journal import AuditWriter
@@ -191,7 +192,10 @@ async def _authorised_body(state: EngineState, refusals: RefusalAuditor, request
         raise
     http.mark_service_caller(request)
     state.holder.require()
-    return await request.body()
+    try:
+        return await request.body()
+    except ClientDisconnect:  # the client left before sending its whole body
+        raise ClientGone() from None
 
 
 async def _while_connected(request: Request, work: Awaitable[W]) -> W:

@@ -180,3 +180,31 @@ def test_a_request_whose_client_went_away_is_dropped_before_its_batch(
     assert [p["ok"] for p in live.json()["predictions"]] == [True] * 4
     assert scored == 4  # the live incidents; none of the abandoned ones
     assert depth == 0
+
+
+def _predict_statuses(url: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith('aegis_inference_requests_total{endpoint="predict"'):
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_a_client_that_leaves_while_sending_its_body_is_not_a_server_error(
+    engine_url: str,
+) -> None:
+    before = _predict_statuses(engine_url)
+    port = int(engine_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"incident": '.encode()
+        )
+
+    def counted() -> dict[str, float]:
+        after = _predict_statuses(engine_url)
+        return {s: n - before.get(s, 0.0) for s, n in after.items() if n != before.get(s, 0.0)}
+
+    wait_until("the request is counted", lambda: bool(counted()))
+    assert counted() == {"499": 1.0}  # the client went away; not a 500 of the engine's
