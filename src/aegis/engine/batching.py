@@ -9,7 +9,8 @@ runs, new requests queue for the next one, so under load batches fill by themsel
   the queue limit times the request size limit, never by the offered load.
 * **Isolation**: ``run`` returns one result *or exception* per item. If ``run`` itself raises,
   every item of the batch is run again on its own, so only the culprit fails. A request whose
-  client went away is dropped before its batch runs.
+  client went away (its future cancelled) leaves the queue at once: it is never run, and its
+  place counts neither in the depth nor against ``queue_limit``.
 * **Event loops**: the worker is a thread, results go back with
   ``loop.call_soon_threadsafe``, so any event loop may submit (uvicorn's, or each of a test
   client's) and scoring never blocks the loop that parses HTTP.
@@ -141,10 +142,22 @@ class DynamicBatcher(Generic[T, R]):
             for item in items:
                 future: asyncio.Future[object] = loop.create_future()
                 self._queue.append(_Entry(item, future, loop, now))
+                future.add_done_callback(self._forget)
                 futures.append(future)
             metrics.BATCH_QUEUE_DEPTH.set(len(self._queue))
             self._cond.notify()
         return futures
+
+    def _forget(self, future: asyncio.Future[object]) -> None:
+        """Take a cancelled item out of the queue (if it is still there)."""
+        if not future.cancelled():
+            return
+        with self._cond:
+            for entry in self._queue:
+                if entry.future is future:
+                    self._queue.remove(entry)
+                    metrics.BATCH_QUEUE_DEPTH.set(len(self._queue))
+                    break
 
     # --- the worker ----------------------------------------------------------------------------
 

@@ -174,6 +174,30 @@ def test_a_request_whose_client_left_is_dropped_before_its_batch() -> None:
     batcher.stop()
 
 
+def test_a_request_whose_client_left_gives_its_place_in_the_queue_back_at_once() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher = _batcher(run, max_size=1, queue_limit=2)
+
+    async def scenario() -> tuple[int, int, int]:
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.to_thread(run.entered.wait, WAIT)  # the worker is busy with item 0
+        gone = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]  # the queue is full
+        await asyncio.sleep(0)
+        for request in gone:
+            request.cancel()
+        await asyncio.gather(*gone, return_exceptions=True)
+        depth = batcher.depth
+        kept = asyncio.ensure_future(batcher.submit(3))  # a place the leavers gave back
+        await asyncio.sleep(0)
+        run.gate.set()
+        return depth, await first, await kept
+
+    assert asyncio.run(asyncio.wait_for(scenario(), WAIT)) == (0, 0, 6)
+    assert run.batches == [[0], [3]]
+    batcher.stop()
+
+
 def test_stopping_fails_the_queued_items_and_refuses_new_ones() -> None:
     run = Recorder()
     run.gate.clear()
