@@ -64,12 +64,12 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,8 +79,12 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` once a body without Content-Length passes the limit; it leaves the
+    route (a handler counting its own outcomes sees it: status 413) and :class:`BodySizeLimit`
+    answers 413. Not an :class:`AegisError`, so no error handler answers it first."""
+
+    status_code = 413
 
 
 def _route_template(scope: Scope) -> str:

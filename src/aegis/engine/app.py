@@ -168,6 +168,9 @@ async def _counted(endpoint: str) -> AsyncIterator[dict[str, int]]:
     except RequestValidationError:
         outcome["status"] = 422
         raise
+    except http.BodyTooLarge as exc:  # a chunked body past MAX_BODY_BYTES: BodySizeLimit answers
+        outcome["status"] = exc.status_code
+        raise
     except AegisError as exc:
         outcome["status"] = exc.status_code
         raise

@@ -362,6 +362,30 @@ def test_a_body_over_the_limit_is_413(client: TestClient) -> None:
     assert _error(response)["code"] == "body_too_large"
 
 
+def test_a_chunked_body_over_the_limit_is_413_and_counted_as_one(client: TestClient) -> None:
+    """Without Content-Length the limit is found while reading: still a 413 to the client, and
+    counted as one in the engine's request counts (a 500 there would page and fail canaries)."""
+    before = client.get("/metrics").text
+
+    def pieces() -> Iterator[bytes]:
+        yield b'{"incident": {"logs": ["'
+        for _ in range(20):
+            yield b"x" * 64_000
+        yield b'"]}}'
+
+    response = client.post(
+        "/predict", content=pieces(), headers=_auth() | {"content-type": "application/json"}
+    )
+    after = client.get("/metrics").text
+
+    assert response.status_code == 413
+    assert _error(response)["code"] == "body_too_large"
+    metric = "aegis_inference_requests_total"
+    for status, count in (("413", 1), ("500", 0)):
+        now = _sample(after, metric, endpoint="predict", status=status)
+        assert now - _sample(before, metric, endpoint="predict", status=status) == count, status
+
+
 def test_a_million_point_series_is_refused(
     client: TestClient, make_settings: Callable[..., Settings], holder: ModelHolder
 ) -> None:
