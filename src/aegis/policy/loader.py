@@ -271,7 +271,12 @@ _Loader.yaml_implicit_resolvers = {}
 
 
 def _yaml(text: str, *, source: str) -> list[tuple[Any, dict[Loc, int]]]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses a control character (NUL, ESC ...) in the text
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        problem = f"character #x{exc.character:04x} is not allowed"
+        raise PolicyParseError(f"invalid YAML: {problem}", source=source, line=at) from None
     documents: list[tuple[Any, dict[Loc, int]]] = []
     try:
         while loader.check_node():

@@ -128,6 +128,17 @@ def test_schema_errors_name_the_bad_field(client: TestClient, admin: dict[str, s
     assert unknown.status_code == 422
 
 
+def test_a_yaml_body_with_a_control_character_is_a_422_naming_its_line(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    body = FREEZE_YAML.replace("effect: deny", "effect: deny\x00")
+    yaml_type = {**admin, "Content-Type": "application/yaml"}
+    response = client.post("/api/v1/policy", content=body, headers=yaml_type)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "policy_parse_error"
+    assert response.json()["error"]["message"].startswith("body:3: invalid YAML: character #x0000")
+
+
 def test_bad_evaluation_request_is_422(client: TestClient, admin: dict[str, str]) -> None:
     response = client.post(
         "/api/v1/policy/evaluate",
