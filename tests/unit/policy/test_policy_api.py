@@ -139,6 +139,14 @@ def test_a_yaml_body_with_a_control_character_is_a_422_naming_its_line(
     assert response.json()["error"]["message"].startswith("body:3: invalid YAML: character #x0000")
 
 
+def test_a_number_too_long_to_read_is_a_422(client: TestClient, admin: dict[str, str]) -> None:
+    body = '{"id": "a", "version": ' + "1" * 5000 + "}"
+    json_type = {**admin, "Content-Type": "application/json"}
+    response = client.post("/api/v1/policy", content=body, headers=json_type)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "policy_parse_error"
+
+
 def test_bad_evaluation_request_is_422(client: TestClient, admin: dict[str, str]) -> None:
     response = client.post(
         "/api/v1/policy/evaluate",
