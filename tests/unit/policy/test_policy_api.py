@@ -182,6 +182,32 @@ def test_only_admins_change_policies(client: TestClient, database: Database) -> 
     assert client.get("/api/v1/policy", headers=operator).status_code == 200
 
 
+@pytest.mark.parametrize("username", ["_ops", ".ops", "-ops", "@ops"])
+def test_a_user_whose_name_starts_with_a_symbol_is_decided_and_can_be_named(
+    client: TestClient, admin: dict[str, str], database: Database, username: str
+) -> None:
+    # Usernames may start with '_', '.', '@' or '-'; the subject grammar refused user:_ops, so
+    # every action request of such a user was a 422 and no policy could name them.
+    named = {**STAGING, "subjects": [f"user:{username}"]}
+    assert client.post("/api/v1/policy", json=named, headers=admin).status_code == 201
+    user = factories.bearer(
+        factories.login(client, factories.user(database, "operator", username=username))
+    )
+    response = client.post(
+        "/api/v1/actions",
+        headers=user,
+        json={
+            "action": "restart_deployment",
+            "namespace": "staging-a",
+            "name": "web",
+            "idempotency_key": "symbol-1",
+            "confidence": 0.9,
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["decision"] == "allow"
+
+
 def test_replay_shows_what_a_candidate_set_would_change(
     client: TestClient, admin: dict[str, str], database: Database
 ) -> None:
