@@ -161,6 +161,26 @@ def test_bad_evaluation_request_is_422(client: TestClient, admin: dict[str, str]
     assert "action" in response.json()["error"]["message"]
 
 
+def test_an_evaluation_at_a_time_beyond_utc_is_a_422(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    # 9999-12-31T23:59-14:00 is year 10000 in UTC: converting it raised OverflowError, a 500.
+    response = client.post(
+        "/api/v1/policy/evaluate",
+        headers=admin,
+        json={
+            "subject": "role:operator",
+            "action": "restart_deployment",
+            "resource": {"namespace": "a", "name": "b"},
+            "context": {"now": "9999-12-31T23:59:00-14:00"},
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == (
+        "request: context.now: is out of range in UTC (years 1 to 9999)"
+    )
+
+
 def test_changes_and_evaluations_are_audited(
     client: TestClient, admin: dict[str, str], database: Database
 ) -> None:
