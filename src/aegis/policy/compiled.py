@@ -138,7 +138,10 @@ class WithinMaxActions(Check):
         recent = request.context.recent_actions
         if recent is None or isinstance(recent, int):
             return recent
-        since = request.context.now - timedelta(minutes=self.minutes)
+        try:
+            since = request.context.now - timedelta(minutes=self.minutes)
+        except OverflowError:  # the window starts before year 1: every timestamp is in it
+            return len(recent)
         return sum(1 for at in recent if at > since)
 
     def test(self, request: EvaluationRequest) -> Tri:

@@ -50,7 +50,9 @@ PRINCIPALS: tuple[str, ...] = ("ai-engine",)
 SUBJECT_KINDS: tuple[str, ...] = ("user", "role", "principal")
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
-SUBJECT_NAME = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
+# Every name a local user may have (``aegis.auth.schemas.USERNAME_PATTERN``): a user named
+# ``_ops`` must be nameable by a policy, and their requests decidable at all.
+SUBJECT_NAME = r"[A-Za-z0-9._@-]{1,128}"
 SUBJECT_PATTERN = (
     rf"^(?:\*|(?:user|role):(?:\*|{SUBJECT_NAME})|principal:(?:\*|{'|'.join(PRINCIPALS)}))$"
 )

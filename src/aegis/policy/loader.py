@@ -34,6 +34,7 @@ _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fals
 _BOOL["FALSE"] = False
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_TOO_LONG = "an integer with too many digits"
 _STR_TAG = "tag:yaml.org,2002:str"
 _DEFAULT_TAGS = {_STR_TAG, "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 
@@ -261,6 +262,8 @@ def _json(text: str, *, source: str) -> Any:
         ) from None
     except RecursionError:
         raise PolicyParseError("nested too deeply", source=source) from None
+    except ValueError:  # an integer past Python's digit limit for int(str) (4,300)
+        raise PolicyParseError(f"invalid JSON: {_TOO_LONG}", source=source) from None
 
 
 class _Loader(yaml.SafeLoader):
@@ -271,7 +274,12 @@ _Loader.yaml_implicit_resolvers = {}
 
 
 def _yaml(text: str, *, source: str) -> list[tuple[Any, dict[Loc, int]]]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses a control character (NUL, ESC ...) in the text
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        problem = f"character #x{exc.character:04x} is not allowed"
+        raise PolicyParseError(f"invalid YAML: {problem}", source=source, line=at) from None
     documents: list[tuple[Any, dict[Loc, int]]] = []
     try:
         while loader.check_node():
@@ -305,7 +313,10 @@ def _build(node: yaml.Node, path: Loc, lines: dict[Loc, int], seen: set[int], so
     if node.tag not in _DEFAULT_TAGS:
         raise PolicyParseError(f"explicit tag {node.tag} is not allowed", source=source, line=line)
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(node)
+        try:
+            return _scalar(node)
+        except ValueError:  # an integer past Python's digit limit for int(str) (4,300)
+            raise PolicyParseError(f"invalid YAML: {_TOO_LONG}", source=source, line=line) from None
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), lines, seen, source) for i, item in enumerate(node.value)]
     out: dict[str, Any] = {}

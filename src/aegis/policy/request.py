@@ -80,7 +80,18 @@ def _timestamp(value: Any, index: int) -> datetime:
             parsed = None
     if not isinstance(parsed, datetime) or parsed.tzinfo is None:
         raise ValueError(f"item {index} must be an ISO 8601 timestamp with a time zone")
-    return parsed.astimezone(UTC)
+    try:
+        return _utc(parsed)
+    except ValueError:
+        raise ValueError(f"item {index} is out of range in UTC") from None
+
+
+def _utc(value: datetime) -> datetime:
+    """``value`` in UTC; ValueError when that leaves years 1-9999 (0001-01-01T00:00+14:00)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range in UTC (years 1 to 9999)") from None
 
 
 def _recent_actions(value: Any) -> int | tuple[datetime, ...] | None:
@@ -164,7 +175,7 @@ class RequestContext(BaseModel):
     def _aware_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("must carry a time zone (e.g. 2026-11-23T10:00:00Z)")
-        return value.astimezone(UTC)
+        return _utc(value)
 
 
 class EvaluationRequest(BaseModel):

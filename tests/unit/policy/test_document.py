@@ -195,6 +195,9 @@ def test_yaml_times_stay_strings_instead_of_yaml_1_1_sexagesimal_integers() -> N
         ("", "empty document"),
         ("a: 1\n---\nb: 2\n", "expected one policy document, found 2"),
         ("a: " + "[" * 50_000, "nested too deeply"),
+        ("id: a\ndescription: \x1b[31mred\n", "x.yaml:2: invalid YAML: character #x001b"),
+        ("id: a\x00\n", "x.yaml:1: invalid YAML: character #x0000 is not allowed"),
+        ("id: a\nversion: " + "9" * 5000 + "\n", "x.yaml:2: invalid YAML: an integer with too"),
     ],
 )
 def test_dangerous_or_ambiguous_yaml_is_refused(text: str, message: str) -> None:
@@ -209,6 +212,7 @@ def test_dangerous_or_ambiguous_yaml_is_refused(text: str, message: str) -> None
         ('{"min_confidence": NaN}', "NaN is not allowed"),
         ('{"id": ', "invalid JSON"),
         ("[" * 50_000, "nested too deeply"),
+        ('{"version": ' + "9" * 5000 + "}", "invalid JSON: an integer with too many digits"),
     ],
 )
 def test_ambiguous_json_is_refused(text: str, message: str) -> None:

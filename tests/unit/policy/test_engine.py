@@ -162,6 +162,15 @@ def test_recent_action_timestamps_count_only_inside_the_window() -> None:
     assert decide([RATE_LIMIT, ALLOW_AI], request(ai, recent_actions=stamps)).effect is Effect.DENY
 
 
+def test_a_window_reaching_back_before_year_1_counts_every_timestamp() -> None:
+    ai = "principal:ai-engine"
+    stamps = ["0001-01-01T00:10:00+00:00", "0001-01-01T00:20:00+00:00", "0001-01-01T00:25:00Z"]
+    at_dawn = request(ai, now="0001-01-01T00:30:00Z", recent_actions=stamps)
+    denied = decide([RATE_LIMIT, ALLOW_AI], at_dawn)
+    assert denied.effect is Effect.DENY
+    assert "3 recent actions on the target reach the limit" in denied.reason
+
+
 def test_max_window_minutes_tells_the_caller_how_much_history_to_pass() -> None:
     assert PolicySet([RATE_LIMIT, STAGING, FREEZE]).max_window_minutes == 60
     assert PolicySet([FREEZE]).max_window_minutes == 0
@@ -353,6 +362,11 @@ def test_duplicate_ids_in_one_set_are_refused() -> None:
         ({"resource": {"namespace": "Kube", "name": "x"}}, "resource.namespace: 'Kube' is not"),
         ({"context": {"now": "2026-11-27T12:00:00"}}, "context.now: must carry a time zone"),
         ({"context": {"now": 1764244800}}, "context.now: must be an ISO 8601 timestamp"),
+        ({"context": {"now": "0001-01-01T00:00:00+14:00"}}, "context.now: is out of range in UTC"),
+        (
+            {"context": {"recent_actions": ["9999-12-31T23:59:00-01:00"]}},
+            "context.recent_actions: item 0 is out of range in UTC",
+        ),
         ({"context": {"confidence": "high"}}, "context.confidence: must be a number"),
         ({"context": {"recent_actions": -1}}, "context.recent_actions: must be >= 0"),
         ({"context": {"recent_actions": True}}, "context.recent_actions: must be a count"),

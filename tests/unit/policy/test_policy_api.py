@@ -128,6 +128,25 @@ def test_schema_errors_name_the_bad_field(client: TestClient, admin: dict[str, s
     assert unknown.status_code == 422
 
 
+def test_a_yaml_body_with_a_control_character_is_a_422_naming_its_line(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    body = FREEZE_YAML.replace("effect: deny", "effect: deny\x00")
+    yaml_type = {**admin, "Content-Type": "application/yaml"}
+    response = client.post("/api/v1/policy", content=body, headers=yaml_type)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "policy_parse_error"
+    assert response.json()["error"]["message"].startswith("body:3: invalid YAML: character #x0000")
+
+
+def test_a_number_too_long_to_read_is_a_422(client: TestClient, admin: dict[str, str]) -> None:
+    body = '{"id": "a", "version": ' + "1" * 5000 + "}"
+    json_type = {**admin, "Content-Type": "application/json"}
+    response = client.post("/api/v1/policy", content=body, headers=json_type)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "policy_parse_error"
+
+
 def test_bad_evaluation_request_is_422(client: TestClient, admin: dict[str, str]) -> None:
     response = client.post(
         "/api/v1/policy/evaluate",
@@ -140,6 +159,26 @@ def test_bad_evaluation_request_is_422(client: TestClient, admin: dict[str, str]
     )
     assert response.status_code == 422
     assert "action" in response.json()["error"]["message"]
+
+
+def test_an_evaluation_at_a_time_beyond_utc_is_a_422(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    # 9999-12-31T23:59-14:00 is year 10000 in UTC: converting it raised OverflowError, a 500.
+    response = client.post(
+        "/api/v1/policy/evaluate",
+        headers=admin,
+        json={
+            "subject": "role:operator",
+            "action": "restart_deployment",
+            "resource": {"namespace": "a", "name": "b"},
+            "context": {"now": "9999-12-31T23:59:00-14:00"},
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == (
+        "request: context.now: is out of range in UTC (years 1 to 9999)"
+    )
 
 
 def test_changes_and_evaluations_are_audited(
@@ -161,6 +200,32 @@ def test_only_admins_change_policies(client: TestClient, database: Database) -> 
     operator = factories.signed_in(client, database, "operator")
     assert client.post("/api/v1/policy", json=STAGING, headers=operator).status_code == 403
     assert client.get("/api/v1/policy", headers=operator).status_code == 200
+
+
+@pytest.mark.parametrize("username", ["_ops", ".ops", "-ops", "@ops"])
+def test_a_user_whose_name_starts_with_a_symbol_is_decided_and_can_be_named(
+    client: TestClient, admin: dict[str, str], database: Database, username: str
+) -> None:
+    # Usernames may start with '_', '.', '@' or '-'; the subject grammar refused user:_ops, so
+    # every action request of such a user was a 422 and no policy could name them.
+    named = {**STAGING, "subjects": [f"user:{username}"]}
+    assert client.post("/api/v1/policy", json=named, headers=admin).status_code == 201
+    user = factories.bearer(
+        factories.login(client, factories.user(database, "operator", username=username))
+    )
+    response = client.post(
+        "/api/v1/actions",
+        headers=user,
+        json={
+            "action": "restart_deployment",
+            "namespace": "staging-a",
+            "name": "web",
+            "idempotency_key": "symbol-1",
+            "confidence": 0.9,
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["decision"] == "allow"
 
 
 def test_replay_shows_what_a_candidate_set_would_change(
