@@ -51,15 +51,19 @@ SUBJECT_KINDS: tuple[str, ...] = ("user", "role", "principal")
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 # Every name a local user may have (``aegis.auth.schemas.USERNAME_PATTERN``): a user named
-# ``_ops`` must be nameable by a policy, and their requests decidable at all.
+# ``_ops`` must be nameable by a policy, and their requests decidable at all. Roles too.
 SUBJECT_NAME = r"[A-Za-z0-9._@-]{1,128}"
+# A user is also an OIDC subject, which OIDC Core lets be up to 255 characters of any kind
+# (Auth0's ``auth0|5f7c...``; ``aegis.auth.oidc.SUBJECT_PATTERN``): no control character, and no
+# leading ``*``, which would read as the wildcard.
+USER_NAME = r"[^\x00-\x1f\x7f*][^\x00-\x1f\x7f]{0,254}"
+_PRINCIPAL = f"principal:(?:{'|'.join(PRINCIPALS)})"
 SUBJECT_PATTERN = (
-    rf"^(?:\*|(?:user|role):(?:\*|{SUBJECT_NAME})|principal:(?:\*|{'|'.join(PRINCIPALS)}))$"
+    rf"^(?:\*|user:(?:\*|{USER_NAME})|role:(?:\*|{SUBJECT_NAME})|principal:\*|{_PRINCIPAL})$"
 )
 # A concrete subject in a request: no wildcards.
-REQUEST_SUBJECT_PATTERN = (
-    rf"^(?:(?:user|role):{SUBJECT_NAME}|principal:(?:{'|'.join(PRINCIPALS)}))$"
-)
+REQUEST_SUBJECT_PATTERN = rf"^(?:user:{USER_NAME}|role:{SUBJECT_NAME}|{_PRINCIPAL})$"
+SUBJECT_MAX_LENGTH = len("user:") + 255
 NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 LABEL_KEY_PATTERN = (
@@ -103,14 +107,14 @@ GlobStr = Annotated[
 # Each string kind: a length cap, a check with a readable error, the pattern it publishes.
 Subject = Annotated[
     str,
-    Field(max_length=140),
+    Field(max_length=SUBJECT_MAX_LENGTH),
     _matching(
         SUBJECT_PATTERN,
         "a subject (user:NAME, role:NAME, principal:ai-engine, user:*, role:*, principal:* or *)",
     ),
     _published(
         SUBJECT_PATTERN,
-        140,
+        SUBJECT_MAX_LENGTH,
         "user:NAME, role:NAME, principal:ai-engine; user:*, role:*, principal:* or * for any",
     ),
 ]

@@ -333,6 +333,50 @@ def test_one_identity_cannot_approve_its_own_request_under_another_name(
     assert own.json()["error"]["code"] == "self_approval_forbidden"
 
 
+def test_an_idp_subject_of_any_printable_form_is_decided_and_can_be_named_by_a_policy(
+    provider: Provider, db_url: str, database: Database, make_settings: Callable[..., Settings]
+) -> None:
+    """OIDC Core lets ``sub`` be any 255 printable characters (Auth0: ``auth0|5f7c...``). Such
+    a user's action requests are decided like anyone's, and a policy can name that user."""
+    settings = make_settings(
+        database_url=db_url,
+        oidc_issuer=provider.issuer,
+        oidc_audience="aegis",
+        oidc_role_map={"sre-oncall": ["operator"]},
+    )
+    kid = provider.add_key()
+    named, other = "auth0|5f7c1a2b3c4d5e6f", "google-oauth2|10293847 5647"
+    with TestClient(create_app(settings)) as api:
+        admin = factories.signed_in(api, database, "admin")
+        policy = {
+            "id": "one-idp-user-restarts",
+            "effect": "allow",
+            "subjects": [f"user:{named}"],
+            "actions": ["restart_deployment"],
+            "resources": {"namespaces": ["demo"], "names": ["*"]},
+        }
+        assert api.post("/api/v1/policy", json=policy, headers=admin).status_code == 201
+        answers = [
+            api.post(
+                "/api/v1/actions",
+                json={
+                    "action": "restart_deployment",
+                    "namespace": "demo",
+                    "name": "web",
+                    "idempotency_key": f"restart-{n}",
+                    "reason": "stuck",
+                },
+                headers={"Authorization": f"Bearer {provider.token(kid, sub=subject)}"},
+            )
+            for n, subject in enumerate((named, other))
+        ]
+    assert [a.status_code for a in answers] == [201, 201]
+    assert [(a.json()["status"], a.json()["requested_by"]) for a in answers] == [
+        ("approved", named),
+        ("denied", other),  # decided (no policy names them), not refused as malformed
+    ]
+
+
 @pytest.mark.parametrize("subject", ["u" * 256, "olivia\nadmin"], ids=["too long", "control"])
 def test_a_subject_that_cannot_name_a_caller_is_401_in_one_line(
     provider: Provider, db_url: str, make_settings: Callable[..., Settings], subject: str
