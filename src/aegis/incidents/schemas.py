@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aegis.core.types import MAX_DB_INT, StoredText
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """``value`` as UTC (a time without an offset is taken to be UTC). Alertmanager writes times
+    with its host's offset, and SQLite keeps a time's digits but not its offset: stored as sent,
+    12:00+02:00 would be read back as 12:00 UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time outside the years 1 to 9999 once in UTC") from None
+
+
+AlertTime = Annotated[datetime | None, AfterValidator(_in_utc)]
 
 
 class WebhookAlert(BaseModel):
@@ -16,8 +33,8 @@ class WebhookAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[StoredText, StoredText] = Field(max_length=64)
     annotations: dict[StoredText, StoredText] = Field(default_factory=dict, max_length=64)
-    starts_at: datetime | None = Field(None, alias="startsAt")
-    ends_at: datetime | None = Field(None, alias="endsAt")
+    starts_at: AlertTime = Field(None, alias="startsAt")
+    ends_at: AlertTime = Field(None, alias="endsAt")
     generator_url: StoredText = Field("", alias="generatorURL", max_length=2048)
     fingerprint: StoredText = Field(min_length=1, max_length=64)
 
