@@ -371,7 +371,7 @@ def _store(
         incident.prediction_note = note
         incident.prediction_claim, incident.prediction_claimed_at = None, None
         if prediction is not None:
-            level = prediction.get("severity", {}).get("level")
+            level = (prediction.get("severity") or {}).get("level")  # null: none given
             if level in {"critical", "warning", "info"}:
                 incident.severity = level
         if findings is not None:

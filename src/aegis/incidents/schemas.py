@@ -64,6 +64,10 @@ class EngineRecommendation(BaseModel):
     incident_kind: str | None = None
 
 
+class EngineSeverity(BaseModel):
+    level: str | None = None
+
+
 class EngineModelRef(BaseModel):
     digest: str = ""
 
@@ -72,7 +76,7 @@ class EnginePrediction(BaseModel):
     """What the backend reads of the engine's ``/predict`` answer (the rest is stored as sent):
     an answer without this shape is no prediction."""
 
-    severity: dict[str, Any] | None = None
+    severity: EngineSeverity | None = None
     recommendations: list[EngineRecommendation] | None = None
     model: EngineModelRef | None = None
     incident_kind: str | None = None
