@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,32 @@ def test_a_nul_character_in_an_alert_is_kept_as_a_replacement_character(
     assert stored["alertname"] == "Odd\ufffdName"
     assert stored["labels"]["pod"] == "web-1\ufffd"
     assert stored["annotations"]["description"] == "before\ufffdafter"
+
+
+def test_a_lone_surrogate_in_an_alert_is_kept_as_a_replacement_character(
+    client: TestClient, settings: Settings, database: Database
+) -> None:
+    """JSON may escape half of a surrogate pair ("\\ud800"), which no database text can hold
+    (nor hashed into the workload's key): the webhook answered 500 instead of storing the
+    alert or refusing it."""
+    sent = alert("Odd", pod="web-1")
+    sent["annotations"]["description"] = "before after"
+    body = json.dumps(payload(sent))
+    body = body.replace("Odd", "Odd\\ud800").replace("web-1", "\\udfffweb-1")
+    body = body.replace("before after", "before \\ud83d after")
+    headers = {
+        "Authorization": f"Bearer {settings.secret('alert_webhook_token')}",
+        "Content-Type": "application/json",
+    }
+    response = client.post("/api/v1/alerts/alertmanager", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    viewer = factories.signed_in(client, database, "viewer")
+    incident_id = response.json()["incidents"][0]
+    detail = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()
+    stored = detail["alerts"][0]
+    assert detail["title"] == stored["alertname"] == "Odd\ufffd"
+    assert stored["labels"]["pod"] == "\ufffdweb-1"
+    assert stored["annotations"]["description"] == "before \ufffd after"
 
 
 def test_basic_auth_with_the_token_as_password_is_accepted(
