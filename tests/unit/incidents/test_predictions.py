@@ -426,6 +426,38 @@ def test_a_prediction_without_a_severity_is_stored_and_the_alerts_severity_kept(
     assert [i["severity"] for i in incidents] == ["warning", "critical"]
 
 
+def test_policy_decides_the_ai_action_with_the_severity_the_incident_shows(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """The engine rates a warning alert critical: the incident shows critical, and policy
+    decides the action request with that severity too (``severities: [critical]``). It was
+    decided with the alert's warning, read from the incident before the prediction was stored."""
+    answer = {
+        "severity": {"level": "critical"},
+        "recommendations": [
+            {
+                "action": "delete_pod",
+                "target": {"namespace": "demo", "name": CRASHING_POD},
+                "confidence": 0.9,
+            }
+        ],
+    }
+    with _answering(json.dumps(answer).encode()) as url:
+        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
+        with TestClient(create_app(settings)) as api:
+            admin = factories.signed_in(api, database, "admin")
+            critical_only = {**ALLOW_AI, "conditions": {"severities": ["critical"]}}
+            api.post("/api/v1/policy", json=critical_only, headers=admin)
+            raised = alert("KubePodCrashLooping", namespace="demo", pod=CRASHING_POD)
+            deliver(api, settings.secret("alert_webhook_token"), raised)
+            assert jobs.predict_pending(database, settings) == 1
+            incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+            actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert incident["severity"] == "critical"
+    assert [a["decision"] for a in actions] == ["allow"], actions[0]["decision_reason"]
+
+
 def test_a_recommendation_that_cannot_be_an_action_request_does_not_stop_the_pass(
     make_settings: Callable[..., Settings], db_url: str, database: Database
 ) -> None:
