@@ -9,7 +9,8 @@ answers with something that is not a prediction (an error, not JSON, more than
 kept without a prediction and say why (``prediction_status``/``prediction_note``); nothing else
 stops working. A recommendation becomes an ordinary action request from
 ``principal:ai-engine`` — policy decides it like any other — carrying the confidence, the
-engine's incident kind (what outcomes are learnt under) and the model digest. Its target is the
+severity the incident shows (the engine's, else the alert's), the engine's incident kind (what
+outcomes are learnt under) and the model digest. Its target is the
 one the engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
 recommendation without one (an alert about a statefulset, a service, a scrape job) is not
 requested.
@@ -348,6 +349,12 @@ def _alert_texts(alerts: list[Alert]) -> list[str]:
     return [text for a in alerts for part in (a.labels, a.annotations) for text in part.values()]
 
 
+def _level(prediction: dict[str, Any]) -> str | None:
+    """The severity the engine gives the incident (which the incident then shows), if any."""
+    level = (prediction.get("severity") or {}).get("level")  # null: none given
+    return level if level in {"critical", "warning", "info"} else None
+
+
 def _store(
     database: Database,
     claimed: _Claimed,
@@ -371,9 +378,7 @@ def _store(
         incident.prediction_note = note
         incident.prediction_claim, incident.prediction_claimed_at = None, None
         if prediction is not None:
-            level = prediction.get("severity", {}).get("level")
-            if level in {"critical", "warning", "info"}:
-                incident.severity = level
+            incident.severity = _level(prediction) or incident.severity
         if findings is not None:
             safety.flag_findings(
                 session=session,
@@ -427,7 +432,7 @@ def _recommend(
             incident_id=incident.id,
             incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
             confidence=float(top.get("confidence", 0.0)),
-            severity=incident.severity,
+            severity=_level(prediction) or incident.severity,  # what the incident now shows
             model_digest=digest[:128] or None,
         )
         with database.unit_of_work() as session:

@@ -2,33 +2,63 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aegis.core.types import MAX_DB_INT, StoredText
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: str) -> str:
+    """A lone surrogate (JSON's escape of half a pair) becomes U+FFFD, as a NUL does: no
+    database text can hold it, and the rest of the value is kept."""
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
+# Text of an alert, stored as received (less NUL and lone surrogates, see StoredText).
+AlertText = Annotated[StoredText, AfterValidator(_without_surrogates)]
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """``value`` as UTC (a time without an offset is taken to be UTC). Alertmanager writes times
+    with its host's offset, and SQLite keeps a time's digits but not its offset: stored as sent,
+    12:00+02:00 would be read back as 12:00 UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time outside the years 1 to 9999 once in UTC") from None
+
+
+AlertTime = Annotated[datetime | None, AfterValidator(_in_utc)]
 
 
 class WebhookAlert(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     status: Literal["firing", "resolved"]
-    labels: dict[StoredText, StoredText] = Field(max_length=64)
-    annotations: dict[StoredText, StoredText] = Field(default_factory=dict, max_length=64)
-    starts_at: datetime | None = Field(None, alias="startsAt")
-    ends_at: datetime | None = Field(None, alias="endsAt")
-    generator_url: StoredText = Field("", alias="generatorURL", max_length=2048)
-    fingerprint: StoredText = Field(min_length=1, max_length=64)
+    labels: dict[AlertText, AlertText] = Field(max_length=64)
+    annotations: dict[AlertText, AlertText] = Field(default_factory=dict, max_length=64)
+    starts_at: AlertTime = Field(None, alias="startsAt")
+    ends_at: AlertTime = Field(None, alias="endsAt")
+    generator_url: AlertText = Field("", alias="generatorURL", max_length=2048)
+    fingerprint: AlertText = Field(min_length=1, max_length=64)
 
 
 class WebhookPayload(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    version: StoredText = "4"
-    group_key: StoredText = Field("", alias="groupKey", max_length=4096)
+    version: AlertText = "4"
+    group_key: AlertText = Field("", alias="groupKey", max_length=4096)
     status: Literal["firing", "resolved"]
-    receiver: StoredText = Field("", max_length=256)
+    receiver: AlertText = Field("", max_length=256)
     alerts: list[WebhookAlert] = Field(min_length=1, max_length=1000)
     truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0, le=MAX_DB_INT)
 
@@ -47,6 +77,10 @@ class EngineRecommendation(BaseModel):
     incident_kind: str | None = None
 
 
+class EngineSeverity(BaseModel):
+    level: str | None = None
+
+
 class EngineModelRef(BaseModel):
     digest: str = ""
 
@@ -55,7 +89,7 @@ class EnginePrediction(BaseModel):
     """What the backend reads of the engine's ``/predict`` answer (the rest is stored as sent):
     an answer without this shape is no prediction."""
 
-    severity: dict[str, Any] | None = None
+    severity: EngineSeverity | None = None
     recommendations: list[EngineRecommendation] | None = None
     model: EngineModelRef | None = None
     incident_kind: str | None = None

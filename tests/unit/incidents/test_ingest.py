@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -158,6 +159,32 @@ def test_a_nul_character_in_an_alert_is_kept_as_a_replacement_character(
     assert stored["annotations"]["description"] == "before\ufffdafter"
 
 
+def test_a_lone_surrogate_in_an_alert_is_kept_as_a_replacement_character(
+    client: TestClient, settings: Settings, database: Database
+) -> None:
+    """JSON may escape half of a surrogate pair ("\\ud800"), which no database text can hold
+    (nor hashed into the workload's key): the webhook answered 500 instead of storing the
+    alert or refusing it."""
+    sent = alert("Odd", pod="web-1")
+    sent["annotations"]["description"] = "before after"
+    body = json.dumps(payload(sent))
+    body = body.replace("Odd", "Odd\\ud800").replace("web-1", "\\udfffweb-1")
+    body = body.replace("before after", "before \\ud83d after")
+    headers = {
+        "Authorization": f"Bearer {settings.secret('alert_webhook_token')}",
+        "Content-Type": "application/json",
+    }
+    response = client.post("/api/v1/alerts/alertmanager", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    viewer = factories.signed_in(client, database, "viewer")
+    incident_id = response.json()["incidents"][0]
+    detail = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()
+    stored = detail["alerts"][0]
+    assert detail["title"] == stored["alertname"] == "Odd\ufffd"
+    assert stored["labels"]["pod"] == "\ufffdweb-1"
+    assert stored["annotations"]["description"] == "before \ufffd after"
+
+
 def test_basic_auth_with_the_token_as_password_is_accepted(
     client: TestClient, settings: Settings
 ) -> None:
@@ -270,3 +297,33 @@ def test_a_label_longer_than_its_column_does_not_refuse_the_webhook(
     detail = client.get(f"/api/v1/incidents/{long_one['id']}", headers=viewer).json()
     assert detail["alerts"][0]["labels"]["deployment"] == long_name
     assert detail["alerts"][0]["alertname"] == "A" * 256
+
+
+def test_times_sent_with_a_utc_offset_keep_their_instant(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    """Alertmanager writes times with its host's offset. On SQLite, which keeps a time's digits
+    and drops its offset, 12:00+02:00 came back as 12:00 UTC: the resolution that ended at
+    12:05+02:00 (10:05 UTC) then read as older than the firing, a late copy, and the incident
+    never resolved."""
+    firing = {**alert("A"), "startsAt": "2026-11-23T12:00:00+02:00"}
+    resolved = {**alert("A", status="resolved"), "startsAt": "2026-11-23T12:00:00+02:00"}
+    resolved["endsAt"] = "2026-11-23T12:05:00+02:00"
+    incident_id = hook(firing)["incidents"][0]  # type: ignore[index]
+    assert hook(resolved)["resolved_alerts"] == 1
+    viewer = factories.signed_in(client, database, "viewer")
+    detail = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()
+    assert detail["status"] == "resolved"
+    assert detail["alerts"][0]["starts_at"].removesuffix("Z") == "2026-11-23T10:00:00"
+    assert detail["alerts"][0]["ends_at"].removesuffix("Z") == "2026-11-23T10:05:00"
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_a_time_beyond_the_representable_years_in_utc_is_422(
+    client: TestClient, settings: Settings, when: str
+) -> None:
+    headers = {"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"}
+    body = payload({**alert(), "startsAt": when})
+    response = client.post("/api/v1/alerts/alertmanager", json=body, headers=headers)
+    assert response.status_code == 422
+    assert "alerts.0.startsAt" in response.json()["error"]["message"]

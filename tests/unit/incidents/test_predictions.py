@@ -371,6 +371,7 @@ def _answering(body: bytes) -> Iterator[str]:
         b'{"severity": "high"}',
         b'{"recommendations": ["restart everything"]}',
         b'{"recommendations": [{"action": "delete_pod", "target": "demo/web"}]}',
+        b'{"severity": {"level": ["critical"]}}',
     ],
 )
 def test_an_answer_that_is_not_a_prediction_is_the_fallback(
@@ -400,6 +401,61 @@ def test_an_answer_that_is_not_a_prediction_is_the_fallback(
         for i in incidents
     )
     assert actions == []
+
+
+def test_a_prediction_without_a_severity_is_stored_and_the_alerts_severity_kept(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """``severity`` may be null in a prediction (as its schema allows): the incident keeps the
+    alert's severity. Storing it raised, which left the incident claimed (``predicting``) to be
+    asked again once its lease ran out, and ended the pass for the incidents after it."""
+    with _answering(b'{"severity": null, "recommendations": []}') as url:
+        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
+        with TestClient(create_app(settings)) as api:
+            admin = _seed(api, settings, database, "KubePodCrashLooping")
+            deliver(
+                api,
+                settings.secret("alert_webhook_token"),
+                alert("HighErrorRate", namespace="demo", deployment="api"),
+            )
+            handled = jobs.predict_pending(database, settings)
+            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+
+    assert handled == 2
+    assert [i["prediction_status"] for i in incidents] == ["ok", "ok"]
+    assert [i["severity"] for i in incidents] == ["warning", "critical"]
+
+
+def test_policy_decides_the_ai_action_with_the_severity_the_incident_shows(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """The engine rates a warning alert critical: the incident shows critical, and policy
+    decides the action request with that severity too (``severities: [critical]``). It was
+    decided with the alert's warning, read from the incident before the prediction was stored."""
+    answer = {
+        "severity": {"level": "critical"},
+        "recommendations": [
+            {
+                "action": "delete_pod",
+                "target": {"namespace": "demo", "name": CRASHING_POD},
+                "confidence": 0.9,
+            }
+        ],
+    }
+    with _answering(json.dumps(answer).encode()) as url:
+        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
+        with TestClient(create_app(settings)) as api:
+            admin = factories.signed_in(api, database, "admin")
+            critical_only = {**ALLOW_AI, "conditions": {"severities": ["critical"]}}
+            api.post("/api/v1/policy", json=critical_only, headers=admin)
+            raised = alert("KubePodCrashLooping", namespace="demo", pod=CRASHING_POD)
+            deliver(api, settings.secret("alert_webhook_token"), raised)
+            assert jobs.predict_pending(database, settings) == 1
+            incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+            actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+
+    assert incident["severity"] == "critical"
+    assert [a["decision"] for a in actions] == ["allow"], actions[0]["decision_reason"]
 
 
 def test_a_recommendation_that_cannot_be_an_action_request_does_not_stop_the_pass(
