@@ -5,12 +5,14 @@
 * :data:`PRINTABLE`: the pattern of a name or key (user name, action id, requester) that must
   hold no control character.
 * :data:`StoredText`: text from outside that is stored as received (alert labels and
-  annotations). A NUL character, which PostgreSQL's text cannot hold, becomes U+FFFD,
-  so the rest of the value is kept instead of the whole request being refused.
+  annotations). A NUL character, which PostgreSQL's text cannot hold, and a lone surrogate
+  (JSON's escape of half a pair, which no database text can hold) become U+FFFD, so the rest
+  of the value is kept instead of the whole request being refused.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Path
@@ -22,8 +24,13 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 IdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 
 
-def _without_nul(value: str) -> str:
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-StoredText = Annotated[str, AfterValidator(_without_nul)]
+def _storable(value: str) -> str:
+    if value.isascii():
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+StoredText = Annotated[str, AfterValidator(_storable)]

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aegis.core.types import MAX_DB_INT, StoredText
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _without_surrogates(value: str) -> str:
-    """A lone surrogate (JSON's escape of half a pair) becomes U+FFFD, as a NUL does: no
-    database text can hold it, and the rest of the value is kept."""
-    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-
-
-# Text of an alert, stored as received (less NUL and lone surrogates, see StoredText).
-AlertText = Annotated[StoredText, AfterValidator(_without_surrogates)]
 
 
 def _in_utc(value: datetime | None) -> datetime | None:
@@ -44,21 +31,21 @@ class WebhookAlert(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     status: Literal["firing", "resolved"]
-    labels: dict[AlertText, AlertText] = Field(max_length=64)
-    annotations: dict[AlertText, AlertText] = Field(default_factory=dict, max_length=64)
+    labels: dict[StoredText, StoredText] = Field(max_length=64)
+    annotations: dict[StoredText, StoredText] = Field(default_factory=dict, max_length=64)
     starts_at: AlertTime = Field(None, alias="startsAt")
     ends_at: AlertTime = Field(None, alias="endsAt")
-    generator_url: AlertText = Field("", alias="generatorURL", max_length=2048)
-    fingerprint: AlertText = Field(min_length=1, max_length=64)
+    generator_url: StoredText = Field("", alias="generatorURL", max_length=2048)
+    fingerprint: StoredText = Field(min_length=1, max_length=64)
 
 
 class WebhookPayload(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    version: AlertText = "4"
-    group_key: AlertText = Field("", alias="groupKey", max_length=4096)
+    version: StoredText = "4"
+    group_key: StoredText = Field("", alias="groupKey", max_length=4096)
     status: Literal["firing", "resolved"]
-    receiver: AlertText = Field("", max_length=256)
+    receiver: StoredText = Field("", max_length=256)
     alerts: list[WebhookAlert] = Field(min_length=1, max_length=1000)
     truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0, le=MAX_DB_INT)
 
