@@ -114,3 +114,56 @@ def test_audit_write_failures_alert_reaches_aegis_as_an_incident(
         sink.stop()
     assert found["status"] == "open"
     assert any(a["labels"]["alertname"] == "AegisAuditWriteFailures" for a in in_alertmanager)
+
+
+def _metric(address: str, name: str, **labels: str) -> float:
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+def test_a_group_larger_than_the_webhook_takes_reaches_aegis_in_part_and_is_counted(
+    backend: tuple[str, str], tmp_path: Path
+) -> None:
+    """1,200 pods of one alert: one Alertmanager group, more alerts than one webhook payload
+    may hold. With the shipped config's max_alerts, Aegis gets the first 200 (and opens their
+    incidents) and counts the 1,000 left out, instead of refusing the payload whole (which
+    Alertmanager does not retry: every alert of the group would be lost)."""
+    require(promstack.alertmanager_binary() is not None, "alertmanager is not installed")
+    address, _ = backend
+    sink = promstack.HttpSink.start()
+    try:
+        am_config = promstack.render_alertmanager_config(
+            tmp_path / "am",
+            sink_url=sink.url,
+            webhook_url=f"http://{address}/api/v1/alerts/alertmanager",
+            webhook_token=TOKEN,
+        )
+        with promstack.alertmanager(am_config, tmp_path / "am") as am:
+            crash_loops = [
+                {
+                    "labels": {
+                        "alertname": "KubePodCrashLooping",
+                        "job": "kube-state-metrics",
+                        "severity": "warning",
+                        "namespace": "demo",
+                        "pod": f"web-{n:04d}",
+                    },
+                    "annotations": {"summary": f"pod web-{n:04d} is crash looping"},
+                }
+                for n in range(1200)
+            ]
+            posted = httpx.post(f"{am.url}/api/v2/alerts", json=crash_loops, timeout=30)
+            assert posted.status_code == 200, posted.text
+            promstack.wait_for(
+                lambda: _metric(address, "aegis_alerts_truncated_total") >= 1000,
+                timeout=60,
+                what="Alertmanager's payload reaching Aegis",
+            )
+            received = _metric(address, "aegis_alerts_received_total", status="firing")
+    finally:
+        sink.stop()
+    assert received >= 200  # 200 a payload (a group flushed early is sent again once complete)

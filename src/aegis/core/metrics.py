@@ -117,6 +117,11 @@ ALERTS_RECEIVED = Counter(
     "Alerts received from Alertmanager, by status (firing, resolved).",
     ["status"],
 )
+ALERTS_TRUNCATED = Counter(
+    "aegis_alerts_truncated",
+    "Alerts Alertmanager left out of its webhook payloads (truncatedAlerts: a group larger than "
+    "the receiver's max_alerts); they never reach Aegis.",
+)
 CANARY_REQUESTS = Counter(
     "aegis_canary_requests",
     "Requests seen by a canary, by track (stable, canary) and outcome (ok; client_error: 4xx, "

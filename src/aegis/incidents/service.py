@@ -40,11 +40,14 @@ from sqlalchemy.orm import Session
 from aegis.audit import service as audit_service
 from aegis.audit.schemas import AuditEventCreate
 from aegis.core import metrics
+from aegis.core.logging import get_logger
 from aegis.database.bulk import insert_rows, update_rows
 from aegis.database.core import is_postgres
 from aegis.incidents.errors import IncidentNotFound
 from aegis.incidents.models import Alert, Incident
 from aegis.incidents.schemas import IngestResult, WebhookAlert, WebhookPayload
+
+log = get_logger(__name__)
 
 WORKLOAD_LABELS = ("deployment", "statefulset", "daemonset", "service", "job", "app", "pod")
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1, "none": 0}
@@ -263,6 +266,11 @@ def ingest(
     for status in ("firing", "resolved"):
         if count := sum(1 for a in alerts.values() if a.status == status):
             metrics.ALERTS_RECEIVED.labels(status).inc(count)
+    if payload.truncated_alerts:  # a group past the receiver's max_alerts: the rest never come
+        metrics.ALERTS_TRUNCATED.inc(payload.truncated_alerts)
+        log.warning(
+            "alerts_truncated", left_out=payload.truncated_alerts, received=len(payload.alerts)
+        )
     insert_rows(session, ALERTS, batch.new_alerts)
     update_rows(session, ALERTS, list(batch.changed_alerts.values()))
     _resolve_finished_incidents(batch)
