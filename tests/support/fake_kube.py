@@ -20,8 +20,9 @@ request is recorded (:attr:`FakeKubeApiServer.requests`) so tests can assert wha
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
 whose template matches, re-numbered) and the next revision number; pods follow the replica count;
-a deleted pod is replaced. As on a real server, the PATCH answer is the object as written, before
-the controller runs (so its revision annotation is still the old one).
+a deleted pod is replaced; a paused deployment (``spec.paused``) is scaled but not rolled out. As
+on a real server, the PATCH answer is the object as written, before the controller runs (so its
+revision annotation is still the old one).
 """
 
 from __future__ import annotations
@@ -300,6 +301,13 @@ class FakeKubeApiServer:
             ),
             None,
         )
+        if current is None and deployment["spec"].get("paused") and owned:
+            # A paused deployment is not rolled out: a changed pod template waits for a resume
+            # (the controller only scales; it creates no ReplicaSet and bumps no revision).
+            newest = max(owned, key=lambda rs: int(rs["metadata"]["annotations"][REVISION]))
+            newest["spec"]["replicas"] = deployment["spec"]["replicas"]
+            self._reconcile_pods(namespace, newest)
+            return
         if current is None:
             current = self._new_replica_set(namespace, deployment, top + 1)
         elif int(current["metadata"]["annotations"][REVISION]) != top:

@@ -121,6 +121,22 @@ def test_rollback_of_a_paused_deployment_fails(
     assert fake_kube.mutating_requests() == []
 
 
+def test_restart_of_a_paused_deployment_fails_like_kubectl(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # A paused deployment is not rolled out: stamping restartedAt would restart nothing now and
+    # everything at the next resume (kubectl: "can't restart paused deployment").
+    fake_kube.deployments[("demo", "web")]["spec"]["paused"] = True
+    pods = fake_kube.pod_names("demo")
+
+    with pytest.raises(ActionFailed, match="demo/web is paused") as caught:
+        kube_backend.execute(_request("restart_deployment"))
+
+    assert fake_kube.mutating_requests() == []
+    assert fake_kube.pod_names("demo") == pods
+    assert caught.value.before["restarted_at"] is None
+
+
 def test_pod_delete_carries_a_uid_precondition(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:

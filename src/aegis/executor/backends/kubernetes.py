@@ -1,7 +1,8 @@
 """The ``kubernetes`` backend: the four actions through the official client, as kubectl does them.
 
 * restart: strategic-merge patch of the pod-template annotation
-  ``kubectl.kubernetes.io/restartedAt`` (``kubectl rollout restart``);
+  ``kubectl.kubernetes.io/restartedAt`` (``kubectl rollout restart``; a paused deployment is
+  refused, as kubectl refuses it);
 * scale: the ``deployments/scale`` subresource (``read/patch_namespaced_deployment_scale``);
 * delete pod: ``DELETE`` with a UID precondition, so only the pod that was read is deleted;
 * rollback: list the ReplicaSets the deployment controls, take the previous
@@ -152,7 +153,13 @@ def _api_error(exc: Any) -> str:
 
 
 def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    run.read_deployment()
+    r = run.request
+    if run.read_deployment().spec.paused:
+        # kubectl refuses too: the controller would roll out nothing now, and the new template
+        # (with anything else changed meanwhile) at the next resume
+        raise ActionFailed(
+            f"deployment {r.namespace}/{r.name} is paused; resume it before restarting"
+        )
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # RFC 3339, as kubectl writes it
     body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}}}}
     return run.before, deployment_state(run.patch_deployment(body))
