@@ -242,6 +242,46 @@ def test_logs_are_cut_to_the_newest_lines_asked_for(
     assert [text for _, text in found.lines] == [f"line {i}" for i in range(45, 50)]
 
 
+def test_logs_of_pods_with_a_sidecar_come_from_the_first_container_like_kubectl_logs(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # The API server refuses a log read that names no container of a two-container pod
+    # (an injected istio-proxy, a log shipper); kubectl picks the first container.
+    now = time.time()
+    fake_kube.add_deployment(
+        "demo", "shop", replicas=1, revisions=[{"shop": "shop:1", "istio-proxy": "proxyv2:1.22"}]
+    )
+    (pod,) = [name for name in fake_kube.pod_names("demo") if name.startswith("shop-")]
+    fake_kube.add_log_lines("demo", pod, [(now - 5, b"panic: boom")], container="shop")
+    fake_kube.add_log_lines("demo", pod, [(now - 4, b"upstream reset")], container="istio-proxy")
+
+    by_deployment = kube_backend.logs(_logs(deployment="shop"))
+    by_pod = kube_backend.logs(_logs(deployment=None, pod=pod))
+
+    assert by_deployment.pods == by_pod.pods == [pod]
+    assert [text for _, text in by_deployment.lines] == ["panic: boom"]
+    assert [text for _, text in by_pod.lines] == ["panic: boom"]
+
+
+def test_logs_come_from_the_container_the_default_container_annotation_names(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    now = time.time()
+    fake_kube.add_deployment(
+        "demo",
+        "shop",
+        replicas=1,
+        revisions=[{"linkerd-proxy": "proxy:2.14", "shop": "shop:1"}],
+        pod_annotations={"kubectl.kubernetes.io/default-container": "shop"},
+    )
+    (pod,) = [name for name in fake_kube.pod_names("demo") if name.startswith("shop-")]
+    fake_kube.add_log_lines("demo", pod, [(now - 5, b"panic: boom")], container="shop")
+
+    found = kube_backend.logs(_logs(deployment="shop"))
+
+    assert [text for _, text in found.lines] == ["panic: boom"]
+
+
 def test_logs_of_a_missing_pod_are_a_one_line_refusal(kube_backend: KubernetesBackend) -> None:
     with pytest.raises(LogsUnavailable, match='reading logs in demo: 404 pods "ghost" not found'):
         kube_backend.logs(_logs(deployment=None, pod="ghost"))

@@ -16,8 +16,8 @@ in call order, so the action can be found in the API server's audit log.
 
 Logs (read only): the pod, or up to :data:`MAX_LOG_PODS` pods of the deployment's selector, each
 read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl logs
---timestamps --since --tail``), at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8
-are replaced, never fatal.
+--timestamps --since --tail``) from the container kubectl would pick (:func:`default_container`),
+at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ MAX_LOG_PODS = 3
 MAX_LOG_BYTES = 1 << 20
 AUDIT_ID_HEADER = "Audit-Id"
 POD_TEMPLATE_HASH = "pod-template-hash"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 # The annotations a rollback leaves as the deployment has them instead of taking the
 # ReplicaSet's (kubectl's polymorphichelpers/rollback.go, annotationsToSkip).
 DEPLOYMENT_OWN_ANNOTATIONS = frozenset(
@@ -304,15 +305,19 @@ class KubernetesBackend:
         ns = request.namespace
         try:
             if request.pod is not None:
-                pods = [request.pod]
+                found = self.core.read_namespaced_pod(
+                    request.pod, ns, _request_timeout=self.timeout
+                )
+                pods = [(request.pod, default_container(found))]
             else:
                 pods = self._pods_of(ns, str(request.deployment))
             per_pod = max(request.max_lines // max(len(pods), 1), 1)
             lines: list[tuple[float | None, str]] = []
-            for pod in pods:
+            for pod, container in pods:
                 raw: Any = self.core.read_namespaced_pod_log(  # not preloaded: the raw bytes
                     pod,
                     ns,
+                    container=container,
                     timestamps=True,
                     since_seconds=request.since_s,
                     tail_lines=per_pod,
@@ -329,10 +334,11 @@ class KubernetesBackend:
                 f"reading logs in {ns}: kubernetes API unreachable ({type(exc).__name__})"
             ) from None
         lines.sort(key=lambda line: -1.0 if line[0] is None else line[0])  # stable per pod
-        return PodLogs(pods=pods, lines=lines[-request.max_lines :])
+        return PodLogs(pods=[pod for pod, _ in pods], lines=lines[-request.max_lines :])
 
-    def _pods_of(self, namespace: str, deployment: str) -> list[str]:
-        """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name."""
+    def _pods_of(self, namespace: str, deployment: str) -> list[tuple[str, str | None]]:
+        """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name, each with the
+        container to read."""
         found = self.apps.read_namespaced_deployment(
             deployment, namespace, _request_timeout=self.timeout
         )
@@ -343,11 +349,26 @@ class KubernetesBackend:
         listed = self.core.list_namespaced_pod(
             namespace, label_selector=selector, _request_timeout=self.timeout
         )
-        names = [p.metadata.name for p in listed.items if p.metadata and p.metadata.name]
-        return sorted(names)[:MAX_LOG_PODS]
+        named = [(p.metadata.name, default_container(p)) for p in listed.items if p.metadata]
+        return sorted((name, container) for name, container in named if name)[:MAX_LOG_PODS]
 
     def close(self) -> None:
         self.api_client.close()
+
+
+def default_container(pod: Any) -> str | None:
+    """The container ``kubectl logs`` reads when none is named: the one the pod's
+    ``kubectl.kubernetes.io/default-container`` annotation names, else the first. The API server
+    itself refuses a read naming no container of a pod with more than one (a sidecar)."""
+    spec = pod.spec
+    names = [c.name for c in (spec.containers if spec else None) or []]
+    also = [c.name for c in (spec.init_containers if spec else None) or []]
+    wanted = ((pod.metadata.annotations if pod.metadata else None) or {}).get(
+        DEFAULT_CONTAINER_ANNOTATION
+    )
+    if wanted is not None and wanted in names + also:
+        return str(wanted)
+    return names[0] if names else None
 
 
 def parse_log_line(line: str) -> tuple[float | None, str]:
