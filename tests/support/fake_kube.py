@@ -10,7 +10,8 @@ JSON shapes the official ``kubernetes`` client speaks, for just what the executo
 * ``apps/v1`` ReplicaSets: list, with ``ownerReferences`` and ``deployment.kubernetes.io/revision``
   annotations, filtered by an equality ``labelSelector``;
 * ``core/v1`` Pods: list, GET, DELETE (honouring a UID precondition);
-* ``pods/{name}/log``: GET as text, with ``container`` (required, as on a real server, when the
+* ``pods/{name}/log``: GET as text (a 400 for a ``Pending`` pod, whose container is still
+  waiting to start), with ``container`` (required, as on a real server, when the
   pod has more than one), ``timestamps``, ``sinceSeconds``, ``tailLines`` and ``limitBytes``
   (lines a test put there with :meth:`FakeKubeApiServer.add_log_lines`).
 
@@ -643,6 +644,12 @@ class FakeKubeApiServer:
             container = names[0]
         elif container not in names:
             raise _ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if pod["status"].get("phase") == "Pending":  # no container has started: nothing to read
+            raise _ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
         entries = self.logs.get((namespace, name, container), [])
         if "sinceSeconds" in query:
             cutoff = time.time() - int(query["sinceSeconds"])

@@ -282,6 +282,33 @@ def test_logs_come_from_the_container_the_default_container_annotation_names(
     assert [text for _, text in found.lines] == ["panic: boom"]
 
 
+def test_logs_of_a_deployment_skip_a_pod_whose_container_has_not_started(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # Mid-rollout (after a restart, say) one pod is still ContainerCreating: the API server
+    # refuses to read it, and the others still have the lines the incident needs.
+    now = time.time()
+    first, second, third = sorted(p for p in fake_kube.pod_names("demo") if p.startswith("web-"))
+    fake_kube.pods[("demo", first)]["status"]["phase"] = "Pending"
+    fake_kube.add_log_lines("demo", second, [(now - 20, b"panic: nil map")])
+    fake_kube.add_log_lines("demo", third, [(now - 10, b"boom")])
+
+    found = kube_backend.logs(_logs())
+
+    assert found.pods == [second, third]
+    assert [text for _, text in found.lines] == ["panic: nil map", "boom"]
+
+
+def test_logs_of_a_deployment_none_of_whose_pods_can_be_read_are_a_refusal(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    for name in fake_kube.pod_names("demo"):
+        fake_kube.pods[("demo", name)]["status"]["phase"] = "Pending"
+
+    with pytest.raises(LogsUnavailable, match="is waiting to start"):
+        kube_backend.logs(_logs())
+
+
 def test_logs_of_a_missing_pod_are_a_one_line_refusal(kube_backend: KubernetesBackend) -> None:
     with pytest.raises(LogsUnavailable, match='reading logs in demo: 404 pods "ghost" not found'):
         kube_backend.logs(_logs(deployment=None, pod="ghost"))

@@ -17,7 +17,9 @@ in call order, so the action can be found in the API server's audit log.
 Logs (read only): the pod, or up to :data:`MAX_LOG_PODS` pods of the deployment's selector, each
 read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl logs
 --timestamps --since --tail``) from the container kubectl would pick (:func:`default_container`),
-at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal.
+at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal. A
+pod the API server will not read (a container still waiting to start) is left out; only when
+no pod can be read is the request refused.
 """
 
 from __future__ import annotations
@@ -313,20 +315,31 @@ class KubernetesBackend:
                 pods = self._pods_of(ns, str(request.deployment))
             per_pod = max(request.max_lines // max(len(pods), 1), 1)
             lines: list[tuple[float | None, str]] = []
+            read: list[str] = []
+            refused: client.ApiException | None = None
             for pod, container in pods:
-                raw: Any = self.core.read_namespaced_pod_log(  # not preloaded: the raw bytes
-                    pod,
-                    ns,
-                    container=container,
-                    timestamps=True,
-                    since_seconds=request.since_s,
-                    tail_lines=per_pod,
-                    limit_bytes=MAX_LOG_BYTES,
-                    _preload_content=False,
-                    _request_timeout=self.timeout,
-                )
+                try:
+                    raw: Any = self.core.read_namespaced_pod_log(  # not preloaded: raw bytes
+                        pod,
+                        ns,
+                        container=container,
+                        timestamps=True,
+                        since_seconds=request.since_s,
+                        tail_lines=per_pod,
+                        limit_bytes=MAX_LOG_BYTES,
+                        _preload_content=False,
+                        _request_timeout=self.timeout,
+                    )
+                except client.ApiException as exc:
+                    # This pod has nothing to give (its container is still waiting to start, it
+                    # is gone since the listing): the others' lines are still worth having.
+                    refused = refused or exc
+                    continue
                 text = raw.data.decode("utf-8", errors="replace")
                 lines += [parse_log_line(line) for line in text.splitlines() if line]
+                read.append(pod)
+            if refused is not None and not read:
+                raise refused
         except client.ApiException as exc:
             raise LogsUnavailable(f"reading logs in {ns}: {_api_error(exc)}") from None
         except urllib3.exceptions.HTTPError as exc:
@@ -334,7 +347,7 @@ class KubernetesBackend:
                 f"reading logs in {ns}: kubernetes API unreachable ({type(exc).__name__})"
             ) from None
         lines.sort(key=lambda line: -1.0 if line[0] is None else line[0])  # stable per pod
-        return PodLogs(pods=[pod for pod, _ in pods], lines=lines[-request.max_lines :])
+        return PodLogs(pods=read, lines=lines[-request.max_lines :])
 
     def _pods_of(self, namespace: str, deployment: str) -> list[tuple[str, str | None]]:
         """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name, each with the
