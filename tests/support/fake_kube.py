@@ -10,8 +10,10 @@ JSON shapes the official ``kubernetes`` client speaks, for just what the executo
 * ``apps/v1`` ReplicaSets: list, with ``ownerReferences`` and ``deployment.kubernetes.io/revision``
   annotations, filtered by an equality ``labelSelector``;
 * ``core/v1`` Pods: list, GET, DELETE (honouring a UID precondition);
-* ``pods/{name}/log``: GET as text, with ``timestamps``, ``sinceSeconds``, ``tailLines`` and
-  ``limitBytes`` (lines a test put there with :meth:`FakeKubeApiServer.add_log_lines`).
+* ``pods/{name}/log``: GET as text (a 400 for a ``Pending`` pod, whose container is still
+  waiting to start), with ``container`` (required, as on a real server, when the
+  pod has more than one), ``timestamps``, ``sinceSeconds``, ``tailLines`` and ``limitBytes``
+  (lines a test put there with :meth:`FakeKubeApiServer.add_log_lines`).
 
 ``dryRun=All`` is honoured (the answer shows the change, nothing is stored); any other dryRun
 value is a 400 as on a real server. Every response carries an ``Audit-Id`` header, and every
@@ -20,8 +22,9 @@ request is recorded (:attr:`FakeKubeApiServer.requests`) so tests can assert wha
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
 whose template matches, re-numbered) and the next revision number; pods follow the replica count;
-a deleted pod is replaced. As on a real server, the PATCH answer is the object as written, before
-the controller runs (so its revision annotation is still the old one).
+a deleted pod is replaced; a paused deployment (``spec.paused``) is scaled but not rolled out. As
+on a real server, the PATCH answer is the object as written, before the controller runs (so its
+revision annotation is still the old one).
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ class FakeKubeApiServer:
         self.deployments: dict[tuple[str, str], Obj] = {}
         self.replicasets: dict[tuple[str, str], Obj] = {}
         self.pods: dict[tuple[str, str], Obj] = {}
-        self.logs: dict[tuple[str, str], list[tuple[float, bytes]]] = {}
+        self.logs: dict[tuple[str, str, str | None], list[tuple[float, bytes]]] = {}
         self.requests: list[RecordedRequest] = []
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
@@ -209,9 +212,11 @@ class FakeKubeApiServer:
         revisions: list[dict[str, str]] | None = None,
         labels: dict[str, str] | None = None,
         causes: list[str] | None = None,
+        pod_annotations: dict[str, str] | None = None,
     ) -> None:
         """A deployment rolled out once per entry of ``revisions`` ({container: image}), each
-        with the ``kubernetes.io/change-cause`` in ``causes`` when given."""
+        with the ``kubernetes.io/change-cause`` in ``causes`` when given; ``pod_annotations``
+        go into its pod template."""
         labels = labels or {"app": name}
         revisions = revisions or [{name: f"registry.example/{name}:1"}]
         with self._lock:
@@ -237,8 +242,11 @@ class FakeKubeApiServer:
                 deployment = self.deployments[(namespace, name)]
                 if causes is not None:
                     deployment["metadata"]["annotations"][CHANGE_CAUSE] = causes[at]
+                metadata: Obj = {"labels": dict(labels)}
+                if pod_annotations:
+                    metadata["annotations"] = dict(pod_annotations)
                 deployment["spec"]["template"] = {
-                    "metadata": {"labels": dict(labels)},
+                    "metadata": metadata,
                     "spec": {"containers": [{"name": c, "image": i} for c, i in images.items()]},
                 }
                 self._reconcile(namespace, name)
@@ -249,10 +257,20 @@ class FakeKubeApiServer:
             self.pods[(namespace, name)] = self._pod(namespace, name, {}, None, phase)
 
     # --- inspecting --------------------------------------------------------------------------
-    def add_log_lines(self, namespace: str, pod: str, lines: list[tuple[float, bytes]]) -> None:
-        """Lines the pod ``pod`` wrote: (epoch seconds, raw bytes without the newline)."""
+    def add_log_lines(
+        self,
+        namespace: str,
+        pod: str,
+        lines: list[tuple[float, bytes]],
+        *,
+        container: str | None = None,
+    ) -> None:
+        """Lines a container of the pod ``pod`` wrote (default: its first container): (epoch
+        seconds, raw bytes without the newline)."""
         with self._lock:
-            self.logs.setdefault((namespace, pod), []).extend(lines)
+            if container is None and (namespace, pod) in self.pods:
+                container = self.pods[(namespace, pod)]["spec"]["containers"][0]["name"]
+            self.logs.setdefault((namespace, pod, container), []).extend(lines)
 
     def snapshot(self) -> Obj:
         with self._lock:
@@ -300,6 +318,13 @@ class FakeKubeApiServer:
             ),
             None,
         )
+        if current is None and deployment["spec"].get("paused") and owned:
+            # A paused deployment is not rolled out: a changed pod template waits for a resume
+            # (the controller only scales; it creates no ReplicaSet and bumps no revision).
+            newest = max(owned, key=lambda rs: int(rs["metadata"]["annotations"][REVISION]))
+            newest["spec"]["replicas"] = deployment["spec"]["replicas"]
+            self._reconcile_pods(namespace, newest)
+            return
         if current is None:
             current = self._new_replica_set(namespace, deployment, top + 1)
         elif int(current["metadata"]["annotations"][REVISION]) != top:
@@ -373,6 +398,8 @@ class FakeKubeApiServer:
             "uid": str(uuid.uuid4()),
             "labels": dict(template.get("metadata", {}).get("labels", {})),
         }
+        if template.get("metadata", {}).get("annotations"):
+            metadata["annotations"] = dict(template["metadata"]["annotations"])
         if owner is not None:
             metadata["ownerReferences"] = [
                 {
@@ -597,11 +624,33 @@ class FakeKubeApiServer:
         _dry: bool,
     ) -> tuple[int, Obj | bytes]:
         namespace, name = groups
-        if (namespace, name) not in self.pods:
+        pod = self.pods.get((namespace, name))
+        if pod is None:
             raise _not_found("pods", name)
         if method != "GET":
             raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
-        entries = self.logs.get((namespace, name), [])
+        # The API server's ValidateContainer: no container named is only fine for a pod with
+        # one container (the default-container annotation is kubectl's, not the server's).
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        container = query.get("container")
+        if container is None:
+            if len(names) != 1:
+                raise _ApiError(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod {name}, "
+                    f"choose one of: [{' '.join(names)}]",
+                )
+            container = names[0]
+        elif container not in names:
+            raise _ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if pod["status"].get("phase") == "Pending":  # no container has started: nothing to read
+            raise _ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
+        entries = self.logs.get((namespace, name, container), [])
         if "sinceSeconds" in query:
             cutoff = time.time() - int(query["sinceSeconds"])
             entries = [e for e in entries if e[0] >= cutoff]

@@ -121,6 +121,22 @@ def test_rollback_of_a_paused_deployment_fails(
     assert fake_kube.mutating_requests() == []
 
 
+def test_restart_of_a_paused_deployment_fails_like_kubectl(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # A paused deployment is not rolled out: stamping restartedAt would restart nothing now and
+    # everything at the next resume (kubectl: "can't restart paused deployment").
+    fake_kube.deployments[("demo", "web")]["spec"]["paused"] = True
+    pods = fake_kube.pod_names("demo")
+
+    with pytest.raises(ActionFailed, match="demo/web is paused") as caught:
+        kube_backend.execute(_request("restart_deployment"))
+
+    assert fake_kube.mutating_requests() == []
+    assert fake_kube.pod_names("demo") == pods
+    assert caught.value.before["restarted_at"] is None
+
+
 def test_pod_delete_carries_a_uid_precondition(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
@@ -224,6 +240,73 @@ def test_logs_are_cut_to_the_newest_lines_asked_for(
 
     assert found.pods == [pod]
     assert [text for _, text in found.lines] == [f"line {i}" for i in range(45, 50)]
+
+
+def test_logs_of_pods_with_a_sidecar_come_from_the_first_container_like_kubectl_logs(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # The API server refuses a log read that names no container of a two-container pod
+    # (an injected istio-proxy, a log shipper); kubectl picks the first container.
+    now = time.time()
+    fake_kube.add_deployment(
+        "demo", "shop", replicas=1, revisions=[{"shop": "shop:1", "istio-proxy": "proxyv2:1.22"}]
+    )
+    (pod,) = [name for name in fake_kube.pod_names("demo") if name.startswith("shop-")]
+    fake_kube.add_log_lines("demo", pod, [(now - 5, b"panic: boom")], container="shop")
+    fake_kube.add_log_lines("demo", pod, [(now - 4, b"upstream reset")], container="istio-proxy")
+
+    by_deployment = kube_backend.logs(_logs(deployment="shop"))
+    by_pod = kube_backend.logs(_logs(deployment=None, pod=pod))
+
+    assert by_deployment.pods == by_pod.pods == [pod]
+    assert [text for _, text in by_deployment.lines] == ["panic: boom"]
+    assert [text for _, text in by_pod.lines] == ["panic: boom"]
+
+
+def test_logs_come_from_the_container_the_default_container_annotation_names(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    now = time.time()
+    fake_kube.add_deployment(
+        "demo",
+        "shop",
+        replicas=1,
+        revisions=[{"linkerd-proxy": "proxy:2.14", "shop": "shop:1"}],
+        pod_annotations={"kubectl.kubernetes.io/default-container": "shop"},
+    )
+    (pod,) = [name for name in fake_kube.pod_names("demo") if name.startswith("shop-")]
+    fake_kube.add_log_lines("demo", pod, [(now - 5, b"panic: boom")], container="shop")
+
+    found = kube_backend.logs(_logs(deployment="shop"))
+
+    assert [text for _, text in found.lines] == ["panic: boom"]
+
+
+def test_logs_of_a_deployment_skip_a_pod_whose_container_has_not_started(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    # Mid-rollout (after a restart, say) one pod is still ContainerCreating: the API server
+    # refuses to read it, and the others still have the lines the incident needs.
+    now = time.time()
+    first, second, third = sorted(p for p in fake_kube.pod_names("demo") if p.startswith("web-"))
+    fake_kube.pods[("demo", first)]["status"]["phase"] = "Pending"
+    fake_kube.add_log_lines("demo", second, [(now - 20, b"panic: nil map")])
+    fake_kube.add_log_lines("demo", third, [(now - 10, b"boom")])
+
+    found = kube_backend.logs(_logs())
+
+    assert found.pods == [second, third]
+    assert [text for _, text in found.lines] == ["panic: nil map", "boom"]
+
+
+def test_logs_of_a_deployment_none_of_whose_pods_can_be_read_are_a_refusal(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    for name in fake_kube.pod_names("demo"):
+        fake_kube.pods[("demo", name)]["status"]["phase"] = "Pending"
+
+    with pytest.raises(LogsUnavailable, match="is waiting to start"):
+        kube_backend.logs(_logs())
 
 
 def test_logs_of_a_missing_pod_are_a_one_line_refusal(kube_backend: KubernetesBackend) -> None:

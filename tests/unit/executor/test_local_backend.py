@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from aegis.executor.backends.local import HEALTHY, LocalBackend, LocalCluster
+from aegis.executor.errors import ActionFailed
 from aegis.executor.schemas import ExecutorActionRequest
 
 
@@ -62,3 +66,17 @@ def test_deleting_a_crashing_pod_replaces_it_with_a_healthy_one(tmp_path: Path) 
     pods = [p for p in state["pods"].values() if p["deployment"] == "worker"]
     assert [p["phase"] for p in pods] == [HEALTHY]
     assert pods[0]["name"] != victim
+
+
+def test_a_paused_deployment_is_not_restarted(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    cluster = LocalCluster(path)
+    pods = cluster.deployment("demo", "api")["pods"]
+    state = json.loads(path.read_text())
+    state["deployments"]["demo/api"]["paused"] = True
+    path.write_text(json.dumps(state))
+
+    with pytest.raises(ActionFailed, match="demo/api is paused"):
+        LocalBackend(cluster).execute(_request("restart_deployment", name="api"))
+
+    assert cluster.deployment("demo", "api")["pods"] == pods

@@ -1,7 +1,8 @@
 """The ``kubernetes`` backend: the four actions through the official client, as kubectl does them.
 
 * restart: strategic-merge patch of the pod-template annotation
-  ``kubectl.kubernetes.io/restartedAt`` (``kubectl rollout restart``);
+  ``kubectl.kubernetes.io/restartedAt`` (``kubectl rollout restart``; a paused deployment is
+  refused, as kubectl refuses it);
 * scale: the ``deployments/scale`` subresource (``read/patch_namespaced_deployment_scale``);
 * delete pod: ``DELETE`` with a UID precondition, so only the pod that was read is deleted;
 * rollback: list the ReplicaSets the deployment controls, take the previous
@@ -15,8 +16,10 @@ in call order, so the action can be found in the API server's audit log.
 
 Logs (read only): the pod, or up to :data:`MAX_LOG_PODS` pods of the deployment's selector, each
 read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl logs
---timestamps --since --tail``), at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8
-are replaced, never fatal.
+--timestamps --since --tail``) from the container kubectl would pick (:func:`default_container`),
+at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal. A
+pod the API server will not read (a container still waiting to start) is left out; only when
+no pod can be read is the request refused.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ MAX_LOG_PODS = 3
 MAX_LOG_BYTES = 1 << 20
 AUDIT_ID_HEADER = "Audit-Id"
 POD_TEMPLATE_HASH = "pod-template-hash"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 # The annotations a rollback leaves as the deployment has them instead of taking the
 # ReplicaSet's (kubectl's polymorphichelpers/rollback.go, annotationsToSkip).
 DEPLOYMENT_OWN_ANNOTATIONS = frozenset(
@@ -152,7 +156,13 @@ def _api_error(exc: Any) -> str:
 
 
 def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    run.read_deployment()
+    r = run.request
+    if run.read_deployment().spec.paused:
+        # kubectl refuses too: the controller would roll out nothing now, and the new template
+        # (with anything else changed meanwhile) at the next resume
+        raise ActionFailed(
+            f"deployment {r.namespace}/{r.name} is paused; resume it before restarting"
+        )
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # RFC 3339, as kubectl writes it
     body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}}}}
     return run.before, deployment_state(run.patch_deployment(body))
@@ -297,24 +307,39 @@ class KubernetesBackend:
         ns = request.namespace
         try:
             if request.pod is not None:
-                pods = [request.pod]
+                found = self.core.read_namespaced_pod(
+                    request.pod, ns, _request_timeout=self.timeout
+                )
+                pods = [(request.pod, default_container(found))]
             else:
                 pods = self._pods_of(ns, str(request.deployment))
             per_pod = max(request.max_lines // max(len(pods), 1), 1)
             lines: list[tuple[float | None, str]] = []
-            for pod in pods:
-                raw: Any = self.core.read_namespaced_pod_log(  # not preloaded: the raw bytes
-                    pod,
-                    ns,
-                    timestamps=True,
-                    since_seconds=request.since_s,
-                    tail_lines=per_pod,
-                    limit_bytes=MAX_LOG_BYTES,
-                    _preload_content=False,
-                    _request_timeout=self.timeout,
-                )
+            read: list[str] = []
+            refused: client.ApiException | None = None
+            for pod, container in pods:
+                try:
+                    raw: Any = self.core.read_namespaced_pod_log(  # not preloaded: raw bytes
+                        pod,
+                        ns,
+                        container=container,
+                        timestamps=True,
+                        since_seconds=request.since_s,
+                        tail_lines=per_pod,
+                        limit_bytes=MAX_LOG_BYTES,
+                        _preload_content=False,
+                        _request_timeout=self.timeout,
+                    )
+                except client.ApiException as exc:
+                    # This pod has nothing to give (its container is still waiting to start, it
+                    # is gone since the listing): the others' lines are still worth having.
+                    refused = refused or exc
+                    continue
                 text = raw.data.decode("utf-8", errors="replace")
                 lines += [parse_log_line(line) for line in text.splitlines() if line]
+                read.append(pod)
+            if refused is not None and not read:
+                raise refused
         except client.ApiException as exc:
             raise LogsUnavailable(f"reading logs in {ns}: {_api_error(exc)}") from None
         except urllib3.exceptions.HTTPError as exc:
@@ -322,10 +347,11 @@ class KubernetesBackend:
                 f"reading logs in {ns}: kubernetes API unreachable ({type(exc).__name__})"
             ) from None
         lines.sort(key=lambda line: -1.0 if line[0] is None else line[0])  # stable per pod
-        return PodLogs(pods=pods, lines=lines[-request.max_lines :])
+        return PodLogs(pods=read, lines=lines[-request.max_lines :])
 
-    def _pods_of(self, namespace: str, deployment: str) -> list[str]:
-        """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name."""
+    def _pods_of(self, namespace: str, deployment: str) -> list[tuple[str, str | None]]:
+        """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name, each with the
+        container to read."""
         found = self.apps.read_namespaced_deployment(
             deployment, namespace, _request_timeout=self.timeout
         )
@@ -336,11 +362,26 @@ class KubernetesBackend:
         listed = self.core.list_namespaced_pod(
             namespace, label_selector=selector, _request_timeout=self.timeout
         )
-        names = [p.metadata.name for p in listed.items if p.metadata and p.metadata.name]
-        return sorted(names)[:MAX_LOG_PODS]
+        named = [(p.metadata.name, default_container(p)) for p in listed.items if p.metadata]
+        return sorted((name, container) for name, container in named if name)[:MAX_LOG_PODS]
 
     def close(self) -> None:
         self.api_client.close()
+
+
+def default_container(pod: Any) -> str | None:
+    """The container ``kubectl logs`` reads when none is named: the one the pod's
+    ``kubectl.kubernetes.io/default-container`` annotation names, else the first. The API server
+    itself refuses a read naming no container of a pod with more than one (a sidecar)."""
+    spec = pod.spec
+    names = [c.name for c in (spec.containers if spec else None) or []]
+    also = [c.name for c in (spec.init_containers if spec else None) or []]
+    wanted = ((pod.metadata.annotations if pod.metadata else None) or {}).get(
+        DEFAULT_CONTAINER_ANNOTATION
+    )
+    if wanted is not None and wanted in names + also:
+        return str(wanted)
+    return names[0] if names else None
 
 
 def parse_log_line(line: str) -> tuple[float | None, str]:

@@ -212,6 +212,11 @@ def _get_deployment(state: State, namespace: str, name: str) -> State:
 def _restart(state: State, request: ExecutorActionRequest, now: datetime) -> tuple[State, State]:
     deployment = _get_deployment(state, request.namespace, request.name)
     before = _deployment_state(deployment)
+    if deployment["paused"]:
+        raise ActionFailed(
+            f"deployment {request.namespace}/{request.name} is paused; resume it before restarting",
+            before=before,
+        )
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     _new_revision(deployment, {**deployment["template"], "restarted_at": stamp})
     _reconcile(state, request.namespace, request.name)
