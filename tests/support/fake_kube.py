@@ -152,6 +152,9 @@ class FakeKubeApiServer:
         self.pods: dict[tuple[str, str], Obj] = {}
         self.logs: dict[tuple[str, str, str | None], list[tuple[float, bytes]]] = {}
         self.requests: list[RecordedRequest] = []
+        # A validating admission webhook (Gatekeeper, Kyverno) that denies every write with this
+        # message, as a real one words it: several violations, one a line.
+        self.admission_denial: str | None = None
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -426,6 +429,13 @@ class FakeKubeApiServer:
         dry = "dryRun" in query
         if dry and query["dryRun"] != "All":
             raise _ApiError(400, "BadRequest", f"invalid dry run value {query['dryRun']!r}")
+        if method != "GET" and self.admission_denial is not None:
+            raise _ApiError(
+                403,
+                "Forbidden",
+                'admission webhook "validation.gatekeeper.sh" denied the request: '
+                + self.admission_denial,
+            )
         with self._lock:
             for pattern, handler in _ROUTES:
                 match = re.fullmatch(pattern, path)

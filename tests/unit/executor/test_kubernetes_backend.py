@@ -176,6 +176,21 @@ def test_a_refusal_from_the_api_server_is_a_one_line_failure_with_its_audit_id(
     assert caught.value.audit_ids == [fake_kube.requests[-1].audit_id]
 
 
+def test_an_admission_webhooks_denial_over_several_lines_is_a_one_line_failure(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.admission_denial = "[replica-cap] at most 4 replicas\n[owner] no owner label"
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(_request("scale_deployment", replicas=5))
+
+    assert caught.value.message == (
+        'patch deployment demo/web scale: 403 admission webhook "validation.gatekeeper.sh" denied '
+        "the request: [replica-cap] at most 4 replicas [owner] no owner label"
+    )
+    assert fake_kube.deployment("demo", "web")["spec"]["replicas"] != 5
+
+
 def test_an_unreachable_api_server_is_a_failure_not_a_crash() -> None:
     from kubernetes import client
 

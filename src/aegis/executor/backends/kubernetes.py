@@ -152,7 +152,8 @@ def _api_error(exc: Any) -> str:
         message = status.get("message") or message
     except (TypeError, ValueError, AttributeError):
         pass
-    return f"{exc.status} {message}"
+    # one line: an admission webhook's denial lists its violations a line each
+    return f"{exc.status} {' '.join(str(message).split())}"
 
 
 def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
