@@ -71,10 +71,11 @@ def _audit_change(
     )
 
 
-def _stored(session: Session, policy_id: str) -> StoredPolicy:
+def _stored(session: Session, policy_id: str, *, lock: bool = True) -> StoredPolicy:
     """The policy's row, locked and re-read: two changes to one policy at once (two admins, a
-    sync and an edit) take their version numbers one after the other instead of colliding."""
-    row = session.get(StoredPolicy, policy_id, with_for_update=True, populate_existing=True)
+    sync and an edit) take their version numbers one after the other instead of colliding. A
+    read (``lock=False``) takes no lock: it sees the last committed version, at once."""
+    row = session.get(StoredPolicy, policy_id, with_for_update=lock, populate_existing=True)
     if row is None:
         raise PolicyNotFound(f"policy {policy_id!r} not found")
     return row
@@ -163,14 +164,14 @@ def _version(session: Session, policy_id: str, version: int) -> PolicyVersion:
 
 
 def get(*, session: Session, policy_id: str) -> tuple[StoredPolicy, dict[str, Any]]:
-    row = _stored(session, policy_id)
+    row = _stored(session, policy_id, lock=False)
     if not row.active:
         raise PolicyNotFound(f"policy {policy_id!r} not found")
     return row, _version(session, policy_id, row.current_version).document
 
 
 def versions(*, session: Session, policy_id: str) -> list[PolicyVersion]:
-    _stored(session, policy_id)
+    _stored(session, policy_id, lock=False)
     return list(
         session.scalars(
             select(PolicyVersion)
