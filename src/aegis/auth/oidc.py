@@ -2,11 +2,12 @@
 
 The issuer's discovery document gives the JWKS URI; the JWKS is cached and fetched again when a
 token names a ``kid`` it does not hold (rate-limited by a cooldown). Checked: signature with an
-asymmetric algorithm the JWK allows (``alg: none``, HS* and a kid absent from the JWKS are
-refused), issuer, audience, expiry and not-before with a small clock skew. Roles come from a
-configurable claim (``groups`` by default) mapped to Aegis roles. Both documents are read with a
-bound (:data:`MAX_DOCUMENT_BYTES`, within the timeout: :mod:`aegis.core.upstream`); a larger or
-slower one fails closed, like a provider that cannot be reached.
+asymmetric algorithm the JWK allows (``alg: none``, HS*, a kid absent from the JWKS and a JWKS
+without a usable key are refused), issuer, audience, expiry and not-before with a small clock
+skew. Roles come from a configurable claim (``groups`` by default) mapped to Aegis roles. Both
+documents are read with a bound (:data:`MAX_DOCUMENT_BYTES`, within the timeout:
+:mod:`aegis.core.upstream`); a larger or slower one fails closed, like a provider that cannot be
+reached.
 
 The caller's name is the token's ``sub``: the one claim the issuer keeps stable and unique for
 a user (OpenID Connect Core 5.7). ``preferred_username`` and ``email`` are neither: a user may
@@ -119,6 +120,8 @@ class OIDCValidator:
             key = self._client().get_signing_key(str(header["kid"]))
         except jwt.PyJWKClientError:
             raise TokenInvalid("token key id not in the identity provider's key set") from None
+        except jwt.PyJWKSetError:  # no key at all, or none PyJWT can use: refused, not a 500
+            raise TokenInvalid("the identity provider's key set holds no usable key") from None
         if key.algorithm_name != alg:  # the JWK decides which algorithm its key may verify
             raise TokenInvalid(f"token algorithm {alg!r} does not match its key")
         try:
