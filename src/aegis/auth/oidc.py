@@ -163,11 +163,19 @@ class OIDCValidator:
     def actor(self, token: str) -> Actor:
         claims = self.validate(token)
         subject = claims["sub"]
-        if not isinstance(subject, str) or not re.fullmatch(SUBJECT_PATTERN, subject):
+        if not isinstance(subject, str) or not _printable(subject):
             raise TokenInvalid("token subject is not 1 to 255 printable characters")
         if is_reserved(subject):  # it would read as one of Aegis's own services
             raise TokenInvalid("token subject is a name Aegis reserves for its own services")
         return Actor(name=subject, roles=self.roles_for(claims), kind="oidc", claims=claims)
+
+
+def _printable(subject: str) -> bool:
+    """Within :data:`SUBJECT_PATTERN` and printable (``str.isprintable``): no C1 control, line
+    or paragraph separator, zero-width or bidirectional format character either, with which a
+    name would break a log line or read as another (``system`` and a zero-width space passes
+    for ``system``; after a right-to-left override ``enigne-ia`` shows as ``ai-engine``)."""
+    return re.fullmatch(SUBJECT_PATTERN, subject) is not None and subject.isprintable()
 
 
 def _fetch_json(url: str, timeout: float) -> Any:

@@ -405,7 +405,18 @@ def test_an_idp_subject_of_any_printable_form_is_decided_and_can_be_named_by_a_p
     ]
 
 
-@pytest.mark.parametrize("subject", ["u" * 256, "olivia\nadmin"], ids=["too long", "control"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "u" * 256,
+        "olivia\nadmin",
+        "olivia\x85admin",  # NEL, a C1 control and a line break
+        "olivia\u2028admin",  # LINE SEPARATOR
+        "system\u200b",  # reads as "system": a zero-width space escapes the reserved names
+        "\u202eenigne-ia",  # a right-to-left override: displayed as "ai-engine"
+    ],
+    ids=["too long", "control", "C1 control", "line separator", "zero width", "bidi override"],
+)
 def test_a_subject_that_cannot_name_a_caller_is_401_in_one_line(
     provider: Provider, db_url: str, make_settings: Callable[..., Settings], subject: str
 ) -> None:
