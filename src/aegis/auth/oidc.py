@@ -2,11 +2,12 @@
 
 The issuer's discovery document gives the JWKS URI; the JWKS is cached and fetched again when a
 token names a ``kid`` it does not hold (rate-limited by a cooldown). Checked: signature with an
-asymmetric algorithm the JWK allows (``alg: none``, HS* and a kid absent from the JWKS are
-refused), issuer, audience, expiry and not-before with a small clock skew. Roles come from a
-configurable claim (``groups`` by default) mapped to Aegis roles. Both documents are read with a
-bound (:data:`MAX_DOCUMENT_BYTES`, within the timeout: :mod:`aegis.core.upstream`); a larger or
-slower one fails closed, like a provider that cannot be reached.
+asymmetric algorithm the JWK allows (``alg: none``, HS*, a kid absent from the JWKS and a JWKS
+without a usable key are refused), issuer, audience, expiry and not-before with a small clock
+skew. Roles come from a configurable claim (``groups`` by default) mapped to Aegis roles. Both
+documents are read with a bound (:data:`MAX_DOCUMENT_BYTES`, within the timeout:
+:mod:`aegis.core.upstream`); a larger or slower one fails closed, like a provider that cannot be
+reached.
 
 The caller's name is the token's ``sub``: the one claim the issuer keeps stable and unique for
 a user (OpenID Connect Core 5.7). ``preferred_username`` and ``email`` are neither: a user may
@@ -119,6 +120,8 @@ class OIDCValidator:
             key = self._client().get_signing_key(str(header["kid"]))
         except jwt.PyJWKClientError:
             raise TokenInvalid("token key id not in the identity provider's key set") from None
+        except jwt.PyJWKSetError:  # no key at all, or none PyJWT can use: refused, not a 500
+            raise TokenInvalid("the identity provider's key set holds no usable key") from None
         if key.algorithm_name != alg:  # the JWK decides which algorithm its key may verify
             raise TokenInvalid(f"token algorithm {alg!r} does not match its key")
         try:
@@ -160,11 +163,19 @@ class OIDCValidator:
     def actor(self, token: str) -> Actor:
         claims = self.validate(token)
         subject = claims["sub"]
-        if not isinstance(subject, str) or not re.fullmatch(SUBJECT_PATTERN, subject):
+        if not isinstance(subject, str) or not _printable(subject):
             raise TokenInvalid("token subject is not 1 to 255 printable characters")
         if is_reserved(subject):  # it would read as one of Aegis's own services
             raise TokenInvalid("token subject is a name Aegis reserves for its own services")
         return Actor(name=subject, roles=self.roles_for(claims), kind="oidc", claims=claims)
+
+
+def _printable(subject: str) -> bool:
+    """Within :data:`SUBJECT_PATTERN` and printable (``str.isprintable``): no C1 control, line
+    or paragraph separator, zero-width or bidirectional format character either, with which a
+    name would break a log line or read as another (``system`` and a zero-width space passes
+    for ``system``; after a right-to-left override ``enigne-ia`` shows as ``ai-engine``)."""
+    return re.fullmatch(SUBJECT_PATTERN, subject) is not None and subject.isprintable()
 
 
 def _fetch_json(url: str, timeout: float) -> Any:

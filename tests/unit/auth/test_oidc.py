@@ -266,6 +266,34 @@ def test_a_key_set_that_never_ends_is_cut_off_and_fails_closed(provider: Provide
     assert cut_off == [True] and keys.sent[0] < cap
 
 
+@pytest.mark.parametrize("key_set", ["empty", "no keys member"])
+def test_a_key_set_without_a_usable_key_is_401_and_audited(
+    provider: Provider,
+    db_url: str,
+    database: Database,
+    make_settings: Callable[..., Settings],
+    key_set: str,
+) -> None:
+    """An identity provider whose key set holds no key (all withdrawn, or a JWKS URI answering
+    some other JSON object) refuses the token like any other key-set failure: a 500 here was
+    neither audited nor counted against the failed-authentication limit."""
+    settings = make_settings(
+        database_url=db_url, oidc_issuer=provider.issuer, oidc_audience="aegis"
+    )
+    token = provider.token(provider.add_key())
+    provider.keys.clear()
+    if key_set == "no keys member":
+        provider.add_key()
+        provider.jwks_uri = provider.issuer + "/.well-known/openid-configuration"
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == (
+        "the identity provider's key set holds no usable key"
+    )
+    assert len(factories.audit_events(database, "authentication.failed")) == 1
+
+
 def test_groups_naming_roles_directly_count_and_unknown_groups_give_nothing(
     provider: Provider, validator: OIDCValidator
 ) -> None:
@@ -377,7 +405,18 @@ def test_an_idp_subject_of_any_printable_form_is_decided_and_can_be_named_by_a_p
     ]
 
 
-@pytest.mark.parametrize("subject", ["u" * 256, "olivia\nadmin"], ids=["too long", "control"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "u" * 256,
+        "olivia\nadmin",
+        "olivia\x85admin",  # NEL, a C1 control and a line break
+        "olivia\u2028admin",  # LINE SEPARATOR
+        "system\u200b",  # reads as "system": a zero-width space escapes the reserved names
+        "\u202eenigne-ia",  # a right-to-left override: displayed as "ai-engine"
+    ],
+    ids=["too long", "control", "C1 control", "line separator", "zero width", "bidi override"],
+)
 def test_a_subject_that_cannot_name_a_caller_is_401_in_one_line(
     provider: Provider, db_url: str, make_settings: Callable[..., Settings], subject: str
 ) -> None:
