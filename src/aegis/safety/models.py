@@ -22,9 +22,9 @@ class SafetyFlag(Base):
     subject_kind: Mapped[str] = mapped_column(String(32))  # incident, action, drill
     subject_id: Mapped[str] = mapped_column(String(64))
     excerpt: Mapped[str] = mapped_column(Text, default="")
-    raised_by: Mapped[str] = mapped_column(String(128))
+    raised_by: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16))  # open, confirmed, dismissed
-    reviewed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
     review_note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -405,6 +405,31 @@ def test_an_idp_subject_of_any_printable_form_is_decided_and_can_be_named_by_a_p
     ]
 
 
+def test_an_idp_admin_with_a_long_subject_can_run_the_safety_drill_and_review_it(
+    provider: Provider, db_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A ``sub`` may be 255 characters; every column naming an actor holds that many (on
+    PostgreSQL a shorter one refused the admin's drill and review with a 422)."""
+    settings = make_settings(
+        database_url=db_url,
+        oidc_issuer=provider.issuer,
+        oidc_audience="aegis",
+        oidc_role_map={"sre-oncall": ["admin"]},
+    )
+    subject = "auth0|" + "7" * 249
+    admin = {"Authorization": f"Bearer {provider.token(provider.add_key(), sub=subject)}"}
+    with TestClient(create_app(settings)) as api:
+        made = api.post("/api/v1/safety/drill", json={"note": "game day 2"}, headers=admin)
+        reviewed = api.post(
+            f"/api/v1/safety/flags/{made.json().get('id')}/review",
+            json={"verdict": "dismissed", "note": "drill"},
+            headers=admin,
+        )
+    assert made.status_code == 201, made.text
+    assert reviewed.status_code == 200, reviewed.text
+    assert (made.json()["raised_by"], reviewed.json()["reviewed_by"]) == (subject, subject)
+
+
 @pytest.mark.parametrize(
     "subject",
     [
