@@ -43,7 +43,7 @@ def export_jsonl(
     store_url, key = split_target(to)
     stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=BATCH)
     if since is not None:
-        stmt = stmt.where(AuditEntry.created_at >= since)
+        stmt = stmt.where(AuditEntry.created_at >= audit_service.as_utc(since))
     count = 0
     with tempfile.TemporaryDirectory(prefix="aegis-export-") as tmp:
         path = Path(tmp) / "audit.jsonl"

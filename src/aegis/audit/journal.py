@@ -51,12 +51,25 @@ class Journal:
             os.close(fd)
 
     def append(self, event: AuditEventCreate) -> None:
-        """Append one event durably. Call with the lock held."""
-        line = event.model_dump_json() + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        """Append one event durably. Call with the lock held.
+
+        A torn last line (a crash or a full disk mid-write) is cut off first: written after it,
+        the event would be glued onto it into one line no read could parse. A write that fails
+        part-way is cut off in turn, so the journal only ever holds whole lines.
+        """
+        line = (event.model_dump_json() + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
+            end = _whole_lines_end(fd)
+            os.ftruncate(fd, end)
+            try:
+                view = memoryview(line)
+                while view:  # os.write may write less than asked (a full disk)
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, end)
+                raise
         finally:
             os.close(fd)
 
@@ -83,6 +96,21 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self.path)
+
+
+def _whole_lines_end(fd: int) -> int:
+    """The size of the file at ``fd`` up to and including its last newline."""
+    end = os.fstat(fd).st_size
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return end
+    while end > 0:
+        start = max(0, end - 65536)
+        block = os.pread(fd, end - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
 
 
 def _write_all(fh: IO[str], events: list[AuditEventCreate]) -> None:

@@ -130,6 +130,21 @@ def to_read(entry: AuditEntry) -> AuditEntryRead:
     )
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, to compare with ``created_at`` (a time without an offset is UTC, as
+    every Aegis time is). SQLite keeps a time's digits and drops its offset, and PostgreSQL reads
+    a time without one in the session's time zone, so a bound is converted before it is sent.
+    An offset taking it past year 1 or 9999 in UTC is clamped: it is before or after every
+    entry all the same."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if moment.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
+
+
 def query(
     *,
     session: Session,
@@ -149,7 +164,7 @@ def query(
     if actor:
         stmt = stmt.where(AuditEntry.actor == actor)
     if since:
-        stmt = stmt.where(AuditEntry.created_at >= since)
+        stmt = stmt.where(AuditEntry.created_at >= as_utc(since))
     if after_seq:
         stmt = stmt.where(AuditEntry.seq > after_seq)
     rows = list(session.scalars(stmt))
