@@ -14,7 +14,7 @@ def _password(from_stdin: bool) -> str:
     from aegis.core.errors import AegisError
 
     if from_stdin:
-        value = sys.stdin.readline().rstrip("\n")
+        value = sys.stdin.readline().rstrip("\r\n")  # a file saved on Windows ends in CRLF
     elif not sys.stdin.isatty():  # a prompt would echo the password, or wait on a pipe
         raise AegisError("no terminal to ask for the password on: pass it with --password-stdin")
     else:

@@ -296,6 +296,19 @@ def test_cli_reset_password_and_set_roles(
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_cli_password_from_a_file_with_windows_line_endings_is_the_password(
+    client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aegis user reset-password NAME --password-stdin < pw.txt`` with pw.txt saved on
+    Windows: the password is what the file holds, not it plus a carriage return."""
+    name = factories.user(database, "viewer")
+    monkeypatch.setattr("sys.stdin", io.StringIO(NEW_PASSWORD + "\r\n", newline=""))
+
+    assert run(["user", "reset-password", name, "--password-stdin"]) == 0
+    assert _login_status(client, name, NEW_PASSWORD) == 200
+
+
+@pytest.mark.usefixtures("cli_env")
 @pytest.mark.parametrize(
     ("argv", "stdin", "message"),
     [
