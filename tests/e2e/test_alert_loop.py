@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,24 @@ def backend(tmp_path: Path, db_url: str) -> Iterator[tuple[str, str]]:
         proc.wait(timeout=30)
 
 
+@contextmanager
+def _alertmanager_for(address: str, tmp_path: Path) -> Iterator[promstack.RunningProcess]:
+    """A real Alertmanager with the repository's config: the Aegis receiver posts to the backend
+    at ``address``, Slack and PagerDuty to a loopback sink."""
+    sink = promstack.HttpSink.start()
+    try:
+        am_config = promstack.render_alertmanager_config(
+            tmp_path / "am",
+            sink_url=sink.url,
+            webhook_url=f"http://{address}/api/v1/alerts/alertmanager",
+            webhook_token=TOKEN,
+        )
+        with promstack.alertmanager(am_config, tmp_path / "am") as am:
+            yield am
+    finally:
+        sink.stop()
+
+
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_audit_write_failures_alert_reaches_aegis_as_an_incident(
     backend: tuple[str, str], tmp_path: Path
@@ -68,50 +87,39 @@ def test_audit_write_failures_alert_reaches_aegis_as_an_incident(
     database = Database(db_url)
     viewer = factories.user(database, "viewer")
     database.dispose()
-    sink = promstack.HttpSink.start()
-    try:
-        am_config = promstack.render_alertmanager_config(
-            tmp_path / "am",
-            sink_url=sink.url,
-            webhook_url=f"http://{address}/api/v1/alerts/alertmanager",
-            webhook_token=TOKEN,
+    with _alertmanager_for(address, tmp_path) as am:
+        rules = promstack.render_rules(tmp_path / "rules.yaml", hold="0s")
+        prom_config = promstack.render_prometheus_config(
+            tmp_path / "prometheus.yml",
+            targets={"aegis-backend": [address]},
+            alertmanager=am.address,
+            rule_files=[rules],
         )
-        with promstack.alertmanager(am_config, tmp_path / "am") as am:
-            rules = promstack.render_rules(tmp_path / "rules.yaml", hold="0s")
-            prom_config = promstack.render_prometheus_config(
-                tmp_path / "prometheus.yml",
-                targets={"aegis-backend": [address]},
-                alertmanager=am.address,
-                rule_files=[rules],
+        with promstack.prometheus(prom_config, tmp_path / "prom") as prom:
+            client = httpx.Client(base_url=f"http://{address}", timeout=5)
+            headers = factories.bearer(factories.login(client, viewer))
+
+            def firing_in_prometheus() -> bool:
+                alerts = prom.get_json("/api/v1/alerts")["data"]["alerts"]
+                return any(
+                    a["labels"]["alertname"] == "AegisAuditWriteFailures" and a["state"] == "firing"
+                    for a in alerts
+                )
+
+            def incident() -> dict[str, Any] | None:
+                items = client.get("/api/v1/incidents", headers=headers).json()["items"]
+                return next((i for i in items if i["title"] == "AegisAuditWriteFailures"), None)
+
+            promstack.wait_for(
+                firing_in_prometheus,
+                timeout=90,
+                what="AegisAuditWriteFailures firing in Prometheus",
             )
-            with promstack.prometheus(prom_config, tmp_path / "prom") as prom:
-                client = httpx.Client(base_url=f"http://{address}", timeout=5)
-                headers = factories.bearer(factories.login(client, viewer))
-
-                def firing_in_prometheus() -> bool:
-                    alerts = prom.get_json("/api/v1/alerts")["data"]["alerts"]
-                    return any(
-                        a["labels"]["alertname"] == "AegisAuditWriteFailures"
-                        and a["state"] == "firing"
-                        for a in alerts
-                    )
-
-                def incident() -> dict[str, Any] | None:
-                    items = client.get("/api/v1/incidents", headers=headers).json()["items"]
-                    return next((i for i in items if i["title"] == "AegisAuditWriteFailures"), None)
-
-                promstack.wait_for(
-                    firing_in_prometheus,
-                    timeout=90,
-                    what="AegisAuditWriteFailures firing in Prometheus",
-                )
-                found = promstack.wait_for(
-                    incident, timeout=60, what="the alert arriving at Aegis as an incident"
-                )
-                in_alertmanager = am.get_json("/api/v2/alerts")
-                client.close()
-    finally:
-        sink.stop()
+            found = promstack.wait_for(
+                incident, timeout=60, what="the alert arriving at Aegis as an incident"
+            )
+            in_alertmanager = am.get_json("/api/v2/alerts")
+            client.close()
     assert found["status"] == "open"
     assert any(a["labels"]["alertname"] == "AegisAuditWriteFailures" for a in in_alertmanager)
 
@@ -134,36 +142,26 @@ def test_a_group_larger_than_the_webhook_takes_reaches_aegis_in_part_and_is_coun
     Alertmanager does not retry: every alert of the group would be lost)."""
     require(promstack.alertmanager_binary() is not None, "alertmanager is not installed")
     address, _ = backend
-    sink = promstack.HttpSink.start()
-    try:
-        am_config = promstack.render_alertmanager_config(
-            tmp_path / "am",
-            sink_url=sink.url,
-            webhook_url=f"http://{address}/api/v1/alerts/alertmanager",
-            webhook_token=TOKEN,
+    with _alertmanager_for(address, tmp_path) as am:
+        crash_loops = [
+            {
+                "labels": {
+                    "alertname": "KubePodCrashLooping",
+                    "job": "kube-state-metrics",
+                    "severity": "warning",
+                    "namespace": "demo",
+                    "pod": f"web-{n:04d}",
+                },
+                "annotations": {"summary": f"pod web-{n:04d} is crash looping"},
+            }
+            for n in range(1200)
+        ]
+        posted = httpx.post(f"{am.url}/api/v2/alerts", json=crash_loops, timeout=30)
+        assert posted.status_code == 200, posted.text
+        promstack.wait_for(
+            lambda: _metric(address, "aegis_alerts_truncated_total") >= 1000,
+            timeout=60,
+            what="Alertmanager's payload reaching Aegis",
         )
-        with promstack.alertmanager(am_config, tmp_path / "am") as am:
-            crash_loops = [
-                {
-                    "labels": {
-                        "alertname": "KubePodCrashLooping",
-                        "job": "kube-state-metrics",
-                        "severity": "warning",
-                        "namespace": "demo",
-                        "pod": f"web-{n:04d}",
-                    },
-                    "annotations": {"summary": f"pod web-{n:04d} is crash looping"},
-                }
-                for n in range(1200)
-            ]
-            posted = httpx.post(f"{am.url}/api/v2/alerts", json=crash_loops, timeout=30)
-            assert posted.status_code == 200, posted.text
-            promstack.wait_for(
-                lambda: _metric(address, "aegis_alerts_truncated_total") >= 1000,
-                timeout=60,
-                what="Alertmanager's payload reaching Aegis",
-            )
-            received = _metric(address, "aegis_alerts_received_total", status="firing")
-    finally:
-        sink.stop()
+        received = _metric(address, "aegis_alerts_received_total", status="firing")
     assert received >= 200  # 200 a payload (a group flushed early is sent again once complete)

@@ -363,6 +363,26 @@ def _answering(body: bytes) -> Iterator[str]:
         yield url
 
 
+def _pass_over_two_incidents(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, answer: bytes
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Two incidents (a crash loop, an error rate) predicted in one pass by an engine that
+    answers ``answer``: how many the pass handled, the incidents and the action requests."""
+    with _answering(answer) as url:
+        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
+        with TestClient(create_app(settings)) as api:
+            admin = _seed(api, settings, database, "KubePodCrashLooping")
+            deliver(
+                api,
+                settings.secret("alert_webhook_token"),
+                alert("HighErrorRate", namespace="demo", deployment="api"),
+            )
+            handled = jobs.predict_pending(database, settings)
+            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+            actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+    return handled, incidents, actions
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -379,18 +399,7 @@ def test_an_answer_that_is_not_a_prediction_is_the_fallback(
 ) -> None:
     """Every incident of the pass is stored without a prediction and says why; none is left
     claimed (``predicting``) until its lease runs out, to be asked again and again."""
-    with _answering(answer) as url:
-        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
-        with TestClient(create_app(settings)) as api:
-            admin = _seed(api, settings, database, "KubePodCrashLooping")
-            deliver(
-                api,
-                settings.secret("alert_webhook_token"),
-                alert("HighErrorRate", namespace="demo", deployment="api"),
-            )
-            handled = jobs.predict_pending(database, settings)
-            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
-            actions = api.get("/api/v1/actions", headers=admin).json()["items"]
+    handled, incidents, actions = _pass_over_two_incidents(make_settings, db_url, database, answer)
 
     assert handled == 2
     assert [i["prediction_status"] for i in incidents] == ["unavailable", "unavailable"]
@@ -409,17 +418,9 @@ def test_a_prediction_without_a_severity_is_stored_and_the_alerts_severity_kept(
     """``severity`` may be null in a prediction (as its schema allows): the incident keeps the
     alert's severity. Storing it raised, which left the incident claimed (``predicting``) to be
     asked again once its lease ran out, and ended the pass for the incidents after it."""
-    with _answering(b'{"severity": null, "recommendations": []}') as url:
-        settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
-        with TestClient(create_app(settings)) as api:
-            admin = _seed(api, settings, database, "KubePodCrashLooping")
-            deliver(
-                api,
-                settings.secret("alert_webhook_token"),
-                alert("HighErrorRate", namespace="demo", deployment="api"),
-            )
-            handled = jobs.predict_pending(database, settings)
-            incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+    handled, incidents, _ = _pass_over_two_incidents(
+        make_settings, db_url, database, b'{"severity": null, "recommendations": []}'
+    )
 
     assert handled == 2
     assert [i["prediction_status"] for i in incidents] == ["ok", "ok"]
