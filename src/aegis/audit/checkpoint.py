@@ -37,10 +37,15 @@ class Checkpoint:
 
 
 def write_checkpoint(
-    *, session: Session, store: ObjectStore, private_key: Ed25519PrivateKey
+    *,
+    session: Session,
+    store: ObjectStore,
+    private_key: Ed25519PrivateKey,
+    now: datetime | None = None,
 ) -> Checkpoint:
+    """Sign the chain's head now (``now``: this host's clock unless given)."""
     seq, head_hash = audit_service.head(session=session)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     created_at, key_id = canonical.iso(now), keys.key_id(private_key.public_key())
     payload = {"seq": seq, "head_hash": head_hash, "created_at": created_at, "key_id": key_id}
     signature = private_key.sign(canonical.canonical(payload))
@@ -51,7 +56,11 @@ def write_checkpoint(
 
 
 def read_checkpoints(*, store: ObjectStore, public_key: Ed25519PublicKey) -> list[Checkpoint]:
-    """Every checkpoint, signature-checked, in the order they were written.
+    """Every checkpoint, signature-checked, in chain order (by seq, then time).
+
+    Not by time alone: replicas' clocks disagree and a host's clock can step back, so a later,
+    larger checkpoint may carry an earlier time. Each checkpoint is checked against the chain on
+    its own, so the order proves nothing and hides nothing.
 
     Raises CheckpointInvalid for a forged or malformed checkpoint.
     """
@@ -75,5 +84,5 @@ def read_checkpoints(*, store: ObjectStore, public_key: Ed25519PublicKey) -> lis
             raise CheckpointInvalid(f"checkpoint {object_key}: signature does not verify") from None
         except (ValueError, KeyError, TypeError):
             raise CheckpointInvalid(f"checkpoint {object_key}: malformed") from None
-    found.sort(key=lambda c: (c.created_at, c.object_key))
+    found.sort(key=lambda c: (c.seq, c.created_at, c.object_key))
     return found

@@ -3,7 +3,7 @@
 Detected: a modified field (hash mismatch), a deleted row (a hole in the gapless sequence), a
 reordered row (broken prev_hash link), a truncated tail or a database older than the last
 checkpoint (checkpoint beyond the head), a rewritten chain (checkpoint hash differs), a forged
-or non-monotonic checkpoint, and an executed action with no allow or approval recorded before it.
+checkpoint, and an executed action with no allow or approval recorded before it.
 """
 
 from __future__ import annotations
@@ -123,15 +123,7 @@ def _check_authorisation(entry: AuditEntry, authorised: set[str], report: Verify
 def _check_checkpoints(
     checkpoints: list[Checkpoint], hashes: dict[int, str], report: VerifyReport
 ) -> None:
-    last_seq = 0
-    for cp in checkpoints:
-        if cp.seq < last_seq:
-            report.problems.append(
-                f"checkpoint {cp.object_key}: seq {cp.seq} is below an earlier checkpoint's "
-                f"{last_seq} (non-monotonic)"
-            )
-            return
-        last_seq = cp.seq
+    for cp in checkpoints:  # in seq order
         if cp.seq > report.head_seq:
             report.problems.append(
                 f"checkpoint {cp.object_key}: the chain ends at {report.head_seq} but was signed "

@@ -238,7 +238,7 @@ def test_forged_checkpoint_is_caught(
     assert "signature does not verify" in report.problems[0]
 
 
-def test_non_monotonic_checkpoints_are_caught(
+def test_a_checkpoint_written_after_a_rollback_does_not_hide_it(
     database: Database, store: ObjectStore, key: Ed25519PrivateKey
 ) -> None:
     _record(database, 5)
@@ -247,9 +247,38 @@ def test_non_monotonic_checkpoints_are_caught(
     _checkpoint(database, store, key)  # written after a rollback: goes backwards
     report = _verify(database, store, key)
     assert not report.ok
-    assert (
-        "non-monotonic" in report.problems[0] or "older than the checkpoint" in report.problems[0]
-    )
+    assert "older than the checkpoint" in report.problems[0]
+
+
+def test_checkpoints_from_clocks_that_disagree_are_not_tampering(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey
+) -> None:
+    # two backend replicas checkpoint the same chain; the second's clock runs a minute behind,
+    # so its later, larger checkpoint carries the earlier time
+    _record(database, 3)
+    with database.unit_of_work() as session:
+        checkpoint.write_checkpoint(
+            session=session,
+            store=store,
+            private_key=key,
+            now=datetime(2026, 11, 24, 12, 1, tzinfo=UTC),
+        )
+    _record(database, 3)
+    with database.unit_of_work() as session:
+        checkpoint.write_checkpoint(
+            session=session,
+            store=store,
+            private_key=key,
+            now=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
+        )
+    report = _verify(database, store, key)
+    assert report.ok, report.problems
+    assert report.checkpoints == 2
+    # and a rewrite under the later checkpoint is still caught, whatever its time
+    _sql(database, "DELETE FROM audit_log WHERE seq > 3")
+    _record(database, 3, actor="mallory")
+    report = _verify(database, store, key)
+    assert "the chain was rewritten" in report.problems[0]
 
 
 def test_executed_action_without_a_prior_allow_is_caught(database: Database) -> None:
