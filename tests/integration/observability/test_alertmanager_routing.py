@@ -31,6 +31,7 @@ EXPECTED_RECEIVERS = {
     "AegisApiErrorRateHigh": ["aegis-webhook", "sre-pagerduty"],
     "AegisServiceDown": ["aegis-webhook", "sre-pagerduty"],
     "AegisCanaryErrorRateHigh": ["aegis-webhook", "ops-slack"],
+    "AegisCanaryClientErrorsHigh": ["aegis-webhook", "ops-slack"],
     "AegisCanaryLatencyHigh": ["aegis-webhook", "ops-slack"],
     "AegisApiLatencyP99High": ["aegis-webhook", "ops-slack"],
     "AegisRateLimitHitsHigh": ["aegis-webhook", "ops-slack"],

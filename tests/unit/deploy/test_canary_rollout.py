@@ -148,21 +148,29 @@ def test_error_rate_analysis_counts_server_faults_not_callers_mistakes(
 
 
 def _error_rate_analysis(per_minute: Mapping[str, float], tmp_path: Path) -> list[dict[str, Any]]:
-    """The failureCondition, evaluated by promtool as Prometheus answers the analysis query
-    after ten minutes of ``per_minute`` requests by outcome: ``[{"value": 1}]`` fails the
-    measurement, ``[{"value": 0}]`` passes it, ``[]`` is inconclusive."""
+    """The error-rate measurement after ten minutes of ``per_minute`` canary requests by outcome."""
+    counts = {("canary", outcome): count for outcome, count in per_minute.items()}
+    return _analysis("canary-error-rate", counts, tmp_path)
+
+
+def _analysis(
+    name: str, per_minute: Mapping[tuple[str, str], float], tmp_path: Path
+) -> list[dict[str, Any]]:
+    """Metric ``name``'s failureCondition, evaluated by promtool as Prometheus answers its query
+    after ten minutes of ``per_minute`` requests by (track, outcome): ``[{"value": 1}]`` fails
+    the measurement, ``[{"value": 0}]`` passes it, ``[]`` is inconclusive."""
     promtool = promstack.promtool_binary()
     require(promtool is not None, "promtool is not installed (Debian package: prometheus)")
     assert promtool is not None
-    metric = METRICS["canary-error-rate"]
+    metric = METRICS[name]
     query = metric["provider"]["prometheus"]["query"]
     limit = _threshold(metric["failureCondition"], r"result\[0\]\s*>\s*([0-9.]+)")
     series = [
         {
-            "series": f'aegis_canary_requests_total{{track="canary", outcome="{outcome}"}}',
+            "series": f'aegis_canary_requests_total{{track="{track}", outcome="{outcome}"}}',
             "values": f"0+{count}x20",
         }
-        for outcome, count in per_minute.items()
+        for (track, outcome), count in per_minute.items()
     ]
     outputs = []
     # promtool tells which answer it got only by passing the test that expects it
@@ -188,13 +196,61 @@ def _error_rate_analysis(per_minute: Mapping[str, float], tmp_path: Path) -> lis
     raise AssertionError("\n".join(outputs))
 
 
+def test_client_error_analysis_uses_the_alert_threshold() -> None:
+    alert = alert_rules()["AegisCanaryClientErrorsHigh"]["expr"]
+    limit = _threshold(alert, r">\s*([0-9.]+)\s*$")
+    metric = METRICS["canary-client-errors"]
+    assert _threshold(metric["failureCondition"], r"result\[0\]\s*>\s*([0-9.]+)") == limit
+    assert _threshold(metric["successCondition"], r"result\[0\]\s*<=\s*([0-9.]+)") == limit
+
+
+# Requests a minute by (track, outcome); what the client-error comparison must conclude.
+CLIENT_ERROR_CASES = {
+    "a canary refusing with a 4xx what the stable track serves fails it": (
+        {
+            ("canary", "ok"): 40,
+            ("canary", "client_error"): 60,
+            ("stable", "ok"): 285,
+            ("stable", "client_error"): 15,
+        },
+        [{"labels": "{}", "value": 1}],
+    ),
+    "a stable track with no 4xx at all counts as refusing none": (
+        {("canary", "ok"): 50, ("canary", "client_error"): 50, ("stable", "ok"): 300},
+        [{"labels": "{}", "value": 1}],
+    ),
+    "strangers' 4xx landing on both tracks alike pass it": (
+        {
+            ("canary", "ok"): 10,
+            ("canary", "client_error"): 90,
+            ("stable", "ok"): 35,
+            ("stable", "client_error"): 265,
+        },
+        [{"labels": "{}", "value": 0}],
+    ),
+    "with no stable traffic there is nothing to compare: it passes": (
+        {("canary", "ok"): 10, ("canary", "client_error"): 90},
+        [{"labels": "{}", "value": 0}],
+    ),
+    "no canary traffic is inconclusive": ({("stable", "ok"): 100}, []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLIENT_ERROR_CASES))
+def test_client_error_analysis_compares_the_canary_with_the_stable_track(
+    case: str, tmp_path: Path
+) -> None:
+    per_minute, expected = CLIENT_ERROR_CASES[case]
+    assert _analysis("canary-client-errors", per_minute, tmp_path) == expected
+
+
 def test_rollout_autoscaler_targets_the_rollout() -> None:
     (hpa,) = by_name(DOCS, "HorizontalPodAutoscaler").values()
     target: dict[str, Any] = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Rollout", ROLLOUT["metadata"]["name"])
 
 
-@pytest.mark.parametrize("name", ["canary-error-rate", "canary-latency-p95"])
+@pytest.mark.parametrize("name", sorted(METRICS))
 def test_no_traffic_is_inconclusive_not_success(name: str) -> None:
     # An empty result matches neither condition: Argo marks it inconclusive and pauses.
     metric = METRICS[name]
