@@ -1,7 +1,11 @@
 """Bearer tokens from an external OpenID Connect identity provider.
 
 The issuer's discovery document gives the JWKS URI; the JWKS is cached and fetched again when a
-token names a ``kid`` it does not hold (rate-limited by a cooldown). Checked: signature with an
+token names a ``kid`` it does not hold (rate-limited by a cooldown). After a failed fetch of
+either document the provider is not asked again for :data:`FAILURE_PAUSE_S`: tokens are refused
+at once meanwhile. Otherwise, while a provider hangs, every request bearing a token would hold a
+worker thread for the whole timeout until none was left for anyone, local (break-glass) users
+included. Checked: signature with an
 asymmetric algorithm the JWK allows (``alg: none``, HS*, a kid absent from the JWKS and a JWKS
 without a usable key are refused), issuer, audience, expiry and not-before with a small clock
 skew. Roles come from a configurable claim (``groups`` by default) mapped to Aegis roles. Both
@@ -52,6 +56,7 @@ CLOCK_SKEW_S = 30
 # The most of a discovery document or key set that is read (aegis.core.upstream); real ones are
 # a few KiB (a key set of a dozen RSA keys is under 20 KiB). Past it the token is refused.
 MAX_DOCUMENT_BYTES = MiB
+FAILURE_PAUSE_S = 5.0  # after a failed fetch, the provider is not asked again for this long
 SUBJECT_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"  # OIDC Core: sub is at most 255 ASCII characters
 
 
@@ -65,6 +70,7 @@ class OIDCValidator:
         role_map: dict[str, list[str]] | None = None,
         jwks_refresh_cooldown_s: float = 30.0,
         timeout_s: float = 5.0,
+        failure_pause_s: float = FAILURE_PAUSE_S,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
@@ -72,8 +78,10 @@ class OIDCValidator:
         self.role_map = role_map or {}
         self.cooldown = jwks_refresh_cooldown_s
         self.timeout = timeout_s
+        self.failure_pause = failure_pause_s
         self._jwks: PyJWKClient | None = None
         self._lock = threading.Lock()
+        self._discovery_paused_until = 0.0  # time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OIDCValidator | None:
@@ -89,13 +97,17 @@ class OIDCValidator:
     def _client(self) -> PyJWKClient:
         with self._lock:
             if self._jwks is None:
+                if time.monotonic() < self._discovery_paused_until:
+                    raise TokenInvalid("identity provider discovery failed moments ago")
                 url = f"{self.issuer}/.well-known/openid-configuration"
                 try:
                     document = _fetch_json(url, self.timeout)
                     jwks_uri = str(document["jwks_uri"])
                 except (httpx.HTTPError, AnswerRefused, KeyError, TypeError, ValueError):
+                    self._discovery_paused_until = time.monotonic() + self.failure_pause
                     raise TokenInvalid("identity provider discovery failed") from None
                 if str(document.get("issuer", "")).rstrip("/") != self.issuer:
+                    self._discovery_paused_until = time.monotonic() + self.failure_pause
                     raise TokenInvalid("identity provider issuer mismatch")
                 self._jwks = _BoundedJWKClient(
                     jwks_uri,
@@ -104,6 +116,7 @@ class OIDCValidator:
                     cooldown_duration=self.cooldown,
                     timeout=self.timeout,
                 )
+                self._jwks.failure_pause = self.failure_pause
             return self._jwks
 
     def validate(self, token: str) -> dict[str, Any]:
@@ -116,12 +129,7 @@ class OIDCValidator:
             raise TokenInvalid(f"token algorithm {alg!r} not allowed")
         if not header.get("kid"):
             raise TokenInvalid("token has no key id")
-        try:
-            key = self._client().get_signing_key(str(header["kid"]))
-        except jwt.PyJWKClientError:
-            raise TokenInvalid("token key id not in the identity provider's key set") from None
-        except jwt.PyJWKSetError:  # no key at all, or none PyJWT can use: refused, not a 500
-            raise TokenInvalid("the identity provider's key set holds no usable key") from None
+        key = self._signing_key(str(header["kid"]))
         if key.algorithm_name != alg:  # the JWK decides which algorithm its key may verify
             raise TokenInvalid(f"token algorithm {alg!r} does not match its key")
         try:
@@ -147,6 +155,16 @@ class OIDCValidator:
         except jwt.PyJWTError:
             raise TokenInvalid("token invalid") from None
         return claims
+
+    def _signing_key(self, kid: str) -> jwt.PyJWK:
+        try:
+            return self._client().get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError:
+            raise TokenInvalid("the identity provider's key set could not be fetched") from None
+        except jwt.PyJWKClientError:
+            raise TokenInvalid("token key id not in the identity provider's key set") from None
+        except jwt.PyJWKSetError:  # no key at all, or none PyJWT can use: refused, not a 500
+            raise TokenInvalid("the identity provider's key set holds no usable key") from None
 
     def roles_for(self, claims: dict[str, Any]) -> frozenset[str]:
         raw = claims.get(self.roles_claim, [])
@@ -191,12 +209,19 @@ def _fetch_json(url: str, timeout: float) -> Any:
 class _BoundedJWKClient(PyJWKClient):
     """PyJWT's key set client with its one fetch replaced: PyJWT reads the whole answer into
     memory; this reads at most :data:`MAX_DOCUMENT_BYTES` of it (and, like PyJWT, follows no
-    redirect). Caching, cooldown and key selection stay PyJWT's."""
+    redirect), and after a failed fetch does not ask again for ``failure_pause`` seconds.
+    Caching, cooldown and key selection stay PyJWT's."""
+
+    failure_pause = FAILURE_PAUSE_S
+    _paused_until = 0.0  # time.monotonic()
 
     def fetch_data(self) -> Any:
+        if time.monotonic() < self._paused_until:
+            raise PyJWKClientConnectionError("fetching the key set failed moments ago")
         try:
             jwk_set = _fetch_json(self.uri, self.timeout)
         except (httpx.HTTPError, AnswerRefused, ValueError) as exc:
+            self._paused_until = time.monotonic() + self.failure_pause
             why = exc.message if isinstance(exc, AnswerRefused) else type(exc).__name__
             raise PyJWKClientConnectionError(f"fetching the key set failed: {why}") from None
         if not isinstance(jwk_set, dict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +31,7 @@ from aegis.executor.client import ExecutorClient
 from tests.support import factories
 from tests.support.floods import flooding
 from tests.support.oidc_provider import Provider
+from tests.support.proxy import TcpProxy
 
 
 @pytest.fixture
@@ -230,6 +233,81 @@ def test_unreachable_identity_provider_fails_closed(provider: Provider) -> None:
     validator = OIDCValidator(issuer=issuer, audience="aegis", role_map={}, timeout_s=2.0)
     with pytest.raises(TokenInvalid, match="discovery failed"):
         validator.validate(token)
+
+
+class _Silent:
+    """A server that accepts connections and never answers: an identity provider that hangs."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[_Silent]:
+    server = _Silent()
+    yield server
+    server.close()
+
+
+def test_a_hanging_identity_provider_is_asked_once_not_by_every_request(
+    provider: Provider, silent: _Silent
+) -> None:
+    # While the provider hangs, each request that asked it would hold a worker thread for the
+    # whole timeout (behind a lock, one after another), until none is left for anyone,
+    # local break-glass admins included. After one failure the validator refuses at once.
+    token = provider.token(provider.add_key())
+    validator = OIDCValidator(issuer=silent.url, audience="aegis", role_map={}, timeout_s=0.5)
+    for _ in range(4):
+        with pytest.raises(TokenInvalid, match="discovery failed"):
+            validator.validate(token)
+    assert len(silent.held) == 1
+
+
+def test_a_hanging_key_set_is_asked_once_not_by_every_request(
+    provider: Provider, silent: _Silent
+) -> None:
+    provider.jwks_uri = silent.url + "/jwks"
+    validator = OIDCValidator(issuer=provider.issuer, audience="aegis", role_map={}, timeout_s=0.5)
+    for _ in range(4):
+        token = provider.token(provider.add_key())  # a new key id each time: each asks for keys
+        with pytest.raises(TokenInvalid, match="key set could not be fetched"):
+            validator.validate(token)
+    assert len(silent.held) == 1
+
+
+def test_the_provider_is_asked_again_once_the_pause_after_a_failure_is_over(
+    provider: Provider,
+) -> None:
+    kid = provider.add_key()
+    with TcpProxy("127.0.0.1", int(provider.issuer.rsplit(":", 1)[1])) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        provider.advertised_issuer, provider.jwks_uri = url, url + "/jwks"
+        token = provider.token(kid, iss=url)
+        validator = OIDCValidator(issuer=url, audience="aegis", role_map={}, failure_pause_s=0.5)
+        proxy.cut()
+        with pytest.raises(TokenInvalid, match="discovery failed"):
+            validator.validate(token)
+        proxy.restore()
+        time.sleep(1.0)  # past the pause: the provider is back and asked again
+        assert validator.validate(token)["sub"] == "user-1"
 
 
 def test_discovery_document_naming_another_issuer_is_refused(provider: Provider) -> None:
