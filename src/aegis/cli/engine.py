@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="engine commands.", no_args_is_help=True)
+app = typer.Typer(
+    help="The AI engine: score its detector on NAB, train its model.", no_args_is_help=True
+)
 
 
 @app.command("eval-nab")
