@@ -96,7 +96,8 @@ class ModelManifest:
                 for f in doc["files"]
             )
             manifest = cls(name=str(doc["name"]), version=str(doc["version"]), files=files)
-        except (ValueError, KeyError, TypeError):
+        # OverflowError: a size of 1e999 (infinity); RecursionError: arrays nested too deep.
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             raise ManifestMismatch("manifest.json is not a valid Aegis model manifest") from None
         if not (_NAME_RE.fullmatch(manifest.name) and _VERSION_RE.fullmatch(manifest.version)):
             # They name the loader's cache folder and the registry's keys: never a path.

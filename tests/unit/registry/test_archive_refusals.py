@@ -90,6 +90,10 @@ def _manifest_lists(
     return build
 
 
+def _manifest_text(text: bytes) -> Builder:
+    return lambda tmp, plain: model_archive(tmp, GOOD, manifest=text, plain=plain)
+
+
 def _raw(members: list[Member]) -> Builder:
     def build(tmp: Path, plain: bool) -> Path:
         raw = tar_bytes(members)
@@ -181,6 +185,11 @@ CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
         _manifest_lists({**GOOD, "../evil.txt": b"pwned"}, GOOD),
         ArchiveUnsafe,
     ),
+    "manifest size beyond any number": (
+        _manifest_text(manifest_bytes(GOOD).replace(b'"size": 8', b'"size": 1e999')),
+        ManifestMismatch,
+    ),
+    "manifest nested too deep": (_manifest_text(b"[" * 100_000 + b"]" * 100_000), ManifestMismatch),
     "file size differs from the manifest": (
         _manifest_lists(GOOD, {**GOOD, "config.json": b'{"a": 10}'}),
         ManifestMismatch,
@@ -232,6 +241,8 @@ def test_signed_malicious_archive_is_refused_and_leaves_nothing(
         "pax header with a negative size",
         "long-name header with a negative size",
         "path segment longer than a file system allows",
+        "manifest size beyond any number",
+        "manifest nested too deep",
     ],
 )
 def test_unsigned_malicious_archive_reads_as_a_bad_signature(case: str, tmp_path: Path) -> None:
