@@ -122,7 +122,23 @@ def _negative_size(kind: bytes) -> Builder:
     return build
 
 
+def _pax_records(records: bytes) -> Builder:
+    """A pax extended header holding ``records`` as written, before the manifest."""
+
+    def build(tmp: Path, plain: bool) -> Path:
+        info = tarfile.TarInfo("././@PaxHeader")
+        info.type, info.size = tarfile.XHDTYPE, len(records)
+        head = info.tobuf(format=tarfile.USTAR_FORMAT) + records + bytes(-len(records) % 512)
+        raw = head + tar_bytes([Member("manifest.json", manifest_bytes(GOOD))])
+        path = tmp / "model.tar.gz"
+        path.write_bytes(gzip.compress(raw, mtime=0) if plain else gzip_member(raw))
+        return path
+
+    return build
+
+
 CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
+    "pax record length of 5000 digits": (_pax_records(b"9" * 5000 + b" path=x\n"), ArchiveCorrupt),
     "pax header with a negative size": (_negative_size(tarfile.XHDTYPE), ArchiveUnsafe),
     "long-name header with a negative size": (
         _negative_size(tarfile.GNUTYPE_LONGNAME),
@@ -241,6 +257,7 @@ def test_signed_malicious_archive_is_refused_and_leaves_nothing(
         "pax header with a negative size",
         "long-name header with a negative size",
         "path segment longer than a file system allows",
+        "pax record length of 5000 digits",
         "manifest size beyond any number",
         "manifest nested too deep",
     ],
