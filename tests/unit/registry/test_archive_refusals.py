@@ -205,6 +205,10 @@ CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
         _manifest_text(manifest_bytes(GOOD).replace(b'"size": 8', b'"size": 1e999')),
         ManifestMismatch,
     ),
+    "manifest path that is not UTF-8 text": (
+        _manifest_lists({**GOOD, "\ud800.json": b"{}"}, GOOD),
+        ArchiveUnsafe,
+    ),
     "manifest nested too deep": (_manifest_text(b"[" * 100_000 + b"]" * 100_000), ManifestMismatch),
     "file size differs from the manifest": (
         _manifest_lists(GOOD, {**GOOD, "config.json": b'{"a": 10}'}),
@@ -260,6 +264,7 @@ def test_signed_malicious_archive_is_refused_and_leaves_nothing(
         "pax record length of 5000 digits",
         "manifest size beyond any number",
         "manifest nested too deep",
+        "manifest path that is not UTF-8 text",
     ],
 )
 def test_unsigned_malicious_archive_reads_as_a_bad_signature(case: str, tmp_path: Path) -> None:
