@@ -96,7 +96,8 @@ class ModelManifest:
                 for f in doc["files"]
             )
             manifest = cls(name=str(doc["name"]), version=str(doc["version"]), files=files)
-        except (ValueError, KeyError, TypeError):
+        # OverflowError: a size of 1e999 (infinity); RecursionError: arrays nested too deep.
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             raise ManifestMismatch("manifest.json is not a valid Aegis model manifest") from None
         if not (_NAME_RE.fullmatch(manifest.name) and _VERSION_RE.fullmatch(manifest.version)):
             # They name the loader's cache folder and the registry's keys: never a path.
@@ -126,7 +127,11 @@ def check_member_path(path: str) -> str | None:
     parts = path.split("/")
     if any(part in {"", ".", ".."} for part in parts):
         return "'..', '.' or empty path segment"
-    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in parts):
+    try:  # a tar name's undecodable bytes are \udc80-\udcff; a manifest may hold any surrogate
+        sizes = [len(part.encode("utf-8", "surrogateescape")) for part in parts]
+    except UnicodeEncodeError:
+        return "a lone surrogate in path (no file system stores it)"
+    if any(size > MAX_NAME_BYTES for size in sizes):
         return f"a path segment longer than {MAX_NAME_BYTES} bytes (no file system stores it)"
     return None
 

@@ -32,6 +32,10 @@ class ModelExists(Conflict):
     code = "model_exists"
 
 
+class ModelLocationTaken(Conflict):
+    code = "model_location_taken"
+
+
 class PromotionConflict(Conflict):
     code = "promotion_conflict"
 
@@ -101,6 +105,14 @@ def push(
     # recorded and printed.
     archive_uri = object_url(to, "model.tar.gz")
     signature_uri = object_url(to, "model.tar.gz.sig")
+    # Writing over another version's archive would leave that version unloadable (its digest
+    # no longer matches), production included.
+    holder = session.scalar(select(ModelVersion).where(ModelVersion.archive_uri == archive_uri))
+    if holder is not None:
+        raise ModelLocationTaken(
+            f"{archive_uri} holds model {holder.name} {holder.version}: push each version to "
+            "its own location, such as .../model-archives/NAME/VERSION/"
+        )
     store = open_store(to.rstrip("/"))
     store.put_file("model.tar.gz", archive)
     store.put_file("model.tar.gz.sig", signature)

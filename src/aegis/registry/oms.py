@@ -194,20 +194,33 @@ def _b64(value: Any, what: str) -> bytes:
         raise SignatureInvalid(f"OMS signature: {what} is not base64") from None
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` as a JSON object (absent: empty); anything else is a malformed bundle."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SignatureInvalid(f"OMS signature: {what} is not a JSON object")
+    return value
+
+
 def _open_envelope(bundle: dict[str, Any], keyset: KeySet) -> tuple[bytes, TrustedKey]:
     """Check the bundle's DSSE signature; return (payload, signing key)."""
     if bundle.get("mediaType") != BUNDLE_MEDIA_TYPE:
         raise SignatureInvalid(
             f"not an OMS key-signed bundle (mediaType {bundle.get('mediaType')!r})"
         )
-    envelope = bundle.get("dsseEnvelope") or {}
+    envelope = _object(bundle.get("dsseEnvelope"), "dsseEnvelope")
     if envelope.get("payloadType") != PAYLOAD_TYPE:
         raise SignatureInvalid(f"unexpected DSSE payload type {envelope.get('payloadType')!r}")
     payload = _b64(envelope.get("payload"), "payload")
-    signatures = [_b64(s.get("sig"), "signature") for s in envelope.get("signatures") or []]
+    listed = envelope.get("signatures") or []
+    if not isinstance(listed, list):
+        raise SignatureInvalid("OMS signature: dsseEnvelope.signatures is not a list")
+    signatures = [_b64(_object(s, "signature").get("sig"), "signature") for s in listed]
     if not signatures:
         raise SignatureInvalid("the DSSE envelope holds no signature")
-    hint = ((bundle.get("verificationMaterial") or {}).get("publicKey") or {}).get("hint")
+    material = _object(bundle.get("verificationMaterial"), "verificationMaterial")
+    hint = _object(material.get("publicKey"), "publicKey").get("hint")
     candidates = list(keyset)
     if hint:
         candidates = [k for k in keyset if hmac.compare_digest(key_hint(k.public_key), str(hint))]

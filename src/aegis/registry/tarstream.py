@@ -36,7 +36,8 @@ MAX_GZIP_MEMBER_OUTPUT = 16 << 20
 # Stored deflate adds 5 bytes per 64 KiB: a member holding 16 MiB is never this large.
 MAX_GZIP_MEMBER_INPUT = 17 << 20
 MAX_META_BYTES = 1 << 20  # pax extended headers and GNU long names
-_PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
+# A record's length fits the 1 MiB bound in 7 digits (more would also overflow int()'s limit).
+_PAX_RECORD = re.compile(rb"(\d{1,7}) ([^=]+)=")
 
 Progress = Callable[[int], None]
 

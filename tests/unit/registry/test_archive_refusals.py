@@ -90,6 +90,10 @@ def _manifest_lists(
     return build
 
 
+def _manifest_text(text: bytes) -> Builder:
+    return lambda tmp, plain: model_archive(tmp, GOOD, manifest=text, plain=plain)
+
+
 def _raw(members: list[Member]) -> Builder:
     def build(tmp: Path, plain: bool) -> Path:
         raw = tar_bytes(members)
@@ -118,7 +122,23 @@ def _negative_size(kind: bytes) -> Builder:
     return build
 
 
+def _pax_records(records: bytes) -> Builder:
+    """A pax extended header holding ``records`` as written, before the manifest."""
+
+    def build(tmp: Path, plain: bool) -> Path:
+        info = tarfile.TarInfo("././@PaxHeader")
+        info.type, info.size = tarfile.XHDTYPE, len(records)
+        head = info.tobuf(format=tarfile.USTAR_FORMAT) + records + bytes(-len(records) % 512)
+        raw = head + tar_bytes([Member("manifest.json", manifest_bytes(GOOD))])
+        path = tmp / "model.tar.gz"
+        path.write_bytes(gzip.compress(raw, mtime=0) if plain else gzip_member(raw))
+        return path
+
+    return build
+
+
 CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
+    "pax record length of 5000 digits": (_pax_records(b"9" * 5000 + b" path=x\n"), ArchiveCorrupt),
     "pax header with a negative size": (_negative_size(tarfile.XHDTYPE), ArchiveUnsafe),
     "long-name header with a negative size": (
         _negative_size(tarfile.GNUTYPE_LONGNAME),
@@ -181,6 +201,15 @@ CASES: dict[str, tuple[Builder, type[RegistryError]]] = {
         _manifest_lists({**GOOD, "../evil.txt": b"pwned"}, GOOD),
         ArchiveUnsafe,
     ),
+    "manifest size beyond any number": (
+        _manifest_text(manifest_bytes(GOOD).replace(b'"size": 8', b'"size": 1e999')),
+        ManifestMismatch,
+    ),
+    "manifest path that is not UTF-8 text": (
+        _manifest_lists({**GOOD, "\ud800.json": b"{}"}, GOOD),
+        ArchiveUnsafe,
+    ),
+    "manifest nested too deep": (_manifest_text(b"[" * 100_000 + b"]" * 100_000), ManifestMismatch),
     "file size differs from the manifest": (
         _manifest_lists(GOOD, {**GOOD, "config.json": b'{"a": 10}'}),
         ManifestMismatch,
@@ -232,6 +261,10 @@ def test_signed_malicious_archive_is_refused_and_leaves_nothing(
         "pax header with a negative size",
         "long-name header with a negative size",
         "path segment longer than a file system allows",
+        "pax record length of 5000 digits",
+        "manifest size beyond any number",
+        "manifest nested too deep",
+        "manifest path that is not UTF-8 text",
     ],
 )
 def test_unsigned_malicious_archive_reads_as_a_bad_signature(case: str, tmp_path: Path) -> None:

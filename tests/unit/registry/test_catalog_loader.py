@@ -300,3 +300,26 @@ def test_an_unwritable_model_cache_is_refused_and_audited(
     with pytest.raises(ModelCacheUnwritable, match="the model cache cannot be written"):
         fetch_and_prepare_model_for_load("example_multimodal", settings=settings, database=database)
     assert _events(database)[-1] == "model.load_refused"
+
+
+def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadable(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0], "0.1")
+    taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    (tmp_path / "next").mkdir()
+    archive, sig = _build(tmp_path / "next", signing[0], "0.2")
+    with pytest.raises(catalog.ModelLocationTaken) as info, database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=taken,
+            keyset=load_keyset(settings.trusted_keys or ""),
+            actor="alice",
+        )
+    assert "example_multimodal 0.1" in info.value.message
+    prepared = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert prepared.version == "0.1"

@@ -177,3 +177,29 @@ def test_shard_serialization_from_model_signing_is_verified(tmp_path: Path) -> N
     ).sign(model, sig)
     result = oms.verify_directory(model, keyset(KEY), signature=sig)
     assert any(name.startswith("weights/w.safetensors:16384:") for name in result.resources)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"dsseEnvelope": "not an object"},
+        {"verificationMaterial": "not an object"},
+        {"verificationMaterial": {"publicKey": ["not an object"]}},
+        {"signatures": ["not an object"]},
+        {"signatures": {"sig": "not a list"}},
+    ],
+)
+def test_a_malformed_bundle_is_an_invalid_signature(
+    signed_model: tuple[Path, Path], change: dict[str, object]
+) -> None:
+    import json
+
+    model, sig = signed_model
+    bundle = json.loads(sig.read_text())
+    if "signatures" in change:
+        bundle["dsseEnvelope"]["signatures"] = change["signatures"]
+    else:
+        bundle.update(change)
+    sig.write_text(json.dumps(bundle))
+    with pytest.raises(SignatureInvalid, match="OMS signature"):
+        oms.verify_directory(model, keyset(KEY), signature=sig)
