@@ -7,6 +7,7 @@ when a route has none. Roles: viewer < operator, approver < admin (admin may do 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -58,6 +59,23 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def limited_address(request: Request) -> str:
+    """What the per-IP limits count: an IPv6 client's /64, since one host is given a whole /64
+    and may send from any address of it (each would otherwise bring a fresh budget); an IPv4
+    client (also written IPv4-mapped, ``::ffff:192.0.2.1``) by its address. Audit records keep
+    :func:`client_ip`."""
+    ip = client_ip(request)
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def limiter(ctx: AppContext) -> FailClosedLimiter:
     found: FailClosedLimiter = ctx.extras["limiter"]
     return found
@@ -94,7 +112,7 @@ def limit_failed_authentication(ctx: AppContext, request: Request) -> None:
     caller's 401 be audited, so that a loop of bad credentials cannot flood the audit chain."""
     enforce(
         ctx,
-        f"auth-failed:ip:{client_ip(request)}",
+        f"auth-failed:ip:{limited_address(request)}",
         limit=ctx.settings.rate_limit_api_per_minute,
         name="auth_failed",
     )

@@ -16,6 +16,14 @@ from aegis.core import metrics
 from aegis.core.errors import AegisError, Forbidden, Unauthorized
 from aegis.core.http import error_response
 
+# What an audit record's resource holds: a longer path (anyone may send one) is cut to fit,
+# so its refusal is still the 401 or 403 and still audited.
+RESOURCE_CHARS = 512
+
+
+def _resource(request: Request) -> str:
+    return f"{request.method} {request.url.path}"[:RESOURCE_CHARS]
+
 
 def install(app: FastAPI) -> None:
     async def audited_failure(request: Request, exc: Exception) -> JSONResponse:
@@ -33,7 +41,7 @@ def install(app: FastAPI) -> None:
             category="auth",
             event_type="access.denied" if denied else "authentication.failed",
             actor=str(who),
-            resource=f"{request.method} {request.url.path}",
+            resource=_resource(request),
             outcome="denied",
             data={
                 "ip": request.client.host if request.client else "unknown",
@@ -56,7 +64,7 @@ def install(app: FastAPI) -> None:
                 category="action",
                 event_type="request.refused",
                 actor=actor.name if actor is not None else "anonymous",
-                resource=f"{request.method} {request.url.path}",
+                resource=_resource(request),
                 outcome="refused",
                 data={"code": exc.code, "reason": exc.message, "status": exc.status_code},
             )

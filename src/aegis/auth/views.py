@@ -11,6 +11,7 @@ from aegis.auth.dependencies import (
     SessionDep,
     client_ip,
     enforce,
+    limited_address,
     require_roles,
 )
 from aegis.auth.errors import PermissionDenied
@@ -36,7 +37,7 @@ AnyUser = Annotated[Actor, Depends(require_roles("viewer", "operator", "approver
 def login(body: LoginRequest, request: Request, ctx: ContextDep, session: SessionDep) -> TokenPair:
     ip = client_ip(request)
     limit = ctx.settings.rate_limit_login_per_minute
-    enforce(ctx, f"login:ip:{ip}", limit=limit, name="login")
+    enforce(ctx, f"login:ip:{limited_address(request)}", limit=limit, name="login")
     enforce(ctx, f"login:user:{body.username.lower()}", limit=limit, name="login")
     request.state.attempted_user = body.username
     return service.login(
@@ -53,7 +54,8 @@ def refresh(
     body: RefreshRequest, request: Request, ctx: ContextDep, session: SessionDep
 ) -> TokenPair:
     ip = client_ip(request)
-    enforce(ctx, f"refresh:ip:{ip}", limit=ctx.settings.rate_limit_api_per_minute, name="api")
+    limit = ctx.settings.rate_limit_api_per_minute
+    enforce(ctx, f"refresh:ip:{limited_address(request)}", limit=limit, name="api")
     return service.refresh(
         session=session, settings=ctx.settings, refresh_token=body.refresh_token, client_ip=ip
     )

@@ -53,7 +53,7 @@ async def _engine_probe(ctx: AppContext) -> Probe:
             # Its status is the answer: the body is never read, so no engine (or whatever
             # answers at its URL) can hold the probe with a body that does not end.
             return "up" if response.status_code == 200 else "down"
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.InvalidURL):  # InvalidURL: a typo in AI_ENGINE_URL
         return "down"
 
 

@@ -90,6 +90,35 @@ def test_login_is_limited_per_ip_with_429_and_retry_after(
     assert last.json()["error"]["code"] == "rate_limited"
 
 
+def test_an_ipv6_client_is_limited_per_64_network_and_audited_with_its_address(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """One host holds a whole /64 and may send from any address of it: the per-IP limits count
+    the /64, or each new address would bring a fresh budget. Audit records keep the address."""
+    import json
+
+    from aegis.database.core import Database
+    from tests.support import factories
+
+    app = create_app(make_settings(database_url=db_url, rate_limit_login_per_minute=1))
+    clients = ["2001:db8::1", "2001:db8::2", "2001:db8:0:1::1", "::ffff:192.0.2.1", "192.0.2.1"]
+    codes = []
+    with TestClient(app):
+        for i, address in enumerate(clients):
+            client = TestClient(app, client=(address, 50000))
+            login = {"username": f"user{i}", "password": "x"}
+            codes.append(client.post("/api/v1/auth/login", json=login).status_code)
+    database = Database(db_url)
+    failures = factories.audit_events(database, "authentication.failed")
+    database.dispose()
+    assert codes == [401, 429, 401, 401, 429]  # the second address of a /64; IPv4 as mapped
+    assert [json.loads(e.data)["ip"] for e in failures] == [
+        "2001:db8::1",
+        "2001:db8:0:1::1",
+        "::ffff:192.0.2.1",
+    ]
+
+
 def test_api_limit_is_per_user_over_redis(
     make_settings: Callable[..., Settings], db_url: str, redis_url: str
 ) -> None:

@@ -165,6 +165,24 @@ def test_wrong_role_is_403_and_audited(client: TestClient, database: Database) -
     assert factories.audit_events(database, "access.denied")
 
 
+def test_refusals_on_a_long_path_are_401_and_403_and_audited(
+    client: TestClient, database: Database
+) -> None:
+    """A path longer than an audit record's resource (512 characters) is still refused with
+    the 401 or 403 and audited, its resource cut to fit; it was a 500 and left no record."""
+    path = f"/api/v1/users/{'x' * 600}/roles"
+    anonymous = client.put(path, json={"roles": ["viewer"]})
+    viewer = client.put(
+        path,
+        json={"roles": ["viewer"]},
+        headers=factories.bearer(factories.login(client, factories.user(database, "viewer"))),
+    )
+    assert (anonymous.status_code, viewer.status_code) == (401, 403)
+    for event_type in ("authentication.failed", "access.denied"):
+        resource = factories.audit_events(database, event_type)[-1].resource
+        assert resource.startswith(f"PUT /api/v1/users/{'x' * 100}") and len(resource) == 512
+
+
 def test_disabled_user_cannot_log_in_and_loses_sessions(
     client: TestClient, database: Database
 ) -> None:

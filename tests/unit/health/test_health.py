@@ -71,6 +71,20 @@ def test_ai_engine_down_degrades_but_does_not_fail_health_unless_required(
     assert failing.status_code == 503
 
 
+def test_an_engine_url_that_is_not_a_url_reports_the_engine_down(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """A typo in AI_ENGINE_URL (a space in the port) is the optional engine down, not a 500
+    that would keep the backend out of service."""
+    settings = make_settings(
+        database_url=db_url, ai_engine_enabled=True, ai_engine_url="http://ai-engine:80 00"
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["aiEngine"]) == ("degraded", "down")
+
+
 def test_the_engine_probe_reads_its_status_not_a_body_that_never_ends(
     make_settings: Callable[..., Settings], db_url: str
 ) -> None:
