@@ -429,6 +429,24 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        """A URL the Redis client reads, checked here so that the service does not start and
+        fail later with the client's own error (which quotes the URL, password included)."""
+        if not value:
+            return value
+        from redis.connection import parse_url
+
+        try:
+            parse_url(value)  # type: ignore[no-untyped-call]
+        except ValueError:
+            raise ValueError(
+                "not a URL the Redis client reads: redis://[:PASSWORD@]HOST[:PORT][/DB], "
+                "rediss://... or unix://PATH"
+            ) from None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_addresses(cls, value: str) -> str:

@@ -191,6 +191,20 @@ def test_trusted_proxies_that_uvicorn_would_misread_stop_the_start(
         load_settings(_env_file=None, data_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    "value", ["redis//cache:6379", "http://cache:6379", "redis://:s3cret@cache:notaport"]
+)
+def test_a_redis_url_the_client_cannot_read_stops_the_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # named as a setting, like any other, not "unexpected ValueError" once a service opens it;
+    # the URL may hold the password, so it is not echoed
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(ConfigError, match=r"^REDIS_URL is invalid: not a URL") as caught:
+        load_settings(_env_file=None, data_dir=tmp_path)
+    assert "s3cret" not in caught.value.message and "\n" not in caught.value.message
+
+
 def test_trusted_proxies_are_read_as_a_list_of_addresses_and_networks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
