@@ -391,9 +391,20 @@ def test_approver_approves_a_pending_action_and_sees_the_policy(
         "effect": "require_approval",
         "subjects": ["role:operator"],
         "actions": ["restart_deployment"],
-        "resources": {"namespaces": [f"console-{suffix}"]},
+        "resources": {"namespaces": [f"console-{suffix}"], "names": ["web", "api-*"]},
     }
     console.api("POST", "/api/v1/policy", admin, json=policy)
+    labelled = {
+        "id": f"console-labelled-{suffix}",
+        "effect": "deny",
+        "subjects": ["*"],
+        "actions": ["delete_pod"],
+        "resources": {
+            "namespaces": [f"console-{suffix}"],
+            "labels": {"match_labels": {"tier": "front"}},
+        },
+    }
+    console.api("POST", "/api/v1/policy", admin, json=labelled)
     requested = console.api(
         "POST",
         "/api/v1/actions",
@@ -435,6 +446,12 @@ def test_approver_approves_a_pending_action_and_sees_the_policy(
         By.XPATH, f"./tr[td[contains(., '{policy['id']}')]]"
     )
     assert "require_approval" in policy_row.text and "role:operator" in policy_row.text
+    # what each covers: not the whole namespace, only these names, or pods with this label
+    assert f"console-{suffix}" in policy_row.text and "names: web, api-*" in policy_row.text
+    labelled_row = visible(page, "policies-body").find_element(
+        By.XPATH, f"./tr[td[contains(., '{labelled['id']}')]]"
+    )
+    assert 'labels: {"tier":"front"}' in labelled_row.text
     assert "digest" in text_in(page, "policies-digest", "Active set").text
     assert csp_violations(page) == []
 

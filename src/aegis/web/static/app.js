@@ -714,6 +714,24 @@
     return parts.join("; ");
   }
 
+  // What a policy covers: its namespaces, then its names and label selector when it has them,
+  // so that a policy limited to some workloads never reads as covering the whole namespace.
+  function resourcesText(resources) {
+    const parts = [asText(resources.namespaces)];
+    const names = resources.names;
+    if (Array.isArray(names) && !(names.length === 1 && names[0] === "*")) {
+      parts.push(`names: ${asText(names)}`);
+    }
+    const labels = resources.labels || {};
+    if (labels.match_labels && Object.keys(labels.match_labels).length > 0) {
+      parts.push(`labels: ${asText(labels.match_labels)}`);
+    }
+    if (Array.isArray(labels.match_expressions) && labels.match_expressions.length > 0) {
+      parts.push(`label expressions: ${asText(labels.match_expressions)}`);
+    }
+    return parts.join("; ");
+  }
+
   async function loadPolicies() {
     const message = $("policies-message");
     const table = $("policies-table");
@@ -742,7 +760,7 @@
             el("td", {}, badge("effect", doc.effect, EFFECTS)),
             el("td", { className: "wrap", text: asText(doc.subjects) }),
             el("td", { className: "wrap", text: asText(doc.actions) }),
-            el("td", { className: "wrap", text: asText(resources.namespaces) }),
+            el("td", { className: "wrap", text: resourcesText(resources) }),
             el("td", { className: "wrap", text: conditionsText(doc) || "—" }),
           ),
         );
