@@ -252,6 +252,25 @@ def test_idempotency_key_replays_and_conflicts(world: World) -> None:
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
 
 
+def test_another_requesters_idempotency_key_is_a_conflict_not_their_request(
+    world: World,
+) -> None:
+    # two people who happen to pick the same key for the same change: the second is told to
+    # pick another, not handed the first one's request as if it were their own
+    first = world.request(idempotency_key="restart-web").json()
+    other = factories.signed_in(world.api, world.database, "operator")
+    body = {
+        "action": "restart_deployment",
+        "namespace": "demo",
+        "name": "web",
+        "idempotency_key": "restart-web",
+    }
+    again = world.api.post("/api/v1/actions", json=body, headers=other)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "idempotency_conflict"
+    assert world.action(first["id"])["requested_by"] == world.operator_name
+
+
 def test_unknown_action_type_is_422_and_audited(world: World) -> None:
     response = world.request(action="format_disk")
     assert response.status_code == 422
