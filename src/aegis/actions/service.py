@@ -346,7 +346,11 @@ def approve(
     if actor.name == request.requested_by:
         raise SelfApprovalForbidden("an approver cannot approve their own request")
     if request.approval_hash is None:
-        raise ActionStateConflict("the dry run has not finished yet; try again shortly")
+        raise ActionStateConflict(
+            f"there is no dry run to approve: {request.error}"
+            if request.error
+            else "the dry run has not finished yet; try again shortly"
+        )
     if presented_hash != request.approval_hash:
         raise ApprovalMismatch("the approval is for a different request or diff; reload it")
     _still_allowed(session, request, actor)

@@ -232,6 +232,31 @@ def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None
     assert "does not take force" in response.json()["error"]["message"]
 
 
+def test_a_dry_run_the_executor_refuses_is_shown_to_the_approver(world: World) -> None:
+    # policy asks for approval; the executor's own bounds (EXECUTOR_MAX_REPLICAS) refuse it
+    capped = world.settings.model_copy(update={"executor_max_replicas": 4})
+    action = world.request(action="scale_deployment", params={"replicas": 5}).json()
+    url = f"/api/v1/actions/{action['id']}/approve"
+    with TestClient(executor_app(capped), base_url="http://executor") as ex:
+        world.tick(
+            ExecutorClient("http://executor", capped.secret("executor_hmac_secret"), http=ex)
+        )
+
+    refused = world.action(action["id"])
+    approval = world.api.post(url, json={"approval_hash": "0" * 64}, headers=world.approver)
+
+    assert refused["status"] == "pending_approval" and refused["approval_hash"] is None
+    assert "replicas 5 is outside the allowed range 0..4" in refused["error"]
+    assert approval.status_code == 409
+    assert "replicas 5 is outside the allowed range" in approval.json()["error"]["message"]
+    world.tick()  # the executor's bounds were raised: the dry run goes through
+    shown = world.action(action["id"])
+    assert (shown["error"], shown["dry_run_diff"]) == (
+        None,
+        [{"path": "spec.replicas", "before": 3, "after": 5}],
+    )
+
+
 def test_rejection_and_self_rejection(world: World) -> None:
     action = world.request(action="scale_deployment", params={"replicas": 4}).json()
     url = f"/api/v1/actions/{action['id']}/reject"
