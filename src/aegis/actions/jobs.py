@@ -113,6 +113,10 @@ def dry_run_pending(database: Database, executor: Executor) -> None:
                 database, request.id, f"the executor refused the dry run: {exc.message}"
             )
             continue
+        if result.status == "failed":  # the target is not there, say: no diff to approve
+            log.warning("dry_run_failed", action_id=request.id, error=result.error)
+            _dry_run_refused(database, request.id, f"the dry run failed: {result.error}")
+            continue
         with database.unit_of_work() as session:
             current = service.get(session=session, action_id=request.id, lock=True)
             if current.status == "pending_approval" and current.dry_run_diff is None:

@@ -257,6 +257,23 @@ def test_a_dry_run_the_executor_refuses_is_shown_to_the_approver(world: World) -
     )
 
 
+def test_a_dry_run_that_fails_is_not_offered_as_no_change_to_approve(world: World) -> None:
+    action = world.request(action="scale_deployment", name="ghost", params={"replicas": 2})
+    world.tick()
+
+    failed = world.action(action.json()["id"])
+    approval = world.api.post(
+        f"/api/v1/actions/{failed['id']}/approve",
+        json={"approval_hash": "0" * 64},
+        headers=world.approver,
+    )
+
+    assert (failed["dry_run_diff"], failed["approval_hash"]) == (None, None)
+    assert "deployment demo/ghost not found" in failed["error"]
+    assert approval.status_code == 409
+    assert "deployment demo/ghost not found" in approval.json()["error"]["message"]
+
+
 def test_rejection_and_self_rejection(world: World) -> None:
     action = world.request(action="scale_deployment", params={"replicas": 4}).json()
     url = f"/api/v1/actions/{action['id']}/reject"
