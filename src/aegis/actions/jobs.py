@@ -102,13 +102,33 @@ def dry_run_pending(database: Database, executor: Executor) -> None:
     for request in pending:  # detached copies: no transaction is open during the HTTP call
         try:
             result = _dry_run(executor, request)
-        except (ExecutorUnreachable, ExecutorRejected) as exc:
+        except ExecutorUnreachable as exc:
             log.warning("dry_run_failed", action_id=request.id, error=exc.message)
+            continue
+        except ExecutorRejected as exc:
+            # The executor answered no (its allow-list, its replica bounds): kept on the request
+            # for the approver, who has no dry run to approve and would not know why.
+            log.warning("dry_run_failed", action_id=request.id, error=exc.message)
+            _dry_run_refused(
+                database, request.id, f"the executor refused the dry run: {exc.message}"
+            )
+            continue
+        if result.status == "failed":  # the target is not there, say: no diff to approve
+            log.warning("dry_run_failed", action_id=request.id, error=result.error)
+            _dry_run_refused(database, request.id, f"the dry run failed: {result.error}")
             continue
         with database.unit_of_work() as session:
             current = service.get(session=session, action_id=request.id, lock=True)
             if current.status == "pending_approval" and current.dry_run_diff is None:
+                current.error = None  # an earlier refusal (see _dry_run_refused) is over
                 service.set_dry_run(session=session, request=current, diff=_diff(result))
+
+
+def _dry_run_refused(database: Database, action_id: str, error: str) -> None:
+    with database.unit_of_work() as session:
+        current = service.get(session=session, action_id=action_id, lock=True)
+        if current.status == "pending_approval" and current.dry_run_diff is None:
+            current.error = error
 
 
 def reclaim_abandoned(database: Database) -> list[str]:

@@ -171,12 +171,19 @@ def _check_executable(body: ActionCreate, actor: Actor) -> None:
         raise ActionInputInvalid(f"{where}: {message}" if where else message) from None
 
 
-def _replay(session: Session, body: ActionCreate, digest: str) -> ActionRequest | None:
+def _replay(
+    session: Session, body: ActionCreate, digest: str, actor: Actor
+) -> ActionRequest | None:
     """The request already recorded under ``body``'s idempotency key, if any; 409 when that key
-    was used for a different request."""
+    was used for a different request, or by another requester (whose request it is, not the
+    caller's: the caller's own would never be recorded)."""
     existing = session.scalar(
         select(ActionRequest).where(ActionRequest.idempotency_key == body.idempotency_key)
     )
+    if existing is not None and existing.requested_by != actor.name:
+        raise IdempotencyConflict(
+            f"idempotency key {body.idempotency_key!r} was used by another requester"
+        )
     if existing is not None and existing.body_hash != digest:
         raise IdempotencyConflict(
             f"idempotency key {body.idempotency_key!r} was used for a different request"
@@ -189,7 +196,7 @@ def request_action(
 ) -> tuple[ActionRequest, bool]:
     """Record and decide a request. Returns (request, created); a replay returns the original."""
     digest = body_hash(body)
-    replay = _replay(session, body, digest)
+    replay = _replay(session, body, digest, actor)
     if replay is not None:
         return replay, False
     if body.action not in ACTIONS:
@@ -239,7 +246,7 @@ def request_action(
         with session.begin_nested():
             session.add(request)
     except IntegrityError:  # the same key, committed meanwhile by a concurrent retry
-        replay = _replay(session, body, digest)
+        replay = _replay(session, body, digest, actor)
         if replay is None:
             raise
         return replay, False
@@ -339,7 +346,11 @@ def approve(
     if actor.name == request.requested_by:
         raise SelfApprovalForbidden("an approver cannot approve their own request")
     if request.approval_hash is None:
-        raise ActionStateConflict("the dry run has not finished yet; try again shortly")
+        raise ActionStateConflict(
+            f"there is no dry run to approve: {request.error}"
+            if request.error
+            else "the dry run has not finished yet; try again shortly"
+        )
     if presented_hash != request.approval_hash:
         raise ApprovalMismatch("the approval is for a different request or diff; reload it")
     _still_allowed(session, request, actor)

@@ -232,6 +232,48 @@ def test_params_the_executor_would_refuse_are_422_up_front(world: World) -> None
     assert "does not take force" in response.json()["error"]["message"]
 
 
+def test_a_dry_run_the_executor_refuses_is_shown_to_the_approver(world: World) -> None:
+    # policy asks for approval; the executor's own bounds (EXECUTOR_MAX_REPLICAS) refuse it
+    capped = world.settings.model_copy(update={"executor_max_replicas": 4})
+    action = world.request(action="scale_deployment", params={"replicas": 5}).json()
+    url = f"/api/v1/actions/{action['id']}/approve"
+    with TestClient(executor_app(capped), base_url="http://executor") as ex:
+        world.tick(
+            ExecutorClient("http://executor", capped.secret("executor_hmac_secret"), http=ex)
+        )
+
+    refused = world.action(action["id"])
+    approval = world.api.post(url, json={"approval_hash": "0" * 64}, headers=world.approver)
+
+    assert refused["status"] == "pending_approval" and refused["approval_hash"] is None
+    assert "replicas 5 is outside the allowed range 0..4" in refused["error"]
+    assert approval.status_code == 409
+    assert "replicas 5 is outside the allowed range" in approval.json()["error"]["message"]
+    world.tick()  # the executor's bounds were raised: the dry run goes through
+    shown = world.action(action["id"])
+    assert (shown["error"], shown["dry_run_diff"]) == (
+        None,
+        [{"path": "spec.replicas", "before": 3, "after": 5}],
+    )
+
+
+def test_a_dry_run_that_fails_is_not_offered_as_no_change_to_approve(world: World) -> None:
+    action = world.request(action="scale_deployment", name="ghost", params={"replicas": 2})
+    world.tick()
+
+    failed = world.action(action.json()["id"])
+    approval = world.api.post(
+        f"/api/v1/actions/{failed['id']}/approve",
+        json={"approval_hash": "0" * 64},
+        headers=world.approver,
+    )
+
+    assert (failed["dry_run_diff"], failed["approval_hash"]) == (None, None)
+    assert "deployment demo/ghost not found" in failed["error"]
+    assert approval.status_code == 409
+    assert "deployment demo/ghost not found" in approval.json()["error"]["message"]
+
+
 def test_rejection_and_self_rejection(world: World) -> None:
     action = world.request(action="scale_deployment", params={"replicas": 4}).json()
     url = f"/api/v1/actions/{action['id']}/reject"
@@ -250,6 +292,25 @@ def test_idempotency_key_replays_and_conflicts(world: World) -> None:
     conflict = world.request(idempotency_key="same", name="api")
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_another_requesters_idempotency_key_is_a_conflict_not_their_request(
+    world: World,
+) -> None:
+    # two people who happen to pick the same key for the same change: the second is told to
+    # pick another, not handed the first one's request as if it were their own
+    first = world.request(idempotency_key="restart-web").json()
+    other = factories.signed_in(world.api, world.database, "operator")
+    body = {
+        "action": "restart_deployment",
+        "namespace": "demo",
+        "name": "web",
+        "idempotency_key": "restart-web",
+    }
+    again = world.api.post("/api/v1/actions", json=body, headers=other)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "idempotency_conflict"
+    assert world.action(first["id"])["requested_by"] == world.operator_name
 
 
 def test_unknown_action_type_is_422_and_audited(world: World) -> None:

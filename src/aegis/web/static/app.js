@@ -585,7 +585,7 @@
     const buttons = [approve, reject];
     if (!item.approval_hash) {
       approve.disabled = true;
-      approve.title = "The dry run has not finished yet.";
+      approve.title = item.error || "The dry run has not finished yet.";
     }
     approve.addEventListener("click", () => {
       const body = { approval_hash: item.approval_hash, comment: comment.value.trim() };
