@@ -171,6 +171,15 @@ def _check_executable(body: ActionCreate, actor: Actor) -> None:
         raise ActionInputInvalid(f"{where}: {message}" if where else message) from None
 
 
+def _check_incident(session: Session, body: ActionCreate) -> None:
+    """The incident a request names exists: its outcome is learnt from that incident (and the
+    re-check would wait for ever on one that does not exist)."""
+    from aegis.incidents.models import Incident
+
+    if body.incident_id is not None and session.get(Incident, body.incident_id) is None:
+        raise ActionInputInvalid(f"incident_id: incident {body.incident_id} does not exist")
+
+
 def _replay(
     session: Session, body: ActionCreate, digest: str, actor: Actor
 ) -> ActionRequest | None:
@@ -204,6 +213,7 @@ def request_action(
             f"action: unknown action type {body.action!r}; one of {', '.join(ACTIONS)}"
         )
     _check_executable(body, actor)
+    _check_incident(session, body)
     subjects = sorted(actor.subjects)
     try:
         decision, set_digest = limits.decide(session, body, subjects, actor=actor.name, at=now())

@@ -455,6 +455,18 @@ def test_action_is_effective_when_its_incident_resolves(world: World) -> None:
     } in shown
 
 
+def test_an_action_naming_an_incident_that_does_not_exist_is_refused(world: World) -> None:
+    # its outcome would be learnt under a kind the requester chose, and the re-check would read
+    # it again on every pass, for ever, waiting for an incident that never resolves
+    sent = world.request(incident_id=987654)
+    assert sent.status_code == 422, sent.text
+    error = sent.json()["error"]
+    assert error["code"] == "action_invalid"
+    assert "incident 987654 does not exist" in error["message"]
+    listed = world.api.get("/api/v1/actions", headers=world.operator).json()
+    assert all(a.get("incident_id") != 987654 for a in listed["items"])
+
+
 def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: World) -> None:
     from datetime import UTC, datetime, timedelta
 
