@@ -113,6 +113,9 @@ DEFAULT_METRIC_QUERIES = (
 )
 
 
+MAX_ACTION_WINDOW_S = 30 * 86_400
+
+
 class Settings(BaseSettings):
     """Every setting Aegis reads. Field docs are the documented defaults."""
 
@@ -255,11 +258,18 @@ class Settings(BaseSettings):
     background_jobs: bool = Field(
         True, validation_alias=_env("AEGIS_BACKGROUND_JOBS", "background_jobs")
     )
+    # At most 30 days: past that a date computed from them overflows (every request a 500)
     action_approval_ttl_s: float = Field(
-        3600.0, ge=1, validation_alias=_env("ACTION_APPROVAL_TTL_S", "action_approval_ttl_s")
+        3600.0,
+        ge=1,
+        le=MAX_ACTION_WINDOW_S,
+        validation_alias=_env("ACTION_APPROVAL_TTL_S", "action_approval_ttl_s"),
     )
     action_recheck_window_s: float = Field(
-        600.0, ge=1, validation_alias=_env("ACTION_RECHECK_WINDOW_S", "action_recheck_window_s")
+        600.0,
+        ge=1,
+        le=MAX_ACTION_WINDOW_S,
+        validation_alias=_env("ACTION_RECHECK_WINDOW_S", "action_recheck_window_s"),
     )
     action_max_attempts: int = Field(
         8, ge=1, validation_alias=_env("ACTION_MAX_ATTEMPTS", "action_max_attempts")

@@ -205,6 +205,18 @@ def test_a_redis_url_the_client_cannot_read_stops_the_start_in_one_line(
     assert "s3cret" not in caught.value.message and "\n" not in caught.value.message
 
 
+@pytest.mark.parametrize("name", ["ACTION_APPROVAL_TTL_S", "ACTION_RECHECK_WINDOW_S"])
+def test_an_action_window_too_long_for_a_date_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # 1e300 seconds from now is no date: every action request (or every success) would be a 500
+    monkeypatch.setenv(name, "1e300")
+    with pytest.raises(ConfigError, match=f"^{name} is invalid: .*less than or equal to 2592000"):
+        load_settings(_env_file=None, data_dir=tmp_path)
+    monkeypatch.setenv(name, str(30 * 86_400))
+    assert load_settings(_env_file=None, data_dir=tmp_path)
+
+
 def test_trusted_proxies_are_read_as_a_list_of_addresses_and_networks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
