@@ -46,7 +46,9 @@ def list_flags(
 
 @app.command("review")
 def review(
-    flag_id: int = typer.Argument(..., help="The flag's id (aegis safety list)."),
+    flag_id: int = typer.Argument(
+        ..., min=1, max=2**31 - 1, help="The flag's id (aegis safety list)."
+    ),
     verdict: str = typer.Option(..., "--verdict", help="confirmed or dismissed."),
     actor: str = typer.Option(..., "--actor", help="The reviewer (a user with the approver role)."),
     note: str = typer.Option("", "--note"),

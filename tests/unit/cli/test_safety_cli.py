@@ -81,3 +81,12 @@ def test_bad_values_are_one_line_errors(
     assert run(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+def test_a_flag_id_no_database_holds_is_refused_as_such_not_unexpected(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["safety", "review", "99999999999999999999", "--verdict", "confirmed", "--actor", "rita"]
+    assert run(argv) == 2  # a usage error, before any database is opened
+    err = capsys.readouterr().err
+    assert "unexpected" not in err and "less than or equal to 2147483647" in err
