@@ -380,7 +380,10 @@ def approve(
 def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "") -> ActionRequest:
     request = _pending(session, action_id)
     if actor.name == request.requested_by:
-        raise SelfApprovalForbidden("an approver cannot reject their own request; withdraw it")
+        raise SelfApprovalForbidden(
+            "an approver cannot reject their own request: another approver rejects it, "
+            "or it expires"
+        )
     request.status, request.updated_at = "rejected", now()
     audit(session, request, "action.rejected", actor.name, comment=comment)
     if request.requested_by == AI_ENGINE:
