@@ -328,25 +328,49 @@ def _pending(session: Session, action_id: str) -> ActionRequest:
     return request
 
 
+def _requester_now(session: Session, request: ActionRequest) -> tuple[list[str], str | None]:
+    """The requester's policy subjects now, and why they may no longer ask (else None).
+
+    A local user is read again: disabled, they may no longer ask; with other roles, their
+    subjects are the new ones. Anyone else (the AI engine, an OIDC subject, whose roles come
+    with each token) keeps the subjects recorded with the request."""
+    from aegis.auth.models import User
+
+    user = session.scalar(select(User).where(User.username == request.requested_by))
+    if user is None:
+        return list(request.subjects), None
+    if user.disabled:
+        return [], f"its requester {user.username} is disabled"
+    return sorted(Actor(name=user.username, roles=frozenset(user.roles)).subjects), None
+
+
 def _still_allowed(session: Session, request: ActionRequest, actor: Actor) -> None:
     """An approval lets the action run now, so the request is decided again now, with the
-    target's history of this moment: refused (audited, committed) when the active set denies it
-    now, say a ``max_actions`` limit that another action on the target reached meanwhile."""
-    decision, _ = limits.decide(
-        session, request, list(request.subjects), actor=actor.name, at=now()
-    )
-    if decision.effect.value != "deny":
-        return
+    requester as they are now and the target's history of this moment: refused (audited,
+    committed) when its requester may no longer ask, or when the active set denies it now (say
+    a ``max_actions`` limit that another action on the target reached meanwhile, or a
+    requester no longer holding the role a policy names)."""
+    subjects, gone = _requester_now(session, request)
+    if gone is None:
+        decision, _ = limits.decide(session, request, subjects, actor=actor.name, at=now())
+        if decision.effect.value != "deny":
+            return
+        reason = decision.reason
+        if sorted(subjects) != sorted(request.subjects):
+            reason = f"{reason} (its requester {request.requested_by} now holds {subjects})"
+        policies = [{"id": r.id, "version": r.version} for r in decision.policies]
+    else:
+        reason, policies = gone, []
     audit(
         session,
         request,
         "action.approval_refused",
         actor.name,
         decision="deny",
-        reason=decision.reason,
-        policies=[{"id": r.id, "version": r.version} for r in decision.policies],
+        reason=reason,
+        policies=policies,
     )
-    raise ApprovalRefused(f"action {request.id} cannot be approved now: {decision.reason}")
+    raise ApprovalRefused(f"action {request.id} cannot be approved now: {reason}")
 
 
 def approve(

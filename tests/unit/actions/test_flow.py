@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -80,6 +81,40 @@ def test_approval_is_four_eyes_and_bound_to_the_exact_diff(world: World) -> None
     world.tick()
     assert world.action(action["id"])["status"] == "succeeded"
     assert world.cluster.deployment("demo", "web")["replicas"] == 5
+    chain_ok(world)
+
+
+@pytest.mark.parametrize("change", ["disabled", "no longer an operator"])
+def test_a_request_is_not_approved_once_its_requester_lost_the_right_to_ask(
+    world: World, change: str
+) -> None:
+    # An approval lets the action run now, under the requester's name: a requester who left
+    # (disabled) or moved team (role taken) no longer has a request an approver can let through.
+    from aegis.auth import service as auth_service
+
+    action = world.request(action="scale_deployment", params={"replicas": 5}).json()
+    world.tick()
+    pending = world.action(action["id"])
+    with world.database.unit_of_work() as session:
+        if change == "disabled":
+            auth_service.set_disabled(
+                session=session, username=world.operator_name, disabled=True, actor="admin"
+            )
+        else:
+            auth_service.set_roles(
+                session=session, username=world.operator_name, roles=["viewer"], actor="admin"
+            )
+    url = f"/api/v1/actions/{action['id']}/approve"
+    refused = world.api.post(
+        url, json={"approval_hash": pending["approval_hash"]}, headers=world.approver
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "approval_refused"
+    assert world.operator_name in refused.json()["error"]["message"]
+    world.tick()
+    stored = world.api.get(f"/api/v1/actions/{action['id']}", headers=world.approver).json()
+    assert stored["status"] == "pending_approval"
+    assert world.cluster.deployment("demo", "web")["replicas"] == 3
     chain_ok(world)
 
 
