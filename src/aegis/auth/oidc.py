@@ -1,17 +1,16 @@
 """Bearer tokens from an external OpenID Connect identity provider.
 
 The issuer's discovery document gives the JWKS URI; the JWKS is cached and fetched again when a
-token names a ``kid`` it does not hold (rate-limited by a cooldown). After a failed fetch of
-either document the provider is not asked again for :data:`FAILURE_PAUSE_S`: tokens are refused
-at once meanwhile. Otherwise, while a provider hangs, every request bearing a token would hold a
-worker thread for the whole timeout until none was left for anyone, local (break-glass) users
-included. Checked: signature with an
+token names a ``kid`` it does not hold (rate-limited by a cooldown). Checked: signature with an
 asymmetric algorithm the JWK allows (``alg: none``, HS*, a kid absent from the JWKS and a JWKS
 without a usable key are refused), issuer, audience, expiry and not-before with a small clock
 skew. Roles come from a configurable claim (``groups`` by default) mapped to Aegis roles. Both
 documents are read with a bound (:data:`MAX_DOCUMENT_BYTES`, within the timeout:
 :mod:`aegis.core.upstream`); a larger or slower one fails closed, like a provider that cannot be
-reached.
+reached. After a failed fetch of either document the provider is not asked again for
+:data:`FAILURE_PAUSE_S`, and tokens are refused at once meanwhile: otherwise, while a provider
+hangs, every request bearing a token would hold a worker thread for the whole timeout until none
+was left for anyone, local (break-glass) users included.
 
 The caller's name is the token's ``sub``: the one claim the issuer keeps stable and unique for
 a user (OpenID Connect Core 5.7). ``preferred_username`` and ``email`` are neither: a user may
@@ -109,14 +108,15 @@ class OIDCValidator:
                 if str(document.get("issuer", "")).rstrip("/") != self.issuer:
                     self._discovery_paused_until = time.monotonic() + self.failure_pause
                     raise TokenInvalid("identity provider issuer mismatch")
-                self._jwks = _BoundedJWKClient(
+                jwks = _BoundedJWKClient(
                     jwks_uri,
                     cache_jwk_set=True,
                     lifespan=300,
                     cooldown_duration=self.cooldown,
                     timeout=self.timeout,
                 )
-                self._jwks.failure_pause = self.failure_pause
+                jwks.failure_pause = self.failure_pause
+                self._jwks = jwks
             return self._jwks
 
     def validate(self, token: str) -> dict[str, Any]:
