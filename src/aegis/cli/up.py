@@ -45,7 +45,8 @@ def up(
     console = Console(stderr=False)
     settings = settings_for("up", backend_host=host, engine_host=host, executor_host=host)
     for name in SERVICES:  # fail before starting anything if a port is taken
-        server.bind(host, getattr(settings, f"{name}_port")).close()
+        port = getattr(settings, f"{name}_port")
+        server.bind(host, port, change=f"set {name.upper()}_PORT").close()
     _, database = prepare_database(settings)
     unshown = [line for line in [_first_admin(database)] if line]
     try:

@@ -17,7 +17,10 @@ from fastapi import FastAPI
 from aegis.core.errors import ConfigError
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(
+    host: str, port: int, *, change: str = "--port or the service's *_PORT setting"
+) -> socket.socket:
+    """Bind ``host:port``; ``change`` says how to choose another port (an option, a variable)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -28,7 +31,7 @@ def bind(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
                 f"port {port} on {host} is already in use: stop the other process or choose "
-                "another port (--port or the service's *_PORT setting)"
+                f"another port ({change})"
             ) from None
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)

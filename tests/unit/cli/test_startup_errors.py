@@ -85,6 +85,24 @@ def test_port_already_in_use(tmp_path: Path) -> None:
     assert f"port {port}" in line and "already in use" in line
 
 
+def test_up_with_a_port_in_use_names_the_setting_to_change(tmp_path: Path) -> None:
+    # `aegis up` has no --port: the line must name the variable that moves the service
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _aegis(
+            ["up"],
+            tmp_path,
+            ENGINE_PORT=str(port),
+            EXECUTOR_PORT=str(free_port()),
+            BACKEND_PORT=str(free_port()),
+        )
+    line = _one_error_line(result)
+    assert f"port {port}" in line and "already in use" in line
+    assert "ENGINE_PORT" in line and "--port" not in line
+
+
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
     result = _aegis(["--debug", "db", "upgrade"], tmp_path, DATABASE_URL="postgres//x")
     assert result.returncode != 0
