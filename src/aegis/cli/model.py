@@ -69,12 +69,37 @@ def build(
     """Package DIRECTORY as a reproducible model.tar.gz with manifest.json."""
     from aegis.registry.archive import build_archive
 
+    _check_engine_model(directory, name, version)
     with _progress("building", 2 * _dir_size(directory)) as progress:
         built = build_archive(directory, out, name=name, version=version, progress=progress)
     typer.echo(
         f"built {built.path} ({len(built.manifest.files)} files, {built.size} bytes, "
         f"sha256 {built.sha256})"
     )
+
+
+def _check_engine_model(directory: Path, name: str, version: str) -> None:
+    """An engine model's ``model.json`` names the model and version the archive is built as:
+    the engine refuses to load one that does not, so it is refused here, before it is signed,
+    pushed and promoted. Other directories are packaged under any name."""
+    import json
+
+    from aegis.core.errors import AegisError
+    from aegis.engine.model import FORMAT, SPEC_FILE
+
+    try:
+        spec = json.loads((directory / SPEC_FILE).read_bytes())
+    except (OSError, ValueError):
+        return  # no engine model here (or one whose own checks refuse it)
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        return
+    held = (spec.get("name"), spec.get("version"))
+    if held != (name, version):
+        raise AegisError(
+            f"{directory / SPEC_FILE} holds model {held[0]} {held[1]}, not {name} {version}: "
+            "build it as model.json says, or train it again under that name and version "
+            "(aegis engine train --name --version)"
+        )
 
 
 @app.command("sign")

@@ -97,3 +97,24 @@ def test_push_refuses_an_archive_signed_by_an_untrusted_key(env: Path) -> None:
     )
     assert code == 1
     assert not (env / "bucket").exists() or not any((env / "bucket").rglob("model.tar.gz"))
+
+
+def test_build_refuses_an_engine_model_under_another_name_or_version(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The engine refuses to load an archive whose model.json names another model or version
+    # than the registry's: found at build time, not after a four-eyes promotion to production.
+    model = env / "engine_model"
+    assert run(["engine", "train", "--out", str(model), "--version", "0.1"]) == 0
+    capsys.readouterr()
+    argv = ["model", "build", str(model), "--name", "example_multimodal", "--version", "0.2"]
+    assert run(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert "example_multimodal 0.1, not example_multimodal 0.2" in err
+    assert not (env / "model.tar.gz").exists()
+    argv[-1] = "0.1"  # as model.json says
+    assert run(argv) == 0
+    # a directory that is not an engine model is packaged under any name, as before
+    other = ["model", "build", str(env / "model_dir"), "--name", "m", "--version", "7"]
+    assert run([*other, "--out", str(env / "other.tar.gz")]) == 0
