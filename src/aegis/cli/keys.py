@@ -27,7 +27,14 @@ def read_password(value: str | None, *, confirm: bool) -> bytes:
         ).encode()
     from aegis.registry.errors import KeyPasswordInvalid
 
-    raise KeyPasswordInvalid(f"the key is encrypted: set {PASSWORD_ENV}")
+    if confirm:  # a new key: encrypted with the password it is given
+        raise KeyPasswordInvalid(
+            f"a new key is encrypted with a password: set {PASSWORD_ENV}, or run on a terminal "
+            "to be asked for one"
+        )
+    raise KeyPasswordInvalid(
+        f"the key is encrypted: set {PASSWORD_ENV}, or run on a terminal to be asked for it"
+    )
 
 
 @app.command("generate")

@@ -66,6 +66,18 @@ def test_keys_generate_refuses_a_password_that_is_not_utf8_in_one_line(
     assert not (tmp_path / "keys").exists()
 
 
+def test_keys_generate_without_a_password_says_the_new_key_needs_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COSIGN_PASSWORD", raising=False)  # and stdin is no terminal here
+
+    assert run(["keys", "generate", "--out", str(tmp_path / "keys")]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: a new key is encrypted with a password: set COSIGN_PASSWORD")
+    assert not (tmp_path / "keys").exists()
+
+
 def test_build_sign_verify_round_trip(
     keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
