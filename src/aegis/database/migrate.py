@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from sqlalchemy import Engine, inspect
 
@@ -49,6 +50,12 @@ def _refuse_foreign(engine: Engine) -> None:
             f"the database holds tables that are not Aegis's ({shown}) and no Aegis schema; "
             "refusing to migrate it: give Aegis an empty database of its own"
         )
+
+
+def current(engine: Engine) -> list[str]:
+    """The revision(s) the database is at, sorted; empty when it holds no Aegis schema."""
+    with engine.connect() as conn:
+        return sorted(MigrationContext.configure(conn).get_current_heads())
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -97,3 +97,24 @@ def test_a_database_of_another_application_is_not_migrated(
         with pytest.raises(migrate.ForeignDatabase):
             migrate.upgrade(engine)
         engine.dispose()
+
+
+def test_db_upgrade_and_downgrade_say_the_revision_the_database_is_at(
+    database: Database,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aegis.backup.snapshot import known_heads
+    from aegis.cli.main import run
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "data"))
+    heads = sorted(known_heads())  # one per branch of the migrations
+    assert run(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"is at revision {', '.join(heads)}")
+    assert run(["db", "downgrade", "base"]) == 0
+    assert capsys.readouterr().out.strip().endswith("is at revision base (no Aegis tables)")
+    assert run(["db", "upgrade"]) == 0
+    assert migrate.current(database.engine) == heads
