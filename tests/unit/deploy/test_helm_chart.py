@@ -232,6 +232,21 @@ def test_render_without_a_terraform_output_fails_naming_it(missing: str, named: 
     assert named in result.stderr
 
 
+def test_the_database_secret_outlives_a_switch_to_the_ci_workflows_existing_secret() -> None:
+    """docs/operations/deploy.md installs with database.url (the chart makes the Secret), then
+    deploys from CI, whose workflow sets database.existingSecret to that same Secret. Helm
+    deletes what a release's new manifest no longer holds, so without resource-policy keep the
+    CI upgrade would delete the DATABASE_URL every new pod (and the next migration) reads."""
+    workflow = (HELM.parent / ".github" / "workflows" / "helm-deploy-aws.yml").read_text()
+    (existing,) = re.findall(r"database\.existingSecret=([\w.-]+)", workflow)
+    rendered = _render_objects()  # database.url set: the chart makes the Secret
+    (secret,) = [o for o in rendered if o["kind"] == "Secret"]
+    assert secret["metadata"]["name"] == existing
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    switched = _render_objects("--set", f"database.existingSecret={existing}")
+    assert not [o for o in switched if o["kind"] == "Secret"]  # gone from the manifest
+
+
 def _env_of(rendered: list[dict[str, Any]], deployment: str) -> dict[str, Any]:
     (workload,) = [
         o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment
