@@ -93,3 +93,14 @@ prometheus.io/scrape: "true"
 prometheus.io/port: {{ . | quote }}
 prometheus.io/path: /metrics
 {{- end -}}
+
+{{/* Egress rules to where workload identity gets its credentials
+(networkPolicy.workloadIdentityEgress), for the backend and the AI engine. */}}
+{{- define "aegis.workloadIdentityEgress" -}}
+{{- range .Values.networkPolicy.workloadIdentityEgress }}
+- to:
+    - ipBlock: {cidr: {{ .cidr | quote }}}
+  ports:
+    - {protocol: TCP, port: {{ .port }}}
+{{- end }}
+{{- end -}}

@@ -90,7 +90,8 @@ def test_aegis_containers_set_only_settings_and_no_secret_inline() -> None:
     secrets = secret_setting_names()
     for name, service in AEGIS.items():
         env = service["environment"]
-        assert set(env) <= known, f"{name}: {set(env) - known}"
+        named = {k for k, v in env.items() if not (v == "" and k in COMPOSE_ONLY)}  # blanked
+        assert named <= known, f"{name}: {named - known}"
         assert service["env_file"] == ".env"  # the runbook's one file
         assert env["AEGIS_MODE"] == "production"
         for key, value in env.items():
@@ -112,8 +113,25 @@ def test_each_aegis_container_keeps_only_the_secrets_its_service_uses() -> None:
         if role == "backend":
             used.add("BACKUP_ENCRYPTION_KEY")  # backups run in the api container
         blanked = {k for k, v in service["environment"].items() if v == ""}
+        blanked -= {"REDIS_URL", "REDIS_PASSWORD"}  # the store's, not the platform's (below)
         assert blanked <= platform, f"{name} blanks a non-secret: {blanked - platform}"
         assert platform - blanked == used, f"{name} holds {sorted(platform - blanked - used)}"
+
+
+def test_only_the_services_that_use_redis_hold_its_password() -> None:
+    # Redis holds the backend's rate limits and the executor's nonces (a replayed signed request
+    # is refused by them); the engine and the migration never use it. REDIS_PASSWORD reaches
+    # every container from backend/.env (env_file) unless its environment blanks it.
+    redis_url = SERVICES["api"]["environment"]["REDIS_URL"]
+    assert "${REDIS_PASSWORD" in redis_url
+    for name, service in AEGIS.items():
+        env = service["environment"]
+        if name in {"api", "executor"}:
+            assert env["REDIS_URL"] == redis_url, name
+            assert "REDIS_PASSWORD" not in env, name
+        else:
+            assert env.get("REDIS_URL") == "", f"{name} holds REDIS_URL"
+            assert env.get("REDIS_PASSWORD") == "", f"{name} holds REDIS_PASSWORD"
 
 
 def test_every_interpolated_secret_comes_from_the_env_file_and_is_required() -> None:

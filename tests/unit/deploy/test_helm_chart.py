@@ -24,7 +24,7 @@ import yaml
 
 from tests.conftest import require
 from tests.unit.deploy import checks
-from tests.unit.deploy.manifests import HELM, secret_setting_names, setting_names
+from tests.unit.deploy.manifests import HELM, SERVICES, secret_setting_names, setting_names
 
 TEMPLATES = sorted((HELM / "templates").glob("*"))
 VALUES = yaml.safe_load((HELM / "values.yaml").read_text())
@@ -191,6 +191,36 @@ def test_the_gcp_values_render_with_workload_identity() -> None:
     )
 
 
+def _egress_to(rendered: list[dict[str, Any]], app: str) -> set[tuple[str, int]]:
+    """(CIDR, port) pairs the NetworkPolicies let pods of ``app`` reach by address."""
+    return {
+        (peer["ipBlock"]["cidr"], port["port"])
+        for policy in rendered
+        if policy["kind"] == "NetworkPolicy"
+        and policy["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": app}
+        for rule in policy["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+        for port in rule.get("ports", [])
+    }
+
+
+# GKE Workload Identity: a pod gets its Google token from the GKE metadata server, at
+# 169.254.169.254:80 under Dataplane V2 and 169.254.169.252:988 otherwise (GKE's docs, "Use
+# Workload Identity", network policy); the namespace's default deny would block both.
+GKE_METADATA_SERVER = {("169.254.169.254/32", 80), ("169.254.169.252/32", 988)}
+
+
+def test_the_gcp_values_let_workload_identity_reach_the_metadata_server() -> None:
+    rendered = _render_objects("-f", str(HELM / "values.gcp.yaml"))
+    for app in ("backend", "ai-engine"):  # the two that use the object store
+        assert _egress_to(rendered, app) >= GKE_METADATA_SERVER, app
+    for app in ("executor", "db-migrate"):  # no Google identity: no token source
+        assert not GKE_METADATA_SERVER & _egress_to(rendered, app), app
+    aws = _render_objects("-f", str(HELM / "values.aws.yaml"))  # IRSA: STS over HTTPS
+    assert not any(GKE_METADATA_SERVER & _egress_to(aws, app) for app in SERVICES)
+
+
 @pytest.mark.parametrize(
     ("missing", "named"),
     [("objectStore.bucket", "bucket_name"), ("database.url", "database_url")],
@@ -200,6 +230,21 @@ def test_render_without_a_terraform_output_fails_naming_it(missing: str, named: 
     result = _render("-f", str(HELM / "values.aws.yaml"), *_sets(values))
     assert result.returncode != 0
     assert named in result.stderr
+
+
+def test_the_database_secret_outlives_a_switch_to_the_ci_workflows_existing_secret() -> None:
+    """docs/operations/deploy.md installs with database.url (the chart makes the Secret), then
+    deploys from CI, whose workflow sets database.existingSecret to that same Secret. Helm
+    deletes what a release's new manifest no longer holds, so without resource-policy keep the
+    CI upgrade would delete the DATABASE_URL every new pod (and the next migration) reads."""
+    workflow = (HELM.parent / ".github" / "workflows" / "helm-deploy-aws.yml").read_text()
+    (existing,) = re.findall(r"database\.existingSecret=([\w.-]+)", workflow)
+    rendered = _render_objects()  # database.url set: the chart makes the Secret
+    (secret,) = [o for o in rendered if o["kind"] == "Secret"]
+    assert secret["metadata"]["name"] == existing
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    switched = _render_objects("--set", f"database.existingSecret={existing}")
+    assert not [o for o in switched if o["kind"] == "Secret"]  # gone from the manifest
 
 
 def _env_of(rendered: list[dict[str, Any]], deployment: str) -> dict[str, Any]:
