@@ -171,13 +171,24 @@ def _check_executable(body: ActionCreate, actor: Actor) -> None:
         raise ActionInputInvalid(f"{where}: {message}" if where else message) from None
 
 
-def _check_incident(session: Session, body: ActionCreate) -> None:
+def _check_incident(session: Session, body: ActionCreate, actor: Actor) -> None:
     """The incident a request names exists: its outcome is learnt from that incident (and the
-    re-check would wait for ever on one that does not exist)."""
+    re-check would wait for ever on one that does not exist). Only the AI engine names the kind
+    of incident an outcome is learnt under: the engine's confidence for a kind, which
+    ``min_confidence`` policies trust to act without a person, must not be a person's to set."""
     from aegis.incidents.models import Incident
 
+    if body.incident_kind is not None and not _is_engine(actor):
+        raise ActionInputInvalid(
+            "incident_kind: named by the AI engine only; an action on an incident (incident_id) "
+            "is learnt under that incident's own kind"
+        )
     if body.incident_id is not None and session.get(Incident, body.incident_id) is None:
         raise ActionInputInvalid(f"incident_id: incident {body.incident_id} does not exist")
+
+
+def _is_engine(actor: Actor) -> bool:
+    return actor.kind == "service" and actor.name == AI_ENGINE
 
 
 def _replay(
@@ -213,7 +224,7 @@ def request_action(
             f"action: unknown action type {body.action!r}; one of {', '.join(ACTIONS)}"
         )
     _check_executable(body, actor)
-    _check_incident(session, body)
+    _check_incident(session, body, actor)
     subjects = sorted(actor.subjects)
     try:
         decision, set_digest = limits.decide(session, body, subjects, actor=actor.name, at=now())
@@ -275,7 +286,7 @@ def request_action(
         reason=decision.reason,
         policies=request.decision_policies,
     )
-    if effect == "deny" and actor.kind == "service" and actor.name == AI_ENGINE:
+    if effect == "deny" and _is_engine(actor):
         # The AI proposed what the rules forbid: a human should know.
         safety_service.raise_flag(
             session=session,
@@ -416,7 +427,9 @@ def reject(*, session: Session, action_id: str, actor: Actor, comment: str = "")
 
 
 def incident_kind(session: Session, request: ActionRequest) -> str:
-    """The kind outcomes are learnt under: the engine's kind, else the alert name."""
+    """The kind outcomes are learnt under: the kind the engine named with its request; for a
+    person's action on an incident, the kind the engine predicted for that incident, else its
+    alert name; "manual" for an action on no incident."""
     from aegis.incidents import service as incidents_service
 
     if request.incident_kind:
@@ -424,6 +437,9 @@ def incident_kind(session: Session, request: ActionRequest) -> str:
     if request.incident_id is None:
         return "manual"
     incident, _ = incidents_service.get(session=session, incident_id=request.incident_id)
+    predicted = (incident.prediction or {}).get("incident_kind")
+    if isinstance(predicted, str) and predicted.strip():
+        return predicted[:64]
     return incident.title
 
 

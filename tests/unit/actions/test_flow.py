@@ -502,6 +502,30 @@ def test_an_action_naming_an_incident_that_does_not_exist_is_refused(world: Worl
     assert all(a.get("incident_id") != 987654 for a in listed["items"])
 
 
+def test_a_person_cannot_name_the_kind_an_outcome_is_learnt_under(world: World) -> None:
+    # The engine's confidence for a kind of incident, which min_confidence policies let act
+    # without a person, is learnt from outcomes: an operator naming the kind could raise it for
+    # any kind. A person's action on an incident is learnt under the incident's own kind.
+    from aegis.incidents.models import Incident
+
+    incident_id = _incident(world, "PodCrashLooping")
+    with world.database.unit_of_work() as session:  # what the engine said of it
+        session.get_one(Incident, incident_id).prediction = {"incident_kind": "crash_loop"}
+    named = world.request(incident_id=incident_id, incident_kind="saturation")
+    assert named.status_code == 422, named.text
+    assert "incident_kind" in named.json()["error"]["message"]
+    action = world.request(incident_id=incident_id).json()
+    world.tick()
+    _incident(world, "PodCrashLooping", status="resolved")
+    world.tick()
+    from aegis.actions import service
+
+    with world.database.unit_of_work() as session:
+        stats = service.outcome_stats(session=session)
+    assert world.action(action["id"])["effective"] == "effective"
+    assert set(stats) == {("crash_loop", "restart_deployment")}
+
+
 def test_action_is_ineffective_and_incident_escalates_when_it_stays_open(world: World) -> None:
     from datetime import UTC, datetime, timedelta
 
