@@ -1,4 +1,7 @@
-"""Work outside a request: drain the fallback journal and write signed checkpoints."""
+"""Work outside a request: drain the fallback journal and write signed checkpoints.
+
+The backend runs :func:`run` (both); the engine and the executor run :func:`drain`, for the
+journal of their own data directory, which in a cluster no other service reads."""
 
 from __future__ import annotations
 
@@ -44,5 +47,17 @@ async def run(ctx: AppContext, *, every_s: float = DRAIN_EVERY_S) -> None:
             due = since_checkpoint >= ctx.settings.audit_checkpoint_interval_s
             if due and await asyncio.to_thread(checkpoint_once, ctx):
                 since_checkpoint = 0.0
+        except Exception as exc:  # a job must outlive any one failure
+            log.warning("audit_job_failed", error=type(exc).__name__)
+
+
+async def drain(writer: AuditWriter, *, every_s: float | None = None) -> None:
+    """Forever: move what ``writer``'s journal holds into the chain every ``every_s``, so that
+    events journalled while the database was down land once it is back, whether or not this
+    service records another event (its next one would drain it too)."""
+    while True:
+        await asyncio.sleep(every_s or DRAIN_EVERY_S)
+        try:
+            await asyncio.to_thread(writer.drain)
         except Exception as exc:  # a job must outlive any one failure
             log.warning("audit_job_failed", error=type(exc).__name__)

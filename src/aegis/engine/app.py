@@ -36,10 +36,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from aegis import __version__
+from aegis.audit import jobs as audit_jobs
 from aegis.audit.journal import AuditWriter
 from aegis.audit.refusals import Refusal, RefusalAuditor
 from aegis.core import http, metrics
-from aegis.core.app import base_app
+from aegis.core.app import Job, base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
@@ -99,7 +100,9 @@ def create_app(
     state = EngineState(settings, holder)
     ctx = AppContext.build(settings, service="engine")
     refusals = RefusalAuditor(AuditWriter(ctx.db, settings.audit_journal_path), service="engine")
-    jobs = [lambda _ctx: watch(state.holder)] if watch is not None else []
+    jobs: list[Job] = [lambda _ctx: audit_jobs.drain(refusals.writer)]
+    if watch is not None:
+        jobs.append(lambda _ctx: watch(state.holder))
     app = base_app(
         ctx,
         title="Aegis AI engine",

@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from starlette.concurrency import run_in_threadpool
 
 from aegis import __version__
+from aegis.audit import jobs as audit_jobs
 from aegis.audit.journal import AuditWriter
 from aegis.audit.refusals import RefusalAuditor
 from aegis.core.app import base_app
@@ -63,7 +64,12 @@ def create_app(
         raise
     ctx.extras["executor"] = executor
     service.initialise_metrics()
-    app = base_app(ctx, title="Aegis executor", on_shutdown=[lambda _: executor.close()])
+    app = base_app(
+        ctx,
+        title="Aegis executor",
+        on_shutdown=[lambda _: executor.close()],
+        jobs=[lambda _: audit_jobs.drain(executor.refusals.writer)],
+    )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

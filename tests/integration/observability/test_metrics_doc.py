@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from aegis.executor.service import OUTCOMES
 from tests.integration.observability.promql import ExportedMetric, exported_metrics
 from tests.support.promstack import REPO
 
@@ -49,3 +50,8 @@ def test_documented_type_and_labels_match_the_declaration() -> None:
         assert kind == metric.type, name
         assert labels == metric.labels, name
         assert service and meaning, name
+
+
+def test_every_executor_outcome_is_documented() -> None:
+    _, _, _, meaning = _documented()["aegis_executor_actions_total"]
+    assert set(OUTCOMES) <= set(re.findall(r"`(\w+)`", meaning)), meaning

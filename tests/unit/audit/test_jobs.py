@@ -1,4 +1,5 @@
-"""The backend's audit job: journalled events reach the chain, checkpoints follow, failures pass."""
+"""The audit jobs: journalled events reach the chain (the backend's, and the engine's and the
+executor's own journal), checkpoints follow, failures pass."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from aegis.audit import checkpoint, jobs, keys, verify
-from aegis.audit.journal import AuditWriter
+from aegis.audit.journal import AuditWriter, Journal
 from aegis.audit.models import AuditEntry
 from aegis.audit.schemas import AuditEventCreate
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
+from aegis.database.core import Database
+from aegis.engine import app as engine_app
+from aegis.executor import app as executor_app
 from aegis.storage.service import open_store
+from tests.support.factories import audit_events
 
 TICK_S = 0.05
 
@@ -109,3 +116,31 @@ def test_the_job_outlives_an_unreachable_checkpoint_store(
         _run_job_until(context, lambda: writer.journal.pending() == 0)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(
+    "build", [engine_app.create_app, executor_app.create_app], ids=["engine", "executor"]
+)
+def test_the_engine_and_the_executor_drain_their_own_journal(
+    build: Callable[[Settings], FastAPI],
+    make_settings: Callable[..., Settings],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a service journalled while the database was down (a refused caller, a model load)
+    reaches the chain once it is back, without waiting for that service's next event: in a
+    cluster each pod has a journal of its own, which the backend never sees."""
+    monkeypatch.setattr(jobs, "DRAIN_EVERY_S", TICK_S)
+    settings = make_settings(database_url=db_url, background_jobs=True, executor_backend="local")
+    journal = Journal(settings.audit_journal_path)
+    with journal.locked():
+        journal.append(AuditEventCreate(category="auth", event_type="test.journalled", actor="a"))
+
+    with TestClient(build(settings)):
+        asyncio.run(_until(lambda: journal.pending() == 0))
+
+    database = Database(db_url)
+    try:
+        assert [e.actor for e in audit_events(database, "test.journalled")] == ["a"]
+    finally:
+        database.dispose()
