@@ -246,7 +246,7 @@ class Settings(BaseSettings):
         False, validation_alias=_env("AI_ENGINE_REQUIRED", "ai_engine_required")
     )
     ai_engine_timeout_s: float = Field(
-        2.0, validation_alias=_env("AI_ENGINE_TIMEOUT_S", "ai_engine_timeout_s")
+        2.0, gt=0, le=300, validation_alias=_env("AI_ENGINE_TIMEOUT_S", "ai_engine_timeout_s")
     )
     executor_url: str | None = Field(None, validation_alias=_env("EXECUTOR_URL", "executor_url"))
     executor_enabled: bool = Field(

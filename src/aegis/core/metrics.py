@@ -75,7 +75,7 @@ POLICY_DECISIONS = Counter(
 )
 EXECUTOR_ACTIONS = Counter(
     "aegis_executor_actions",
-    "Actions the executor ran, by action type and outcome (succeeded, failed, rejected).",
+    "Actions the executor ran, by action type and outcome (succeeded, failed, rejected, replayed).",
     ["action", "outcome"],
 )
 SAFETY_FLAGS = Counter(

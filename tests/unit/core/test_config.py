@@ -217,6 +217,16 @@ def test_an_action_window_too_long_for_a_date_stops_the_start(
     assert load_settings(_env_file=None, data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_an_engine_timeout_of_no_time_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # 0 would time out every call to the engine (fallback mode for ever, with no error to see)
+    monkeypatch.setenv("AI_ENGINE_TIMEOUT_S", value)
+    with pytest.raises(ConfigError, match=r"^AI_ENGINE_TIMEOUT_S is invalid: .*greater than 0"):
+        load_settings(_env_file=None, data_dir=tmp_path)
+
+
 def test_trusted_proxies_are_read_as_a_list_of_addresses_and_networks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
