@@ -35,8 +35,16 @@ _BOOL["FALSE"] = False
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _TOO_LONG = "an integer with too many digits"
-_STR_TAG = "tag:yaml.org,2002:str"
-_DEFAULT_TAGS = {_STR_TAG, "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
+# The tags the loader gives nodes written without one. Private, so that a node written with a
+# standard tag (``!!str 5``, which the scalar rules below would read as the integer 5) is told
+# apart and refused like any other explicit tag.
+_STR_TAG = "tag:aegis,2026:plain-scalar"
+_DEFAULT_TAGS = {_STR_TAG, "tag:aegis,2026:plain-seq", "tag:aegis,2026:plain-map"}
+_PLAIN_TAGS = {
+    yaml.ScalarNode: _STR_TAG,
+    yaml.SequenceNode: "tag:aegis,2026:plain-seq",
+    yaml.MappingNode: "tag:aegis,2026:plain-map",
+}
 
 
 def parse_policy(
@@ -269,8 +277,8 @@ def _json(text: str, *, source: str) -> Any:
 class _Loader(yaml.SafeLoader):
     """Composes nodes only; no implicit tag resolution (scalars are resolved by Aegis)."""
 
-
-_Loader.yaml_implicit_resolvers = {}
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        return _PLAIN_TAGS[kind]  # only nodes written without a tag come here
 
 
 def _yaml(text: str, *, source: str) -> list[tuple[Any, dict[Loc, int]]]:

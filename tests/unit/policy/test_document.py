@@ -190,6 +190,11 @@ def test_yaml_times_stay_strings_instead_of_yaml_1_1_sexagesimal_integers() -> N
         ("id: a\nid: b\n", "x.yaml:2: duplicate key 'id'"),
         ("base: &b {a: 1}\nother: *b\n", "anchors and aliases are not allowed"),
         ("id: !!python/object:os.system x\n", "explicit tag"),
+        # standard tags too: `!!str 5` would otherwise be read as the integer 5
+        ("id: a\nversion: !!str 5\n", "x.yaml:2: explicit tag tag:yaml.org,2002:str"),
+        ("id: a\nactions: !!seq [restart_deployment]\n", "x.yaml:2: explicit tag"),
+        ("id: a\nresources: !!map {namespaces: [x]}\n", "x.yaml:2: explicit tag"),
+        ("!!str id: a\n", "keys must be plain strings"),
         ("id: [unclosed\n", "x.yaml:2: invalid YAML"),
         ("? [a, b]\n: c\n", "keys must be plain strings"),
         ("", "empty document"),
