@@ -478,3 +478,47 @@ def test_approver_reviews_a_safety_flag_in_the_console(page: Any, console: Conso
     assert (closed["reviewed_by"], closed["review_note"]) == (approver, "game day, expected")
     assert page.execute_script("return window.__aegisXss") is None
     assert csp_violations(page) == []
+
+
+def test_the_safety_queue_pages_past_its_first_page(page: Any, console: Console) -> None:
+    # During a spike the queue holds more than a page (it showed the newest 100, no more): the
+    # oldest flags must still be reachable for review, not silently cut off.
+    from selenium.webdriver.common.by import By
+
+    from aegis.safety import service as safety_service
+
+    tag = uuid.uuid4().hex[:6]
+    ids = []
+    with console.database.unit_of_work() as session:
+        for i in range(105):
+            flag = safety_service.raise_flag(
+                session=session,
+                reason="drill",
+                subject_kind="drill",
+                subject_id=f"paging-{tag}-{i}",
+                excerpt=f"paging {tag} {i}",
+                actor="safety-screen",
+            )
+            assert flag is not None
+            ids.append(flag.id)
+    approver = console.user("approver")
+    sign_in(page, approver)
+    signed_in(page)
+    open_tab(page, "safety")
+    body = visible(page, "safety-body")
+    oldest = f"tr[data-flag-id='{ids[0]}']"
+    newest = body.find_elements(By.CSS_SELECTOR, f"tr[data-flag-id='{ids[-1]}']")
+    assert newest and body.find_elements(By.CSS_SELECTOR, oldest) == []
+    for _ in range(len(ids)):  # one page at a time, each button press one more page
+        if body.find_elements(By.CSS_SELECTOR, oldest):
+            break
+        before = len(body.find_elements(By.CSS_SELECTOR, "tr[data-flag-id]"))
+        visible(page, "safety-more").click()
+        wait(page).until(
+            lambda d, before=before: (
+                len(body.find_elements(By.CSS_SELECTOR, "tr[data-flag-id]")) > before
+            )
+        )
+    shown = [r.get_attribute("data-flag-id") for r in body.find_elements(By.CSS_SELECTOR, "tr")]
+    assert str(ids[0]) in shown and len(shown) == len(set(shown))  # nothing twice
+    assert csp_violations(page) == []

@@ -31,7 +31,7 @@
   let me = null; // {name, roles, kind} from /api/v1/auth/me
   let generation = 0; // bumped at sign-out: answers to an earlier session are dropped
   const loaded = new Set(); // tabs whose content has been fetched since sign-in
-  const cursors = { incidents: null, audit: null };
+  const cursors = { incidents: null, audit: null, safety: null };
 
   const $ = (id) => document.getElementById(id);
 
@@ -232,7 +232,8 @@
       clear($(id));
     }
     for (const id of ["incidents-table", "incident-detail", "incidents-more", "actions-table",
-      "safety-table", "policies-table", "policies-digest", "audit-table", "audit-more"]) {
+      "safety-table", "safety-more", "policies-table", "policies-digest", "audit-table",
+      "audit-more"]) {
       show($(id), false);
     }
     for (const id of ["incidents-message", "actions-message", "safety-message",
@@ -619,22 +620,28 @@
   // ---- safety flags --------------------------------------------------------------------------
   // GET /api/v1/safety/flags?status=…; POST /api/v1/safety/flags/{id}/review {verdict, note}.
 
-  async function loadFlags() {
+  // A page at a time, newest first; "Load more" reads the next (older) page.
+  async function loadFlags(reset = true) {
     const message = $("safety-message");
     const table = $("safety-table");
     const body = $("safety-body");
-    const params = new URLSearchParams({ limit: "100" });
+    if (reset) cursors.safety = null;
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     const status = $("safety-status").value;
     if (status) params.set("status", status);
+    if (cursors.safety !== null) params.set("cursor", String(cursors.safety));
     say(message, "Loading safety flags…");
     try {
-      const items = itemsOf(await api("GET", `/api/v1/safety/flags?${params}`));
-      clear(body);
-      for (const item of items) body.append(flagRow(item));
-      show(table, items.length > 0);
-      if (items.length === 0) say(message, `No safety flags${status ? ` ${status}` : ""}.`);
-      else silence(message);
+      const page = await api("GET", `/api/v1/safety/flags?${params}`);
+      if (reset) clear(body);
+      for (const item of itemsOf(page)) body.append(flagRow(item));
+      cursors.safety = page.next_cursor ?? null;
+      show($("safety-more"), cursors.safety !== null);
+      show(table, body.childElementCount > 0);
+      if (body.childElementCount > 0) silence(message);
+      else say(message, `No safety flags${status ? ` ${status}` : ""}.`);
     } catch (error) {
+      show($("safety-more"), false);
       notYet(message, table, "Safety flags are", error);
     }
   }
@@ -850,8 +857,9 @@
     $("incidents-more").addEventListener("click", () => loadIncidents(false));
     $("action-status").addEventListener("change", () => loadActions());
     $("actions-reload").addEventListener("click", () => loadActions());
-    $("safety-status").addEventListener("change", () => loadFlags());
-    $("safety-reload").addEventListener("click", () => loadFlags());
+    $("safety-status").addEventListener("change", () => loadFlags(true));
+    $("safety-reload").addEventListener("click", () => loadFlags(true));
+    $("safety-more").addEventListener("click", () => loadFlags(false));
     $("policies-reload").addEventListener("click", () => loadPolicies());
     $("audit-reload").addEventListener("click", () => loadAudit(true));
     $("audit-more").addEventListener("click", () => loadAudit(false));
