@@ -44,5 +44,6 @@ def test_a_login_failing_on_the_database_leaves_no_password_in_the_log(
         )
         proxy.restore()
     log = (tmp_path / "backend.log").read_text(errors="replace")
-    assert response.status_code >= 500 and "unhandled_error" in log  # logged with its traceback
+    assert response.status_code >= 500 and "unhandled_error" in log
+    assert "Traceback (most recent call last)" in log  # what an operator needs to find the fault
     assert PASSWORD not in log

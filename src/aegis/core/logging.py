@@ -42,12 +42,16 @@ def configure_logging(
     """Route stdlib and structlog output through one JSON (or console) renderer on stderr."""
     # The console's tracebacks are plain: structlog's default (rich, when installed) prints every
     # frame's local variables, and a login that fails on the database holds the password in one.
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
+    # JSON lines carry the traceback as text (format_exc_info, plain, no locals either): the
+    # renderer alone would write only the exception's repr.
+    renderers: list[Any] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if json_output
-        else structlog.dev.ConsoleRenderer(
-            colors=False, exception_formatter=structlog.dev.plain_traceback
-        )
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -64,7 +68,7 @@ def configure_logging(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
