@@ -195,3 +195,24 @@ def test_a_value_the_database_refuses_is_422_not_500(
     assert nul.json()["error"]["code"] == "invalid_value"
     assert "\\u0000" not in nul.text and "SELECT" not in nul.text
     assert fine.json() == {"found": 0}
+
+
+def test_a_caller_cannot_add_http_metric_series_by_inventing_methods(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from aegis.core import metrics
+
+    def methods() -> set[str]:
+        return {
+            sample.labels["method"]
+            for family in metrics.HTTP_REQUESTS.collect()
+            for sample in family.samples
+            if sample.labels.get("service") == "test"
+        }
+
+    with TestClient(_app(make_settings())) as client:
+        statuses = {client.request(f"X{n}", "/missing").status_code for n in range(50)}
+        statuses |= {client.request(f"Y{n}", "/nowhere").status_code for n in range(50)}
+    assert statuses == {404, 405}
+    assert methods() <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert "other" in methods()
