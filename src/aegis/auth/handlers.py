@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from aegis.audit.journal import AuditWriter
+from aegis.auth.errors import AuthenticationFailed
 from aegis.core import metrics
 from aegis.core.errors import AegisError, Forbidden, Unauthorized
 from aegis.core.http import error_response
@@ -34,7 +35,7 @@ def install(app: FastAPI) -> None:
         attempted = getattr(request.state, "attempted_user", None)
         who = actor.name if actor is not None else (attempted or "anonymous")
         denied = isinstance(exc, Forbidden)
-        if not denied:
+        if not denied and not isinstance(exc, AuthenticationFailed):  # a login counts its own
             metrics.AUTH_FAILURES.labels(exc.code).inc()
         await asyncio.to_thread(
             writer.record,

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from aegis.backend_app import create_app
+from aegis.core import metrics
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
@@ -40,6 +41,26 @@ def test_wrong_password_is_401_and_audited(client: TestClient, database: Databas
     assert response.json()["error"]["message"] == "invalid username or password"
     failures = factories.audit_events(database, "authentication.failed")
     assert failures and failures[-1].actor == name
+
+
+def _auth_failures() -> dict[str, float]:
+    return {
+        sample.labels["reason"]: sample.value
+        for family in metrics.AUTH_FAILURES.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def test_a_failed_login_is_counted_once_by_its_reason(
+    client: TestClient, database: Database
+) -> None:
+    name = factories.user(database, "viewer")
+    before = _auth_failures()
+    response = client.post("/api/v1/auth/login", json={"username": name, "password": "nope"})
+    assert response.status_code == 401
+    counted = {r: n - before.get(r, 0) for r, n in _auth_failures().items() if n != before.get(r)}
+    assert counted == {"bad_credentials": 1}
 
 
 def test_unknown_user_gets_the_same_answer_as_a_wrong_password(client: TestClient) -> None:
