@@ -522,3 +522,54 @@ def test_the_safety_queue_pages_past_its_first_page(page: Any, console: Console)
     shown = [r.get_attribute("data-flag-id") for r in body.find_elements(By.CSS_SELECTOR, "tr")]
     assert str(ids[0]) in shown and len(shown) == len(set(shown))  # nothing twice
     assert csp_violations(page) == []
+
+
+def test_the_actions_tab_pages_past_its_first_page(page: Any, console: Console) -> None:
+    # It showed the newest 100: during a storm the older pending requests were out of reach.
+    from selenium.webdriver.common.by import By
+
+    admin, operator = console.user("admin"), console.user("operator")
+    suffix = uuid.uuid4().hex[:6]
+    policy = {
+        "id": f"console-paging-{suffix}",
+        "effect": "require_approval",
+        "subjects": ["role:operator"],
+        "actions": ["restart_deployment"],
+        "resources": {"namespaces": [f"paging-{suffix}"]},
+    }
+    console.api("POST", "/api/v1/policy", admin, json=policy)
+    ids = []
+    for i in range(105):
+        made = console.api(
+            "POST",
+            "/api/v1/actions",
+            operator,
+            json={
+                "action": "restart_deployment",
+                "namespace": f"paging-{suffix}",
+                "name": f"web-{i}",
+                "idempotency_key": f"paging-{suffix}-{i}",
+                "reason": "storm",
+            },
+        )
+        ids.append(made["id"])
+    sign_in(page, console.user("approver"))
+    signed_in(page)
+    open_tab(page, "actions")
+    body = visible(page, "actions-body")
+    oldest = f"tr[data-action-id='{ids[0]}']"
+    assert body.find_elements(By.CSS_SELECTOR, f"tr[data-action-id='{ids[-1]}']")
+    assert body.find_elements(By.CSS_SELECTOR, oldest) == []
+    for _ in range(len(ids)):  # one page per press
+        if body.find_elements(By.CSS_SELECTOR, oldest):
+            break
+        before = len(body.find_elements(By.CSS_SELECTOR, "tr[data-action-id]"))
+        visible(page, "actions-more").click()
+        wait(page).until(
+            lambda d, before=before: (
+                len(body.find_elements(By.CSS_SELECTOR, "tr[data-action-id]")) > before
+            )
+        )
+    shown = [r.get_attribute("data-action-id") for r in body.find_elements(By.CSS_SELECTOR, "tr")]
+    assert ids[0] in shown and len(shown) == len(set(shown))
+    assert csp_violations(page) == []

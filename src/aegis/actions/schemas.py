@@ -67,6 +67,7 @@ class ActionRead(BaseModel):
 
 class ActionPage(BaseModel):
     items: list[ActionRead]
+    next_cursor: str | None = None  # pass as ?cursor= for the next (older) page
 
 
 class OutcomeRead(BaseModel):

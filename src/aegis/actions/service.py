@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,13 +143,37 @@ def get(*, session: Session, action_id: str, lock: bool = False) -> ActionReques
     return found
 
 
+Position = tuple[datetime, str]  # (created_at, id): where a page of the action list ends
+
+
 def list_actions(
-    *, session: Session, status: str | None = None, limit: int = 100
-) -> list[ActionRequest]:
-    stmt = select(ActionRequest).order_by(ActionRequest.created_at.desc()).limit(limit)
+    *,
+    session: Session,
+    status: str | None = None,
+    limit: int = 100,
+    after: Position | None = None,
+) -> tuple[list[ActionRequest], Position | None]:
+    """Newest first (ties by id), from just after ``after``; and where the next page starts
+    (None on the last)."""
+    stmt = (
+        select(ActionRequest)
+        .order_by(ActionRequest.created_at.desc(), ActionRequest.id.desc())
+        .limit(limit + 1)
+    )
     if status:
         stmt = stmt.where(ActionRequest.status == status)
-    return list(session.scalars(stmt))
+    if after is not None:
+        at, action_id = after
+        stmt = stmt.where(
+            or_(
+                ActionRequest.created_at < at,
+                and_(ActionRequest.created_at == at, ActionRequest.id < action_id),
+            )
+        )
+    rows = list(session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].created_at, rows[-1].id) if more and rows else None)
 
 
 def _check_executable(body: ActionCreate, actor: Actor) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -7,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
 from aegis.actions import jobs, service
+from aegis.actions.errors import ActionInputInvalid
 from aegis.actions.schemas import (
     ActionCreate,
     ActionPage,
@@ -51,9 +54,37 @@ def list_actions(
     session: SessionDep,
     status: Annotated[str | None, Query(max_length=24)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> ActionPage:
-    rows = service.list_actions(session=session, status=status, limit=limit)
-    return ActionPage(items=[ActionRead.model_validate(r) for r in rows])
+    """Newest first; ``next_cursor`` (as ``?cursor=``) gives the next, older page."""
+    rows, next_at = service.list_actions(
+        session=session, status=status, limit=limit, after=_position(cursor)
+    )
+    return ActionPage(
+        items=[ActionRead.model_validate(r) for r in rows],
+        next_cursor=_cursor(next_at) if next_at is not None else None,
+    )
+
+
+def _cursor(position: service.Position) -> str:
+    at, action_id = position
+    return f"{service.aware(at).isoformat()}|{action_id}"
+
+
+def _position(cursor: str | None) -> service.Position | None:
+    """A cursor this API gave (``<created_at>|<id>``), else a 422."""
+    if cursor is None:
+        return None
+    at, _, action_id = cursor.partition("|")
+    refused = ActionInputInvalid("cursor: not one this API gave (use next_cursor)")
+    try:
+        when = datetime.fromisoformat(at)
+        uuid.UUID(action_id)
+        if when.tzinfo is None:
+            raise refused
+        return when.astimezone(UTC), action_id
+    except (ValueError, OverflowError):  # OverflowError: a time that is no UTC date
+        raise refused from None
 
 
 @router.get("/outcomes", response_model=list[OutcomeRead])

@@ -319,6 +319,39 @@ def test_rejection_and_self_rejection(world: World) -> None:
     assert world.cluster.deployment("demo", "web")["replicas"] == 3
 
 
+def test_the_action_list_pages_through_every_request_newest_first(world: World) -> None:
+    # It showed the newest 100 and no more: during a storm the older pending requests could
+    # not be found to approve or reject.
+    made = [world.request().json()["id"] for _ in range(7)]
+    assert _every_page(world) == list(reversed(made))  # newest first, each once, none left out
+    with world.database.unit_of_work() as session:  # requested in the same instant: by id
+        session.execute(update(ActionRequest).values(created_at=datetime(2026, 11, 24, tzinfo=UTC)))
+    assert _every_page(world) == sorted(made, reverse=True)
+    valid_id = "00000000-0000-0000-0000-000000000000"
+    for cursor in (
+        "x|y",
+        f"2026-11-24T00:00:00|{valid_id}",
+        f"0001-01-01T00:00:00+14:00|{valid_id}",
+    ):
+        bad = world.api.get("/api/v1/actions", params={"cursor": cursor}, headers=world.operator)
+        assert bad.status_code == 422 and "cursor" in bad.json()["error"]["message"], cursor
+
+
+def _every_page(world: World) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, str | int] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = world.api.get("/api/v1/actions", params=params, headers=world.operator).json()
+        seen += [a["id"] for a in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return seen
+
+
 def test_idempotency_key_replays_and_conflicts(world: World) -> None:
     first = world.request(idempotency_key="same")
     again = world.request(idempotency_key="same")

@@ -31,7 +31,7 @@
   let me = null; // {name, roles, kind} from /api/v1/auth/me
   let generation = 0; // bumped at sign-out: answers to an earlier session are dropped
   const loaded = new Set(); // tabs whose content has been fetched since sign-in
-  const cursors = { incidents: null, audit: null, safety: null };
+  const cursors = { incidents: null, actions: null, audit: null, safety: null };
 
   const $ = (id) => document.getElementById(id);
 
@@ -232,8 +232,8 @@
       clear($(id));
     }
     for (const id of ["incidents-table", "incident-detail", "incidents-more", "actions-table",
-      "safety-table", "safety-more", "policies-table", "policies-digest", "audit-table",
-      "audit-more"]) {
+      "actions-more", "safety-table", "safety-more", "policies-table", "policies-digest",
+      "audit-table", "audit-more"]) {
       show($(id), false);
     }
     for (const id of ["incidents-message", "actions-message", "safety-message",
@@ -484,23 +484,29 @@
     say(message, describe(error), "error");
   }
 
-  async function loadActions() {
+  // A page at a time, newest first; "Load more" reads the next (older) page.
+  async function loadActions(reset = true) {
     const message = $("actions-message");
     const table = $("actions-table");
     const body = $("actions-body");
-    const params = new URLSearchParams({ limit: "100" });
+    if (reset) cursors.actions = null;
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     const status = $("action-status").value;
     if (status) params.set("status", status);
+    if (cursors.actions !== null) params.set("cursor", cursors.actions);
     say(message, "Loading action requests…");
     try {
-      const items = itemsOf(await api("GET", `/api/v1/actions?${params}`));
-      clear(body);
-      for (const item of items) body.append(actionRow(item));
-      show(table, items.length > 0);
+      const page = await api("GET", `/api/v1/actions?${params}`);
+      if (reset) clear(body);
+      for (const item of itemsOf(page)) body.append(actionRow(item));
+      cursors.actions = page.next_cursor ?? null;
+      show($("actions-more"), cursors.actions !== null);
+      show(table, body.childElementCount > 0);
       const which = status ? ` ${status.replace("_", " ")}` : "";
-      if (items.length === 0) say(message, `No action requests${which}.`);
-      else silence(message);
+      if (body.childElementCount > 0) silence(message);
+      else say(message, `No action requests${which}.`);
     } catch (error) {
+      show($("actions-more"), false);
       notYet(message, table, "Actions and approvals are", error);
     }
   }
@@ -855,8 +861,9 @@
     $("incident-status").addEventListener("change", () => loadIncidents(true));
     $("incidents-reload").addEventListener("click", () => loadIncidents(true));
     $("incidents-more").addEventListener("click", () => loadIncidents(false));
-    $("action-status").addEventListener("change", () => loadActions());
-    $("actions-reload").addEventListener("click", () => loadActions());
+    $("action-status").addEventListener("change", () => loadActions(true));
+    $("actions-reload").addEventListener("click", () => loadActions(true));
+    $("actions-more").addEventListener("click", () => loadActions(false));
     $("safety-status").addEventListener("change", () => loadFlags(true));
     $("safety-reload").addEventListener("click", () => loadFlags(true));
     $("safety-more").addEventListener("click", () => loadFlags(false));
