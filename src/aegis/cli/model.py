@@ -256,11 +256,13 @@ def push(
     actor: str | None = typer.Option(None, "--actor", help="Who is pushing (audited)."),
 ) -> None:
     """Verify, upload archive and signature, and record the version (stage: staging)."""
+    from aegis.audit.journal import AuditWriter
     from aegis.cli.runtime import prepare_database
     from aegis.registry import catalog
+    from aegis.registry.errors import RegistryError
 
     keyset = load_keyset(key or None)
-    _, database = prepare_database()
+    settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
             row = catalog.push(
@@ -275,6 +277,18 @@ def push(
                 f"pushed {row.name} {row.version} sha256:{row.digest} to {row.archive_uri}"
                 f" (signed by {row.signer_key_id}; stage {row.stage})"
             )
+    except RegistryError as exc:
+        # An archive that does not verify was offered to the registry: recorded in a
+        # transaction of its own (the push's is rolled back), like a refused load.
+        AuditWriter(database, settings.audit_journal_path).record(
+            category="model",
+            event_type="model.push_refused",
+            actor=_actor(actor),
+            resource=f"archive:{archive.name}"[:512],
+            outcome="refused",
+            data={"reason": exc.code, "verification_result": f"refused: {exc.message}"},
+        )
+        raise
     finally:
         database.dispose()
 

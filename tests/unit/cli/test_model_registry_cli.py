@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from aegis.audit.models import AuditEntry
 from aegis.cli.main import run
 from aegis.database.core import Database
 from tests.support import factories
@@ -79,7 +82,7 @@ def test_build_sign_push_promote_approve(
     assert "production" in capsys.readouterr().out
 
 
-def test_push_refuses_an_archive_signed_by_an_untrusted_key(env: Path) -> None:
+def test_push_refuses_an_archive_signed_by_an_untrusted_key(env: Path, db_url: str) -> None:
     run(["keys", "generate", "--out", str(env / "a")])
     run(["keys", "generate", "--out", str(env / "b")])
     run(["model", "build", str(env / "model_dir"), "--name", "m", "--version", "1"])
@@ -97,6 +100,15 @@ def test_push_refuses_an_archive_signed_by_an_untrusted_key(env: Path) -> None:
     )
     assert code == 1
     assert not (env / "bucket").exists() or not any((env / "bucket").rglob("model.tar.gz"))
+    # someone tried to put an archive no trusted key signed into the registry: that is audited
+    database = Database(db_url)
+    with database.unit_of_work() as session:
+        refused = list(
+            session.scalars(select(AuditEntry).where(AuditEntry.event_type == "model.push_refused"))
+        )
+    database.dispose()
+    assert [(e.actor, e.outcome) for e in refused] == [(f"cli:{getpass.getuser()}", "refused")]
+    assert json.loads(refused[0].data)["reason"] == "signature_invalid"
 
 
 def test_build_refuses_an_engine_model_under_another_name_or_version(
