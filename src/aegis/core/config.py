@@ -572,12 +572,17 @@ def _check_production_secrets(settings: Settings, service: str) -> None:
             raise ConfigError(
                 f"{name.upper()} must be set in production mode (AEGIS_MODE=production)"
             )
-        plain = value.get_secret_value()
-        if plain.lower() in PLACEHOLDER_SECRETS or len(plain) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"{name.upper()} is a placeholder or shorter than {MIN_SECRET_LENGTH} characters; "
-                "set a long random value"
-            )
+        # a *_PREVIOUS secret is accepted as the secret itself during a rotation
+        previous = getattr(settings, f"{name}_previous", None)
+        for checked, secret in ((name, value), (f"{name}_previous", previous)):
+            plain = secret.get_secret_value() if secret is not None else None
+            if plain is not None and (
+                plain.lower() in PLACEHOLDER_SECRETS or len(plain) < MIN_SECRET_LENGTH
+            ):
+                raise ConfigError(
+                    f"{checked.upper()} is a placeholder or shorter than {MIN_SECRET_LENGTH} "
+                    "characters; set a long random value"
+                )
 
 
 def env_name(field: str) -> str:

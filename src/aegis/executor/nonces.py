@@ -14,7 +14,7 @@ from typing import Protocol
 
 import redis
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aegis.core.config import Settings
 from aegis.database.core import Database
@@ -70,7 +70,7 @@ class DatabaseNonceStore:
                 session.flush()  # raise the duplicate-key error here, inside the transaction
         except IntegrityError:
             return False
-        except OperationalError:
+        except SQLAlchemyError:  # unreachable, or refusing writes (a demoted primary)
             raise NonceStoreUnavailable(
                 "nonce store (database) unreachable; refusing to execute"
             ) from None

@@ -96,6 +96,23 @@ def test_production_mode_refuses_a_placeholder_secret(tmp_path: Path) -> None:
         load_settings("backend", _env_file=None, data_dir=tmp_path, mode="production", **values)
 
 
+@pytest.mark.parametrize("previous", ["changeme", "short-key"])
+def test_production_mode_refuses_a_placeholder_previous_secret(
+    tmp_path: Path, previous: str
+) -> None:
+    # the executor accepts a signature made with EXECUTOR_HMAC_SECRET_PREVIOUS: a guessable one
+    # opens the executor as surely as a guessable current secret
+    with pytest.raises(ConfigError, match="EXECUTOR_HMAC_SECRET_PREVIOUS is a placeholder"):
+        load_settings(
+            "executor",
+            _env_file=None,
+            data_dir=tmp_path,
+            mode="production",
+            executor_hmac_secret=SecretStr("x" * 40),
+            executor_hmac_secret_previous=SecretStr(previous),
+        )
+
+
 def test_malformed_database_url_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="DATABASE_URL is malformed"):
         load_settings(_env_file=None, data_dir=tmp_path, database_url="postgres//nope")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from aegis.database.core import Database
 from aegis.executor.errors import NonceStoreUnavailable
@@ -91,3 +91,24 @@ class TestDatabaseNonceStore(NonceStoreContract):
         store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130)
         clock[0] += 129
         assert store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130) is False
+
+    def test_a_database_that_refuses_writes_fails_closed(
+        self, db_url: str, clock: list[float]
+    ) -> None:
+        # as a PostgreSQL primary demoted to a standby in a failover does: 503, which the
+        # backend's dispatcher retries, not a 500 that fails the approved action for good
+        read_only = _read_only(db_url)
+        try:
+            store = DatabaseNonceStore(read_only, clock=lambda: clock[0])
+            with pytest.raises(NonceStoreUnavailable, match="refusing to execute"):
+                store.claim("nonce-jjjjjjjjjjjjjjjj", ttl_s=130)
+        finally:
+            read_only.dispose()
+
+
+def _read_only(url: str) -> Database:
+    """The same database through connections that may not write."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return Database(f"sqlite:///file:{make_url(url).database}?mode=ro&uri=true")
+    options = "-c default_transaction_read_only=on"
+    return Database(url, connect_args={"connect_timeout": 5, "options": options})
