@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -109,6 +110,19 @@ def _stats_sent(stats: dict[Any, Any]) -> list[dict[str, Any]]:
     return usable[:MAX_STATS_SENT]
 
 
+def _not_json(name: str) -> float:
+    """NaN and Infinity: Python reads them, JSON has no such numbers (PostgreSQL refuses to
+    store them, which held the incident claimed to be asked again and again)."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)  # 1e999 reads as infinity
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def _ask_engine(settings: Settings, body: dict[str, Any], http: httpx.Client) -> dict[str, Any]:
     headers = {"X-API-Key": settings.secret("api_key")}
     rid = request_id_var.get()
@@ -127,7 +141,7 @@ def _ask_engine(settings: Settings, body: dict[str, Any], http: httpx.Client) ->
             message = f"HTTP {status}"
         raise AegisError(f"answered {status}: {str(message)[:200]}")
     try:
-        result = json.loads(content)
+        result = json.loads(content, parse_constant=_not_json, parse_float=_finite)
         EnginePrediction.model_validate(result)
     except ValueError as exc:  # not JSON, or not a prediction (ValidationError)
         why = "not JSON"

@@ -392,6 +392,9 @@ def _pass_over_two_incidents(
         b'{"recommendations": ["restart everything"]}',
         b'{"recommendations": [{"action": "delete_pod", "target": "demo/web"}]}',
         b'{"severity": {"level": ["critical"]}}',
+        # not JSON (RFC 8259), though Python reads them: PostgreSQL refused to store them
+        b'{"severity": {"level": "critical"}, "recommendations": [], "score": NaN}',
+        b'{"severity": {"level": "critical"}, "recommendations": [], "score": 1e999}',
     ],
 )
 def test_an_answer_that_is_not_a_prediction_is_the_fallback(
