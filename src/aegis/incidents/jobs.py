@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -63,6 +65,10 @@ PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead back
 # twice, as example and template, at up to 4 bytes a character), so 16 MiB keeps a wide margin
 # while one answer still costs the backend tens of MiB at most once parsed.
 MAX_ANSWER_BYTES = 16 * upstream.MiB
+# A prediction is about 5 levels deep; the API's JSON encoder stops at 255 (with the incident
+# page around it), so a deeper answer is refused, as is one Python cannot read (RecursionError).
+MAX_ANSWER_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _labels(incident: Incident, alerts: list[Alert]) -> dict[str, str]:
@@ -109,6 +115,37 @@ def _stats_sent(stats: dict[Any, Any]) -> list[dict[str, Any]]:
     return usable[:MAX_STATS_SENT]
 
 
+def _not_json(name: str) -> float:
+    """NaN and Infinity: Python reads them, JSON has no such numbers (PostgreSQL refuses to
+    store them, which held the incident claimed to be asked again and again)."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)  # 1e999 reads as infinity
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _unshowable(answer: Any) -> str | None:
+    """Why the API could not show ``answer`` once stored, if it could not: nested deeper than
+    :data:`MAX_ANSWER_DEPTH`, or a lone surrogate (``"\\ud800"``) in a string. Stored, either
+    made the incident list answer 500 to everyone."""
+    stack = [(answer, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_ANSWER_DEPTH:
+            return f"nested deeper than {MAX_ANSWER_DEPTH}"
+        if isinstance(value, dict):
+            stack.extend((part, depth + 1) for item in value.items() for part in item)
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            return "a lone surrogate in a string"
+    return None
+
+
 def _ask_engine(settings: Settings, body: dict[str, Any], http: httpx.Client) -> dict[str, Any]:
     headers = {"X-API-Key": settings.secret("api_key")}
     rid = request_id_var.get()
@@ -127,14 +164,20 @@ def _ask_engine(settings: Settings, body: dict[str, Any], http: httpx.Client) ->
             message = f"HTTP {status}"
         raise AegisError(f"answered {status}: {str(message)[:200]}")
     try:
-        result = json.loads(content)
+        result = json.loads(content, parse_constant=_not_json, parse_float=_finite)
         EnginePrediction.model_validate(result)
+    except RecursionError:
+        raise AegisError(
+            f"answered 200 without a prediction (nested deeper than {MAX_ANSWER_DEPTH})"
+        ) from None
     except ValueError as exc:  # not JSON, or not a prediction (ValidationError)
         why = "not JSON"
         if isinstance(exc, ValidationError):
             error = exc.errors()[0]
             why = ".".join(str(p) for p in ("answer", *error["loc"])) + ": " + error["msg"]
         raise AegisError(f"answered 200 without a prediction ({why})") from None
+    if unshowable := _unshowable(result):
+        raise AegisError(f"answered 200 without a prediction ({unshowable})")
     prediction: dict[str, Any] = result
     return prediction
 

@@ -392,7 +392,16 @@ def _pass_over_two_incidents(
         b'{"recommendations": ["restart everything"]}',
         b'{"recommendations": [{"action": "delete_pod", "target": "demo/web"}]}',
         b'{"severity": {"level": ["critical"]}}',
+        # not JSON (RFC 8259), though Python reads them: PostgreSQL refused to store them
+        b'{"severity": {"level": "critical"}, "recommendations": [], "score": NaN}',
+        b'{"severity": {"level": "critical"}, "recommendations": [], "score": 1e999}',
+        # stored, these made the incident list answer 500 to everyone
+        b'{"severity": {"level": "critical"}, "recommendations": [], "note": "\\ud800"}',
+        b'{"recommendations": [], "evidence": ' + b"[" * 300 + b"]" * 300 + b"}",
+        # past Python's recursion limit: reading it raised, which ended the pass
+        b'{"recommendations": [], "evidence": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     ],
+    ids=lambda answer: answer[:80].decode(),
 )
 def test_an_answer_that_is_not_a_prediction_is_the_fallback(
     make_settings: Callable[..., Settings], db_url: str, database: Database, answer: bytes
