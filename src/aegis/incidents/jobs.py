@@ -160,7 +160,7 @@ def _ask_engine(settings: Settings, body: dict[str, Any], http: httpx.Client) ->
     if status != 200:
         try:
             message = json.loads(content)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             message = f"HTTP {status}"
         raise AegisError(f"answered {status}: {str(message)[:200]}")
     try:

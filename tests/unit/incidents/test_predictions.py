@@ -344,14 +344,14 @@ def test_a_recommendation_acts_only_on_the_target_the_alert_names(
 
 
 @contextmanager
-def _answering(body: bytes) -> Iterator[str]:
-    """Not an engine: an HTTP server answering every POST with 200 and ``body`` (a proxy's
-    page, a service put at the wrong URL, an engine gone wrong). Yields its URL."""
+def _answering(body: bytes, status: int = 200) -> Iterator[str]:
+    """Not an engine: an HTTP server answering every POST with ``status`` and ``body`` (a
+    proxy's page, a service put at the wrong URL, an engine gone wrong). Yields its URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -364,11 +364,16 @@ def _answering(body: bytes) -> Iterator[str]:
 
 
 def _pass_over_two_incidents(
-    make_settings: Callable[..., Settings], db_url: str, database: Database, answer: bytes
+    make_settings: Callable[..., Settings],
+    db_url: str,
+    database: Database,
+    answer: bytes,
+    status: int = 200,
 ) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
     """Two incidents (a crash loop, an error rate) predicted in one pass by an engine that
-    answers ``answer``: how many the pass handled, the incidents and the action requests."""
-    with _answering(answer) as url:
+    answers ``status`` and ``answer``: how many the pass handled, the incidents and the action
+    requests."""
+    with _answering(answer, status) as url:
         settings = make_settings(database_url=db_url, ai_engine_enabled=True, ai_engine_url=url)
         with TestClient(create_app(settings)) as api:
             admin = _seed(api, settings, database, "KubePodCrashLooping")
@@ -419,6 +424,20 @@ def test_an_answer_that_is_not_a_prediction_is_the_fallback(
         for i in incidents
     )
     assert actions == []
+
+
+def test_an_error_answer_nested_past_pythons_limit_is_the_fallback(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    # reading the error's message raised RecursionError, which ended the pass
+    answer = b'{"error": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    handled, incidents, _ = _pass_over_two_incidents(
+        make_settings, db_url, database, answer, status=503
+    )
+
+    assert handled == 2
+    assert [i["prediction_status"] for i in incidents] == ["unavailable", "unavailable"]
+    assert all("AI engine answered 503: HTTP 503" in i["prediction_note"] for i in incidents)
 
 
 def test_a_prediction_without_a_severity_is_stored_and_the_alerts_severity_kept(
