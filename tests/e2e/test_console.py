@@ -483,8 +483,6 @@ def test_approver_reviews_a_safety_flag_in_the_console(page: Any, console: Conso
 def test_the_safety_queue_pages_past_its_first_page(page: Any, console: Console) -> None:
     # During a spike the queue holds more than a page (it showed the newest 100, no more): the
     # oldest flags must still be reachable for review, not silently cut off.
-    from selenium.webdriver.common.by import By
-
     from aegis.safety import service as safety_service
 
     tag = uuid.uuid4().hex[:6]
@@ -505,29 +503,34 @@ def test_the_safety_queue_pages_past_its_first_page(page: Any, console: Console)
     sign_in(page, approver)
     signed_in(page)
     open_tab(page, "safety")
-    body = visible(page, "safety-body")
-    oldest = f"tr[data-flag-id='{ids[0]}']"
-    newest = body.find_elements(By.CSS_SELECTOR, f"tr[data-flag-id='{ids[-1]}']")
-    assert newest and body.find_elements(By.CSS_SELECTOR, oldest) == []
-    for _ in range(len(ids)):  # one page at a time, each button press one more page
-        if body.find_elements(By.CSS_SELECTOR, oldest):
-            break
-        before = len(body.find_elements(By.CSS_SELECTOR, "tr[data-flag-id]"))
-        visible(page, "safety-more").click()
-        wait(page).until(
-            lambda d, before=before: (
-                len(body.find_elements(By.CSS_SELECTOR, "tr[data-flag-id]")) > before
-            )
-        )
-    shown = [r.get_attribute("data-flag-id") for r in body.find_elements(By.CSS_SELECTOR, "tr")]
+    shown = _page_back_to(page, "safety", "data-flag-id", [str(i) for i in ids])
     assert str(ids[0]) in shown and len(shown) == len(set(shown))  # nothing twice
     assert csp_violations(page) == []
 
 
-def test_the_actions_tab_pages_past_its_first_page(page: Any, console: Console) -> None:
-    # It showed the newest 100: during a storm the older pending requests were out of reach.
+def _page_back_to(page: Any, tab: str, attribute: str, ids: list[str]) -> list[str]:
+    """On ``tab``, whose first page shows the newest of ``ids`` and not the oldest, press Load
+    more one page at a time until the oldest shows; every row's id, in order."""
     from selenium.webdriver.common.by import By
 
+    body = visible(page, f"{tab}-body")
+    rows = f"tr[{attribute}]"
+    oldest = f"tr[{attribute}='{ids[0]}']"
+    assert body.find_elements(By.CSS_SELECTOR, f"tr[{attribute}='{ids[-1]}']")
+    assert body.find_elements(By.CSS_SELECTOR, oldest) == []
+    for _ in range(len(ids)):
+        if body.find_elements(By.CSS_SELECTOR, oldest):
+            break
+        before = len(body.find_elements(By.CSS_SELECTOR, rows))
+        visible(page, f"{tab}-more").click()
+        wait(page).until(
+            lambda d, before=before: len(body.find_elements(By.CSS_SELECTOR, rows)) > before
+        )
+    return [r.get_attribute(attribute) for r in body.find_elements(By.CSS_SELECTOR, "tr")]
+
+
+def test_the_actions_tab_pages_past_its_first_page(page: Any, console: Console) -> None:
+    # It showed the newest 100: during a storm the older pending requests were out of reach.
     admin, operator = console.user("admin"), console.user("operator")
     suffix = uuid.uuid4().hex[:6]
     policy = {
@@ -556,20 +559,6 @@ def test_the_actions_tab_pages_past_its_first_page(page: Any, console: Console) 
     sign_in(page, console.user("approver"))
     signed_in(page)
     open_tab(page, "actions")
-    body = visible(page, "actions-body")
-    oldest = f"tr[data-action-id='{ids[0]}']"
-    assert body.find_elements(By.CSS_SELECTOR, f"tr[data-action-id='{ids[-1]}']")
-    assert body.find_elements(By.CSS_SELECTOR, oldest) == []
-    for _ in range(len(ids)):  # one page per press
-        if body.find_elements(By.CSS_SELECTOR, oldest):
-            break
-        before = len(body.find_elements(By.CSS_SELECTOR, "tr[data-action-id]"))
-        visible(page, "actions-more").click()
-        wait(page).until(
-            lambda d, before=before: (
-                len(body.find_elements(By.CSS_SELECTOR, "tr[data-action-id]")) > before
-            )
-        )
-    shown = [r.get_attribute("data-action-id") for r in body.find_elements(By.CSS_SELECTOR, "tr")]
+    shown = _page_back_to(page, "actions", "data-action-id", ids)
     assert ids[0] in shown and len(shown) == len(set(shown))
     assert csp_violations(page) == []

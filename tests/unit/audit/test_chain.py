@@ -53,9 +53,11 @@ def _verify(
         )
 
 
-def _checkpoint(database: Database, store: ObjectStore, key: Ed25519PrivateKey) -> None:
+def _checkpoint(
+    database: Database, store: ObjectStore, key: Ed25519PrivateKey, now: datetime | None = None
+) -> None:
     with database.unit_of_work() as session:
-        checkpoint.write_checkpoint(session=session, store=store, private_key=key)
+        checkpoint.write_checkpoint(session=session, store=store, private_key=key, now=now)
 
 
 def _sql(database: Database, statement: str) -> None:
@@ -256,21 +258,9 @@ def test_checkpoints_from_clocks_that_disagree_are_not_tampering(
     # two backend replicas checkpoint the same chain; the second's clock runs a minute behind,
     # so its later, larger checkpoint carries the earlier time
     _record(database, 3)
-    with database.unit_of_work() as session:
-        checkpoint.write_checkpoint(
-            session=session,
-            store=store,
-            private_key=key,
-            now=datetime(2026, 11, 24, 12, 1, tzinfo=UTC),
-        )
+    _checkpoint(database, store, key, now=datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
     _record(database, 3)
-    with database.unit_of_work() as session:
-        checkpoint.write_checkpoint(
-            session=session,
-            store=store,
-            private_key=key,
-            now=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
-        )
+    _checkpoint(database, store, key, now=datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
     report = _verify(database, store, key)
     assert report.ok, report.problems
     assert report.checkpoints == 2
