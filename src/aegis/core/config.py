@@ -443,7 +443,8 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url_parses(cls, value: str | None) -> str | None:
         """A URL the Redis client reads, checked here so that the service does not start and
-        fail later with the client's own error (which quotes the URL, password included)."""
+        fail later with the client's own error; the message never repeats the value (the URL
+        may hold a password)."""
         if not value:
             return value
         from redis.connection import parse_url
