@@ -10,13 +10,17 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from aegis.core.config import Settings
     from aegis.database.core import Database
+    from aegis.policy.bundle import VerifiedBundle
     from aegis.policy.document import Policy
+    from aegis.policy.errors import BundleRollback
 
 app = typer.Typer(
     help="Policies: export/apply signed bundles, sync a folder, replay.", no_args_is_help=True
 )
 ACTOR = "cli:local-operator"
+MAX_SERIAL = 2**63 - 1  # aegis.policy.bundle.MAX_SERIAL, not imported: `aegis --help` stays fast
 
 
 def _load_dir(folder: Path) -> list[Policy]:
@@ -50,8 +54,19 @@ def _print_diff(diff: dict[str, list[str]]) -> bool:
 
 
 @app.command("export")
-def export(out: Path = typer.Option(Path("policies.bundle.tar"), "--out", "-o")) -> None:
-    """Write every active policy as a bundle signed with the platform key."""
+def export(
+    serial: int = typer.Option(
+        ...,
+        "--serial",
+        min=1,
+        max=MAX_SERIAL,
+        help="The bundle's serial, signed with it: above every serial exported before.",
+    ),
+    out: Path = typer.Option(Path("policies.bundle.tar"), "--out", "-o"),
+) -> None:
+    """Write every active policy as a bundle signed with the platform key.
+
+    `policy apply` refuses a bundle whose serial is not above the highest it has applied."""
     from aegis.audit import keys
     from aegis.cli.runtime import prepare_database
     from aegis.policy import service
@@ -64,8 +79,11 @@ def export(out: Path = typer.Option(Path("policies.bundle.tar"), "--out", "-o"))
     finally:
         database.dispose()
     key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
-    out.write_bytes(export_bundle(policies, key))
-    typer.echo(f"wrote {out}: {len(policies)} policies, digest {policy_set_digest(policies)}")
+    out.write_bytes(export_bundle(policies, key, serial=serial))
+    typer.echo(
+        f"wrote {out}: serial {serial}, {len(policies)} policies,"
+        f" digest {policy_set_digest(policies)}"
+    )
 
 
 @app.command("apply")
@@ -76,20 +94,80 @@ def apply(
     ),
     key: Path | None = typer.Option(None, "--key", help="Trusted public key (PEM)."),
     yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
+    allow_rollback: bool = typer.Option(
+        False,
+        "--allow-rollback",
+        help="Apply a bundle whose serial is not above the highest applied, or that has none"
+        " (an older set); audited.",
+    ),
 ) -> None:
-    """Make the active set equal the bundle's policies, after showing the diff."""
+    """Make the active set equal the bundle's policies, after showing the diff.
+
+    A bundle whose serial is not above the highest one applied is refused (a rollback) unless
+    --allow-rollback is given; either way it is audited."""
     from aegis.audit import keys
     from aegis.cli.runtime import prepare_database, settings_for
     from aegis.core.errors import AegisError
-    from aegis.policy.bundle import read_bundle
+    from aegis.policy.bundle import verify_bundle
+    from aegis.policy.errors import BundleRollback
 
     if not verify:
         raise AegisError("unsigned policy bundles are not applied; drop --no-verify")
     settings = settings_for()
     public = keys.load_public_key(key or settings.effective_audit_verify_key_file)
-    policies = read_bundle(bundle.read_bytes(), [public])  # refuses before touching the DB
+    verified = verify_bundle(bundle.read_bytes(), [public])  # refuses before touching the DB
     _, database = prepare_database(settings)
-    _apply(database, policies, yes=yes, change="apply")
+    try:
+        _apply_bundle(database, verified, yes=yes, allow_rollback=allow_rollback)
+    except BundleRollback as exc:
+        _audit_refusal(settings, database, verified, exc)
+        hint = "to apply it anyway, pass --allow-rollback (audited)"
+        raise AegisError(f"{exc.message}; {hint}", code=exc.code) from None
+    finally:
+        database.dispose()
+
+
+def _apply_bundle(
+    database: Database, bundle: VerifiedBundle, *, yes: bool, allow_rollback: bool
+) -> None:
+    from aegis.policy import service
+
+    with database.unit_of_work() as session:
+        highest = service.check_bundle(
+            session=session, bundle=bundle, allow_rollback=allow_rollback
+        )
+        diff = service.plan(session=session, policies=bundle.policies)
+    typer.echo(f"bundle serial {bundle.serial or 'none (format v1)'}; highest applied {highest}")
+    if bundle.serial is None or bundle.serial <= highest:
+        typer.echo("  this is an older set: applied only because of --allow-rollback (audited)")
+    typer.echo("changes:")
+    # A bundle with no changes is still applied: its serial is recorded.
+    if _print_diff(diff) and not yes and not typer.confirm("apply these changes?"):
+        raise typer.Exit(1)
+    with database.unit_of_work() as session:
+        service.apply_bundle(
+            session=session, bundle=bundle, actor=ACTOR, allow_rollback=allow_rollback
+        )
+        _, digest = service.active_set(session=session)
+    typer.echo(f"applied; active set digest {digest}")
+
+
+def _audit_refusal(
+    settings: Settings, database: Database, bundle: VerifiedBundle, exc: BundleRollback
+) -> None:
+    """A bundle refused as a rollback, audited in a transaction of its own (the apply's is
+    rolled back)."""
+    from aegis.audit.journal import AuditWriter
+    from aegis.policy import service
+
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="policy",
+        event_type="policy.bundle_refused",
+        actor=ACTOR,
+        resource=f"policy-bundle:{bundle.digest}",
+        outcome="refused",
+        data=service.bundle_audit_data(bundle, exc.highest) | {"reason": exc.code},
+    )
 
 
 def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str) -> None:

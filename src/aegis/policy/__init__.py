@@ -14,7 +14,13 @@ Semantics: ``docs/policy.md``. JSON Schema: ``docs/policy-schema.json``.
 
 from __future__ import annotations
 
-from aegis.policy.bundle import export_bundle, policy_set_digest, read_bundle
+from aegis.policy.bundle import (
+    VerifiedBundle,
+    export_bundle,
+    policy_set_digest,
+    read_bundle,
+    verify_bundle,
+)
 from aegis.policy.document import Effect, Policy, PolicyRef, policy_json_schema
 from aegis.policy.engine import PolicySet
 from aegis.policy.loader import parse_policies, parse_policy
@@ -27,10 +33,12 @@ __all__ = [
     "Policy",
     "PolicyRef",
     "PolicySet",
+    "VerifiedBundle",
     "export_bundle",
     "parse_policies",
     "parse_policy",
     "policy_json_schema",
     "policy_set_digest",
     "read_bundle",
+    "verify_bundle",
 ]

@@ -99,3 +99,25 @@ class BundleSignatureInvalid(BundleError):
     """No trusted public key verifies the bundle's signature."""
 
     code = "bundle_signature_invalid"
+
+
+class BundleRollback(BundleError, Conflict):
+    """The bundle's serial is not above the highest one applied (or it has none, format v1):
+    applying it could roll policies back to an older, laxer set."""
+
+    code = "bundle_rollback"
+
+    def __init__(self, *, serial: int | None, highest: int) -> None:
+        self.serial = serial
+        self.highest = highest
+        if serial is None:
+            message = (
+                "policy bundle has no serial (format v1, from before serials), so it may be"
+                f" older than serial {highest}, the highest applied: refused as a rollback"
+            )
+        else:
+            message = (
+                f"policy bundle serial {serial} is not greater than serial {highest}, the"
+                " highest applied: refused as a rollback"
+            )
+        super().__init__(message)

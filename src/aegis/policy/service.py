@@ -6,6 +6,10 @@ and every evaluation is audited (``policy_audit_logs``) in the same transaction.
 
 The active :class:`PolicySet` is cached per process and rebuilt when the store's generation
 counter (a runtime flag bumped by every change, in the same transaction) moves.
+
+A signed bundle is applied only if its serial is above the highest one applied so far (a runtime
+flag, never lowered): an older, validly signed bundle would roll the policies back. An explicit
+``allow_rollback`` applies it anyway, audited as ``policy.bundle_rollback_forced``.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ from aegis.core import metrics
 from aegis.core.errors import Conflict, NotFound
 from aegis.database.core import flush_new
 from aegis.flags import service as flags
-from aegis.policy.bundle import policy_set_digest
+from aegis.policy.bundle import VerifiedBundle, policy_set_digest
 from aegis.policy.document import Policy
 from aegis.policy.engine import PolicySet, policies_by_id
-from aegis.policy.errors import InvalidEvaluationRequest
+from aegis.policy.errors import BundleRollback, InvalidEvaluationRequest
 from aegis.policy.loader import field_errors, parse_policy
 from aegis.policy.models import PolicyVersion, StoredPolicy
 from aegis.policy.request import Decision, EvaluationRequest
 
 GENERATION_FLAG = "policy_generation"
+BUNDLE_SERIAL_FLAG = "policy_bundle_serial"  # the highest bundle serial applied; never lowered
 
 
 class PolicyNotFound(NotFound):
@@ -288,3 +293,57 @@ def _content(policy: Policy) -> dict[str, Any]:
     body = policy.canonical_dict()
     body.pop("version", None)
     return body
+
+
+# --- signed bundles: rollback protection -------------------------------------------------------
+def bundle_audit_data(bundle: VerifiedBundle, highest: int) -> dict[str, Any]:
+    """What the audit records of an applied, forced or refused bundle."""
+    return {
+        "serial": bundle.serial,
+        "highest_applied_serial": highest,
+        "format": bundle.format,
+        "digest": bundle.digest,
+        "key_id": bundle.key_id,
+    }
+
+
+def _is_rollback(bundle: VerifiedBundle, highest: int) -> bool:
+    """A bundle with no serial (v1) may be of any age, so it counts as one."""
+    return bundle.serial is None or bundle.serial <= highest
+
+
+def check_bundle(*, session: Session, bundle: VerifiedBundle, allow_rollback: bool) -> int:
+    """The highest serial applied so far; raises :class:`BundleRollback` if ``bundle`` is not
+    newer, unless ``allow_rollback``. A read before asking: :func:`apply_bundle` checks again."""
+    highest = int(flags.get(session=session, name=BUNDLE_SERIAL_FLAG, default="0") or "0")
+    if _is_rollback(bundle, highest) and not allow_rollback:
+        raise BundleRollback(serial=bundle.serial, highest=highest)
+    return highest
+
+
+def apply_bundle(
+    *, session: Session, bundle: VerifiedBundle, actor: str, allow_rollback: bool = False
+) -> dict[str, list[str]]:
+    """Make the active set equal a verified bundle's, refusing an older one (see the module's
+    docstring). The serial is recorded even when the set does not change, so that an older
+    bundle is refused afterwards whatever the active set was before. Returns the diff."""
+    highest = int(
+        flags.get_for_update(session=session, name=BUNDLE_SERIAL_FLAG, default="0", actor=actor)
+    )
+    rollback = _is_rollback(bundle, highest)
+    if rollback and not allow_rollback:
+        raise BundleRollback(serial=bundle.serial, highest=highest)
+    diff = replace_all(session=session, policies=bundle.policies, actor=actor, change="apply")
+    if not rollback:
+        flags.set_flag(
+            session=session, name=BUNDLE_SERIAL_FLAG, value=str(bundle.serial), actor=actor
+        )
+    audit_service.record_audit_event(
+        session=session,
+        category="policy",
+        event_type="policy.bundle_rollback_forced" if rollback else "policy.bundle_applied",
+        actor=actor,
+        resource=f"policy-bundle:{bundle.digest}",
+        data=bundle_audit_data(bundle, highest) | {"changes": diff},
+    )
+    return diff

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import tarfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from aegis.actions import service as actions_service
 from aegis.actions.schemas import ActionCreate
+from aegis.audit import keys
+from aegis.audit.models import AuditEntry
 from aegis.auth.schemas import Actor
 from aegis.cli.main import run
 from aegis.core.config import load_settings
@@ -115,7 +120,7 @@ def test_export_then_apply_round_trips_and_tampering_is_refused(
 ) -> None:
     run(["policy", "sync", str(env / "policies"), "--yes"])
     bundle = env / "bundle.tar"
-    assert run(["policy", "export", "--out", str(bundle)]) == 0
+    assert run(["policy", "export", "--serial", "1", "--out", str(bundle)]) == 0
     run(["policy", "sync", str(env / "policies"), "--yes"])
     (env / "policies" / "allow.yaml").unlink()
     run(["policy", "sync", str(env / "policies"), "--yes"])
@@ -136,6 +141,164 @@ def test_export_then_apply_round_trips_and_tampering_is_refused(
     capsys.readouterr()
     assert run(["policy", "apply", str(forged), "--yes"]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def _export(env: Path, serial: int, *policy_texts: str) -> Path:
+    """A bundle of exactly ``policy_texts`` (synced first), signed with ``serial``."""
+    for old in (env / "policies").iterdir():
+        old.unlink()
+    for i, text in enumerate(policy_texts):
+        (env / "policies" / f"{i}.yaml").write_text(text)
+    assert run(["policy", "sync", str(env / "policies"), "--yes"]) == 0
+    bundle = env / f"bundle-{serial}.tar"
+    assert run(["policy", "export", "--serial", str(serial), "--out", str(bundle)]) == 0
+    return bundle
+
+
+def _bundle_events(db_url: str) -> list[tuple[str, str, dict[str, object]]]:
+    database = Database(db_url)
+    with database.unit_of_work() as session:
+        rows = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.event_type.like("policy.bundle%"))
+            .order_by(AuditEntry.seq)
+        )
+        events = [(e.event_type, e.outcome, json.loads(e.data)) for e in rows]
+    database.dispose()
+    return events
+
+
+def test_an_older_bundle_is_refused_as_a_rollback_and_the_refusal_is_audited(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lax = _export(env, 2, ALLOW)
+    strict = _export(env, 3, DENY)
+    assert run(["policy", "apply", str(strict), "--yes"]) == 0
+    capsys.readouterr()
+    assert run(["policy", "apply", str(lax), "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "serial 2" in err and "3" in err and "--allow-rollback" in err
+    assert _active(db_url) == ["demo-freeze"]
+    (applied, _, _), refused = _bundle_events(db_url)
+    assert applied == "policy.bundle_applied"
+    assert refused[:2] == ("policy.bundle_refused", "refused")
+    assert refused[2]["serial"] == 2 and refused[2]["highest_applied_serial"] == 3
+    assert refused[2]["reason"] == "bundle_rollback"
+
+
+def test_the_same_serial_is_not_applied_twice(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strict = _export(env, 5, DENY)
+    assert run(["policy", "apply", str(strict), "--yes"]) == 0
+    capsys.readouterr()
+    assert run(["policy", "apply", str(strict), "--yes"]) == 1
+    assert "serial 5" in capsys.readouterr().err
+    assert [e[0] for e in _bundle_events(db_url)] == [
+        "policy.bundle_applied",
+        "policy.bundle_refused",
+    ]
+
+
+def test_a_newer_bundle_applies_and_raises_the_highest_serial(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _export(env, 1, ALLOW)
+    second = _export(env, 7, DENY)
+    third = _export(env, 8, ALLOW)
+    assert run(["policy", "apply", str(first), "--yes"]) == 0
+    assert run(["policy", "apply", str(second), "--yes"]) == 0
+    assert _active(db_url) == ["demo-freeze"]
+    assert run(["policy", "apply", str(third), "--yes"]) == 0
+    assert _active(db_url) == ["demo-restarts"]
+    events = _bundle_events(db_url)
+    assert [(t, e["serial"], e["highest_applied_serial"]) for t, _, e in events] == [
+        ("policy.bundle_applied", 1, 0),
+        ("policy.bundle_applied", 7, 1),
+        ("policy.bundle_applied", 8, 7),
+    ]
+    # bundle 7 is older than 8 now, though applying it would change the set
+    assert run(["policy", "apply", str(second), "--yes"]) == 1
+
+
+def test_a_bundle_with_no_changes_still_raises_the_highest_serial(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The active set already equals bundle 4 (synced); applying it must still make bundle 3,
+    # a laxer one, a rollback.
+    lax = _export(env, 3, ALLOW)
+    current = _export(env, 4, DENY)
+    assert run(["policy", "apply", str(current), "--yes"]) == 0
+    assert "no changes" in capsys.readouterr().out
+    assert run(["policy", "apply", str(lax), "--yes"]) == 1
+    assert _active(db_url) == ["demo-freeze"]
+
+
+def test_allow_rollback_applies_an_older_bundle_audited_and_keeps_the_highest_serial(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lax = _export(env, 2, ALLOW)
+    strict = _export(env, 3, DENY)
+    assert run(["policy", "apply", str(strict), "--yes"]) == 0
+    assert run(["policy", "apply", str(lax), "--yes", "--allow-rollback"]) == 0
+    assert _active(db_url) == ["demo-restarts"]
+    forced = _bundle_events(db_url)[-1]
+    assert forced[:2] == ("policy.bundle_rollback_forced", "ok")
+    assert forced[2]["serial"] == 2 and forced[2]["highest_applied_serial"] == 3
+    # the override was for one apply: the high-water mark stays 3
+    capsys.readouterr()
+    assert run(["policy", "apply", str(lax), "--yes"]) == 1
+    assert "serial 2" in capsys.readouterr().err
+
+
+def _v1_bundle(env: Path, text: str) -> Path:
+    """A bundle as Aegis wrote it before serials (format v1): no serial, v1 signed message."""
+    current = _export(env, 1, text)
+    with tarfile.open(current) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    digest = members["digest.txt"].decode().strip()
+    key = keys.load_or_create_private_key(env / "data" / "keys" / "audit-signing.key")
+    envelope = json.loads(members["signature.json"])
+    del envelope["serial"]
+    signature = key.sign(b"aegis-policy-bundle/v1\n" + digest.encode())
+    envelope["signature"] = base64.b64encode(signature).decode()
+    members["signature.json"] = json.dumps(envelope, sort_keys=True).encode() + b"\n"
+    old = env / "v1.tar"
+    with tarfile.open(old, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in ("policies.json", "digest.txt", "signature.json"):
+            info = tarfile.TarInfo(name)
+            info.size = len(members[name])
+            tar.addfile(info, io.BytesIO(members[name]))
+    return old
+
+
+def test_a_serial_less_v1_bundle_is_applied_only_with_allow_rollback(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = _v1_bundle(env, ALLOW)
+    _export(env, 9, DENY)  # leaves the active set strict
+    capsys.readouterr()
+    assert run(["policy", "apply", str(old), "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "no serial" in err and "--allow-rollback" in err
+    assert _active(db_url) == ["demo-freeze"]
+    assert run(["policy", "apply", str(old), "--yes", "--allow-rollback"]) == 0
+    assert _active(db_url) == ["demo-restarts"]
+    (refused, _, why), (forced, _, data) = _bundle_events(db_url)
+    assert (refused, why["serial"], why["reason"]) == (
+        "policy.bundle_refused",
+        None,
+        "bundle_rollback",
+    )
+    assert (forced, data["serial"], data["format"]) == ("policy.bundle_rollback_forced", None, 1)
+
+
+def test_export_needs_a_positive_serial(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["policy", "export", "--out", str(env / "b.tar")]) != 0
+    for bad in ("0", "-1", str(2**63)):
+        assert run(["policy", "export", "--serial", bad, "--out", str(env / "b.tar")]) != 0
+    assert not (env / "b.tar").exists()
 
 
 def test_replay_reports_decisions_a_candidate_set_would_change(
