@@ -293,3 +293,52 @@ def test_a_trusted_proxy_uvicorn_would_misread_is_caught(value: str) -> None:
     rendered = _render_objects("--set-string", f"backend.trustedProxies={value}")
     with pytest.raises(AssertionError, match="is no address"):
         checks.check_trusted_proxies_are_the_backends_and_well_formed(rendered)
+
+
+def _role_namespaces(rendered: list[dict[str, Any]]) -> set[str]:
+    return {o["metadata"]["namespace"] for o in rendered if o["kind"] in {"Role", "RoleBinding"}}
+
+
+def test_a_glob_in_allowed_namespaces_stops_the_render_naming_role_namespaces() -> None:
+    """EXECUTOR_ALLOWED_NAMESPACES takes globs (fnmatch), but a Role lives in one namespace: the
+    chart used to render `namespace: team-*`, which the API server refuses (no install), and no
+    glob can name the namespaces the Role should be in."""
+    result = _render(*_sets(TERRAFORM_OUTPUTS), "--set", "executor.allowedNamespaces={team-*}")
+    assert result.returncode != 0
+    assert "team-*" in result.stderr
+    assert "executor.roleNamespaces" in result.stderr
+
+
+def test_role_namespaces_give_a_glob_its_roles() -> None:
+    rendered = _render_objects(
+        "--set",
+        "executor.allowedNamespaces={team-*,staging}",
+        "--set",
+        "executor.roleNamespaces={team-a,team-b,staging}",
+    )
+    assert checks.config_data(rendered)["EXECUTOR_ALLOWED_NAMESPACES"] == "team-*,staging"
+    assert _role_namespaces(rendered) == {"team-a", "team-b", "staging"}
+    checks.check_executor_rights_match_allowed_namespaces(rendered)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "roles", "named"),
+    [
+        ("{team-*}", "{other}", "other"),  # rights where the executor may not act
+        ("{team-*,staging}", "{team-a}", "staging"),  # allowed, but no rights there
+        ("{team-*}", "{Team_A}", "Team_A"),  # no namespace name
+        ("{Staging}", "{}", "Staging"),
+    ],
+)
+def test_role_namespaces_that_disagree_with_allowed_namespaces_stop_the_render(
+    allowed: str, roles: str, named: str
+) -> None:
+    result = _render(
+        *_sets(TERRAFORM_OUTPUTS),
+        "--set",
+        f"executor.allowedNamespaces={allowed}",
+        "--set",
+        f"executor.roleNamespaces={roles}",
+    )
+    assert result.returncode != 0
+    assert named in result.stderr
