@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.unit.deploy.manifests import TERRAFORM
+from tests.unit.deploy.manifests import K8S, TERRAFORM, load_docs
 
 OVERLAY = TERRAFORM / "overlays" / "aws"
 MODULE_DIRS = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
 ALL_DIRS = [OVERLAY, *MODULE_DIRS]
 _BLOCK = re.compile(r'^(variable|output|module|locals)\b\s*(?:"([^"]+)")?\s*\{', re.MULTILINE)
+_OUTPUT_USE = re.compile(r"\bterraform\b[^\n]*?\boutput\s+(?:-raw\s+)?([a-z_]+)")
 _META_ARGS = {"source", "count", "for_each", "providers", "depends_on", "version"}
 
 
@@ -174,3 +175,75 @@ def test_terraform_fmt_accepts_every_file() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _policy_document(text: str, name: str) -> str:
+    start = re.search(rf'data "aws_iam_policy_document" "{name}" \{{', text)
+    assert start is not None, f"no policy document {name}"
+    return _body(text, start.end() - 1)
+
+
+def test_the_backup_jobs_service_account_gets_an_irsa_role_on_the_backup_prefix() -> None:
+    """k8s/jobs/ backs up to and restores from s3://BUCKET/<object_prefix>/backups as the
+    ServiceAccount aegis-db-backup. Like the backend and the engine it gets an IRSA role (no
+    static keys in the cluster), allowed only that prefix: put, get, list, and delete for
+    pruning."""
+    jobs = load_docs(K8S / "jobs" / "backup-cronjob.yaml")
+    jobs += load_docs(K8S / "jobs" / "restore-db-job.yaml")
+    pods = [
+        (o["spec"].get("jobTemplate", o)["spec"]["template"]["spec"])
+        for o in jobs
+        if o["kind"] in {"CronJob", "Job"}
+    ]
+    (account,) = {pod["serviceAccountName"] for pod in pods}
+    (cronjob,) = [o for o in jobs if o["kind"] == "CronJob"]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    backup_url = next(e["value"] for e in container["env"] if e["name"] == "BACKUP_URL")
+    backup_path = backup_url.split("://", 1)[1].split("/", 1)[1]
+
+    text = _text(OVERLAY)
+    roles = [
+        (name, body)
+        for name, body in _blocks(text, "module").items()
+        if re.search(rf'service_account\s*=\s*"{account}"', body)
+    ]
+    assert len(roles) == 1, f"no IRSA role for ServiceAccount {account}"
+    ((name, body),) = roles
+    assert "../../modules/irsa_role" in body
+    assert re.search(r"count\s*=\s*var\.eks_oidc_provider_arn == null \? 0 : 1", body)
+    policy = re.search(r"policy_json\s*=\s*data\.aws_iam_policy_document\.(\w+)\.json", body)
+    assert policy is not None
+    document = _policy_document(text, policy.group(1))
+    object_prefix = re.search(
+        r'default\s*=\s*"([^"]+)"', _blocks(text, "variable")["object_prefix"]
+    )
+    assert object_prefix is not None
+    prefix = re.search(r'backup_prefix\s*=\s*"\$\{local\.object_prefix\}/([^"]+)"', text)
+    assert prefix is not None, "no local backup_prefix under the object prefix"
+    assert f"{object_prefix.group(1)}/{prefix.group(1)}" == backup_path
+    statements = re.split(r"\bstatement\s*\{", document)[1:]
+    objects = next(s for s in statements if '"s3:PutObject"' in s)
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert f'"{action}"' in objects, action
+    assert '"${module.object_store.bucket_arn}/${local.backup_prefix}/*"' in objects
+    listed = next(s for s in statements if '"s3:ListBucket"' in s)
+    assert '"${local.backup_prefix}/*"' in listed
+    keys = next(s for s in statements if '"kms:GenerateDataKey"' in s)
+    assert '"kms:Decrypt"' in keys
+    output = _blocks(text, "output")["backup_role_arn"]
+    assert f"module.{name}[*].role_arn" in output
+
+
+def test_every_terraform_output_the_deploy_files_name_exists() -> None:
+    """The runbooks and manifests pass Terraform outputs on by name (`output -raw NAME`)."""
+    outputs = set(_blocks(_text(OVERLAY), "output"))
+    named: dict[str, set[str]] = {}
+    repo = TERRAFORM.parents[1]
+    files = [*(repo / "docs").rglob("*.md"), *K8S.rglob("*.yaml"), *(repo / "helm").rglob("*")]
+    for path in files:
+        if path.is_file():
+            for name in _OUTPUT_USE.findall(path.read_text()):
+                named.setdefault(name, set()).add(str(path.relative_to(repo)))
+    assert "backup_role_arn" in named, "the backup jobs' IRSA annotation is not documented"
+    unknown = {name: where for name, where in named.items() if name not in outputs}
+    assert not unknown, f"not outputs of {OVERLAY.name}: {unknown}"
