@@ -9,6 +9,7 @@ with the terraform binary on PATH: without it that test skips, and under CI=true
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -247,3 +248,81 @@ def test_every_terraform_output_the_deploy_files_name_exists() -> None:
     assert "backup_role_arn" in named, "the backup jobs' IRSA annotation is not documented"
     unknown = {name: where for name, where in named.items() if name not in outputs}
     assert not unknown, f"not outputs of {OVERLAY.name}: {unknown}"
+
+
+def _variable_block(path: Path, name: str) -> str:
+    text = path.read_text()
+    start = re.search(rf'^variable "{name}" \{{', text, re.MULTILINE)
+    assert start is not None, f"no variable {name} in {path}"
+    return text[start.start() : start.end()] + _body(text, start.end() - 1) + "}\n"
+
+
+def _plan_with_db_password(tmp_path: Path, password: str) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` of the overlay's db_password handed to the postgres module's password,
+    as the overlay does, with both variable blocks copied verbatim: their validation rules run
+    as in a real plan, and with no provider in the copy nothing is downloaded."""
+    terraform = shutil.which("terraform")
+    require(terraform is not None, "terraform is not installed: validation not run")
+    assert terraform is not None
+    call = _blocks(_text(OVERLAY), "module")["postgres"]
+    assert re.search(r"^\s*password\s*=\s*var\.db_password$", call, re.MULTILINE)
+    module = tmp_path / "postgres"
+    module.mkdir()
+    (module / "variables.tf").write_text(
+        _variable_block(TERRAFORM / "modules" / "postgres" / "variables.tf", "password")
+    )
+    (tmp_path / "main.tf").write_text(
+        _variable_block(OVERLAY / "variables.tf", "db_password")
+        + 'module "postgres" {\n  source   = "./postgres"\n  password = var.db_password\n}\n'
+    )
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_DATA_DIR": str(tmp_path / ".terraform")}
+    commands = [
+        ["init", "-backend=false", "-input=false", "-no-color"],
+        ["plan", "-input=false", "-no-color", "-var", f"db_password={password}"],
+    ]
+    for args in commands:
+        result = subprocess.run(
+            [terraform, *args],
+            cwd=tmp_path,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            break
+    return result
+
+
+@pytest.mark.parametrize(
+    ("password", "named"),
+    [
+        ("short-Pw-1", "at least 16"),
+        ("x" * 129, "at most 128"),
+        ("k3Vq9-ZpL2/wR8tN", "/"),  # base64 output: RDS refuses it at apply, mid-way
+        ("k3Vq9-ZpL2@wR8tN", "@"),
+        ('k3Vq9-ZpL2"wR8tN', '"'),
+        ("k3Vq9 ZpL2 wR8tN", "space"),
+        ("k3Vq9-ZpL2-wR8tNé", "ASCII"),
+        ("REPLACE_ME-REPLACE_ME", "placeholder"),
+        ("changeme-changeme", "placeholder"),
+        ("abababababababababab", "distinct"),
+    ],
+)
+def test_a_db_password_rds_or_aegis_would_refuse_stops_the_plan(
+    tmp_path: Path, password: str, named: str
+) -> None:
+    result = _plan_with_db_password(tmp_path, password)
+    assert result.returncode != 0
+    assert "db_password" in result.stderr and named in result.stderr, result.stderr
+    assert password not in result.stdout + result.stderr  # the secret is never echoed
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["0f3a9c5e7b1d2468ace0b9d7", "k3Vq9-ZpL2_wR8tN+a=b!c#d$e%f&g*(h)", "x" * 120 + "12345678"],
+)
+def test_a_strong_db_password_passes_the_plan(tmp_path: Path, password: str) -> None:
+    result = _plan_with_db_password(tmp_path, password)
+    assert result.returncode == 0, result.stderr
