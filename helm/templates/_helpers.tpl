@@ -104,3 +104,42 @@ prometheus.io/path: /metrics
     - {protocol: TCP, port: {{ .port }}}
 {{- end }}
 {{- end -}}
+
+{{/* The namespaces that get the executor's Role and RoleBinding, as a JSON list:
+executor.roleNamespaces, else executor.allowedNamespaces. A Role lives in one named namespace,
+so a glob of allowedNamespaces (team-*) needs roleNamespaces; every one of those must be a
+namespace name matching an allowed pattern (as the executor's fnmatch does), and every allowed
+entry that is a plain name must be among them. Anything else stops the render. */}}
+{{- define "aegis.executorRoleNamespaces" -}}
+{{- $allowed := .Values.executor.allowedNamespaces | default list -}}
+{{- $roles := .Values.executor.roleNamespaces | default list -}}
+{{- $nameRe := "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" -}}
+{{- $patterns := list -}}
+{{- range $allowed -}}
+{{- $entry := toString . -}}
+{{- if regexMatch "[*?\\[]" $entry -}}
+{{- if not $roles -}}
+{{- fail (printf "executor.allowedNamespaces: %q is a glob, and a Role needs a namespace name: list the existing namespaces it should cover in executor.roleNamespaces (one Role and RoleBinding each; never a ClusterRole)" $entry) -}}
+{{- end -}}
+{{- else if not (and (regexMatch $nameRe $entry) (le (len $entry) 63)) -}}
+{{- fail (printf "executor.allowedNamespaces: %q is neither a namespace name (lowercase letters, digits, '-', at most 63) nor a glob" $entry) -}}
+{{- else if and $roles (not (has $entry $roles)) -}}
+{{- fail (printf "executor.allowedNamespaces: %q is allowed but not in executor.roleNamespaces: the executor would have no rights there" $entry) -}}
+{{- end -}}
+{{- $patterns = append $patterns (printf "^%s$" ($entry | replace "." "\\." | replace "*" ".*" | replace "?" "." | replace "[!" "[^")) -}}
+{{- end -}}
+{{- range $roles -}}
+{{- $ns := toString . -}}
+{{- if not (and (regexMatch $nameRe $ns) (le (len $ns) 63)) -}}
+{{- fail (printf "executor.roleNamespaces: %q is not a namespace name (lowercase letters, digits, '-', at most 63)" $ns) -}}
+{{- end -}}
+{{- $matched := false -}}
+{{- range $patterns -}}
+{{- if regexMatch . $ns -}}{{- $matched = true -}}{{- end -}}
+{{- end -}}
+{{- if not $matched -}}
+{{- fail (printf "executor.roleNamespaces: %q matches no entry of executor.allowedNamespaces: the executor would hold rights where it may not act" $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- if $roles -}}{{ toJson (uniq $roles) }}{{- else -}}{{ toJson $allowed }}{{- end -}}
+{{- end -}}

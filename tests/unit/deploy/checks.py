@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
+from fnmatch import fnmatchcase
 from typing import Any
 
 from aegis.core.config import GENERATED_SECRETS, SERVICE_SECRETS
@@ -218,7 +219,12 @@ def check_executor_rights_match_allowed_namespaces(objects: Objects) -> None:
         for b in of_kind(objects, "RoleBinding")
         if any(s["name"] == account for s in b["subjects"])
     }
-    assert roles == allowed == bindings, f"Roles {roles}, bindings {bindings}, allowed {allowed}"
+    # The executor matches namespaces with fnmatchcase: a plain name needs its Role, a glob is
+    # covered by the Roles in the namespaces it matches, and no Role may lie outside them all.
+    plain = {ns for ns in allowed if not any(c in ns for c in "*?[")}
+    stray = {ns for ns in roles if not any(fnmatchcase(ns, p) for p in allowed)}
+    assert roles == bindings, f"Roles {roles}, bindings {bindings}"
+    assert plain <= roles and not stray, f"Roles {roles}, allowed {allowed}"
     assert not of_kind(objects, "ClusterRole"), "the executor must never get a ClusterRole"
     for name in ("backend", "ai-engine"):
         spec = by_name(objects, "Deployment")[name]["spec"]["template"]["spec"]

@@ -293,3 +293,118 @@ def test_a_trusted_proxy_uvicorn_would_misread_is_caught(value: str) -> None:
     rendered = _render_objects("--set-string", f"backend.trustedProxies={value}")
     with pytest.raises(AssertionError, match="is no address"):
         checks.check_trusted_proxies_are_the_backends_and_well_formed(rendered)
+
+
+def _role_namespaces(rendered: list[dict[str, Any]]) -> set[str]:
+    return {o["metadata"]["namespace"] for o in rendered if o["kind"] in {"Role", "RoleBinding"}}
+
+
+def test_a_glob_in_allowed_namespaces_stops_the_render_naming_role_namespaces() -> None:
+    """EXECUTOR_ALLOWED_NAMESPACES takes globs (fnmatch), but a Role lives in one namespace: the
+    chart used to render `namespace: team-*`, which the API server refuses (no install), and no
+    glob can name the namespaces the Role should be in."""
+    result = _render(*_sets(TERRAFORM_OUTPUTS), "--set", "executor.allowedNamespaces={team-*}")
+    assert result.returncode != 0
+    assert "team-*" in result.stderr
+    assert "executor.roleNamespaces" in result.stderr
+
+
+def test_role_namespaces_give_a_glob_its_roles() -> None:
+    rendered = _render_objects(
+        "--set",
+        "executor.allowedNamespaces={team-*,staging}",
+        "--set",
+        "executor.roleNamespaces={team-a,team-b,staging}",
+    )
+    assert checks.config_data(rendered)["EXECUTOR_ALLOWED_NAMESPACES"] == "team-*,staging"
+    assert _role_namespaces(rendered) == {"team-a", "team-b", "staging"}
+    checks.check_executor_rights_match_allowed_namespaces(rendered)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "roles", "named"),
+    [
+        ("{team-*}", "{other}", "other"),  # rights where the executor may not act
+        ("{team-*,staging}", "{team-a}", "staging"),  # allowed, but no rights there
+        ("{team-*}", "{Team_A}", "Team_A"),  # no namespace name
+        ("{Staging}", "{}", "Staging"),
+    ],
+)
+def test_role_namespaces_that_disagree_with_allowed_namespaces_stop_the_render(
+    allowed: str, roles: str, named: str
+) -> None:
+    result = _render(
+        *_sets(TERRAFORM_OUTPUTS),
+        "--set",
+        f"executor.allowedNamespaces={allowed}",
+        "--set",
+        f"executor.roleNamespaces={roles}",
+    )
+    assert result.returncode != 0
+    assert named in result.stderr
+
+
+def _deployment(rendered: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (workload,) = [
+        o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == name
+    ]
+    return workload
+
+
+def _data_volume(rendered: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The volume mounted at AEGIS_DATA_DIR, where the audit journal is (docs/audit.md)."""
+    pod = _deployment(rendered, name)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    data_dir = checks.config_data(rendered)["AEGIS_DATA_DIR"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+def test_executor_persistence_keeps_the_audit_journal_through_the_pods_deletion() -> None:
+    """Events the executor journals while the database is down stay in its data directory until
+    it drains them: on an emptyDir (the default) they die with the pod, on a claim they outlive
+    it (rollout, eviction, node drain)."""
+    default = _render_objects()
+    assert "emptyDir" in _data_volume(default, "executor")
+    assert not [o for o in default if o["kind"] == "PersistentVolumeClaim"]
+    rendered = _render_objects(
+        "--set", "executor.persistence.enabled=true", "--set", "executor.persistence.size=2Gi"
+    )
+    for check in checks.ALL_CHECKS:
+        check(rendered)
+    (claim,) = [o for o in rendered if o["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert "storageClassName" not in claim["spec"]  # the cluster's default class
+    # An uninstall must not delete a journal that may not have drained yet.
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    volume = _data_volume(rendered, "executor")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    # One ReadWriteOnce volume: the old pod must let go of it before the new one starts.
+    assert _deployment(rendered, "executor")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_executor_persistence_can_use_an_existing_claim() -> None:
+    rendered = _render_objects(
+        "--set",
+        "executor.persistence.enabled=true",
+        "--set",
+        "executor.persistence.existingClaim=journal",
+        "--set",
+        "executor.persistence.storageClassName=gp3",
+    )
+    assert not [o for o in rendered if o["kind"] == "PersistentVolumeClaim"]
+    assert _data_volume(rendered, "executor")["persistentVolumeClaim"]["claimName"] == "journal"
+
+
+def test_executor_persistence_with_more_than_one_replica_stops_the_render() -> None:
+    result = _render(
+        *_sets(TERRAFORM_OUTPUTS),
+        "--set",
+        "executor.persistence.enabled=true",
+        "--set",
+        "executor.replicas=2",
+    )
+    assert result.returncode != 0
+    assert "executor.persistence" in result.stderr

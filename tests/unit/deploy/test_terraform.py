@@ -9,6 +9,7 @@ with the terraform binary on PATH: without it that test skips, and under CI=true
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.unit.deploy.manifests import TERRAFORM
+from tests.unit.deploy.manifests import K8S, TERRAFORM, load_docs
 
 OVERLAY = TERRAFORM / "overlays" / "aws"
 MODULE_DIRS = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
 ALL_DIRS = [OVERLAY, *MODULE_DIRS]
 _BLOCK = re.compile(r'^(variable|output|module|locals)\b\s*(?:"([^"]+)")?\s*\{', re.MULTILINE)
+_OUTPUT_USE = re.compile(r"\bterraform\b[^\n]*?\boutput\s+(?:-raw\s+)?([a-z_]+)")
 _META_ARGS = {"source", "count", "for_each", "providers", "depends_on", "version"}
 
 
@@ -174,3 +176,153 @@ def test_terraform_fmt_accepts_every_file() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _policy_document(text: str, name: str) -> str:
+    start = re.search(rf'data "aws_iam_policy_document" "{name}" \{{', text)
+    assert start is not None, f"no policy document {name}"
+    return _body(text, start.end() - 1)
+
+
+def test_the_backup_jobs_service_account_gets_an_irsa_role_on_the_backup_prefix() -> None:
+    """k8s/jobs/ backs up to and restores from s3://BUCKET/<object_prefix>/backups as the
+    ServiceAccount aegis-db-backup. Like the backend and the engine it gets an IRSA role (no
+    static keys in the cluster), allowed only that prefix: put, get, list, and delete for
+    pruning."""
+    jobs = load_docs(K8S / "jobs" / "backup-cronjob.yaml")
+    jobs += load_docs(K8S / "jobs" / "restore-db-job.yaml")
+    pods = [
+        (o["spec"].get("jobTemplate", o)["spec"]["template"]["spec"])
+        for o in jobs
+        if o["kind"] in {"CronJob", "Job"}
+    ]
+    (account,) = {pod["serviceAccountName"] for pod in pods}
+    (cronjob,) = [o for o in jobs if o["kind"] == "CronJob"]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    backup_url = next(e["value"] for e in container["env"] if e["name"] == "BACKUP_URL")
+    backup_path = backup_url.split("://", 1)[1].split("/", 1)[1]
+
+    text = _text(OVERLAY)
+    roles = [
+        (name, body)
+        for name, body in _blocks(text, "module").items()
+        if re.search(rf'service_account\s*=\s*"{account}"', body)
+    ]
+    assert len(roles) == 1, f"no IRSA role for ServiceAccount {account}"
+    ((name, body),) = roles
+    assert "../../modules/irsa_role" in body
+    assert re.search(r"count\s*=\s*var\.eks_oidc_provider_arn == null \? 0 : 1", body)
+    policy = re.search(r"policy_json\s*=\s*data\.aws_iam_policy_document\.(\w+)\.json", body)
+    assert policy is not None
+    document = _policy_document(text, policy.group(1))
+    object_prefix = re.search(
+        r'default\s*=\s*"([^"]+)"', _blocks(text, "variable")["object_prefix"]
+    )
+    assert object_prefix is not None
+    prefix = re.search(r'backup_prefix\s*=\s*"\$\{local\.object_prefix\}/([^"]+)"', text)
+    assert prefix is not None, "no local backup_prefix under the object prefix"
+    assert f"{object_prefix.group(1)}/{prefix.group(1)}" == backup_path
+    statements = re.split(r"\bstatement\s*\{", document)[1:]
+    objects = next(s for s in statements if '"s3:PutObject"' in s)
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert f'"{action}"' in objects, action
+    assert '"${module.object_store.bucket_arn}/${local.backup_prefix}/*"' in objects
+    listed = next(s for s in statements if '"s3:ListBucket"' in s)
+    assert '"${local.backup_prefix}/*"' in listed
+    keys = next(s for s in statements if '"kms:GenerateDataKey"' in s)
+    assert '"kms:Decrypt"' in keys
+    output = _blocks(text, "output")["backup_role_arn"]
+    assert f"module.{name}[*].role_arn" in output
+
+
+def test_every_terraform_output_the_deploy_files_name_exists() -> None:
+    """The runbooks and manifests pass Terraform outputs on by name (`output -raw NAME`)."""
+    outputs = set(_blocks(_text(OVERLAY), "output"))
+    named: dict[str, set[str]] = {}
+    repo = TERRAFORM.parents[1]
+    files = [*(repo / "docs").rglob("*.md"), *K8S.rglob("*.yaml"), *(repo / "helm").rglob("*")]
+    for path in files:
+        if path.is_file():
+            for name in _OUTPUT_USE.findall(path.read_text()):
+                named.setdefault(name, set()).add(str(path.relative_to(repo)))
+    assert "backup_role_arn" in named, "the backup jobs' IRSA annotation is not documented"
+    unknown = {name: where for name, where in named.items() if name not in outputs}
+    assert not unknown, f"not outputs of {OVERLAY.name}: {unknown}"
+
+
+def _variable_block(path: Path, name: str) -> str:
+    text = path.read_text()
+    start = re.search(rf'^variable "{name}" \{{', text, re.MULTILINE)
+    assert start is not None, f"no variable {name} in {path}"
+    return text[start.start() : start.end()] + _body(text, start.end() - 1) + "}\n"
+
+
+def _plan_with_db_password(tmp_path: Path, password: str) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` of the overlay's db_password handed to the postgres module's password,
+    as the overlay does, with both variable blocks copied verbatim: their validation rules run
+    as in a real plan, and with no provider in the copy nothing is downloaded."""
+    terraform = shutil.which("terraform")
+    require(terraform is not None, "terraform is not installed: validation not run")
+    assert terraform is not None
+    call = _blocks(_text(OVERLAY), "module")["postgres"]
+    assert re.search(r"^\s*password\s*=\s*var\.db_password$", call, re.MULTILINE)
+    module = tmp_path / "postgres"
+    module.mkdir()
+    (module / "variables.tf").write_text(
+        _variable_block(TERRAFORM / "modules" / "postgres" / "variables.tf", "password")
+    )
+    (tmp_path / "main.tf").write_text(
+        _variable_block(OVERLAY / "variables.tf", "db_password")
+        + 'module "postgres" {\n  source   = "./postgres"\n  password = var.db_password\n}\n'
+    )
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_DATA_DIR": str(tmp_path / ".terraform")}
+    commands = [
+        ["init", "-backend=false", "-input=false", "-no-color"],
+        ["plan", "-input=false", "-no-color", "-var", f"db_password={password}"],
+    ]
+    for args in commands:
+        result = subprocess.run(
+            [terraform, *args],
+            cwd=tmp_path,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            break
+    return result
+
+
+@pytest.mark.parametrize(
+    ("password", "named"),
+    [
+        ("short-Pw-1", "at least 16"),
+        ("x" * 129, "at most 128"),
+        ("k3Vq9-ZpL2/wR8tN", "/"),  # base64 output: RDS refuses it at apply, mid-way
+        ("k3Vq9-ZpL2@wR8tN", "@"),
+        ('k3Vq9-ZpL2"wR8tN', '"'),
+        ("k3Vq9 ZpL2 wR8tN", "space"),
+        ("k3Vq9-ZpL2-wR8tNé", "ASCII"),
+        ("REPLACE_ME-REPLACE_ME", "placeholder"),
+        ("changeme-changeme", "placeholder"),
+        ("abababababababababab", "distinct"),
+    ],
+)
+def test_a_db_password_rds_or_aegis_would_refuse_stops_the_plan(
+    tmp_path: Path, password: str, named: str
+) -> None:
+    result = _plan_with_db_password(tmp_path, password)
+    assert result.returncode != 0
+    assert "db_password" in result.stderr and named in result.stderr, result.stderr
+    assert password not in result.stdout + result.stderr  # the secret is never echoed
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["0f3a9c5e7b1d2468ace0b9d7", "k3Vq9-ZpL2_wR8tN+a=b!c#d$e%f&g*(h)", "x" * 120 + "12345678"],
+)
+def test_a_strong_db_password_passes_the_plan(tmp_path: Path, password: str) -> None:
+    result = _plan_with_db_password(tmp_path, password)
+    assert result.returncode == 0, result.stderr

@@ -1,6 +1,7 @@
 # An IAM role that exactly one Kubernetes ServiceAccount can assume through the cluster's OIDC
 # provider (IRSA), with one inline policy. Annotate the ServiceAccount with the role's ARN
-# (Helm: cloud.aws.backendRoleArn / engineRoleArn).
+# (Helm: cloud.aws.backendRoleArn / engineRoleArn; k8s/jobs/: kubectl annotate, see
+# backup-cronjob.yaml).
 
 data "aws_iam_policy_document" "trust" {
   statement {

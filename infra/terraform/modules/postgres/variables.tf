@@ -16,9 +16,33 @@ variable "username" {
 }
 
 variable "password" {
-  description = "Master password (at least 16 characters)."
+  description = "Master password: 16-128 printable ASCII characters without space, /, @ or \"."
   type        = string
   sensitive   = true
+
+  # The error messages never quote the value (this is why the overlay's db_password has no
+  # validation of its own: Terraform prints a failing root variable's value).
+  validation {
+    condition     = length(var.password) >= 16
+    error_message = "db_password must be at least 16 characters (e.g. openssl rand -hex 24)."
+  }
+  validation {
+    condition     = length(var.password) <= 128
+    error_message = "db_password must be at most 128 characters (RDS PostgreSQL's limit)."
+  }
+  validation {
+    # RDS refuses any other character at apply time, after the bucket was made.
+    condition     = can(regex("^[!#-.0-?A-~]*$", var.password))
+    error_message = "db_password may hold printable ASCII only, without space, '/', '@' or '\"' (RDS refuses those; base64 output holds '/': use openssl rand -hex 24)."
+  }
+  validation {
+    condition     = !can(regex("(?i)replace.?me|change.?me", var.password))
+    error_message = "db_password is a placeholder (REPLACE_ME, changeme): generate one, e.g. openssl rand -hex 24."
+  }
+  validation {
+    condition     = length(distinct(split("", var.password))) >= 6
+    error_message = "db_password has fewer than 6 distinct characters: generate one, e.g. openssl rand -hex 24."
+  }
 }
 
 variable "engine_version" {

@@ -11,8 +11,9 @@
 #   - S3 bucket for models, audit checkpoints and backups: versioned, SSE-KMS with its own key,
 #     public access blocked, TLS only (modules/object_store);
 #   - RDS PostgreSQL, encrypted, not publicly accessible (modules/postgres);
-#   - with eks_oidc_provider_arn: IRSA roles for the backend (read/write under the Aegis prefix)
-#     and the AI engine (read only, the Aegis prefix and model_archive_prefix) (modules/irsa_role);
+#   - with eks_oidc_provider_arn: IRSA roles for the backend (read/write under the Aegis prefix),
+#     the AI engine (read only, the Aegis prefix and model_archive_prefix) and the backup and
+#     restore jobs of k8s/jobs/ (read/write/delete under PREFIX/backups only) (modules/irsa_role);
 #   - with github_repository: the role GitHub Actions assumes over OIDC to read staging model
 #     archives for signature verification (modules/github_oidc_role).
 
@@ -24,6 +25,8 @@ locals {
   # arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID -> the issuer host/path
   oidc_provider_host = var.eks_oidc_provider_arn == null ? "" : element(split("oidc-provider/", var.eks_oidc_provider_arn), 1)
   object_prefix      = trim(var.object_prefix, "/")
+  # BACKUP_URL of k8s/jobs/backup-cronjob.yaml: s3://BUCKET/PREFIX/backups.
+  backup_prefix = "${local.object_prefix}/backups"
 }
 
 module "object_store" {
@@ -101,6 +104,32 @@ data "aws_iam_policy_document" "engine" {
   }
 }
 
+# The backup CronJob and the restore Job (k8s/jobs/, ServiceAccount aegis-db-backup): write the
+# encrypted artifacts, list and prune them (`aegis backup create` deletes those past
+# RETENTION_DAYS), read one back to restore. Nothing outside the backups prefix.
+data "aws_iam_policy_document" "backup" {
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [module.object_store.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.backup_prefix}/*"]
+    }
+  }
+  statement {
+    sid       = "ReadWriteBackups"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["${module.object_store.bucket_arn}/${local.backup_prefix}/*"]
+  }
+  statement {
+    sid       = "UseBucketKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [module.object_store.kms_key_arn]
+  }
+}
+
 module "backend_role" {
   count              = var.eks_oidc_provider_arn == null ? 0 : 1
   source             = "../../modules/irsa_role"
@@ -121,6 +150,17 @@ module "engine_role" {
   namespace          = var.k8s_namespace
   service_account    = "aegis-ai-engine"
   policy_json        = data.aws_iam_policy_document.engine.json
+}
+
+module "backup_role" {
+  count              = var.eks_oidc_provider_arn == null ? 0 : 1
+  source             = "../../modules/irsa_role"
+  role_name          = "${local.prefix}-db-backup"
+  oidc_provider_arn  = var.eks_oidc_provider_arn
+  oidc_provider_host = local.oidc_provider_host
+  namespace          = var.k8s_namespace
+  service_account    = "aegis-db-backup"
+  policy_json        = data.aws_iam_policy_document.backup.json
 }
 
 module "verifier_role" {

@@ -29,6 +29,11 @@ output "engine_role_arn" {
   value       = one(module.engine_role[*].role_arn)
 }
 
+output "backup_role_arn" {
+  description = "IRSA role of ServiceAccount aegis-db-backup (k8s/jobs/: annotate it with this)."
+  value       = one(module.backup_role[*].role_arn)
+}
+
 output "verifier_role_arn" {
   description = "Role for GitHub Actions (secret AWS_ROLE_TO_ASSUME of the verifier workflow)."
   value       = one(module.verifier_role[*].role_arn)

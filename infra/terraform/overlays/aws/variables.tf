@@ -1,12 +1,9 @@
 variable "db_password" {
-  description = "Master password of the RDS PostgreSQL instance (at least 16 characters)."
+  description = "Master password of the RDS PostgreSQL instance: 16-128 printable ASCII characters without space, /, @ or \" (e.g. openssl rand -hex 24)."
   type        = string
   sensitive   = true
-
-  validation {
-    condition     = length(var.db_password) >= 16
-    error_message = "db_password must be at least 16 characters."
-  }
+  # Validated by modules/postgres (variable password), not here: a failed validation of a root
+  # variable prints its value, sensitive or not (Terraform 1.11), a module's does not.
 }
 
 variable "region" {
