@@ -277,16 +277,21 @@ def push(
                 f"pushed {row.name} {row.version} sha256:{row.digest} to {row.archive_uri}"
                 f" (signed by {row.signer_key_id}; stage {row.stage})"
             )
-    except RegistryError as exc:
-        # An archive that does not verify was offered to the registry: recorded in a
-        # transaction of its own (the push's is rolled back), like a refused load.
+    except (RegistryError, catalog.ModelExists, catalog.ModelLocationTaken) as exc:
+        # An archive that does not verify was offered to the registry, or one that would replace
+        # a version's archive: recorded in a transaction of its own (the push's is rolled back),
+        # like a refused load.
+        if isinstance(exc, RegistryError):
+            data = {"reason": exc.code, "verification_result": f"refused: {exc.message}"}
+        else:
+            data = {"reason": exc.code, "verification_result": "verified", "detail": exc.message}
         AuditWriter(database, settings.audit_journal_path).record(
             category="model",
             event_type="model.push_refused",
             actor=_actor(actor),
             resource=f"archive:{archive.name}"[:512],
             outcome="refused",
-            data={"reason": exc.code, "verification_result": f"refused: {exc.message}"},
+            data=data,
         )
         raise
     finally:

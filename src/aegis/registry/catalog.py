@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
 from aegis.core.errors import Conflict, Forbidden, NotFound
-from aegis.database.core import flush_new
 from aegis.registry import service as registry_service
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
@@ -93,29 +93,20 @@ def list_versions(*, session: Session, name: str | None = None) -> list[ModelVer
 def push(
     *, session: Session, archive: Path, signature: Path, to: str, keyset: KeySet, actor: str
 ) -> ModelVersion:
-    """Verify the signed archive, upload archive + signature under ``to``, record it (staging)."""
+    """Verify the signed archive, record it (staging), then upload archive + signature under
+    ``to``.
+
+    The row is claimed first: ``model_versions`` holds each name/version and each archive URI
+    once, so of two pushes at once to one location (or of one version) the second waits for the
+    first, is refused, and never writes over the archive the first recorded.
+    """
     verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
     name, version = verified.manifest.name, verified.manifest.version
-    taken = ModelExists(f"model {name} {version} is already in the registry")
-    if session.scalar(
-        select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version)
-    ):
-        raise taken
     # Refuses a --to with credentials or a query before anything is written: the URIs are
     # recorded and printed.
     archive_uri = object_url(to, "model.tar.gz")
     signature_uri = object_url(to, "model.tar.gz.sig")
-    # Writing over another version's archive would leave that version unloadable (its digest
-    # no longer matches), production included.
-    holder = session.scalar(select(ModelVersion).where(ModelVersion.archive_uri == archive_uri))
-    if holder is not None:
-        raise ModelLocationTaken(
-            f"{archive_uri} holds model {holder.name} {holder.version}: push each version to "
-            "its own location, such as .../model-archives/NAME/VERSION/"
-        )
-    store = open_store(to.rstrip("/"))
-    store.put_file("model.tar.gz", archive)
-    store.put_file("model.tar.gz.sig", signature)
+    _refuse_if_taken(session, name, version, archive_uri)
     row = ModelVersion(
         name=name,
         version=version,
@@ -134,8 +125,10 @@ def push(
         pushed_by=actor,
         created_at=datetime.now(UTC),
     )
-    session.add(row)
-    flush_new(session, taken)
+    _claim(session, row)
+    store = open_store(to.rstrip("/"))
+    store.put_file("model.tar.gz", archive)
+    store.put_file("model.tar.gz.sig", signature)
     audit(
         session,
         "model.pushed",
@@ -148,6 +141,35 @@ def push(
         archive_uri=row.archive_uri,
     )
     return row
+
+
+def _refuse_if_taken(session: Session, name: str, version: str, archive_uri: str) -> None:
+    if session.scalar(
+        select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version)
+    ):
+        raise ModelExists(f"model {name} {version} is already in the registry")
+    # Writing over another version's archive would leave that version unloadable (its digest
+    # no longer matches), production included.
+    holder = session.scalar(select(ModelVersion).where(ModelVersion.archive_uri == archive_uri))
+    if holder is not None:
+        raise ModelLocationTaken(
+            f"{archive_uri} holds model {holder.name} {holder.version}: push each version to "
+            "its own location, such as .../model-archives/NAME/VERSION/"
+        )
+
+
+def _claim(session: Session, row: ModelVersion) -> None:
+    """Insert ``row`` before anything is uploaded. A unique key taken meanwhile by another push
+    (on PostgreSQL the insert waits for its transaction) is refused as the check refuses it."""
+    try:
+        with session.begin_nested():  # a savepoint: the transaction can still read the winner
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        _refuse_if_taken(session, row.name, row.version, row.archive_uri)
+        raise ModelLocationTaken(  # not found again: only if that row was removed meanwhile
+            f"another push took model {row.name} {row.version} or {row.archive_uri} meanwhile"
+        ) from None
 
 
 def request_promotion(

@@ -13,7 +13,9 @@ from aegis.database.core import Base
 
 class ModelVersion(Base):
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    # One row per archive URI: a push to another version's location is refused, however many
+    # pushes run at once (aegis.registry.catalog.push).
+    __table_args__ = (UniqueConstraint("name", "version"), UniqueConstraint("archive_uri"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))

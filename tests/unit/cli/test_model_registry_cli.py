@@ -130,3 +130,32 @@ def test_build_refuses_an_engine_model_under_another_name_or_version(
     # a directory that is not an engine model is packaged under any name, as before
     other = ["model", "build", str(env / "model_dir"), "--name", "m", "--version", "7"]
     assert run([*other, "--out", str(env / "other.tar.gz")]) == 0
+
+
+def test_push_to_the_location_of_another_version_is_refused_and_audited(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Someone pushing over another version's archive (production's, perhaps) is recorded, as
+    # an archive that does not verify is.
+    run(["keys", "generate", "--out", str(env / "keys")])
+    pub, key = str(env / "keys" / "cosign.pub"), str(env / "keys" / "cosign.key")
+    store = (env / "bucket").as_uri() + "/model-archives/m/1/"
+    for version in ("1", "2"):
+        out = f"m-{version}.tar.gz"
+        argv = ["model", "build", str(env / "model_dir"), "--name", "m", "--version", version]
+        assert run([*argv, "--out", out]) == 0
+        assert run(["model", "sign", out, "--key", key]) == 0
+    assert run(["model", "push", "m-1.tar.gz", "--to", store, "--key", pub]) == 0
+    capsys.readouterr()
+    assert run(["model", "push", "m-2.tar.gz", "--to", store, "--key", pub, "--actor", "eve"]) == 1
+    assert "holds model m 1" in capsys.readouterr().err
+    database = Database(db_url)
+    with database.unit_of_work() as session:
+        refused = list(
+            session.scalars(select(AuditEntry).where(AuditEntry.event_type == "model.push_refused"))
+        )
+    database.dispose()
+    assert [(e.actor, e.resource, e.outcome) for e in refused] == [
+        ("eve", "archive:m-2.tar.gz", "refused")
+    ]
+    assert json.loads(refused[0].data)["reason"] == "model_location_taken"

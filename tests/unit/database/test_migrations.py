@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from aegis.cli.main import run
+from aegis.core.config import Settings
 from aegis.database import migrate
 from aegis.database.core import Database, make_engine
 from aegis.database.models import metadata
+from aegis.registry.loader import fetch_and_prepare_model_for_load
 from tests.support import services
 from tests.support.processes import clean_env
+from tests.support.releases import MODEL, Releases
 
 
 def test_migrations_create_every_table_the_models_declare(database: Database) -> None:
@@ -118,3 +123,57 @@ def test_db_upgrade_and_downgrade_say_the_revision_the_database_is_at(
     assert capsys.readouterr().out.strip().endswith("is at revision base (no Aegis tables)")
     assert run(["db", "upgrade"]) == 0
     assert migrate.current(database.engine) == heads
+
+
+def _insert_version(conn: Connection, version: str, archive_uri: str) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO model_versions (name, version, archive_uri, signature_uri, digest, size, "
+            "signer_key_id, manifest, stage, pushed_by) VALUES ('example_multimodal', :v, :uri, "
+            ":sig, 'ab', 1, 'k', '{}', 'staging', 'ci')"
+        ),
+        {"v": version, "uri": archive_uri, "sig": f"{archive_uri}.sig"},
+    )
+
+
+def test_versions_sharing_an_archive_leave_it_to_the_newest(database: Database) -> None:
+    # Rows recorded before archive_uri was unique may share one (pushes before the location
+    # check, or two at once): the newest keeps it, the older get a fragment.
+    shared, own = "file:///store/m/0.1/model.tar.gz", "file:///store/m/0.3/model.tar.gz"
+    migrate.downgrade(database.engine, "0011")
+    with database.engine.begin() as conn:
+        for version, uri in (("0.1", shared), ("0.2", shared), ("0.3", own), ("0.4", shared)):
+            _insert_version(conn, version, uri)
+    migrate.upgrade(database.engine)
+    with database.engine.begin() as conn:
+        stored = dict(conn.execute(text("SELECT version, archive_uri FROM model_versions")).all())
+    assert stored == {
+        "0.1": f"{shared}#superseded-1",
+        "0.2": f"{shared}#superseded-2",
+        "0.3": own,
+        "0.4": shared,
+    }
+    with pytest.raises(IntegrityError), database.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE model_versions SET archive_uri = :uri WHERE version = '0.3'"),
+            {"uri": shared},
+        )
+
+
+def test_a_version_whose_archive_uri_was_superseded_still_loads(
+    database: Database, tmp_path: Path, make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    releases = Releases.start(tmp_path, database)
+    releases.release("0.1")  # in production; a later row then recorded its archive URI too
+    with database.engine.begin() as conn:
+        uri = conn.execute(text("SELECT archive_uri FROM model_versions")).scalar_one()
+    migrate.downgrade(database.engine, "0011")
+    with database.engine.begin() as conn:
+        _insert_version(conn, "0.2", uri)
+    migrate.upgrade(database.engine)
+    with database.engine.begin() as conn:
+        stored = dict(conn.execute(text("SELECT version, archive_uri FROM model_versions")).all())
+    assert stored == {"0.1": f"{uri}#superseded-1", "0.2": uri}
+    settings = make_settings(database_url=db_url, trusted_keys=str(releases.pub))
+    prepared = fetch_and_prepare_model_for_load(MODEL, settings=settings, database=database)
+    assert prepared.version == "0.1"

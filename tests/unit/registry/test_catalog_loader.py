@@ -26,6 +26,7 @@ from aegis.registry.errors import (
 from aegis.registry.keyset import load_keyset
 from aegis.registry.loader import DigestMismatch, fetch_and_prepare_model_for_load
 from aegis.storage.errors import InvalidStoreUrl
+from tests.support.races import race
 
 
 def _model_dir(root: Path, payload: str = "1", extra: dict[str, str] | None = None) -> Path:
@@ -323,3 +324,65 @@ def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadabl
         "example_multimodal", settings=settings, database=database
     )
     assert prepared.version == "0.1"
+
+
+# On SQLite every transaction takes the one write lock at BEGIN (aegis.database.core): pushes
+# take turns there by design.
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("second", "refusal"),
+    [("0.2", catalog.ModelLocationTaken), ("0.1", catalog.ModelExists)],  # or the same, rebuilt
+)
+def test_two_pushes_to_one_location_at_once_keep_the_first_archive(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    signing: tuple[object, Path],
+    second: str,
+    refusal: type[Exception],
+) -> None:
+    location = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    stored = tmp_path / "store" / "model-archives" / "example" / "0.1" / "model.tar.gz"
+    keyset = load_keyset(settings.trusted_keys or "")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first_archive, first_sig = _build(tmp_path / "a", signing[0], "0.1")
+    second_archive, second_sig = _build(tmp_path / "b", signing[0], second, payload="2")
+
+    def push_meanwhile() -> str:
+        with database.unit_of_work() as session:
+            return catalog.push(
+                session=session,
+                archive=second_archive,
+                signature=second_sig,
+                to=location,
+                keyset=keyset,
+                actor="bob",
+            ).version
+
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=first_archive,
+            signature=first_sig,
+            to=location,
+            keyset=keyset,
+            actor="alice",
+        )
+        racing = race(push_meanwhile)
+
+    with pytest.raises(refusal):  # the check alone let both through: nothing stored it
+        racing.done()
+    assert stored.read_bytes() == first_archive.read_bytes()  # not the loser's
+    with database.unit_of_work() as session:
+        listed = [(v.version, v.pushed_by) for v in catalog.list_versions(session=session)]
+        promotion_id = catalog.request_promotion(
+            session=session, name="example_multimodal", version="0.1", to="production", actor="al"
+        ).id
+    assert listed == [("0.1", "alice")]
+    with database.unit_of_work() as session:
+        catalog.approve(session=session, promotion_id=promotion_id, actor="carol")
+    prepared = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert json.loads((prepared.path / "params.json").read_text()) == {"threshold": "10.1"}
