@@ -11,7 +11,7 @@ digest decides); a new push to that location is refused, naming the newest versi
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-11-25
+Create Date: 2026-11-24
 """
 
 from __future__ import annotations
