@@ -125,6 +125,14 @@ def object_url(store_url: str, key: str) -> str:
             f"object store URL {redact_url(store_url)!r} must not carry credentials, a query or "
             "a fragment: give them in the environment (AWS_*, GOOGLE_*, AZURE_STORAGE_*)"
         )
+    folder = parts.path.strip("/")
+    if folder and any(s in {"", ".", ".."} for s in unquote(folder).split("/")):
+        # a/../b or a//b is folder b by another spelling; recorded as written, it would get past
+        # the check that each model version has a location of its own
+        raise InvalidStoreUrl(
+            f"object store URL {redact_url(store_url)!r} has an empty, '.' or '..' path "
+            "segment: name the folder plainly"
+        )
     path = f"{parts.path.rstrip('/')}/{check_key(key)}"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 

@@ -59,3 +59,21 @@ def test_object_url_refuses_credentials_a_query_or_a_fragment(url: str) -> None:
         object_url(url, "model.tar.gz")
     assert "must not carry credentials" in info.value.message
     assert "SECRET" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///srv/reg/a/../b/",  # the folder /srv/reg/b/ under another name
+        "file:///srv/reg//b/",
+        "file:///srv/reg/./b/",
+        "file:///srv/reg/a/%2e%2e/b/",
+        "s3://bucket/models/../m/1/",
+    ],
+)
+def test_object_url_refuses_a_path_that_names_a_folder_by_another_spelling(url: str) -> None:
+    """Model locations are unique as recorded: ``a/../b`` or ``a//b`` would write into the
+    location another version holds while its recorded URL differs."""
+    with pytest.raises(InvalidStoreUrl) as info:
+        object_url(url, "model.tar.gz")
+    assert "'.' or '..'" in info.value.message
