@@ -20,6 +20,10 @@ read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl log
 at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal. A
 pod the API server will not read (a container still waiting to start) is left out; only when
 no pod can be read is the request refused.
+
+Every answer is read at most :data:`MAX_ANSWER_BYTES` (32 MiB), within the read timeout
+(:mod:`aegis.executor.backends.kube_transport`); a longer or slower one fails the action, or
+refuses the log read, with one line naming the bound.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 
-from aegis.core.errors import ConfigError
+from aegis.executor.backends.kube_transport import MAX_ANSWER_BYTES, KubeAnswerRefused, guarded
 from aegis.executor.backends.protocol import (
     RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
@@ -64,22 +68,6 @@ DEPLOYMENT_OWN_ANNOTATIONS = frozenset(
 )
 
 
-def load_api_client() -> Any:
-    """In-cluster service account first, then the kubeconfig (``KUBECONFIG``/``~/.kube/config``)."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        try:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise ConfigError(
-                "EXECUTOR_BACKEND=kubernetes needs an in-cluster service account or a kubeconfig "
-                f"(KUBECONFIG or ~/.kube/config): {str(exc).splitlines()[0]}"
-            ) from None
-    return client.ApiClient(configuration)
-
-
 def deployment_state(deployment: Any) -> dict[str, Any]:
     annotations = deployment.metadata.annotations or {}
     template = deployment.spec.template
@@ -109,6 +97,9 @@ class _Run:
         except client.ApiException as exc:
             self._collect(exc.headers)
             raise ActionFailed(f"{what}: {_api_error(exc)}") from None
+        except KubeAnswerRefused as exc:
+            self._collect(exc.headers)
+            raise ActionFailed(f"{what}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
             raise ActionFailed(
                 f"{what}: kubernetes API unreachable ({type(exc).__name__})"
@@ -275,7 +266,8 @@ _ACTIONS: dict[str, Callable[[_Run, datetime], tuple[dict[str, Any], dict[str, A
 
 
 class KubernetesBackend:
-    """``EXECUTOR_BACKEND=kubernetes``. Takes a configured ``kubernetes.client.ApiClient``."""
+    """``EXECUTOR_BACKEND=kubernetes``. Takes a configured ``kubernetes.client.ApiClient`` and
+    reads its answers at most ``max_answer_bytes`` each (:mod:`.kube_transport`)."""
 
     name = "kubernetes"
 
@@ -285,8 +277,9 @@ class KubernetesBackend:
         *,
         timeout: tuple[float, float] = (5.0, 30.0),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        self.api_client = api_client
+        self.api_client = guarded(api_client, limit=max_answer_bytes)
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.timeout = timeout
@@ -343,6 +336,8 @@ class KubernetesBackend:
                 raise refused
         except client.ApiException as exc:
             raise LogsUnavailable(f"reading logs in {ns}: {_api_error(exc)}") from None
+        except KubeAnswerRefused as exc:
+            raise LogsUnavailable(f"reading logs in {ns}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
             raise LogsUnavailable(
                 f"reading logs in {ns}: kubernetes API unreachable ({type(exc).__name__})"
