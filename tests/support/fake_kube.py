@@ -22,7 +22,8 @@ request is recorded (:attr:`FakeKubeApiServer.requests`) so tests can assert wha
 What a misbehaving API server (or a proxy in front of it) does, when a test switches it on: every
 JSON answer padded with ``answer_padding`` bytes (a huge answer, its length declared); every
 answer a 200 whose JSON never ends (``endless_answers``, a piece every ``trickle_s`` seconds, no
-length declared).
+length declared); the answers to ``stalled_methods`` withheld, after the request was acted on
+and recorded, until the fake stops (an answer lost on the way back).
 
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
@@ -164,6 +165,7 @@ class FakeKubeApiServer:
         self.answer_padding = 0
         self.endless_answers = False
         self.trickle_s = 0.0
+        self.stalled_methods: set[str] = set()
         self._stopping = threading.Event()
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
@@ -185,7 +187,7 @@ class FakeKubeApiServer:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()  # endless answers end
+        self._stopping.set()  # stalled and endless answers end
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -736,6 +738,10 @@ class _Handler(BaseHTTPRequestHandler):
             RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
         )
         fake = self.server_fake
+        if self.command in fake.stalled_methods:
+            fake._stopping.wait()  # the request was acted on; its answer never comes
+            self.close_connection = True
+            return
         if fake.endless_answers:
             self._endless(audit_id)
             return

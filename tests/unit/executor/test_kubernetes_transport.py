@@ -110,3 +110,26 @@ def test_an_answer_over_the_default_cap_is_a_failed_result_stored_like_any_other
     assert result["kube_audit_ids"] == [executor.fake.requests[0].audit_id]
     assert again.json()["idempotent_replay"] is True
     assert executor.fake.mutating_requests() == []
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+def test_a_delete_whose_answer_never_comes_is_sent_once_and_reported_as_unknown(
+    fake_kube: FakeKubeApiServer,
+) -> None:
+    fake_kube.add_pod("demo", "web-1")
+    fake_kube.stalled_methods = {"DELETE"}  # the pod is deleted; the answer is lost
+    backend = KubernetesBackend(fake_kube.api_client(), timeout=(2.0, 0.3))
+    try:
+        with pytest.raises(ActionFailed) as caught:
+            backend.execute(_request("delete_pod", name="web-1"))
+    finally:
+        backend.close()
+
+    assert [r.method for r in fake_kube.requests] == ["GET", "DELETE"]
+    assert caught.value.message == (
+        "delete pod demo/web-1: no answer from the kubernetes API (ReadTimeoutError); "
+        "it may or may not have acted: check the target"
+    )
+    assert "web-1" not in fake_kube.pod_names("demo")  # it did act

@@ -14,6 +14,13 @@ refusal's too) before the client sees it:
 * within the request's read timeout, counted from the headers: a body trickling in, each piece
   inside the read timeout, is refused once the whole takes longer.
 
+Nothing that may have reached the API server is sent again. urllib3, under the client, retries
+a request up to 3 times by default, a DELETE or PUT also after a read timeout or a dropped
+connection, when the server may already have acted: a pod deleted, and the retry's answer (404,
+or a timeout again) taken for the outcome. Here (:data:`RETRIES`) a request that never reached
+the server (connection refused, connect timeout) is retried whatever its method; after that only
+a GET or HEAD is; a write whose answer never came fails with the outcome unknown.
+
 A refused answer raises :class:`KubeAnswerRefused` (carrying the answer's headers, so its
 ``Audit-Id`` is still kept); the backend turns it into a failed action or a logs refusal that
 names the bound. :func:`load_api_client` builds the client from the service account or the
@@ -22,6 +29,7 @@ kubeconfig.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping
@@ -36,6 +44,13 @@ from aegis.core.upstream import AnswerRefused, MiB, size
 
 MAX_ANSWER_BYTES = 32 * MiB
 _PIECE = 64 * 1024
+RETRIES = urllib3.Retry(
+    total=3,
+    connect=3,  # never reached the server: safe for every method
+    read=3,  # only for allowed_methods; a write that timed out may have acted
+    other=0,  # e.g. a TLS failure mid-answer: it may have reached the server
+    allowed_methods=frozenset({"GET", "HEAD"}),
+)
 
 
 class KubeAnswerRefused(AnswerRefused):
@@ -114,11 +129,26 @@ def load_api_client() -> Any:
 
 def guarded(api_client: Any, *, limit: int = MAX_ANSWER_BYTES) -> Any:
     """``api_client`` (a ``kubernetes.client.ApiClient``), its answers read at most ``limit``
-    bytes each, within the read timeout."""
+    bytes each, within the read timeout, and its requests retried only as :data:`RETRIES` says
+    (whatever its configuration's ``retries``)."""
+    configuration = copy.deepcopy(api_client.configuration)
+    configuration.retries = RETRIES
     previous = api_client.rest_client
-    api_client.rest_client = _BoundedRestClient(api_client.configuration, limit=limit)
+    api_client.rest_client = _BoundedRestClient(configuration, limit=limit)
     previous.close()
     return api_client
+
+
+def no_answer(exc: urllib3.exceptions.HTTPError, *, write: bool) -> str:
+    """Why a call got no answer, in one line. A write that may have reached the API server was
+    not sent again (:data:`RETRIES`): its outcome is unknown, and the line says so."""
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    if not write or isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+        return f"kubernetes API unreachable ({type(cause).__name__})"
+    return (
+        f"no answer from the kubernetes API ({type(cause).__name__}); "
+        "it may or may not have acted: check the target"
+    )
 
 
 def read(raw: urllib3.BaseHTTPResponse, *, limit: int, within_s: float | None) -> bytes:

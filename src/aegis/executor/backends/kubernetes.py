@@ -23,7 +23,9 @@ no pod can be read is the request refused.
 
 Every answer is read at most :data:`MAX_ANSWER_BYTES` (32 MiB), within the read timeout
 (:mod:`aegis.executor.backends.kube_transport`); a longer or slower one fails the action, or
-refuses the log read, with one line naming the bound.
+refuses the log read, with one line naming the bound. A write (PATCH, DELETE) that may have
+reached the API server is never sent again; when its answer does not come the action fails
+saying its outcome is unknown.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
-from aegis.executor.backends.kube_transport import MAX_ANSWER_BYTES, KubeAnswerRefused, guarded
+from aegis.executor.backends.kube_transport import (
+    MAX_ANSWER_BYTES,
+    KubeAnswerRefused,
+    guarded,
+    no_answer,
+)
 from aegis.executor.backends.protocol import (
     RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
@@ -101,9 +108,8 @@ class _Run:
             self._collect(exc.headers)
             raise ActionFailed(f"{what}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
-            raise ActionFailed(
-                f"{what}: kubernetes API unreachable ({type(exc).__name__})"
-            ) from None
+            write = fn.__name__.startswith(("patch_", "delete_"))
+            raise ActionFailed(f"{what}: {no_answer(exc, write=write)}") from None
         self._collect(headers)
         return data
 
