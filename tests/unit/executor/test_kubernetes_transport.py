@@ -133,3 +133,24 @@ def test_a_delete_whose_answer_never_comes_is_sent_once_and_reported_as_unknown(
         "it may or may not have acted: check the target"
     )
     assert "web-1" not in fake_kube.pod_names("demo")  # it did act
+
+
+# --- what an error answer may put into a result -------------------------------------------------
+
+
+def test_an_api_error_message_of_any_length_becomes_a_bounded_one_line_failure(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.admission_denial = "[replica-cap] at most 4 replicas\n" * 20_000  # ~660 KB
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(_request("scale_deployment", replicas=5))
+
+    message = caught.value.message
+    assert message.startswith(
+        'patch deployment demo/web scale: 403 admission webhook "validation.gatekeeper.sh" '
+        "denied the request: [replica-cap] at most 4 replicas [replica-cap]"
+    )
+    assert message.endswith("… (660064 characters in all)")
+    assert len(message) < 1100
+    assert "\n" not in message

@@ -30,6 +30,7 @@ kubeconfig.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ from aegis.core.upstream import AnswerRefused, MiB, size
 
 MAX_ANSWER_BYTES = 32 * MiB
 _PIECE = 64 * 1024
+MAX_ERROR_CHARS = 1000  # of the API server's message kept in a failure
 RETRIES = urllib3.Retry(
     total=3,
     connect=3,  # never reached the server: safe for every method
@@ -137,6 +139,22 @@ def guarded(api_client: Any, *, limit: int = MAX_ANSWER_BYTES) -> Any:
     api_client.rest_client = _BoundedRestClient(configuration, limit=limit)
     previous.close()
     return api_client
+
+
+def api_error(exc: Any) -> str:
+    """An ``ApiException`` in one line: its status and the API server's message, at most
+    :data:`MAX_ERROR_CHARS` of it."""
+    message = exc.reason or "error"
+    try:
+        status = json.loads(exc.body or "")
+        message = status.get("message") or message
+    except (TypeError, ValueError, AttributeError):
+        pass
+    # one line: an admission webhook's denial lists its violations a line each
+    line = " ".join(str(message).split())
+    if len(line) > MAX_ERROR_CHARS:  # it goes into the result, the audit record and the log
+        line = f"{line[:MAX_ERROR_CHARS]}… ({len(line)} characters in all)"
+    return f"{exc.status} {line}"
 
 
 def no_answer(exc: urllib3.exceptions.HTTPError, *, write: bool) -> str:

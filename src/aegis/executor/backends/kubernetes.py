@@ -30,7 +30,6 @@ saying its outcome is unknown.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +40,7 @@ from kubernetes import client
 from aegis.executor.backends.kube_transport import (
     MAX_ANSWER_BYTES,
     KubeAnswerRefused,
+    api_error,
     guarded,
     no_answer,
 )
@@ -103,7 +103,7 @@ class _Run:
             data, _status, headers = fn(*args, _request_timeout=self.backend.timeout, **kwargs)
         except client.ApiException as exc:
             self._collect(exc.headers)
-            raise ActionFailed(f"{what}: {_api_error(exc)}") from None
+            raise ActionFailed(f"{what}: {api_error(exc)}") from None
         except KubeAnswerRefused as exc:
             self._collect(exc.headers)
             raise ActionFailed(f"{what}: {exc.message}") from None
@@ -140,17 +140,6 @@ class _Run:
             dry_run=self.dry_run,
             field_manager=FIELD_MANAGER,
         )
-
-
-def _api_error(exc: Any) -> str:
-    message = exc.reason or "error"
-    try:
-        status = json.loads(exc.body or "")
-        message = status.get("message") or message
-    except (TypeError, ValueError, AttributeError):
-        pass
-    # one line: an admission webhook's denial lists its violations a line each
-    return f"{exc.status} {' '.join(str(message).split())}"
 
 
 def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -341,7 +330,7 @@ class KubernetesBackend:
             if refused is not None and not read:
                 raise refused
         except client.ApiException as exc:
-            raise LogsUnavailable(f"reading logs in {ns}: {_api_error(exc)}") from None
+            raise LogsUnavailable(f"reading logs in {ns}: {api_error(exc)}") from None
         except KubeAnswerRefused as exc:
             raise LogsUnavailable(f"reading logs in {ns}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
