@@ -19,6 +19,12 @@ JSON shapes the official ``kubernetes`` client speaks, for just what the executo
 value is a 400 as on a real server. Every response carries an ``Audit-Id`` header, and every
 request is recorded (:attr:`FakeKubeApiServer.requests`) so tests can assert what was sent.
 
+What a misbehaving API server (or a proxy in front of it) does, when a test switches it on: every
+JSON answer padded with ``answer_padding`` bytes (a huge answer, its length declared); every
+answer a 200 whose JSON never ends (``endless_answers``, a piece every ``trickle_s`` seconds, no
+length declared); the answers to ``stalled_methods`` withheld, after the request was acted on
+and recorded, until the fake stops (an answer lost on the way back).
+
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
 whose template matches, re-numbered) and the next revision number; pods follow the replica count;
@@ -155,6 +161,12 @@ class FakeKubeApiServer:
         # A validating admission webhook (Gatekeeper, Kyverno) that denies every write with this
         # message, as a real one words it: several violations, one a line.
         self.admission_denial: str | None = None
+        # Misbehaviour (see the module doc).
+        self.answer_padding = 0
+        self.endless_answers = False
+        self.trickle_s = 0.0
+        self.stalled_methods: set[str] = set()
+        self._stopping = threading.Event()
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -175,6 +187,7 @@ class FakeKubeApiServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # stalled and endless answers end
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -724,6 +737,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.server_fake.requests.append(
             RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
         )
+        fake = self.server_fake
+        if self.command in fake.stalled_methods:
+            fake._stopping.wait()  # the request was acted on; its answer never comes
+            self.close_connection = True
+            return
+        if fake.endless_answers:
+            self._endless(audit_id)
+            return
+        if fake.answer_padding and isinstance(payload, dict):
+            payload = {**payload, "padding": "x" * fake.answer_padding}
         text = isinstance(payload, bytes)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
@@ -731,6 +754,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Audit-Id", audit_id)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client hung up mid-answer (one it would not read whole)
+            self.close_connection = True
+
+    def _endless(self, audit_id: str) -> None:
+        """A 200 whose JSON body never ends, until the client hangs up or the fake stops."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Audit-Id", audit_id)
+        self.end_headers()
+        self.close_connection = True
+        piece = b"x" * (1 if self.server_fake.trickle_s else 64 * 1024)
+        try:
+            self.wfile.write(b'{"padding": "')
+            while not self.server_fake._stopping.wait(self.server_fake.trickle_s):
+                self.wfile.write(piece)
+                self.wfile.flush()
+        except OSError:  # the client hung up
+            pass
 
     do_GET = do_PATCH = do_DELETE = do_PUT = do_POST = _serve  # noqa: N815 - http.server names

@@ -1,11 +1,25 @@
-"""``aegis executor``: the global kill switch."""
+"""``aegis executor``: the backend's dispatch switch (one of the kill switches).
+
+It is a flag in the backend's database that the backend's dispatcher reads before it sends each
+action. It does not reach the executor: the executor runs any request signed with
+``EXECUTOR_HMAC_SECRET``, whoever sends it, until ``EXECUTOR_ENABLED=false`` is set on the
+executor or it is scaled to 0.
+"""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="The executor kill switch.", no_args_is_help=True)
+app = typer.Typer(
+    help="The backend's dispatch switch: whether the backend sends actions to the executor.",
+    no_args_is_help=True,
+)
 ACTOR = "cli:local-operator"
+STILL_RUNS = (
+    "An action already sent completes, and the executor itself still runs signed requests from "
+    "anything holding EXECUTOR_HMAC_SECRET; to stop it too, set EXECUTOR_ENABLED=false on the "
+    "executor or run `kubectl -n aegis scale deployment/executor --replicas=0`."
+)
 
 
 def _set(enabled: bool) -> None:
@@ -35,23 +49,31 @@ def _set(enabled: bool) -> None:
         database.dispose()
 
 
-@app.command("disable")
+@app.command(
+    "disable",
+    short_help="Stop the backend sending actions to the executor (not the executor itself).",
+    help="Stop the backend sending actions to the executor, now; requests are still evaluated "
+    f"and recorded, and approved ones wait. {STILL_RUNS}",
+)
 def disable() -> None:
-    """Stop all dispatch now; requests are still evaluated and recorded."""
     _set(False)
-    typer.echo("executor dispatch disabled: nothing will be executed until `aegis executor enable`")
+    typer.echo(
+        "executor dispatch disabled: the backend sends no action to the executor until "
+        f"`aegis executor enable`. {STILL_RUNS}"
+    )
 
 
 @app.command("enable")
 def enable() -> None:
-    """Resume dispatching allowed and approved actions."""
+    """Let the backend send allowed and approved actions to the executor again."""
     _set(True)
     typer.echo("executor dispatch enabled")
 
 
 @app.command("status")
 def status() -> None:
-    """Whether the backend dispatches actions."""
+    """Whether the backend sends actions to the executor (this switch, and EXECUTOR_ENABLED in
+    this environment); the executor's own EXECUTOR_ENABLED shows in its /health as "actions"."""
     from aegis.actions.jobs import dispatch_enabled
     from aegis.cli.runtime import prepare_database
 

@@ -337,6 +337,21 @@ def test_executor_kill_switch_commands(env: Path, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.strip().endswith("enabled")
 
 
+def test_executor_disable_says_it_stops_the_backends_dispatch_not_the_executor(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["executor", "disable"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert run(["executor", "disable", "--help"]) == 0
+    helped = " ".join(capsys.readouterr().out.split())
+
+    for text in (said, helped):
+        assert "nothing will be executed" not in text
+        assert "the executor itself still runs signed requests" in text
+        assert "EXECUTOR_ENABLED=false on the executor" in text
+        assert "--replicas=0" in text
+
+
 def test_replay_since_the_beginning_of_time_replays_everything(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,7 +26,8 @@ def _named(name: str, settings: Settings) -> ExecutorBackend:
 
         return LocalBackend(LocalCluster(default_state_path(settings.data_dir)))
     if name == "kubernetes":
-        from aegis.executor.backends.kubernetes import KubernetesBackend, load_api_client
+        from aegis.executor.backends.kube_transport import load_api_client
+        from aegis.executor.backends.kubernetes import KubernetesBackend
 
         return KubernetesBackend(load_api_client())
     raise ConfigError(f"EXECUTOR_BACKEND={name!r} is not one of kubernetes, dry-run, local")

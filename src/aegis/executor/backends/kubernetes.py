@@ -20,19 +20,30 @@ read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl log
 at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal. A
 pod the API server will not read (a container still waiting to start) is left out; only when
 no pod can be read is the request refused.
+
+Every answer is read at most :data:`MAX_ANSWER_BYTES` (32 MiB), within the read timeout
+(:mod:`aegis.executor.backends.kube_transport`); a longer or slower one fails the action, or
+refuses the log read, with one line naming the bound. A write (PATCH, DELETE) that may have
+reached the API server is never sent again; when its answer does not come the action fails
+saying its outcome is unknown.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 
-from aegis.core.errors import ConfigError
+from aegis.executor.backends.kube_transport import (
+    MAX_ANSWER_BYTES,
+    KubeAnswerRefused,
+    api_error,
+    guarded,
+    no_answer,
+)
 from aegis.executor.backends.protocol import (
     RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
@@ -64,22 +75,6 @@ DEPLOYMENT_OWN_ANNOTATIONS = frozenset(
 )
 
 
-def load_api_client() -> Any:
-    """In-cluster service account first, then the kubeconfig (``KUBECONFIG``/``~/.kube/config``)."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        try:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise ConfigError(
-                "EXECUTOR_BACKEND=kubernetes needs an in-cluster service account or a kubeconfig "
-                f"(KUBECONFIG or ~/.kube/config): {str(exc).splitlines()[0]}"
-            ) from None
-    return client.ApiClient(configuration)
-
-
 def deployment_state(deployment: Any) -> dict[str, Any]:
     annotations = deployment.metadata.annotations or {}
     template = deployment.spec.template
@@ -108,11 +103,13 @@ class _Run:
             data, _status, headers = fn(*args, _request_timeout=self.backend.timeout, **kwargs)
         except client.ApiException as exc:
             self._collect(exc.headers)
-            raise ActionFailed(f"{what}: {_api_error(exc)}") from None
+            raise ActionFailed(f"{what}: {api_error(exc)}") from None
+        except KubeAnswerRefused as exc:
+            self._collect(exc.headers)
+            raise ActionFailed(f"{what}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
-            raise ActionFailed(
-                f"{what}: kubernetes API unreachable ({type(exc).__name__})"
-            ) from None
+            write = fn.__name__.startswith(("patch_", "delete_"))
+            raise ActionFailed(f"{what}: {no_answer(exc, write=write)}") from None
         self._collect(headers)
         return data
 
@@ -143,17 +140,6 @@ class _Run:
             dry_run=self.dry_run,
             field_manager=FIELD_MANAGER,
         )
-
-
-def _api_error(exc: Any) -> str:
-    message = exc.reason or "error"
-    try:
-        status = json.loads(exc.body or "")
-        message = status.get("message") or message
-    except (TypeError, ValueError, AttributeError):
-        pass
-    # one line: an admission webhook's denial lists its violations a line each
-    return f"{exc.status} {' '.join(str(message).split())}"
 
 
 def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -275,7 +261,8 @@ _ACTIONS: dict[str, Callable[[_Run, datetime], tuple[dict[str, Any], dict[str, A
 
 
 class KubernetesBackend:
-    """``EXECUTOR_BACKEND=kubernetes``. Takes a configured ``kubernetes.client.ApiClient``."""
+    """``EXECUTOR_BACKEND=kubernetes``. Takes a configured ``kubernetes.client.ApiClient`` and
+    reads its answers at most ``max_answer_bytes`` each (:mod:`.kube_transport`)."""
 
     name = "kubernetes"
 
@@ -285,8 +272,9 @@ class KubernetesBackend:
         *,
         timeout: tuple[float, float] = (5.0, 30.0),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        self.api_client = api_client
+        self.api_client = guarded(api_client, limit=max_answer_bytes)
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.timeout = timeout
@@ -342,7 +330,9 @@ class KubernetesBackend:
             if refused is not None and not read:
                 raise refused
         except client.ApiException as exc:
-            raise LogsUnavailable(f"reading logs in {ns}: {_api_error(exc)}") from None
+            raise LogsUnavailable(f"reading logs in {ns}: {api_error(exc)}") from None
+        except KubeAnswerRefused as exc:
+            raise LogsUnavailable(f"reading logs in {ns}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
             raise LogsUnavailable(
                 f"reading logs in {ns}: kubernetes API unreachable ({type(exc).__name__})"

@@ -1,0 +1,156 @@
+"""How the ``kubernetes`` backend reads the API server's answers, checked against the FAKE API
+server misbehaving as a broken API server (or a proxy in front of it) would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from aegis.executor.backends.kube_transport import MAX_ANSWER_BYTES
+from aegis.executor.backends.kubernetes import KubernetesBackend
+from aegis.executor.errors import ActionFailed, LogsUnavailable
+from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
+from tests.support.fake_kube import FakeKubeApiServer
+from tests.unit.executor.conftest import ExecutorHarness, action_body
+
+KiB = 1024
+
+
+def _request(action: str, *, name: str = "web", **params: int) -> ExecutorActionRequest:
+    return ExecutorActionRequest(
+        action_id="act-1",
+        action=action,
+        namespace="demo",
+        name=name,
+        params=params,
+        idempotency_key="idem-1",
+        requested_by="alice",
+    )
+
+
+@pytest.fixture
+def small_cap(fake_kube: FakeKubeApiServer) -> Iterator[KubernetesBackend]:
+    """A backend that reads at most 64 KiB of an answer, with a 0.5 s read timeout."""
+    backend = KubernetesBackend(
+        fake_kube.api_client(), timeout=(2.0, 0.5), max_answer_bytes=64 * KiB
+    )
+    yield backend
+    backend.close()
+
+
+def test_an_answer_over_the_cap_fails_the_action_before_anything_is_written(
+    small_cap: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.answer_padding = 1 << 20
+
+    with pytest.raises(ActionFailed) as caught:
+        small_cap.execute(_request("scale_deployment", replicas=5))
+
+    assert caught.value.message == (
+        "read deployment demo/web: the kubernetes API answered more than 64 KiB; not read"
+    )
+    assert caught.value.audit_ids == [fake_kube.requests[-1].audit_id]
+    assert fake_kube.mutating_requests() == []
+
+
+def test_an_endless_answer_is_cut_at_the_cap(
+    small_cap: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.endless_answers = True
+
+    with pytest.raises(ActionFailed, match=r"answered more than 64 KiB; not read$"):
+        small_cap.execute(_request("restart_deployment"))
+
+    assert fake_kube.mutating_requests() == []
+
+
+def test_an_answer_trickling_in_for_longer_than_the_read_timeout_is_refused(
+    small_cap: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.endless_answers = True
+    fake_kube.trickle_s = 0.01  # each byte well inside the read timeout, the whole never done
+
+    with pytest.raises(ActionFailed) as caught:
+        small_cap.execute(_request("delete_pod", name="web-1"))
+
+    assert caught.value.message == (
+        "read pod demo/web-1: the kubernetes API took longer than 0.5 s to answer; not read"
+    )
+
+
+def test_a_log_answer_over_the_cap_is_a_one_line_refusal(
+    small_cap: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.endless_answers = True
+    request = ExecutorLogsRequest(namespace="demo", pod="web-1", requested_by="ai-engine")
+
+    with pytest.raises(LogsUnavailable) as caught:
+        small_cap.logs(request)
+
+    assert caught.value.message == (
+        "reading logs in demo: the kubernetes API answered more than 64 KiB; not read"
+    )
+
+
+def test_an_answer_over_the_default_cap_is_a_failed_result_stored_like_any_other(
+    executor: ExecutorHarness,
+) -> None:
+    executor.fake.answer_padding = MAX_ANSWER_BYTES
+
+    first = executor.post(action_body())
+    again = executor.post(action_body())
+
+    assert first.status_code == 200
+    result = first.json()
+    assert result["status"] == "failed"
+    assert result["error"] == (
+        "read deployment demo/web: the kubernetes API answered more than 32 MiB; not read"
+    )
+    assert result["kube_audit_ids"] == [executor.fake.requests[0].audit_id]
+    assert again.json()["idempotent_replay"] is True
+    assert executor.fake.mutating_requests() == []
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+def test_a_delete_whose_answer_never_comes_is_sent_once_and_reported_as_unknown(
+    fake_kube: FakeKubeApiServer,
+) -> None:
+    fake_kube.add_pod("demo", "web-1")
+    fake_kube.stalled_methods = {"DELETE"}  # the pod is deleted; the answer is lost
+    backend = KubernetesBackend(fake_kube.api_client(), timeout=(2.0, 0.3))
+    try:
+        with pytest.raises(ActionFailed) as caught:
+            backend.execute(_request("delete_pod", name="web-1"))
+    finally:
+        backend.close()
+
+    assert [r.method for r in fake_kube.requests] == ["GET", "DELETE"]
+    assert caught.value.message == (
+        "delete pod demo/web-1: no answer from the kubernetes API (ReadTimeoutError); "
+        "it may or may not have acted: check the target"
+    )
+    assert "web-1" not in fake_kube.pod_names("demo")  # it did act
+
+
+# --- what an error answer may put into a result -------------------------------------------------
+
+
+def test_an_api_error_message_of_any_length_becomes_a_bounded_one_line_failure(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.admission_denial = "[replica-cap] at most 4 replicas\n" * 20_000  # ~660 KB
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(_request("scale_deployment", replicas=5))
+
+    message = caught.value.message
+    assert message.startswith(
+        'patch deployment demo/web scale: 403 admission webhook "validation.gatekeeper.sh" '
+        "denied the request: [replica-cap] at most 4 replicas [replica-cap]"
+    )
+    assert message.endswith("… (660064 characters in all)")
+    assert len(message) < 1100
+    assert "\n" not in message
