@@ -1,12 +1,19 @@
 """The dispatcher: dry runs, expiry, execution with retries, and the re-check after acting.
 
 ``tick(...)`` does one pass and is what tests call; ``run(ctx)`` calls it forever in the backend.
-Each step is its own short transaction; the HTTP call to the executor happens between them (a
-claimed request is ``running``), so no database lock is held while the executor works. A backend
-that stops between claiming a request and recording its result leaves it ``running``; after
-:data:`RUNNING_LEASE_S` another backend (or the same, restarted) dispatches it again
-(:func:`reclaim_abandoned`). That cannot act twice: the retry carries the same idempotency key,
-so an executor that already acted returns its stored result instead of acting again.
+Each step is its own short transaction; the HTTP call to the executor happens between them, so
+no database lock is held while the executor works.
+
+An approved request is confirmed first (a person's approval: the dry run again, voided if the
+diff changed), then claimed (``running``), then sent. So ``running`` means sent, or about to be:
+the executor may have acted, and from then on the request is only ever sent again with the same
+idempotency key, never dry-run again (a dry run would show the change done, not the change
+approved, and void an approval whose action ran). An executor that already acted answers the key
+with its stored result, so the request ends as the executor left the target. That happens to a
+request whose answer was lost (the executor unreachable after sending: retried with backoff,
+still ``running``) and to one whose backend stopped before recording the result: after
+:data:`RUNNING_LEASE_S` another backend (or the same, restarted) takes it over
+(:func:`reclaim_abandoned`).
 """
 
 from __future__ import annotations
@@ -132,7 +139,11 @@ def _dry_run_refused(database: Database, action_id: str, error: str) -> None:
 
 
 def reclaim_abandoned(database: Database) -> list[str]:
-    """Put requests left ``running`` past the lease back in the queue, audited; their ids."""
+    """Take over the requests left ``running`` past the lease, audited; their ids, to send again.
+
+    A ``running`` request was confirmed (its approval re-checked) before it was claimed, and it
+    may have reached the executor: it is sent again with the same idempotency key, never dry-run
+    again, so the executor's answer (its stored result when it had acted) decides its end."""
     now = service.now()
     cutoff = now - timedelta(seconds=RUNNING_LEASE_S)
     with database.unit_of_work() as session:
@@ -146,7 +157,7 @@ def reclaim_abandoned(database: Database) -> list[str]:
         )
         for request in abandoned:
             claimed_at = service.aware(request.updated_at).isoformat()
-            request.status, request.next_attempt_at, request.updated_at = "approved", now, now
+            request.next_attempt_at, request.updated_at = now, now  # the lease is ours now
             service.audit(
                 session,
                 request,
@@ -154,15 +165,40 @@ def reclaim_abandoned(database: Database) -> list[str]:
                 "system",
                 claimed_at=claimed_at,
                 reason="the backend that claimed it stopped before recording a result; "
-                "dispatched again with the same idempotency key",
+                "sent again with the same idempotency key",
             )
             log.warning("action_dispatch_reclaimed", action_id=request.id, claimed_at=claimed_at)
         return [request.id for request in abandoned]
 
 
-def _claim(database: Database) -> list[str]:
+def _retries_due(database: Database) -> list[str]:
+    """Sent requests whose next try is due (the answer was lost, the executor said "not now"),
+    taken: a retry is scheduled after the claim (``next_attempt_at > updated_at``), and taking
+    it moves ``updated_at`` past it, so one backend takes each."""
+    now = service.now()
+    due = (
+        ActionRequest.status == "running",
+        ActionRequest.next_attempt_at <= now,
+        ActionRequest.next_attempt_at > ActionRequest.updated_at,
+    )
     with database.unit_of_work() as session:
-        ids = list(
+        ids = list(session.scalars(select(ActionRequest.id).where(*due).limit(20)))
+        taken = []
+        for action_id in ids:
+            changed = session.execute(
+                update(ActionRequest)
+                .where(ActionRequest.id == action_id, *due)
+                .values(updated_at=now)
+            )
+            if changed.rowcount:  # type: ignore[attr-defined]
+                taken.append(action_id)
+    return taken
+
+
+def _due(database: Database) -> list[str]:
+    """Approved requests due to be dispatched (not claimed yet: see :func:`execute`)."""
+    with database.unit_of_work() as session:
+        return list(
             session.scalars(
                 select(ActionRequest.id)
                 .where(
@@ -172,22 +208,27 @@ def _claim(database: Database) -> list[str]:
                 .limit(20)
             )
         )
-        claimed = []
-        for action_id in ids:
-            changed = session.execute(
-                update(ActionRequest)
-                .where(ActionRequest.id == action_id, ActionRequest.status == "approved")
-                .values(status="running", updated_at=service.now())
-            )
-            if changed.rowcount:  # type: ignore[attr-defined]
-                claimed.append(action_id)
-    return claimed
+
+
+def _claim(database: Database, action_id: str) -> bool:
+    """``approved`` -> ``running``, once: False when another backend claimed it first (or
+    voided, or finished it)."""
+    with database.unit_of_work() as session:
+        changed = session.execute(
+            update(ActionRequest)
+            .where(ActionRequest.id == action_id, ActionRequest.status == "approved")
+            .values(status="running", updated_at=service.now())
+        )
+        return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
 def _still_what_was_approved(
     executor: Executor, database: Database, settings: Settings, action_id: str
 ) -> bool:
-    """Re-run the dry run of an approved request; void the approval if the change differs."""
+    """Re-run the dry run of an approved request; void the approval if the change differs.
+
+    Run before the claim, never after: once ``running``, a request may have reached the
+    executor, and a dry run then shows the change done, not the change approved."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id)
     if request.approved_by is None:
@@ -197,6 +238,8 @@ def _still_what_was_approved(
         return True
     with database.unit_of_work() as session:
         current = service.get(session=session, action_id=action_id, lock=True)
+        if current.status != "approved" or current.approval_hash != request.approval_hash:
+            return False  # another backend claimed, voided or finished it meanwhile
         current.status = "pending_approval"
         current.approved_by = None
         current.expires_at = service.now() + timedelta(seconds=settings.action_approval_ttl_s)
@@ -212,42 +255,90 @@ def _still_what_was_approved(
 
 
 def execute(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
+    """Dispatch an approved request: confirm it (the dry run again, for a person's approval),
+    claim it (``running``), send it."""
     request_id_var.set(f"action-{action_id}")  # forwarded to the executor as X-Request-ID
     try:
         if not _still_what_was_approved(executor, database, settings, action_id):
             return
-        # Read again for every action, just before it is sent: a switch flipped while a batch
-        # runs stops the rest of the batch, which goes back to the queue untouched.
-        if not dispatch_enabled(settings, database):
-            _unclaim(database, action_id)
+    except ExecutorUnreachable as exc:
+        _retry_later(database, settings, action_id, exc.message, was="approved", sent=False)
+        return
+    except ExecutorRejected as exc:
+        if exc.executor_status == 503:  # "not now" (switched off, its stores down)
+            error = f"executor unavailable: {exc.message}"
+            _retry_later(database, settings, action_id, error, was="approved", sent=False)
             return
+        error = f"executor refused: {exc.message}"
+        _finish(database, settings, action_id, None, error, was="approved")
+        return
+    # Read again for every action, just before it is claimed: a switch flipped while a batch
+    # runs stops the rest of the batch, which stays in the queue untouched.
+    if not dispatch_enabled(settings, database):
+        log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
+        return
+    if _claim(database, action_id):
+        _send(database, settings, executor, action_id, sent_before=False)
+
+
+def send_again(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
+    """Send a ``running`` request again (taken over, or its retry due), with its key."""
+    request_id_var.set(f"action-{action_id}")
+    if not dispatch_enabled(settings, database):
+        with database.unit_of_work() as session:  # due again as soon as the switch is on
+            request = service.get(session=session, action_id=action_id, lock=True)
+            if request.status == "running":
+                request.updated_at = service.now()
+                request.next_attempt_at = request.updated_at + timedelta(seconds=TICK_S)
+        log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
+        return
+    _send(database, settings, executor, action_id, sent_before=True)
+
+
+def _send(
+    database: Database,
+    settings: Settings,
+    executor: Executor,
+    action_id: str,
+    *,
+    sent_before: bool,
+) -> None:
+    """The real request, with the request id as its idempotency key: the executor acts once
+    per key and answers a key it has acted on with its stored result."""
+    try:
         with database.unit_of_work() as session:
             request = service.get(session=session, action_id=action_id)
             outgoing = _executor_request(request, dry_run=False, key=request.id)
         result = executor.submit(outgoing)
-    except ExecutorUnreachable as exc:
-        _retry_later(database, settings, action_id, exc.message)
+    except ExecutorUnreachable as exc:  # it may have acted: sent again, never re-checked
+        _retry_later(database, settings, action_id, exc.message, was="running", sent=True)
         return
     except ExecutorRejected as exc:
-        if exc.executor_status == 503:  # "not now" (switched off, its stores down): nothing ran
-            _retry_later(database, settings, action_id, f"executor unavailable: {exc.message}")
+        if exc.executor_status == 503:  # nothing ran now; an earlier send may have acted
+            error = f"executor unavailable: {exc.message}"
+            _retry_later(database, settings, action_id, error, was="running", sent=sent_before)
             return
         _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
         return
     _finish(database, settings, action_id, result, result.error)
 
 
-def _unclaim(database: Database, action_id: str) -> None:
+def _retry_later(
+    database: Database,
+    settings: Settings,
+    action_id: str,
+    error: str,
+    *,
+    was: str,
+    sent: bool,
+) -> None:
+    """Try again after a backoff: ``approved`` (confirmed again first) when nothing was sent,
+    ``running`` (sent again as it is) when it was. Nothing when the request is no longer
+    ``was`` (another backend moved it on)."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
-        if request.status == "running":
-            request.status, request.updated_at = "approved", service.now()
-    log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
-
-
-def _retry_later(database: Database, settings: Settings, action_id: str, error: str) -> None:
-    with database.unit_of_work() as session:
-        request = service.get(session=session, action_id=action_id)
+        if request.status != was:
+            return
         request.attempts += 1
         request.error = error
         if request.attempts >= settings.action_max_attempts:
@@ -257,8 +348,9 @@ def _retry_later(database: Database, settings: Settings, action_id: str, error: 
             )
             return
         backoff = min(MAX_BACKOFF_S, 0.5 * 2**request.attempts)
-        request.status = "approved"
-        request.next_attempt_at = service.now() + timedelta(seconds=backoff)
+        request.status = "running" if sent else "approved"
+        request.updated_at = service.now()
+        request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)
 
 
 def _finish(
@@ -267,9 +359,13 @@ def _finish(
     action_id: str,
     result: ExecutorActionResult | None,
     error: str | None,
+    *,
+    was: str = "running",
 ) -> None:
     with database.unit_of_work() as session:
-        request = service.get(session=session, action_id=action_id)
+        request = service.get(session=session, action_id=action_id, lock=True)
+        if request.status != was:
+            return
         request.attempts += 1
         request.status = result.status if result is not None else "failed"
         request.error = error
@@ -332,9 +428,10 @@ def recheck(database: Database) -> None:
 def tick(database: Database, settings: Settings, executor: Executor) -> None:
     expire_pending(database)
     dry_run_pending(database, executor)
-    reclaim_abandoned(database)
     if dispatch_enabled(settings, database):
-        for action_id in _claim(database):
+        for action_id in reclaim_abandoned(database) + _retries_due(database):
+            send_again(database, settings, executor, action_id)
+        for action_id in _due(database):
             execute(database, settings, executor, action_id)
     recheck(database)
 

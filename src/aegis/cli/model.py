@@ -328,10 +328,12 @@ def promote(
 
 
 def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
+    from aegis.audit.journal import AuditWriter
     from aegis.cli.runtime import prepare_database, require_role
+    from aegis.core.errors import Forbidden
     from aegis.registry import catalog
 
-    _, database = prepare_database()
+    settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
             require_role(session, actor, "approver")
@@ -345,6 +347,19 @@ def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> No
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment
                 )
                 typer.echo(f"rejected promotion request {promotion_id}")
+    except Forbidden as exc:
+        # A decision refused (four eyes, no approver role) is audited as the API's 403 is
+        # (aegis.auth.handlers): access.denied, in a transaction of its own (the decision's is
+        # rolled back).
+        AuditWriter(database, settings.audit_journal_path).record(
+            category="auth",
+            event_type="access.denied",
+            actor=actor,
+            resource=f"aegis model {'approve' if approve else 'reject'} {promotion_id}",
+            outcome="denied",
+            data={"ip": "cli", "reason": exc.message, "code": exc.code, "username": None},
+        )
+        raise
     finally:
         database.dispose()
 

@@ -3,6 +3,7 @@ decisions that cannot be taken twice, and what the audit log keeps of each."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,34 @@ def test_the_cli_asks_only_for_an_operator_so_a_variant_name_cannot_pass_four_ey
     capsys.readouterr()
     with database.unit_of_work() as session:
         assert catalog.list_promotions(session=session) == []
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_self_decision_refused_by_the_cli_is_audited_as_over_the_api(
+    cli_env: None,
+    client: TestClient,
+    database: Database,
+    pushed: Callable[[str], Path],
+    decision: str,
+) -> None:
+    pushed("0.1")
+    requester = factories.user(database, "operator", "approver")
+    headers = factories.bearer(factories.login(client, requester))
+    promotion = _ask(client, headers, "0.1", "production").json()["id"]
+    url = f"{MODELS}/promotions/{promotion}/{decision}"
+    assert client.post(url, json={}, headers=headers).status_code == 403
+
+    assert run(["model", decision, str(promotion), "--actor", requester]) == 1
+
+    api, cli = factories.audit_events(database, "access.denied")
+    assert (cli.category, cli.actor, cli.outcome) == (api.category, api.actor, api.outcome)
+    assert (cli.category, cli.actor, cli.outcome) == ("auth", requester, "denied")
+    said = {key: json.loads(api.data)[key] for key in ("code", "reason")}
+    assert said["code"] == "four_eyes_required"
+    assert {key: json.loads(cli.data)[key] for key in ("code", "reason")} == said
+    assert str(promotion) in cli.resource and decision in cli.resource
+
+    viewer = factories.user(database, "viewer")
+    assert run(["model", decision, str(promotion), "--actor", viewer]) == 1
+    denied = factories.audit_events(database, "access.denied")[-1]
+    assert (denied.actor, json.loads(denied.data)["code"]) == (viewer, "forbidden")
