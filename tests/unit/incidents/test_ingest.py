@@ -125,6 +125,39 @@ def test_a_late_copy_of_a_resolution_does_not_resolve_the_alert_firing_again(
     assert statuses == ["open", "resolved"]
 
 
+def test_a_resolution_that_overtakes_its_firing_is_kept_and_the_late_firing_opens_nothing(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    """Alertmanager may deliver the resolution (a retry that won) before the firing: the alert
+    fired and ended, so the workload shows a resolved incident, and the firing that arrives
+    afterwards (started before that end) does not open one that nothing would ever resolve."""
+    first = hook(alert("A", status="resolved"))
+    assert (first["new_alerts"], first["resolved_alerts"], first["duplicates"]) == (1, 1, 0)
+    late = hook(alert("A"))
+    assert (late["new_alerts"], late["duplicates"]) == (0, 1)
+    with database.unit_of_work() as session:
+        types = [e.event_type for e in session.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+    assert types == ["incident.opened", "alert.received", "alert.resolved", "incident.resolved"]
+    (incident,) = _incidents(client, database)
+    assert incident["status"] == "resolved"
+    viewer = factories.signed_in(client, database, "viewer")
+    detail = client.get(f"/api/v1/incidents/{incident['id']}", headers=viewer).json()
+    assert [(a["alertname"], a["status"]) for a in detail["alerts"]] == [("A", "resolved")]
+
+
+def test_a_resolution_that_overtakes_its_firing_joins_the_workloads_open_incident(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    hook(alert("B"))
+    hook(alert("A", status="resolved"))
+    hook(alert("A"))
+    (incident,) = _incidents(client, database)
+    assert incident["status"] == "open"  # B still fires
+    hook(alert("B", status="resolved"))
+    (incident,) = _incidents(client, database)
+    assert incident["status"] == "resolved"
+
+
 def test_every_change_is_audited(
     hook: Callable[..., dict[str, object]], database: Database
 ) -> None:
