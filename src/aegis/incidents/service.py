@@ -63,6 +63,9 @@ INGEST_LOCK_KEY = int.from_bytes(b"AEGISINC", "big", signed=True)
 # class id ("AI" + "IN") and a 32-bit hash of the fingerprint or workload.
 INGEST_LOCK_CLASS = int.from_bytes(b"AIIN", "big", signed=True)
 MAX_KEY_LOCKS = 128
+# incidents.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value (a
+# DataError, answered 422), while SQLite finds nothing. A larger id cannot exist.
+MAX_INCIDENT_ID = 2**31 - 1
 ALERTS = cast(Table, Alert.__table__)
 INCIDENTS = cast(Table, Incident.__table__)
 # What ingest tracks of an incident: the columns it may change, and the id.
@@ -430,7 +433,7 @@ def _resolve_finished_incidents(batch: _Batch) -> None:
 
 
 def get(*, session: Session, incident_id: int) -> tuple[Incident, list[Alert]]:
-    incident = session.get(Incident, incident_id)
+    incident = session.get(Incident, incident_id) if incident_id <= MAX_INCIDENT_ID else None
     if incident is None:
         raise IncidentNotFound(f"incident {incident_id} not found")
     alerts = list(
@@ -450,7 +453,7 @@ def list_incidents(
     stmt = select(Incident).order_by(Incident.id.desc()).limit(limit + 1)
     if status:
         stmt = stmt.where(Incident.status == status)
-    if before_id:
+    if before_id and before_id <= MAX_INCIDENT_ID:  # a larger cursor is above every id
         stmt = stmt.where(Incident.id < before_id)
     rows = list(session.scalars(stmt))
     more = len(rows) > limit

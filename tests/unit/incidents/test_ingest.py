@@ -178,6 +178,25 @@ def test_incident_detail_lists_its_alerts(
     assert client.get("/api/v1/incidents/99999", headers=viewer).status_code == 404
 
 
+@pytest.mark.parametrize("incident_id", [2**31 - 1, 2**31, 2**63 - 1])
+def test_an_id_past_the_column_is_not_found_and_a_cursor_past_it_pages_from_the_newest(
+    hook: Callable[..., dict[str, object]],
+    client: TestClient,
+    database: Database,
+    incident_id: int,
+) -> None:
+    """Incident ids are 32-bit: a larger one cannot exist, on PostgreSQL (which refused to
+    compare it, a 422) as on SQLite; a cursor beyond every id starts from the newest."""
+    hook(alert("A"))
+    viewer = factories.signed_in(client, database, "viewer")
+    response = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "incident_not_found"
+    page = client.get("/api/v1/incidents", params={"cursor": incident_id}, headers=viewer)
+    assert page.status_code == 200
+    assert [i["title"] for i in page.json()["items"]] == ["A"]
+
+
 def test_a_nul_character_in_an_alert_is_kept_as_a_replacement_character(
     hook: Callable[..., dict[str, object]], client: TestClient, database: Database
 ) -> None:
