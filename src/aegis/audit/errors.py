@@ -14,3 +14,8 @@ class AuditUnavailable(AuditError):
 
 class CheckpointInvalid(AuditError):
     code = "checkpoint_invalid"
+
+
+class UnknownAuditType(AuditError):
+    code = "unknown_audit_type"
+    status_code = 422

@@ -1,11 +1,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Category = Literal["auth", "policy", "action", "model", "system"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+# Every event type Aegis records (docs/audit.md): what GET /api/v1/audit?type= takes besides a
+# category, with any other type the log holds (an older version's).
+EVENT_TYPES = frozenset(
+    {
+        *("access.denied", "authentication.failed", "login.succeeded", "refresh_token.reused"),
+        *("request.refused", "user.created", "user.disabled", "user.enabled"),
+        *("user.password_changed", "user.password_reset", "user.roles_changed"),
+        *("policy.create", "policy.update", "policy.delete", "policy.restore"),
+        "policy.evaluated",
+        *("action.requested", "action.allowed", "action.denied", "action.pending_approval"),
+        *("action.approved", "action.rejected", "action.approval_refused"),
+        *("action.approval_voided", "action.expired", "action.dispatch_reclaimed"),
+        *("action.dry_run", "action.executed", "action.failed", "action.effective"),
+        "action.ineffective",
+        *("model.bootstrapped", "model.pushed", "model.push_refused", "model.verified"),
+        *("model.load_refused", "model.unloaded", "model.promotion_requested"),
+        *("model.promotion_approved", "model.promotion_rejected", "model.promoted"),
+        *("alert.received", "alert.resolved", "incident.opened", "incident.resolved"),
+        *("safety.flagged", "safety.reviewed", "executor.enabled", "executor.disabled"),
+        *("backup.created", "backup.pruned", "backup.restored", "backup.drill"),
+    }
+)
 
 
 class AuditEventCreate(BaseModel):

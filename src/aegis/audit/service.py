@@ -19,8 +19,16 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from aegis.audit import canonical
+from aegis.audit.errors import UnknownAuditType
 from aegis.audit.models import AuditEntry
-from aegis.audit.schemas import AuditEntryRead, AuditEventCreate, AuditPage, Category
+from aegis.audit.schemas import (
+    CATEGORIES,
+    EVENT_TYPES,
+    AuditEntryRead,
+    AuditEventCreate,
+    AuditPage,
+    Category,
+)
 from aegis.database.bulk import insert_rows
 from aegis.database.core import is_postgres
 
@@ -145,17 +153,38 @@ def as_utc(moment: datetime) -> datetime:
         return edge.replace(tzinfo=UTC)
 
 
+def _type_filter(session: Session, value: str | None) -> tuple[str | None, str | None]:
+    """(category, event type) that ``value`` names: a category, an event type Aegis records
+    (:data:`EVENT_TYPES`) or one the log holds (an older version's). Anything else would be an
+    empty page that looks like "nothing happened": it is refused, naming the valid ones."""
+    if not value:
+        return None, None
+    if value in CATEGORIES:
+        return value, None
+    if (
+        value in EVENT_TYPES
+        or session.scalar(select(AuditEntry.seq).where(AuditEntry.event_type == value).limit(1))
+        is not None
+    ):
+        return None, value
+    raise UnknownAuditType(
+        f"type {value!r} is not a category ({', '.join(CATEGORIES)}) or an event type"
+        f" ({', '.join(sorted(EVENT_TYPES))}, or another in the log)"
+    )
+
+
 def query(
     *,
     session: Session,
-    category: str | None = None,
-    event_type: str | None = None,
+    type_filter: str | None = None,
     actor: str | None = None,
     since: datetime | None = None,
     after_seq: int | None = None,
     limit: int = 100,
 ) -> AuditPage:
-    """Entries oldest first, filtered, one page; ``next_cursor`` continues after the last."""
+    """Entries oldest first, filtered, one page; ``next_cursor`` continues after the last.
+    ``type_filter``: a category or an exact event type (:func:`_type_filter`)."""
+    category, event_type = _type_filter(session, type_filter)
     stmt = select(AuditEntry).order_by(AuditEntry.seq).limit(limit + 1)
     if category:
         stmt = stmt.where(AuditEntry.category == category)

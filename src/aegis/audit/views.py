@@ -25,12 +25,9 @@ def list_audit(  # noqa: PLR0917 - FastAPI query parameters
     cursor: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
-    category = type if type in {"auth", "policy", "action", "model", "system"} else None
-    event_type = type if type and category is None else None
     return service.query(
         session=session,
-        category=category,
-        event_type=event_type,
+        type_filter=type,
         actor=actor,
         since=since,
         after_seq=cursor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -18,6 +19,15 @@ REQUEST_ID_HEADER = "X-Request-ID"
 request_id_var: ContextVar[str | None] = ContextVar("aegis_request_id", default=None)
 
 _SECRET_KEYS = ("password", "secret", "token", "api_key", "authorization", "key")
+_NOT_SECRET = frozenset({"key_id"})
+# structlog's own fields, read by the processors after this one (exc_info as the tuple it is).
+_LOGGING_FIELDS = frozenset({"exc_info", "stack_info", "_record", "_from_structlog"})
+# How much of a field's nested dicts and lists is checked for secret names: this many levels
+# below the field, this many values per line. What lies beyond is replaced by a note.
+_MAX_DEPTH = 8
+_MAX_VALUES = 2_000
+_TOO_DEEP = "<nested too deep to check for secrets>"
+_TOO_MANY = "<more values than are checked for secrets>"
 
 
 def _add_request_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -27,12 +37,63 @@ def _add_request_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return name not in _NOT_SECRET and any(marker in lowered for marker in _SECRET_KEYS)
+
+
+def _key_text(key: object) -> str:
+    """A field name as JSON writes it (which refuses a tuple key, say); never raises."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else str(key).lower()
+    try:
+        return str(key)
+    except Exception:  # a key whose __str__ fails: the line is still written
+        return f"<{type(key).__name__}>"
+
+
+def _redacted(value: Any, depth: int, budget: list[int]) -> Any:
+    """``value`` with every field whose name says it is secret masked, in copies (the caller's
+    dicts and lists are never changed); past :data:`_MAX_DEPTH` levels or :data:`_MAX_VALUES`
+    values a container is replaced by a note, so a deep, cyclic or huge one is neither checked
+    for ever nor written unchecked."""
+    if not isinstance(value, (Mapping, list, tuple)):
+        return value
+    if depth >= _MAX_DEPTH:
+        return _TOO_DEEP
+    try:
+        items = list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
+    except Exception:  # a mapping whose items() fails
+        return f"<unreadable {type(value).__name__}>"
+    out: dict[str, Any] = {}
+    for key, item in items:
+        if budget[0] <= 0:
+            out["..."] = _TOO_MANY
+            break
+        budget[0] -= 1
+        name = _key_text(key)
+        if isinstance(value, Mapping) and _is_secret(name):
+            out[name] = "***"
+        else:
+            out[name] = _redacted(item, depth + 1, budget)
+    if isinstance(value, Mapping):
+        return out
+    return [*out.values()] if isinstance(value, list) else tuple(out.values())
+
+
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Last line of defence: a field whose name says it is secret is never written out."""
+    """Last line of defence: a field whose name says it is secret is never written out, at the
+    top of the line or nested in a field's dicts and lists (``headers={"Authorization": ...}``)."""
+    budget = [_MAX_VALUES]
     for key in list(event):
-        lowered = key.lower()
-        if any(marker in lowered for marker in _SECRET_KEYS) and key not in {"key_id"}:
+        if key in _LOGGING_FIELDS:
+            continue
+        if _is_secret(key):
             event[key] = "***"
+        else:
+            event[key] = _redacted(event[key], 0, budget)
     return event
 
 

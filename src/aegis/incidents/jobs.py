@@ -496,4 +496,6 @@ async def run(ctx: AppContext) -> None:
         try:
             await asyncio.to_thread(predict_pending, ctx.db, ctx.settings)
         except Exception as exc:  # the job must outlive any one failure
-            log.warning("prediction_job_failed", error=type(exc).__name__)
+            # With the traceback (plain text, no local variables): the exception's name alone
+            # left operators nothing to find the fault by.
+            log.error("prediction_job_failed", error=type(exc).__name__, exc_info=exc)

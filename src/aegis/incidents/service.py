@@ -6,10 +6,15 @@
   ``deployment``, ``statefulset``, ``daemonset``, ``service``, ``job``, ``app``, ``pod`` (else the
   alert name) — join that workload's open incident, or open a new one.
 * An incident resolves when every one of its alerts has resolved; a resolved alert that fires
-  again (a later ``startsAt``) joins the workload's open incident (or a new one). A notification
-  older than what is stored — a firing that started before the stored resolution's ``endsAt``, a
-  resolution that ended before the stored ``startsAt`` — is a late copy (an Alertmanager peer's
-  retry): counted as a duplicate, it neither reopens nor resolves anything.
+  again (a later ``startsAt``) joins the workload's open incident (or a new one): a resolved
+  incident is never reopened. A notification older than what is stored — a firing that started
+  before the stored resolution's ``endsAt``, a resolution that ended before the stored
+  ``startsAt`` — is a late copy (an Alertmanager peer's retry): counted as a duplicate, it
+  neither reopens nor resolves anything.
+* A resolution for an alert never seen (it overtook its firing across retries, or the firing
+  never arrived) is stored as a resolved alert in the workload's open incident, or in a new one
+  that resolves at once: the firing that may follow is then a late copy, instead of opening an
+  incident no notification would ever resolve.
 * Every new alert, resolution, opened and resolved incident is an audit event, appended in the
   same transaction as the change.
 * Label values are stored whole in the alert's labels; the incident's title, namespace and
@@ -58,6 +63,9 @@ INGEST_LOCK_KEY = int.from_bytes(b"AEGISINC", "big", signed=True)
 # class id ("AI" + "IN") and a 32-bit hash of the fingerprint or workload.
 INGEST_LOCK_CLASS = int.from_bytes(b"AIIN", "big", signed=True)
 MAX_KEY_LOCKS = 128
+# incidents.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value (a
+# DataError, answered 422), while SQLite finds nothing. A larger id cannot exist.
+MAX_INCIDENT_ID = 2**31 - 1
 ALERTS = cast(Table, Alert.__table__)
 INCIDENTS = cast(Table, Incident.__table__)
 # What ingest tracks of an incident: the columns it may change, and the id.
@@ -250,14 +258,15 @@ def ingest(
                 select(*INCIDENT_STATE).where(INCIDENTS.c.id.in_(batch.resolving))
             )
         }
-    batch.open_incidents(
+    batch.open_incidents(  # for the new alerts (a resolution overtaking its firing too)
         [
             a
             for fp, a in alerts.items()
-            if a.status == "firing"
-            and (
-                fp not in existing
-                or (existing[fp]["status"] == "resolved" and not _stale(a, existing[fp]))
+            if fp not in existing
+            or (
+                a.status == "firing"
+                and existing[fp]["status"] == "resolved"
+                and not _stale(a, existing[fp])
             )
         ]
     )
@@ -295,32 +304,7 @@ def ingest(
 
 def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None) -> None:
     if stored is None:
-        if incoming.status == "resolved":
-            batch.result.duplicates += 1  # a resolution for an alert we never saw firing
-            return
-        incident_id = batch.incident_for(incoming)
-        batch.new_alerts.append(  # written in one INSERT after the loop
-            {
-                "fingerprint": incoming.fingerprint,
-                "incident_id": incident_id,
-                "alertname": _clipped("alertname", incoming.labels.get("alertname", ""), ALERTS),
-                "status": "firing",
-                "labels": incoming.labels,
-                "annotations": incoming.annotations,
-                "starts_at": incoming.starts_at,
-                "ends_at": None,
-                "received_count": 1,
-                "last_received_at": batch.now,
-            }
-        )
-        batch.result.new_alerts += 1
-        batch.audit(
-            "alert.received",
-            f"incident:{incident_id}",
-            fingerprint=incoming.fingerprint,
-            alertname=incoming.labels.get("alertname", ""),
-            incident_id=incident_id,
-        )
+        _add(batch, incoming)
         return
     change = {  # every changed alert row carries the same columns: one UPDATE for them all
         "id": stored["id"],
@@ -363,6 +347,46 @@ def _apply(batch: _Batch, incoming: WebhookAlert, stored: dict[str, Any] | None)
         incident_id=incident_id,
         refired=True,
     )
+
+
+def _add(batch: _Batch, incoming: WebhookAlert) -> None:
+    """Store an alert seen for the first time in the workload's open incident. A resolution
+    seen first (it overtook its firing, or the firing never came) is stored resolved, so the
+    firing that may follow is known as a late copy; its incident resolves with this webhook
+    unless another of its alerts fires."""
+    incident_id = batch.incident_for(incoming)
+    resolved = incoming.status == "resolved"
+    batch.new_alerts.append(  # written in one INSERT after the loop
+        {
+            "fingerprint": incoming.fingerprint,
+            "incident_id": incident_id,
+            "alertname": _clipped("alertname", incoming.labels.get("alertname", ""), ALERTS),
+            "status": incoming.status,
+            "labels": incoming.labels,
+            "annotations": incoming.annotations,
+            "starts_at": incoming.starts_at,
+            "ends_at": (incoming.ends_at or batch.now) if resolved else None,
+            "received_count": 1,
+            "last_received_at": batch.now,
+        }
+    )
+    batch.result.new_alerts += 1
+    batch.audit(
+        "alert.received",
+        f"incident:{incident_id}",
+        fingerprint=incoming.fingerprint,
+        alertname=incoming.labels.get("alertname", ""),
+        incident_id=incident_id,
+    )
+    if resolved:
+        batch.result.resolved_alerts += 1
+        batch.resolving.add(incident_id)
+        batch.audit(
+            "alert.resolved",
+            f"incident:{incident_id}",
+            fingerprint=incoming.fingerprint,
+            incident_id=incident_id,
+        )
 
 
 def _known_time(value: datetime | None) -> datetime | None:
@@ -409,7 +433,7 @@ def _resolve_finished_incidents(batch: _Batch) -> None:
 
 
 def get(*, session: Session, incident_id: int) -> tuple[Incident, list[Alert]]:
-    incident = session.get(Incident, incident_id)
+    incident = session.get(Incident, incident_id) if incident_id <= MAX_INCIDENT_ID else None
     if incident is None:
         raise IncidentNotFound(f"incident {incident_id} not found")
     alerts = list(
@@ -429,7 +453,7 @@ def list_incidents(
     stmt = select(Incident).order_by(Incident.id.desc()).limit(limit + 1)
     if status:
         stmt = stmt.where(Incident.status == status)
-    if before_id:
+    if before_id and before_id <= MAX_INCIDENT_ID:  # a larger cursor is above every id
         stmt = stmt.where(Incident.id < before_id)
     rows = list(session.scalars(stmt))
     more = len(rows) > limit

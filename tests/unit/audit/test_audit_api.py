@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+import aegis
 from aegis.audit import service as audit_service
-from aegis.audit.schemas import AuditEventCreate
+from aegis.audit.schemas import EVENT_TYPES, AuditEventCreate
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
@@ -93,3 +96,63 @@ def test_since_is_an_instant_whatever_its_offset_or_the_database_time_zone(
         "2026-11-23T18:30:00+02:00": 0,
         "2026-11-23T16:30:00": 0,
     }
+
+
+def test_an_unknown_type_filter_is_422_naming_the_valid_ones(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    approver = factories.user(database, "approver")
+    with TestClient(create_app(make_settings(database_url=db_url))) as client:
+        headers = factories.bearer(factories.login(client, approver))
+        bogus = client.get("/api/v1/audit", params={"type": "bogus"}, headers=headers)
+        never_recorded = client.get(
+            "/api/v1/audit", params={"type": "backup.drill"}, headers=headers
+        )
+    assert bogus.status_code == 422
+    error = bogus.json()["error"]
+    assert error["code"] == "unknown_audit_type"
+    assert "'bogus'" in error["message"] and "\n" not in error["message"]
+    assert "auth, policy, action, model, system" in error["message"]
+    assert "login.succeeded" in error["message"] and "incident.opened" in error["message"]
+    # A type Aegis records, none of which has happened yet, is an empty page.
+    assert never_recorded.status_code == 200 and never_recorded.json()["items"] == []
+
+
+def test_an_event_type_in_the_log_is_a_valid_filter_even_if_no_longer_recorded(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    with database.unit_of_work() as session:  # an entry from an older version, say
+        audit_service.record_audit_event(
+            session=session, category="system", event_type="legacy.thing", actor="a"
+        )
+    approver = factories.user(database, "approver")
+    with TestClient(create_app(make_settings(database_url=db_url))) as client:
+        headers = factories.bearer(factories.login(client, approver))
+        found = client.get("/api/v1/audit", params={"type": "legacy.thing"}, headers=headers)
+    assert found.status_code == 200
+    assert [i["event_type"] for i in found.json()["items"]] == ["legacy.thing"]
+
+
+def test_every_event_type_aegis_records_is_a_known_filter() -> None:
+    """The event types written as literals in the source (``event_type="x.y"``, an ingest's
+    ``audit("x.y", ...)``) are all in the list a filter is checked against."""
+    recorded: set[str] = set()
+    for path in Path(aegis.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            values = [k.value for k in node.keywords if k.arg == "event_type"]
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "audit" and node.args:
+                values.append(node.args[0])
+            for value in values:
+                if isinstance(value, ast.JoinedStr):  # f"policy.{change}": listed by hand
+                    continue
+                recorded.update(
+                    part.value
+                    for part in ast.walk(value)
+                    if isinstance(part, ast.Constant)
+                    and isinstance(part.value, str)
+                    and "." in part.value
+                )
+    assert len(recorded) > 20
+    assert recorded <= EVENT_TYPES

@@ -125,6 +125,39 @@ def test_a_late_copy_of_a_resolution_does_not_resolve_the_alert_firing_again(
     assert statuses == ["open", "resolved"]
 
 
+def test_a_resolution_that_overtakes_its_firing_is_kept_and_the_late_firing_opens_nothing(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    """Alertmanager may deliver the resolution (a retry that won) before the firing: the alert
+    fired and ended, so the workload shows a resolved incident, and the firing that arrives
+    afterwards (started before that end) does not open one that nothing would ever resolve."""
+    first = hook(alert("A", status="resolved"))
+    assert (first["new_alerts"], first["resolved_alerts"], first["duplicates"]) == (1, 1, 0)
+    late = hook(alert("A"))
+    assert (late["new_alerts"], late["duplicates"]) == (0, 1)
+    with database.unit_of_work() as session:
+        types = [e.event_type for e in session.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+    assert types == ["incident.opened", "alert.received", "alert.resolved", "incident.resolved"]
+    (incident,) = _incidents(client, database)
+    assert incident["status"] == "resolved"
+    viewer = factories.signed_in(client, database, "viewer")
+    detail = client.get(f"/api/v1/incidents/{incident['id']}", headers=viewer).json()
+    assert [(a["alertname"], a["status"]) for a in detail["alerts"]] == [("A", "resolved")]
+
+
+def test_a_resolution_that_overtakes_its_firing_joins_the_workloads_open_incident(
+    hook: Callable[..., dict[str, object]], client: TestClient, database: Database
+) -> None:
+    hook(alert("B"))
+    hook(alert("A", status="resolved"))
+    hook(alert("A"))
+    (incident,) = _incidents(client, database)
+    assert incident["status"] == "open"  # B still fires
+    hook(alert("B", status="resolved"))
+    (incident,) = _incidents(client, database)
+    assert incident["status"] == "resolved"
+
+
 def test_every_change_is_audited(
     hook: Callable[..., dict[str, object]], database: Database
 ) -> None:
@@ -143,6 +176,25 @@ def test_incident_detail_lists_its_alerts(
     detail = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer).json()
     assert sorted(a["alertname"] for a in detail["alerts"]) == ["A", "B"]
     assert client.get("/api/v1/incidents/99999", headers=viewer).status_code == 404
+
+
+@pytest.mark.parametrize("incident_id", [2**31 - 1, 2**31, 2**63 - 1])
+def test_an_id_past_the_column_is_not_found_and_a_cursor_past_it_pages_from_the_newest(
+    hook: Callable[..., dict[str, object]],
+    client: TestClient,
+    database: Database,
+    incident_id: int,
+) -> None:
+    """Incident ids are 32-bit: a larger one cannot exist, on PostgreSQL (which refused to
+    compare it, a 422) as on SQLite; a cursor beyond every id starts from the newest."""
+    hook(alert("A"))
+    viewer = factories.signed_in(client, database, "viewer")
+    response = client.get(f"/api/v1/incidents/{incident_id}", headers=viewer)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "incident_not_found"
+    page = client.get("/api/v1/incidents", params={"cursor": incident_id}, headers=viewer)
+    assert page.status_code == 200
+    assert [i["title"] for i in page.json()["items"]] == ["A"]
 
 
 def test_a_nul_character_in_an_alert_is_kept_as_a_replacement_character(
