@@ -16,6 +16,7 @@ EVENT_TYPES = frozenset(
         *("user.password_changed", "user.password_reset", "user.roles_changed"),
         *("policy.create", "policy.update", "policy.delete", "policy.restore"),
         "policy.evaluated",
+        *("policy.bundle_applied", "policy.bundle_refused", "policy.bundle_rollback_forced"),
         *("action.requested", "action.allowed", "action.denied", "action.pending_approval"),
         *("action.approved", "action.rejected", "action.approval_refused"),
         *("action.approval_voided", "action.expired", "action.dispatch_reclaimed"),
