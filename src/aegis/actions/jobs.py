@@ -29,7 +29,7 @@ from aegis.actions import service
 from aegis.actions.models import ActionRequest
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
-from aegis.core.logging import get_logger, request_id_var
+from aegis.core.logging import JobFailures, get_logger, request_id_var
 from aegis.database.core import Database
 from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
@@ -450,6 +450,7 @@ async def run(ctx: AppContext) -> None:
     client = ExecutorClient.from_settings(ctx.settings, timeout=10.0)
     event = asyncio.Event()
     ctx.extras["dispatch_wakeup"] = (asyncio.get_running_loop(), event)
+    failures = JobFailures(log, "dispatcher_tick_failed")
     try:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -458,7 +459,9 @@ async def run(ctx: AppContext) -> None:
             try:
                 await asyncio.to_thread(tick, ctx.db, ctx.settings, client)
             except Exception as exc:  # the dispatcher must outlive any one failure
-                log.warning("dispatcher_tick_failed", error=type(exc).__name__, detail=str(exc))
+                failures.failed(exc)
+            else:
+                failures.succeeded()
     finally:
         ctx.extras.pop("dispatch_wakeup", None)
         client.close()

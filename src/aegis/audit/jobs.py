@@ -12,7 +12,7 @@ from aegis.audit.checkpoint import write_checkpoint
 from aegis.audit.journal import AuditWriter
 from aegis.core import metrics
 from aegis.core.context import AppContext
-from aegis.core.logging import get_logger
+from aegis.core.logging import JobFailures, get_logger
 from aegis.storage.errors import StorageError
 from aegis.storage.service import open_store
 
@@ -39,6 +39,7 @@ async def run(ctx: AppContext, *, every_s: float = DRAIN_EVERY_S) -> None:
     """Forever: drain the journal every ``every_s``, checkpoint every interval."""
     writer: AuditWriter = ctx.extras["audit_writer"]
     since_checkpoint = ctx.settings.audit_checkpoint_interval_s  # checkpoint soon after start
+    failures = JobFailures(log, "audit_job_failed")
     while True:
         await asyncio.sleep(every_s)
         since_checkpoint += every_s
@@ -48,16 +49,21 @@ async def run(ctx: AppContext, *, every_s: float = DRAIN_EVERY_S) -> None:
             if due and await asyncio.to_thread(checkpoint_once, ctx):
                 since_checkpoint = 0.0
         except Exception as exc:  # a job must outlive any one failure
-            log.warning("audit_job_failed", error=type(exc).__name__)
+            failures.failed(exc)
+        else:
+            failures.succeeded()
 
 
 async def drain(writer: AuditWriter, *, every_s: float | None = None) -> None:
     """Forever: move what ``writer``'s journal holds into the chain every ``every_s``, so that
     events journalled while the database was down land once it is back, whether or not this
     service records another event (its next one would drain it too)."""
+    failures = JobFailures(log, "audit_job_failed")
     while True:
         await asyncio.sleep(every_s or DRAIN_EVERY_S)
         try:
             await asyncio.to_thread(writer.drain)
         except Exception as exc:  # a job must outlive any one failure
-            log.warning("audit_job_failed", error=type(exc).__name__)
+            failures.failed(exc)
+        else:
+            failures.succeeded()

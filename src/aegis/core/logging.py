@@ -145,3 +145,28 @@ def configure_logging(
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+class JobFailures:
+    """How a background job that outlives its failures logs them.
+
+    The first failure of a run of them is an error with its traceback (plain text, no local
+    variables); a repeat of the same failure (type and message) is a warning by name only, with
+    ``repeated: true``; a success, or a different failure, starts over. A database down for an
+    hour then writes one traceback per job, not one every pass.
+    """
+
+    def __init__(self, logger: Any, event: str) -> None:
+        self._log, self._event = logger, event
+        self._last: tuple[str, str] | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        key = (type(exc).__name__, str(exc)[:500])
+        if key == self._last:
+            self._log.warning(self._event, error=key[0], repeated=True)
+        else:
+            self._log.error(self._event, error=key[0], exc_info=exc)
+            self._last = key
+
+    def succeeded(self) -> None:
+        self._last = None

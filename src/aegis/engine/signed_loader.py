@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from aegis.audit.journal import AuditWriter
 from aegis.core.config import Settings
-from aegis.core.logging import get_logger
+from aegis.core.logging import JobFailures, get_logger
 from aegis.database.core import Database
 from aegis.engine.errors import ModelFormatError
 from aegis.engine.model import EngineModel, load_model_dir
@@ -192,9 +192,12 @@ def reload_if_changed(
 async def watch_registry(holder: ModelHolder, settings: Settings, database: Database) -> None:
     """Reload whenever the production version differs from what is served."""
     gate = RetryGate(base_s=settings.model_watch_interval_s)
+    failures = JobFailures(log, "model_watch_failed")
     while True:
         await asyncio.sleep(settings.model_watch_interval_s)
         try:
             await asyncio.to_thread(reload_if_changed, holder, settings, database, gate=gate)
         except Exception as exc:  # the watcher must outlive any one failure
-            log.warning("model_watch_failed", error=type(exc).__name__)
+            failures.failed(exc)
+        else:
+            failures.succeeded()

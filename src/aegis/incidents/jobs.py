@@ -41,7 +41,7 @@ from aegis.core import upstream
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
-from aegis.core.logging import REQUEST_ID_HEADER, get_logger, request_id_var
+from aegis.core.logging import REQUEST_ID_HEADER, JobFailures, get_logger, request_id_var
 from aegis.database.core import Database
 from aegis.executor.client import ExecutorClient
 from aegis.executor.errors import ExecutorUnreachable
@@ -491,11 +491,12 @@ def _recommend(
 
 
 async def run(ctx: AppContext) -> None:
+    failures = JobFailures(log, "prediction_job_failed")
     while True:
         await asyncio.sleep(TICK_S)
         try:
             await asyncio.to_thread(predict_pending, ctx.db, ctx.settings)
         except Exception as exc:  # the job must outlive any one failure
-            # With the traceback (plain text, no local variables): the exception's name alone
-            # left operators nothing to find the fault by.
-            log.error("prediction_job_failed", error=type(exc).__name__, exc_info=exc)
+            failures.failed(exc)
+        else:
+            failures.succeeded()

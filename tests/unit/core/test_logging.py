@@ -52,3 +52,34 @@ def test_odd_values_are_logged_and_never_leak_or_crash(
     (line,) = lines
     assert line["event"] == "odd"
     assert line["numbered"]["1"] == "one"
+
+
+def test_a_jobs_failures_carry_the_traceback_when_they_start_or_change(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aegis.core.logging import JobFailures, get_logger
+    from tests.support.logs import json_lines
+
+    def boom(message: str) -> ValueError:
+        try:
+            raise ValueError(message)
+        except ValueError as exc:
+            return exc
+
+    with json_lines(capsys) as written:
+        failures = JobFailures(get_logger("test.job"), "test_job_failed")
+        failures.failed(boom("database down"))
+        failures.failed(boom("database down"))
+        failures.failed(boom("disk full"))  # another failure: its own traceback
+        failures.succeeded()
+        failures.failed(boom("disk full"))  # failing again after a success: the traceback again
+        lines = [line for line in written()[1] if line["event"] == "test_job_failed"]
+    assert [(line["level"], "exception" in line) for line in lines] == [
+        ("error", True),
+        ("warning", False),
+        ("error", True),
+        ("error", True),
+    ]
+    assert "ValueError: database down" in lines[0]["exception"]
+    assert lines[1]["repeated"] is True
+    assert "ValueError: disk full" in lines[2]["exception"]

@@ -1,4 +1,5 @@
-"""The prediction job outlives a failing pass, and logs why with the traceback."""
+"""The prediction job outlives a failing pass, and logs why: the traceback once, then repeats
+by name (a database down for an hour must not write a traceback a second)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_a_failing_pass_is_logged_with_its_traceback_and_the_job_goes_on(
     async def scenario(written: Callable[[], tuple[str, list[dict[str, Any]]]]) -> None:
         job = asyncio.create_task(jobs.run(ctx))
         try:
-            while len(failures) < 2:  # the job went on after the first failure
+            while len(failures) < 3:  # the job went on after the first failure
                 assert not job.done()
                 await asyncio.sleep(0.01)
                 failures.extend(
@@ -46,8 +47,13 @@ def test_a_failing_pass_is_logged_with_its_traceback_and_the_job_goes_on(
             asyncio.run(scenario(written))
     finally:
         ctx.close()
-    line = failures[0]
+    line, *repeats = failures
     assert line["level"] == "error"
     assert line["exception"].startswith("Traceback (most recent call last):")
     assert "OperationalError" in line["exception"]
     assert "no such table: incidents" in line["exception"]
+    for repeat in repeats:  # the same failure again: by name only
+        assert repeat["level"] == "warning"
+        assert repeat["repeated"] is True
+        assert repeat["error"] == "OperationalError"
+        assert "exception" not in repeat
