@@ -161,6 +161,7 @@ class FakeKubeApiServer:
         # A validating admission webhook (Gatekeeper, Kyverno) that denies every write with this
         # message, as a real one words it: several violations, one a line.
         self.admission_denial: str | None = None
+        self.error_body: bytes | None = None  # sent as the body of every error answer
         # Misbehaviour (see the module doc).
         self.answer_padding = 0
         self.endless_answers = False
@@ -749,6 +750,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {**payload, "padding": "x" * fake.answer_padding}
         text = isinstance(payload, bytes)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if status >= 400 and fake.error_body is not None:
+            text, data = False, fake.error_body
         self.send_response(status)
         self.send_header("Content-Type", "text/plain" if text else "application/json")
         self.send_header("Content-Length", str(len(data)))

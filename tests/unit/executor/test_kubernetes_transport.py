@@ -154,3 +154,15 @@ def test_an_api_error_message_of_any_length_becomes_a_bounded_one_line_failure(
     assert message.endswith("… (660064 characters in all)")
     assert len(message) < 1100
     assert "\n" not in message
+
+
+def test_an_error_answer_nested_past_the_parsers_limit_is_a_failure_with_its_status(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
+) -> None:
+    fake_kube.admission_denial = "refused"
+    fake_kube.error_body = b"[" * 200_000 + b"]" * 200_000  # json.loads: RecursionError
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(_request("scale_deployment", replicas=5))
+
+    assert caught.value.message == "patch deployment demo/web scale: 403 Forbidden"

@@ -148,7 +148,7 @@ def api_error(exc: Any) -> str:
     try:
         status = json.loads(exc.body or "")
         message = status.get("message") or message
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, RecursionError):  # RecursionError: nested deep
         pass
     # one line: an admission webhook's denial lists its violations a line each
     line = " ".join(str(message).split())
