@@ -27,10 +27,10 @@ def verify() -> None:
     """Walk the chain and the signed checkpoints; exit 0 only when intact."""
     from aegis.audit import keys
     from aegis.audit import verify as audit_verify
-    from aegis.cli.runtime import open_database
+    from aegis.cli.runtime import open_current_database
     from aegis.storage.service import open_store
 
-    settings, database = open_database()
+    settings, database = open_current_database()
     try:
         key_path = settings.effective_audit_verify_key_file
         public_key = keys.load_public_key(key_path) if key_path.exists() else None
@@ -63,10 +63,10 @@ def checkpoint() -> None:
     """Sign the chain's current size and head hash and write it to the object store."""
     from aegis.audit import keys
     from aegis.audit.checkpoint import write_checkpoint
-    from aegis.cli.runtime import open_database
+    from aegis.cli.runtime import open_current_database
     from aegis.storage.service import open_store
 
-    settings, database = open_database()
+    settings, database = open_current_database()
     try:
         private_key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
         with database.unit_of_work() as session:
@@ -87,11 +87,11 @@ def export(
 ) -> None:
     """Write audit entries as JSON Lines to an object store URL."""
     from aegis.audit.export import export_jsonl
-    from aegis.cli.runtime import open_database
+    from aegis.cli.runtime import open_current_database
     from aegis.core.errors import AegisError
     from aegis.storage.service import as_store_url, redact_url
 
-    _, database = open_database()
+    _, database = open_current_database()
     try:
         with _progress() as progress, database.unit_of_work() as session:
             task = progress.add_task("exporting", total=None)

@@ -1,4 +1,8 @@
-"""Start-up steps the commands share: settings, logging, waiting for and migrating the database."""
+"""Start-up steps the commands share: settings, logging, waiting for and migrating the database.
+
+A command that writes to the database migrates it first (:func:`prepare_database`); one that only
+reads never changes the schema (:func:`open_current_database`): it refuses a database that is not
+at this Aegis's revision, saying to run ``aegis db upgrade``."""
 
 from __future__ import annotations
 
@@ -19,6 +23,33 @@ def open_database(settings: Settings | None = None) -> tuple[Settings, Database]
     settings = settings or settings_for()
     database = Database(settings.effective_database_url)
     wait_for_database(database.engine, timeout_s=settings.database_connect_timeout_s)
+    return settings, database
+
+
+def open_current_database(settings: Settings | None = None) -> tuple[Settings, Database]:
+    """The database, for a command that only reads: never migrated, never created."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from aegis.database import migrate
+    from aegis.database.core import redacted
+
+    settings = settings or settings_for()
+    url = settings.effective_database_url
+    parsed = make_url(url)
+    path = parsed.database or ""
+    on_disk = path not in {"", ":memory:"} and not path.startswith("file:")
+    if parsed.get_backend_name() == "sqlite" and on_disk and not Path(path).exists():
+        raise migrate.SchemaNotCurrent(
+            f"there is no database at {redacted(url)}: run `aegis db upgrade` first"
+        )
+    settings, database = open_database(settings)
+    try:
+        migrate.require_current(database.engine)
+    except BaseException:
+        database.dispose()
+        raise
     return settings, database
 
 

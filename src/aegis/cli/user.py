@@ -55,9 +55,9 @@ def list_users() -> None:
     from rich.table import Table
 
     from aegis.auth import service
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
 
-    _, database = prepare_database()
+    _, database = open_current_database()
     table = Table("user", "roles", "state")
     try:
         with database.unit_of_work() as session:

@@ -130,7 +130,12 @@ def test_production_engine_without_its_api_key_names_it(tmp_path: Path) -> None:
 
 
 def test_a_database_error_is_one_line_without_the_sql(tmp_path: Path) -> None:
-    # `audit export` reads and does not migrate: an empty database has no audit table
+    # a current schema whose audit table someone dropped by hand
+    import sqlite3
+
+    assert _aegis(["db", "upgrade"], tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "data" / "aegis.db") as conn:
+        conn.execute("DROP TABLE audit_log")
     target = (tmp_path / "audit.jsonl").as_uri()
     result = _aegis(["audit", "export", "--to", target], tmp_path)
     line = _one_error_line(result)
