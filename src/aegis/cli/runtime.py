@@ -6,6 +6,7 @@ at this Aegis's revision, saying to run ``aegis db upgrade``."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from aegis.core.config import Settings, load_settings
@@ -77,3 +78,14 @@ def require_role(session: Session, username: str, role: str) -> None:
     user = auth_service.get_user(session=session, username=username)
     if user.disabled or not ({role, "admin"} & set(user.roles)):
         raise Forbidden(f"{username} does not hold the {role} role")
+
+
+def check_length(option: str, value: str, schema: type[BaseModel], field: str) -> None:
+    """Hold ``value`` to the ``max_length`` the API's ``schema`` gives ``field``: the CLI takes
+    no longer text than the API does (and none that one database backend would refuse)."""
+    from aegis.core.errors import AegisError
+
+    limits = [getattr(m, "max_length", None) for m in schema.model_fields[field].metadata]
+    limit = min(n for n in limits if n is not None)
+    if len(value) > limit:
+        raise AegisError(f"{option}: at most {limit} characters")

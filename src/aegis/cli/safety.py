@@ -54,12 +54,14 @@ def review(
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Close an open flag as confirmed (a real problem) or dismissed (a false positive)."""
-    from aegis.cli.runtime import prepare_database, require_role
+    from aegis.cli.runtime import check_length, prepare_database, require_role
     from aegis.core.errors import AegisError
     from aegis.safety import service
+    from aegis.safety.schemas import ReviewBody
 
     if verdict not in service.VERDICTS:
         raise AegisError(f"--verdict: one of {', '.join(service.VERDICTS)}")
+    check_length("--note", note, ReviewBody, "note")
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:
