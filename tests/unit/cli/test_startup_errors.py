@@ -199,6 +199,22 @@ def test_user_create_without_a_terminal_asks_for_password_stdin(tmp_path: Path) 
     assert "--password-stdin" in line and "Warning" not in result.stderr
 
 
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
+def test_a_password_on_stdin_that_is_not_utf8_is_named(tmp_path: Path, locale: str) -> None:
+    args = ["user", "create", "bob", "--role", "viewer", "--password-stdin"]
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", *args],
+        capture_output=True,
+        input=b"\xff\xfe-not-utf8-password\n",
+        env=clean_env(AEGIS_DATA_DIR=str(tmp_path / "data"), LC_ALL=locale),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == "error: the password is not UTF-8 text\n"
+
+
 def test_a_dotenv_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"JWT_SECRET=\xff\xfe\n")
     assert _one_error_line(_aegis(["user", "list"], tmp_path)) == (
