@@ -91,6 +91,7 @@ def export(
     from aegis.core.errors import AegisError
     from aegis.storage.service import as_store_url, redact_url
 
+    _refuse_a_local_folder(to)
     _, database = open_current_database()
     try:
         with _progress() as progress, database.unit_of_work() as session:
@@ -103,3 +104,22 @@ def export(
     finally:
         database.dispose()
     typer.echo(f"exported {count} entries to {redact_url(as_store_url(to))}")
+
+
+def _refuse_a_local_folder(to: str) -> None:
+    """``--to`` empty or naming a local folder: one clear line, before anything is read (the
+    store would fail late, renaming the export onto the folder)."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from aegis.core.errors import AegisError
+    from aegis.storage.service import as_store_url, redact_url
+
+    example = "e.g. ./audit.jsonl or s3://bucket/audit.jsonl"
+    if not to.strip():
+        raise AegisError(f"--to is empty: it must name a file, {example}")
+    url = as_store_url(to)
+    parts = urlsplit(url)
+    if parts.scheme == "file" and Path(url2pathname(parts.path)).is_dir():
+        raise AegisError(f"--to {redact_url(url)} is a folder: it must name a file, {example}")
