@@ -21,10 +21,32 @@ def settings_for(service: str = "cli", **overrides: object) -> Settings:
 
 
 def open_database(settings: Settings | None = None) -> tuple[Settings, Database]:
+    from sqlalchemy import event
+
     settings = settings or settings_for()
     database = Database(settings.effective_database_url)
+    event.listen(database.sessions, "before_flush", _hold_to_column_lengths)
     wait_for_database(database.engine, timeout_s=settings.database_connect_timeout_s)
     return settings, database
+
+
+def _hold_to_column_lengths(session: Session, _context: object, _instances: object) -> None:
+    """Refuse text longer than its ``String(n)`` column, whatever the backend: SQLite stores it
+    and PostgreSQL fails mid-command with a driver error, so a command's free text (a comment,
+    an actor) gets the same one line on both, before anything is written."""
+    from sqlalchemy import String, inspect
+
+    from aegis.core.errors import AegisError
+
+    for obj in (*session.new, *session.dirty):
+        for column in inspect(obj).mapper.columns:
+            limit = column.type.length if isinstance(column.type, String) else None
+            value = getattr(obj, column.key, None)
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                raise AegisError(
+                    f"{column.table.name}.{column.name} holds at most {limit} characters "
+                    f"({len(value)} given)"
+                )
 
 
 def open_current_database(settings: Settings | None = None) -> tuple[Settings, Database]:
