@@ -27,10 +27,10 @@ def verify() -> None:
     """Walk the chain and the signed checkpoints; exit 0 only when intact."""
     from aegis.audit import keys
     from aegis.audit import verify as audit_verify
-    from aegis.cli.runtime import open_database
+    from aegis.cli.runtime import open_current_database
     from aegis.storage.service import open_store
 
-    settings, database = open_database()
+    settings, database = open_current_database()
     try:
         key_path = settings.effective_audit_verify_key_file
         public_key = keys.load_public_key(key_path) if key_path.exists() else None
@@ -63,10 +63,10 @@ def checkpoint() -> None:
     """Sign the chain's current size and head hash and write it to the object store."""
     from aegis.audit import keys
     from aegis.audit.checkpoint import write_checkpoint
-    from aegis.cli.runtime import open_database
+    from aegis.cli.runtime import open_current_database
     from aegis.storage.service import open_store
 
-    settings, database = open_database()
+    settings, database = open_current_database()
     try:
         private_key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
         with database.unit_of_work() as session:
@@ -87,11 +87,12 @@ def export(
 ) -> None:
     """Write audit entries as JSON Lines to an object store URL."""
     from aegis.audit.export import export_jsonl
-    from aegis.cli.runtime import open_database
+    from aegis.cli.runtime import open_current_database
     from aegis.core.errors import AegisError
     from aegis.storage.service import as_store_url, redact_url
 
-    _, database = open_database()
+    _refuse_a_local_folder(to)
+    _, database = open_current_database()
     try:
         with _progress() as progress, database.unit_of_work() as session:
             task = progress.add_task("exporting", total=None)
@@ -103,3 +104,22 @@ def export(
     finally:
         database.dispose()
     typer.echo(f"exported {count} entries to {redact_url(as_store_url(to))}")
+
+
+def _refuse_a_local_folder(to: str) -> None:
+    """``--to`` empty or naming a local folder: one clear line, before anything is read (the
+    store would fail late, renaming the export onto the folder)."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from aegis.core.errors import AegisError
+    from aegis.storage.service import as_store_url, redact_url
+
+    example = "e.g. ./audit.jsonl or s3://bucket/audit.jsonl"
+    if not to.strip():
+        raise AegisError(f"--to is empty: it must name a file, {example}")
+    url = as_store_url(to)
+    parts = urlsplit(url)
+    if parts.scheme == "file" and Path(url2pathname(parts.path)).is_dir():
+        raise AegisError(f"--to {redact_url(url)} is a folder: it must name a file, {example}")

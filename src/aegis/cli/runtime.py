@@ -1,7 +1,12 @@
-"""Start-up steps the commands share: settings, logging, waiting for and migrating the database."""
+"""Start-up steps the commands share: settings, logging, waiting for and migrating the database.
+
+A command that writes to the database migrates it first (:func:`prepare_database`); one that only
+reads never changes the schema (:func:`open_current_database`): it refuses a database that is not
+at this Aegis's revision, saying to run ``aegis db upgrade``."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from aegis.core.config import Settings, load_settings
@@ -16,9 +21,58 @@ def settings_for(service: str = "cli", **overrides: object) -> Settings:
 
 
 def open_database(settings: Settings | None = None) -> tuple[Settings, Database]:
+    from sqlalchemy import event
+
     settings = settings or settings_for()
     database = Database(settings.effective_database_url)
+    event.listen(database.sessions, "before_flush", _hold_to_column_lengths)
     wait_for_database(database.engine, timeout_s=settings.database_connect_timeout_s)
+    return settings, database
+
+
+def _hold_to_column_lengths(session: Session, _context: object, _instances: object) -> None:
+    """Refuse text longer than its ``String(n)`` column, whatever the backend: SQLite stores it
+    and PostgreSQL fails mid-command with a driver error, so a command's free text (a comment,
+    an actor) gets the same one line on both, before anything is written."""
+    from sqlalchemy import String, inspect
+
+    from aegis.core.errors import AegisError
+
+    for obj in (*session.new, *session.dirty):
+        for column in inspect(obj).mapper.columns:
+            limit = column.type.length if isinstance(column.type, String) else None
+            value = getattr(obj, column.key, None)
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                raise AegisError(
+                    f"{column.table.name}.{column.name} holds at most {limit} characters "
+                    f"({len(value)} given)"
+                )
+
+
+def open_current_database(settings: Settings | None = None) -> tuple[Settings, Database]:
+    """The database, for a command that only reads: never migrated, never created."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from aegis.database import migrate
+    from aegis.database.core import redacted
+
+    settings = settings or settings_for()
+    url = settings.effective_database_url
+    parsed = make_url(url)
+    path = parsed.database or ""
+    on_disk = path not in {"", ":memory:"} and not path.startswith("file:")
+    if parsed.get_backend_name() == "sqlite" and on_disk and not Path(path).exists():
+        raise migrate.SchemaNotCurrent(
+            f"there is no database at {redacted(url)}: run `aegis db upgrade` first"
+        )
+    settings, database = open_database(settings)
+    try:
+        migrate.require_current(database.engine)
+    except BaseException:
+        database.dispose()
+        raise
     return settings, database
 
 
@@ -46,3 +100,14 @@ def require_role(session: Session, username: str, role: str) -> None:
     user = auth_service.get_user(session=session, username=username)
     if user.disabled or not ({role, "admin"} & set(user.roles)):
         raise Forbidden(f"{username} does not hold the {role} role")
+
+
+def check_length(option: str, value: str, schema: type[BaseModel], field: str) -> None:
+    """Hold ``value`` to the ``max_length`` the API's ``schema`` gives ``field``: the CLI takes
+    no longer text than the API does (and none that one database backend would refuse)."""
+    from aegis.core.errors import AegisError
+
+    limits = [getattr(m, "max_length", None) for m in schema.model_fields[field].metadata]
+    limit = min(n for n in limits if n is not None)
+    if len(value) > limit:
+        raise AegisError(f"{option}: at most {limit} characters")

@@ -17,7 +17,7 @@ def list_flags(
     from rich.console import Console
     from rich.table import Table
 
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.core.errors import AegisError
     from aegis.safety import service
 
@@ -25,7 +25,7 @@ def list_flags(
         raise AegisError(f"--status: one of open, {', '.join(service.VERDICTS)}")
     if reason is not None and reason not in service.REASONS:
         raise AegisError(f"--reason: one of {', '.join(service.REASONS)}")
-    _, database = prepare_database()
+    _, database = open_current_database()
     table = Table("id", "reason", "subject", "status", "raised", "excerpt")
     try:
         with database.unit_of_work() as session:
@@ -54,12 +54,14 @@ def review(
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Close an open flag as confirmed (a real problem) or dismissed (a false positive)."""
-    from aegis.cli.runtime import prepare_database, require_role
+    from aegis.cli.runtime import check_length, prepare_database, require_role
     from aegis.core.errors import AegisError
     from aegis.safety import service
+    from aegis.safety.schemas import ReviewBody
 
     if verdict not in service.VERDICTS:
         raise AegisError(f"--verdict: one of {', '.join(service.VERDICTS)}")
+    check_length("--note", note, ReviewBody, "note")
     _, database = prepare_database()
     try:
         with database.unit_of_work() as session:

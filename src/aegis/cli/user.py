@@ -13,12 +13,16 @@ ACTOR = "cli:local-operator"
 def _password(from_stdin: bool) -> str:
     from aegis.core.errors import AegisError
 
-    if from_stdin:
-        value = sys.stdin.readline().rstrip("\r\n")  # a file saved on Windows ends in CRLF
-    elif not sys.stdin.isatty():  # a prompt would echo the password, or wait on a pipe
+    if not from_stdin and not sys.stdin.isatty():  # a prompt would echo it, or wait on a pipe
         raise AegisError("no terminal to ask for the password on: pass it with --password-stdin")
-    else:
-        value = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        if from_stdin:
+            value = sys.stdin.readline().rstrip("\r\n")  # a file saved on Windows ends in CRLF
+        else:
+            value = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        value.encode()  # undecodable bytes come in as lone surrogates; they cannot be hashed
+    except UnicodeError:
+        raise AegisError("the password is not UTF-8 text") from None
     if not 12 <= len(value) <= 1024:
         raise AegisError("a password is 12 to 1024 characters")
     return value
@@ -55,9 +59,9 @@ def list_users() -> None:
     from rich.table import Table
 
     from aegis.auth import service
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
 
-    _, database = prepare_database()
+    _, database = open_current_database()
     table = Table("user", "roles", "state")
     try:
         with database.unit_of_work() as session:

@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, inspect
 
@@ -34,12 +35,19 @@ class ForeignDatabase(AegisError):
     code = "foreign_database"
 
 
+class SchemaNotCurrent(AegisError):
+    """The database is not at the revision(s) this Aegis expects; only ``aegis db upgrade`` (or a
+    command that writes) migrates it."""
+
+    code = "schema_not_current"
+
+
 def upgrade(engine: Engine, revision: str = "heads") -> None:
     _refuse_foreign(engine)
     _migrate(command.upgrade, engine, revision)
 
 
-def _refuse_foreign(engine: Engine) -> None:
+def _refuse_foreign(engine: Engine, *, doing: str = "migrate") -> None:
     """Never add Aegis's tables to a database that holds other tables and no Aegis schema: a
     DATABASE_URL pointing at some other application's database is a mistake to stop, not to
     migrate."""
@@ -48,7 +56,7 @@ def _refuse_foreign(engine: Engine) -> None:
         shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
         raise ForeignDatabase(
             f"the database holds tables that are not Aegis's ({shown}) and no Aegis schema; "
-            "refusing to migrate it: give Aegis an empty database of its own"
+            f"refusing to {doing} it: give Aegis an empty database of its own"
         )
 
 
@@ -56,6 +64,50 @@ def current(engine: Engine) -> list[str]:
     """The revision(s) the database is at, sorted; empty when it holds no Aegis schema."""
     with engine.connect() as conn:
         return sorted(MigrationContext.configure(conn).get_current_heads())
+
+
+def known_heads() -> list[str]:
+    """The newest revision(s) this version of Aegis migrates to, sorted."""
+    return sorted(_scripts().get_heads())
+
+
+def require_current(engine: Engine) -> None:
+    """Raise :class:`SchemaNotCurrent` unless the database is at :func:`known_heads`; read only,
+    for commands that must not change the schema (they say to run ``aegis db upgrade``)."""
+    from aegis.database.core import redacted
+
+    where = redacted(engine.url.render_as_string(hide_password=False))
+    _refuse_foreign(engine, doing="read")
+    at, expected = current(engine), known_heads()
+    if at == expected:
+        return
+    if not at:
+        raise SchemaNotCurrent(
+            f"the database at {where} holds no Aegis schema: run `aegis db upgrade` first"
+        )
+    scripts = _scripts()
+    if any(_unknown(scripts, revision) for revision in at):
+        raise SchemaNotCurrent(
+            f"the database at {where} is at revision {', '.join(at)}, newer than this Aegis "
+            f"knows ({', '.join(expected)}): use the Aegis version that migrated it"
+        )
+    raise SchemaNotCurrent(
+        f"the database at {where} is at revision {', '.join(at)} but this Aegis expects "
+        f"{', '.join(expected)}: run `aegis db upgrade`"
+    )
+
+
+def _scripts() -> ScriptDirectory:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg)
+
+
+def _unknown(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is None
+    except CommandError:
+        return True
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -178,3 +178,16 @@ def test_unreachable_checkpoint_store_counts_an_audit_write_error(
     assert checkpoint_once(ctx) is False
     ctx.close()
     assert metrics.AUDIT_WRITE_ERRORS.labels("object_store")._value.get() == before + 1
+
+
+@pytest.mark.parametrize("to", ["", " ", "exports", "{env}/exports/", "file://{env}/exports"])
+def test_export_to_a_local_folder_is_a_clear_error(
+    env: Path, to: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (env / "exports").mkdir()
+    monkeypatch.chdir(env)
+    assert run(["audit", "export", "--to", to.format(env=env)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "must name a file" in err and "GenericError" not in err, err
+    assert list((env / "exports").iterdir()) == []

@@ -90,3 +90,20 @@ def test_a_flag_id_no_database_holds_is_refused_as_such_not_unexpected(
     assert run(argv) == 2  # a usage error, before any database is opened
     err = capsys.readouterr().err
     assert "unexpected" not in err and "less than or equal to 2147483647" in err
+
+
+def test_a_review_note_longer_than_the_api_allows_is_refused_and_the_flag_stays_open(
+    env: Path, database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flag_id = _flag(database)
+    with database.unit_of_work() as session:
+        create_user(
+            session=session, username="rita", password="x" * 16, roles=["approver"], actor="test"
+        )
+    argv = ["safety", "review", str(flag_id), "--verdict", "dismissed", "--actor", "rita"]
+    capsys.readouterr()
+    assert run([*argv, "--note", "n" * 2001]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: --note: at most 2000 characters\n"
+    assert factories.audit_events(database, "safety.reviewed") == []
+    assert run([*argv, "--note", "n" * 2000]) == 0

@@ -130,7 +130,12 @@ def test_production_engine_without_its_api_key_names_it(tmp_path: Path) -> None:
 
 
 def test_a_database_error_is_one_line_without_the_sql(tmp_path: Path) -> None:
-    # `audit export` reads and does not migrate: an empty database has no audit table
+    # a current schema whose audit table someone dropped by hand
+    import sqlite3
+
+    assert _aegis(["db", "upgrade"], tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "data" / "aegis.db") as conn:
+        conn.execute("DROP TABLE audit_log")
     target = (tmp_path / "audit.jsonl").as_uri()
     result = _aegis(["audit", "export", "--to", target], tmp_path)
     line = _one_error_line(result)
@@ -192,6 +197,22 @@ def test_user_create_without_a_terminal_asks_for_password_stdin(tmp_path: Path) 
     result = _aegis(args, tmp_path)
     line = _one_error_line(result)
     assert "--password-stdin" in line and "Warning" not in result.stderr
+
+
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
+def test_a_password_on_stdin_that_is_not_utf8_is_named(tmp_path: Path, locale: str) -> None:
+    args = ["user", "create", "bob", "--role", "viewer", "--password-stdin"]
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", *args],
+        capture_output=True,
+        input=b"\xff\xfe-not-utf8-password\n",
+        env=clean_env(AEGIS_DATA_DIR=str(tmp_path / "data"), LC_ALL=locale),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == "error: the password is not UTF-8 text\n"
 
 
 def test_a_dotenv_that_is_not_utf8_is_named(tmp_path: Path) -> None:
