@@ -13,7 +13,10 @@ with its stored result, so the request ends as the executor left the target. Tha
 request whose answer was lost (the executor unreachable after sending: retried with backoff,
 still ``running``) and to one whose backend stopped before recording the result: after
 :data:`RUNNING_LEASE_S` another backend (or the same, restarted) takes it over
-(:func:`reclaim_abandoned`).
+(:func:`reclaim_abandoned`). A request sent again while the executor still acts on its first
+send (a slow API server: the executor answers 409 ``idempotency_in_progress``) stays ``running``
+and is asked again after a backoff; when its attempts run out so, it ends ``unknown``, never
+``failed``: it may have acted, and only the target tells.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from aegis.actions import service
 from aegis.actions.models import ActionRequest
@@ -31,7 +35,7 @@ from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.logging import JobFailures, get_logger, request_id_var
 from aegis.database.core import Database
-from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
+from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable, IdempotencyInProgress
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
 
@@ -318,6 +322,12 @@ def _send(
             error = f"executor unavailable: {exc.message}"
             _retry_later(database, settings, action_id, error, was="running", sent=sent_before)
             return
+        if exc.code == IdempotencyInProgress.code:  # an earlier send of this key is acting now
+            error = f"executor still acting on it: {exc.message}"
+            _retry_later(
+                database, settings, action_id, error, was="running", sent=True, still_acting=True
+            )
+            return
         _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
         return
     _finish(database, settings, action_id, result, result.error)
@@ -331,16 +341,21 @@ def _retry_later(
     *,
     was: str,
     sent: bool,
+    still_acting: bool = False,
 ) -> None:
     """Try again after a backoff: ``approved`` (confirmed again first) when nothing was sent,
     ``running`` (sent again as it is) when it was. Nothing when the request is no longer
-    ``was`` (another backend moved it on)."""
+    ``was`` (another backend moved it on). Out of attempts it ends ``failed``, or ``unknown``
+    when the executor last said it was still acting on it."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
         if request.status != was:
             return
         request.attempts += 1
         request.error = error
+        if request.attempts >= settings.action_max_attempts and still_acting:
+            _outcome_unknown(session, request)
+            return
         if request.attempts >= settings.action_max_attempts:
             request.status, request.updated_at = "failed", service.now()
             service.audit(
@@ -351,6 +366,26 @@ def _retry_later(
         request.status = "running" if sent else "approved"
         request.updated_at = service.now()
         request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)
+
+
+def _outcome_unknown(session: Session, request: ActionRequest) -> None:
+    """End a request the executor was still acting on when its attempts ran out: ``unknown``,
+    audited (``action.outcome_unknown``). Not ``failed``: the action may have succeeded, or
+    the executor stopped while acting (its key stays in progress, docs/executor.md)."""
+    request.status, request.updated_at = "unknown", service.now()
+    request.error = (
+        f"outcome unknown after {request.attempts} attempts: the executor was still acting on "
+        "it (or stopped while it did); it may have acted: check the target"
+    )
+    service.audit(
+        session,
+        request,
+        "action.outcome_unknown",
+        "system",
+        error=request.error,
+        attempts=request.attempts,
+    )
+    log.warning("action_outcome_unknown", action_id=request.id, attempts=request.attempts)
 
 
 def _finish(

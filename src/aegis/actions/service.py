@@ -3,7 +3,7 @@
 Life of a request::
 
     requested ─ DENY ─────────────▶ denied
-              ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed
+              ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed | unknown
               ─ REQUIRE_APPROVAL ─▶ pending_approval ─ approve ─▶ approved ─▶ …
                                                     ─ reject ──▶ rejected
                                                     ─ timeout ─▶ expired (denied on timeout,

@@ -231,6 +231,22 @@ def test_a_failed_change_counts(limited: World) -> None:
     assert REACHED in second["decision_reason"]
 
 
+def test_a_change_of_unknown_outcome_counts(limited: World) -> None:
+    world = limited
+    first = world.request(name="api", idempotency_key="first").json()
+    with world.database.unit_of_work() as session:  # as the dispatcher leaves one (it may have
+        session.execute(  # acted: the executor was still acting on it when attempts ran out)
+            update(ActionRequest)
+            .where(ActionRequest.id == first["id"])
+            .values(status="unknown", updated_at=datetime.now(UTC))
+        )
+
+    second = world.request(name="api", idempotency_key="second").json()
+
+    assert second["status"] == "denied"
+    assert REACHED in second["decision_reason"]
+
+
 def test_replaying_the_active_set_decides_as_the_live_requests_did(limited: World) -> None:
     world = limited
     scale = _pending(world, "scale", action="scale_deployment", params={"replicas": 2})

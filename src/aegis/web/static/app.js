@@ -18,6 +18,7 @@
     "running",
     "succeeded",
     "failed",
+    "unknown",
     "denied",
     "rejected",
     "expired",
