@@ -46,6 +46,11 @@ MAX_BACKOFF_S = 60.0
 # A claimed request still `running` after this long was claimed by a backend that stopped (a
 # dispatch is two executor calls of at most a few seconds each): it is dispatched again.
 RUNNING_LEASE_S = 900.0
+# The executor's answers that refuse a request before it claims the idempotency key, so before
+# anything runs (docs/executor.md): the signature (401), its allow-list (403), the body or the
+# replica bounds (422). A request refused so on its first send ends ``refused``, not ``failed``,
+# and a ``max_actions`` limit does not count it.
+REFUSED_BEFORE_ACTING = frozenset({401, 403, 422})
 
 
 class Executor(Protocol):
@@ -273,8 +278,9 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
             error = f"executor unavailable: {exc.message}"
             _retry_later(database, settings, action_id, error, was="approved", sent=False)
             return
+        # only its dry run was ever sent (an approved request has not acted): nothing ran
         error = f"executor refused: {exc.message}"
-        _finish(database, settings, action_id, None, error, was="approved")
+        _finish(database, settings, action_id, None, error, was="approved", refused=True)
         return
     # Read again for every action, just before it is claimed: a switch flipped while a batch
     # runs stops the rest of the batch, which stays in the queue untouched.
@@ -328,7 +334,11 @@ def _send(
                 database, settings, action_id, error, was="running", sent=True, still_acting=True
             )
             return
-        _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
+        # A first send refused by status before the executor claims the key: nothing ran. A
+        # later one leaves the earlier sends' outcome open, so it is only ``failed``.
+        refused = not sent_before and exc.executor_status in REFUSED_BEFORE_ACTING
+        error = f"executor refused: {exc.message}"
+        _finish(database, settings, action_id, None, error, refused=refused)
         return
     _finish(database, settings, action_id, result, result.error)
 
@@ -396,13 +406,19 @@ def _finish(
     error: str | None,
     *,
     was: str = "running",
+    refused: bool = False,
 ) -> None:
+    """Record the executor's result, or its refusal (``result`` None): ``refused`` when
+    nothing ran, else ``failed``."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
         if request.status != was:
             return
         request.attempts += 1
-        request.status = result.status if result is not None else "failed"
+        if result is not None:
+            request.status = result.status
+        else:
+            request.status = "refused" if refused else "failed"
         request.error = error
         request.updated_at = service.now()
         if result is not None:

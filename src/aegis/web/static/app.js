@@ -19,6 +19,7 @@
     "succeeded",
     "failed",
     "unknown",
+    "refused",
     "denied",
     "rejected",
     "expired",
