@@ -23,7 +23,8 @@ What a misbehaving API server (or a proxy in front of it) does, when a test swit
 JSON answer padded with ``answer_padding`` bytes (a huge answer, its length declared); every
 answer a 200 whose JSON never ends (``endless_answers``, a piece every ``trickle_s`` seconds, no
 length declared); the answers to ``stalled_methods`` withheld, after the request was acted on
-and recorded, until the fake stops (an answer lost on the way back).
+and recorded, until the fake stops (an answer lost on the way back) or, sent as usual then, until
+:meth:`FakeKubeApiServer.release_stalled` (a slow API server: ``stalled`` is set while one waits).
 
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
@@ -167,7 +168,9 @@ class FakeKubeApiServer:
         self.endless_answers = False
         self.trickle_s = 0.0
         self.stalled_methods: set[str] = set()
+        self.stalled = threading.Event()  # set once a stalled request is waiting for its answer
         self._stopping = threading.Event()
+        self._unstalled = threading.Event()  # set by stop() and release_stalled()
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -189,6 +192,7 @@ class FakeKubeApiServer:
 
     def stop(self) -> None:
         self._stopping.set()  # stalled and endless answers end
+        self._unstalled.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -196,6 +200,11 @@ class FakeKubeApiServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def release_stalled(self) -> None:
+        """Send the withheld answers (and any later one) as usual: stalling stops."""
+        self.stalled_methods = set()
+        self._unstalled.set()
 
     def __enter__(self) -> FakeKubeApiServer:
         return self.start()
@@ -740,9 +749,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         fake = self.server_fake
         if self.command in fake.stalled_methods:
-            fake._stopping.wait()  # the request was acted on; its answer never comes
-            self.close_connection = True
-            return
+            fake.stalled.set()
+            fake._unstalled.wait()  # the request was acted on; its answer is withheld
+            if fake._stopping.is_set():  # and never comes
+                self.close_connection = True
+                return
         if fake.endless_answers:
             self._endless(audit_id)
             return

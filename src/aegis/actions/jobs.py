@@ -13,7 +13,10 @@ with its stored result, so the request ends as the executor left the target. Tha
 request whose answer was lost (the executor unreachable after sending: retried with backoff,
 still ``running``) and to one whose backend stopped before recording the result: after
 :data:`RUNNING_LEASE_S` another backend (or the same, restarted) takes it over
-(:func:`reclaim_abandoned`).
+(:func:`reclaim_abandoned`). A request sent again while the executor still acts on its first
+send (a slow API server: the executor answers 409 ``idempotency_in_progress``) stays ``running``
+and is asked again after a backoff; when its attempts run out so, it ends ``unknown``, never
+``failed``: it may have acted, and only the target tells.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from aegis.actions import service
 from aegis.actions.models import ActionRequest
@@ -31,7 +35,7 @@ from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.logging import JobFailures, get_logger, request_id_var
 from aegis.database.core import Database
-from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
+from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable, IdempotencyInProgress
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
 
@@ -42,6 +46,11 @@ MAX_BACKOFF_S = 60.0
 # A claimed request still `running` after this long was claimed by a backend that stopped (a
 # dispatch is two executor calls of at most a few seconds each): it is dispatched again.
 RUNNING_LEASE_S = 900.0
+# The executor's answers that refuse a request before it claims the idempotency key, so before
+# anything runs (docs/executor.md): the signature (401), its allow-list (403), the body or the
+# replica bounds (422). A request refused so on its first send ends ``refused``, not ``failed``,
+# and a ``max_actions`` limit does not count it.
+REFUSED_BEFORE_ACTING = frozenset({401, 403, 422})
 
 
 class Executor(Protocol):
@@ -269,8 +278,9 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
             error = f"executor unavailable: {exc.message}"
             _retry_later(database, settings, action_id, error, was="approved", sent=False)
             return
+        # only its dry run was ever sent (an approved request has not acted): nothing ran
         error = f"executor refused: {exc.message}"
-        _finish(database, settings, action_id, None, error, was="approved")
+        _finish(database, settings, action_id, None, error, was="approved", refused=True)
         return
     # Read again for every action, just before it is claimed: a switch flipped while a batch
     # runs stops the rest of the batch, which stays in the queue untouched.
@@ -318,7 +328,17 @@ def _send(
             error = f"executor unavailable: {exc.message}"
             _retry_later(database, settings, action_id, error, was="running", sent=sent_before)
             return
-        _finish(database, settings, action_id, None, f"executor refused: {exc.message}")
+        if exc.code == IdempotencyInProgress.code:  # an earlier send of this key is acting now
+            error = f"executor still acting on it: {exc.message}"
+            _retry_later(
+                database, settings, action_id, error, was="running", sent=True, still_acting=True
+            )
+            return
+        # A first send refused by status before the executor claims the key: nothing ran. A
+        # later one leaves the earlier sends' outcome open, so it is only ``failed``.
+        refused = not sent_before and exc.executor_status in REFUSED_BEFORE_ACTING
+        error = f"executor refused: {exc.message}"
+        _finish(database, settings, action_id, None, error, refused=refused)
         return
     _finish(database, settings, action_id, result, result.error)
 
@@ -331,16 +351,21 @@ def _retry_later(
     *,
     was: str,
     sent: bool,
+    still_acting: bool = False,
 ) -> None:
     """Try again after a backoff: ``approved`` (confirmed again first) when nothing was sent,
     ``running`` (sent again as it is) when it was. Nothing when the request is no longer
-    ``was`` (another backend moved it on)."""
+    ``was`` (another backend moved it on). Out of attempts it ends ``failed``, or ``unknown``
+    when the executor last said it was still acting on it."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
         if request.status != was:
             return
         request.attempts += 1
         request.error = error
+        if request.attempts >= settings.action_max_attempts and still_acting:
+            _outcome_unknown(session, request)
+            return
         if request.attempts >= settings.action_max_attempts:
             request.status, request.updated_at = "failed", service.now()
             service.audit(
@@ -353,6 +378,26 @@ def _retry_later(
         request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)
 
 
+def _outcome_unknown(session: Session, request: ActionRequest) -> None:
+    """End a request the executor was still acting on when its attempts ran out: ``unknown``,
+    audited (``action.outcome_unknown``). Not ``failed``: the action may have succeeded, or
+    the executor stopped while acting (its key stays in progress, docs/executor.md)."""
+    request.status, request.updated_at = "unknown", service.now()
+    request.error = (
+        f"outcome unknown after {request.attempts} attempts: the executor was still acting on "
+        "it (or stopped while it did); it may have acted: check the target"
+    )
+    service.audit(
+        session,
+        request,
+        "action.outcome_unknown",
+        "system",
+        error=request.error,
+        attempts=request.attempts,
+    )
+    log.warning("action_outcome_unknown", action_id=request.id, attempts=request.attempts)
+
+
 def _finish(
     database: Database,
     settings: Settings,
@@ -361,13 +406,19 @@ def _finish(
     error: str | None,
     *,
     was: str = "running",
+    refused: bool = False,
 ) -> None:
+    """Record the executor's result, or its refusal (``result`` None): ``refused`` when
+    nothing ran, else ``failed``."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
         if request.status != was:
             return
         request.attempts += 1
-        request.status = result.status if result is not None else "failed"
+        if result is not None:
+            request.status = result.status
+        else:
+            request.status = "refused" if refused else "failed"
         request.error = error
         request.updated_at = service.now()
         if result is not None:

@@ -3,7 +3,9 @@
 Life of a request::
 
     requested ─ DENY ─────────────▶ denied
-              ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed
+              ─ ALLOW ────────────▶ approved ─▶ running ─▶ succeeded | failed | unknown
+                                             ─▶ refused (by the executor before anything
+                                                ran: the confirming dry run, the first send)
               ─ REQUIRE_APPROVAL ─▶ pending_approval ─ approve ─▶ approved ─▶ …
                                                     ─ reject ──▶ rejected
                                                     ─ timeout ─▶ expired (denied on timeout,

@@ -21,7 +21,7 @@ EVENT_TYPES = frozenset(
         *("action.approved", "action.rejected", "action.approval_refused"),
         *("action.approval_voided", "action.expired", "action.dispatch_reclaimed"),
         *("action.dry_run", "action.executed", "action.failed", "action.effective"),
-        "action.ineffective",
+        *("action.ineffective", "action.outcome_unknown"),
         *("model.bootstrapped", "model.pushed", "model.push_refused", "model.verified"),
         *("model.load_refused", "model.unloaded", "model.promotion_requested"),
         *("model.promotion_approved", "model.promotion_rejected", "model.promoted"),

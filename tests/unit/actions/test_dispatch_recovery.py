@@ -3,13 +3,15 @@ left the target, never voided, rejected or expired while the action ran.
 
 The real backend app, the real executor app with its ``kubernetes`` backend on the FAKE
 Kubernetes API server (``tests/support/fake_kube.py``), the dispatcher driven one tick at a
-time. What interrupts a dispatch is outside Aegis: the backend process stopping, or the
-executor's answer lost on the way back.
+time. What interrupts a dispatch is outside Aegis: the backend process stopping, the
+executor's answer lost on the way back, or a slow API server keeping the executor at work while
+the request is sent again.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +68,35 @@ class AnswerLost:
         return result
 
 
+@dataclass
+class AnswerLostWhileActing:
+    """The real executor client, on a network that drops the executor's answer to the first
+    real request while the executor is still acting on it (its PATCH stalled at a slow API
+    server): the backend sees a read timeout, the executor holds the key in progress."""
+
+    client: ExecutorClient
+    kube: FakeKubeApiServer
+    first: threading.Thread | None = None
+
+    def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
+        if request.dry_run or self.first is not None:
+            return self.client.submit(request)
+        self.kube.stalled_methods = {"PATCH"}
+        self.first = threading.Thread(target=self.client.submit, args=(request,))
+        self.first.start()
+        assert self.kube.stalled.wait(30), "the executor never reached the API server"
+        raise ExecutorUnreachable(
+            "executor unreachable (ReadTimeout); the action may or may not have run: "
+            "retry with the same idempotency key"
+        )
+
+    def first_send_ends(self) -> None:
+        """The API server answers at last; the executor records the result of the first send."""
+        self.kube.release_stalled()
+        assert self.first is not None
+        self.first.join()
+
+
 @pytest.fixture
 def kube() -> Iterator[FakeKubeApiServer]:
     with FakeKubeApiServer() as fake:
@@ -98,6 +129,15 @@ def _lease_runs_out(world: World, action_id: str) -> None:
     with world.database.unit_of_work() as session:
         request = actions.get(session=session, action_id=action_id)
         request.updated_at = actions.now() - timedelta(seconds=jobs.RUNNING_LEASE_S + 1)
+
+
+def _retry_due_now(world: World, action_id: str) -> None:
+    with world.database.unit_of_work() as session:  # skip the backoff wait
+        session.execute(
+            update(ActionRequest)
+            .where(ActionRequest.id == action_id)
+            .values(next_attempt_at=datetime.now(UTC))
+        )
 
 
 def _scale_patches(kube: FakeKubeApiServer) -> list[str]:
@@ -152,4 +192,56 @@ def test_an_approved_action_whose_answer_was_lost_ends_as_it_ran(
     assert done["result"]["idempotent_replay"] is True
     assert len(_scale_patches(kube)) == 1
     assert not factories.audit_events(world.database, "action.approval_voided")
+    chain_ok(world)
+
+
+def test_an_action_sent_again_while_the_executor_still_acts_on_it_stays_running(
+    world: World, kube: FakeKubeApiServer, executor: ExecutorClient
+) -> None:
+    action_id = _approved_scale(world, executor)
+    slow = AnswerLostWhileActing(executor, kube)
+    world.tick(slow)  # the first send: its answer lost, the executor still acting
+    _retry_due_now(world, action_id)
+    world.tick(executor)  # sent again: the executor answers 409 idempotency_in_progress
+    waiting = world.action(action_id)
+    slow.first_send_ends()
+    _retry_due_now(world, action_id)
+    world.tick(executor)
+
+    assert (waiting["status"], waiting["attempts"]) == ("running", 2)
+    assert waiting["error"].startswith("executor still acting on it: ")
+    done = world.action(action_id)
+    assert (done["status"], done["attempts"]) == ("succeeded", 3)
+    assert done["result"]["idempotent_replay"] is True
+    assert kube.deployment("demo", "web")["spec"]["replicas"] == 5
+    assert len(_scale_patches(kube)) == 1
+    assert not factories.audit_events(world.database, "action.failed")
+    chain_ok(world)
+
+
+def test_an_action_the_executor_is_still_acting_on_when_attempts_run_out_ends_unknown(
+    world: World, kube: FakeKubeApiServer, executor: ExecutorClient
+) -> None:
+    world.settings = world.settings.model_copy(update={"action_max_attempts": 3})
+    action_id = _approved_scale(world, executor)
+    slow = AnswerLostWhileActing(executor, kube)
+    world.tick(slow)  # attempt 1: the answer lost, the executor still acting
+    for _ in range(2):  # attempts 2 and 3: 409 idempotency_in_progress
+        _retry_due_now(world, action_id)
+        world.tick(executor)
+    ended = world.action(action_id)
+    slow.first_send_ends()
+    _retry_due_now(world, action_id)
+    world.tick(executor)  # an ended request is not sent again
+
+    assert (ended["status"], ended["attempts"]) == ("unknown", 3)
+    assert ended["error"] == (
+        "outcome unknown after 3 attempts: the executor was still acting on it (or stopped "
+        "while it did); it may have acted: check the target"
+    )
+    assert world.action(action_id)["status"] == "unknown"
+    assert not factories.audit_events(world.database, "action.failed")
+    [unknown] = factories.audit_events(world.database, "action.outcome_unknown")
+    assert (unknown.outcome, json.loads(unknown.data)["attempts"]) == ("unknown", 3)
+    assert len(_scale_patches(kube)) == 1
     chain_ok(world)

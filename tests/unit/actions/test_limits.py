@@ -4,12 +4,14 @@ however the requests, approvals and writers interleave (docs/policy.md, "Recent 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from aegis.actions import jobs
@@ -18,6 +20,7 @@ from aegis.actions.errors import ApprovalRefused
 from aegis.actions.models import ActionRequest
 from aegis.actions.schemas import ActionCreate
 from aegis.auth.schemas import Actor
+from aegis.executor.app import create_app as executor_app
 from aegis.executor.client import ExecutorClient
 from aegis.flags import service as flags
 from tests.support import factories
@@ -224,6 +227,62 @@ def test_a_failed_change_counts(limited: World) -> None:
     first = world.request(name="api", idempotency_key="first").json()
     jobs.tick(world.database, settings, down)
     assert world.action(first["id"])["status"] == "failed"
+
+    second = world.request(name="api", idempotency_key="second").json()
+
+    assert second["status"] == "denied"
+    assert REACHED in second["decision_reason"]
+
+
+@contextmanager
+def _refusing_executor(world: World) -> Iterator[ExecutorClient]:
+    """A real executor whose allow-list leaves out the world's namespace: 403, nothing runs."""
+    settings = world.settings.model_copy(update={"executor_allowed_namespaces": ["elsewhere"]})
+    with TestClient(executor_app(settings), base_url="http://executor") as http:
+        yield ExecutorClient("http://executor", settings.secret("executor_hmac_secret"), http=http)
+
+
+def test_a_change_the_executor_refused_before_acting_does_not_count(limited: World) -> None:
+    world = limited
+    revision = world.cluster.deployment("demo", "api")["revision"]
+    first = world.request(name="api", idempotency_key="first").json()
+    with _refusing_executor(world) as refusing:
+        world.tick(refusing)  # its first send: 403 namespace_not_allowed
+    refused = world.action(first["id"])
+
+    second = world.request(name="api", idempotency_key="second").json()
+
+    assert refused["status"] == "refused"
+    assert refused["error"].startswith("executor refused: namespace 'demo' is not in")
+    assert second["status"] == "approved", second["decision_reason"]
+    assert world.cluster.deployment("demo", "api")["revision"] == revision
+
+
+def test_an_approved_change_the_executor_refused_to_dry_run_again_does_not_count(
+    limited: World,
+) -> None:
+    world = limited
+    scale = _pending(world, "scale", action="scale_deployment", params={"replicas": 2})
+    assert _approve(world, *scale).status_code == 200
+    with _refusing_executor(world) as refusing:
+        world.tick(refusing)  # the dry run that confirms the approval: 403
+    refused = world.action(scale[0])
+
+    restart = world.request(name="worker", idempotency_key="restart").json()
+
+    assert (refused["status"], refused["result"]) == ("refused", None)
+    assert restart["status"] == "pending_approval", restart["decision_reason"]
+
+
+def test_a_change_of_unknown_outcome_counts(limited: World) -> None:
+    world = limited
+    first = world.request(name="api", idempotency_key="first").json()
+    with world.database.unit_of_work() as session:  # as the dispatcher leaves one (it may have
+        session.execute(  # acted: the executor was still acting on it when attempts ran out)
+            update(ActionRequest)
+            .where(ActionRequest.id == first["id"])
+            .values(status="unknown", updated_at=datetime.now(UTC))
+        )
 
     second = world.request(name="api", idempotency_key="second").json()
 

@@ -18,6 +18,8 @@
     "running",
     "succeeded",
     "failed",
+    "unknown",
+    "refused",
     "denied",
     "rejected",
     "expired",
