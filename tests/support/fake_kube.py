@@ -23,7 +23,9 @@ What a misbehaving API server (or a proxy in front of it) does, when a test swit
 JSON answer padded with ``answer_padding`` bytes (a huge answer, its length declared); every
 answer a 200 whose JSON never ends (``endless_answers``, a piece every ``trickle_s`` seconds, no
 length declared); the answers to ``stalled_methods`` withheld, after the request was acted on
-and recorded, until the fake stops (an answer lost on the way back).
+and recorded, until the fake stops (an answer lost on the way back); every request refused with
+``busy`` = (429 or 503, seconds), not acted on, its answer saying ``Retry-After: <seconds>`` (an
+overloaded API server, or its priority and fairness shedding load).
 
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
@@ -167,6 +169,7 @@ class FakeKubeApiServer:
         self.endless_answers = False
         self.trickle_s = 0.0
         self.stalled_methods: set[str] = set()
+        self.busy: tuple[int, int] | None = None
         self._stopping = threading.Event()
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
@@ -726,19 +729,20 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type")
         audit_id = str(uuid.uuid4())
         body: Any = None
+        fake = self.server_fake
         try:
             body = json.loads(raw) if raw else None
-            status, payload = self.server_fake.handle(
-                self.command, parts.path, query, content_type, body
-            )
+            if fake.busy is not None:
+                reason = "TooManyRequests" if fake.busy[0] == 429 else "ServiceUnavailable"
+                raise _ApiError(fake.busy[0], reason, "the server is busy; try again later")
+            status, payload = fake.handle(self.command, parts.path, query, content_type, body)
         except _ApiError as exc:
             status, payload = exc.code, exc.status()
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             status, payload = 400, _ApiError(400, "BadRequest", f"bad request: {exc}").status()
-        self.server_fake.requests.append(
+        fake.requests.append(
             RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
         )
-        fake = self.server_fake
         if self.command in fake.stalled_methods:
             fake._stopping.wait()  # the request was acted on; its answer never comes
             self.close_connection = True
@@ -756,6 +760,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain" if text else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Audit-Id", audit_id)
+        if fake.busy is not None:
+            self.send_header("Retry-After", str(fake.busy[1]))
         self.end_headers()
         try:
             self.wfile.write(data)
