@@ -24,7 +24,9 @@ JSON answer padded with ``answer_padding`` bytes (a huge answer, its length decl
 answer a 200 whose JSON never ends (``endless_answers``, a piece every ``trickle_s`` seconds, no
 length declared); the answers to ``stalled_methods`` withheld, after the request was acted on
 and recorded, until the fake stops (an answer lost on the way back) or, sent as usual then, until
-:meth:`FakeKubeApiServer.release_stalled` (a slow API server: ``stalled`` is set while one waits).
+:meth:`FakeKubeApiServer.release_stalled` (a slow API server: ``stalled`` is set while one waits);
+every request refused with ``busy`` = (429 or 503, seconds), not acted on, its answer saying
+``Retry-After: <seconds>`` (an overloaded API server, or its priority and fairness shedding load).
 
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
@@ -169,6 +171,7 @@ class FakeKubeApiServer:
         self.trickle_s = 0.0
         self.stalled_methods: set[str] = set()
         self.stalled = threading.Event()  # set once a stalled request is waiting for its answer
+        self.busy: tuple[int, int] | None = None
         self._stopping = threading.Event()
         self._unstalled = threading.Event()  # set by stop() and release_stalled()
         self._version = 0
@@ -735,19 +738,20 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type")
         audit_id = str(uuid.uuid4())
         body: Any = None
+        fake = self.server_fake
         try:
             body = json.loads(raw) if raw else None
-            status, payload = self.server_fake.handle(
-                self.command, parts.path, query, content_type, body
-            )
+            if fake.busy is not None:
+                reason = "TooManyRequests" if fake.busy[0] == 429 else "ServiceUnavailable"
+                raise _ApiError(fake.busy[0], reason, "the server is busy; try again later")
+            status, payload = fake.handle(self.command, parts.path, query, content_type, body)
         except _ApiError as exc:
             status, payload = exc.code, exc.status()
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             status, payload = 400, _ApiError(400, "BadRequest", f"bad request: {exc}").status()
-        self.server_fake.requests.append(
+        fake.requests.append(
             RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
         )
-        fake = self.server_fake
         if self.command in fake.stalled_methods:
             fake.stalled.set()
             fake._unstalled.wait()  # the request was acted on; its answer is withheld
@@ -767,6 +771,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain" if text else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Audit-Id", audit_id)
+        if fake.busy is not None:
+            self.send_header("Retry-After", str(fake.busy[1]))
         self.end_headers()
         try:
             self.wfile.write(data)

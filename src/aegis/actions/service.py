@@ -202,6 +202,7 @@ def _check_incident(session: Session, body: ActionCreate, actor: Actor) -> None:
     re-check would wait for ever on one that does not exist). Only the AI engine names the kind
     of incident an outcome is learnt under: the engine's confidence for a kind, which
     ``min_confidence`` policies trust to act without a person, must not be a person's to set."""
+    from aegis.incidents import service as incidents_service
     from aegis.incidents.models import Incident
 
     if body.incident_kind is not None and not _is_engine(actor):
@@ -209,7 +210,10 @@ def _check_incident(session: Session, body: ActionCreate, actor: Actor) -> None:
             "incident_kind: named by the AI engine only; an action on an incident (incident_id) "
             "is learnt under that incident's own kind"
         )
-    if body.incident_id is not None and session.get(Incident, body.incident_id) is None:
+    if body.incident_id is not None and (
+        body.incident_id > incidents_service.MAX_INCIDENT_ID  # PostgreSQL refuses to compare it
+        or session.get(Incident, body.incident_id) is None
+    ):
         raise ActionInputInvalid(f"incident_id: incident {body.incident_id} does not exist")
 
 

@@ -22,6 +22,9 @@ from aegis.registry.models import ModelVersion, PromotionRequest
 from aegis.storage.service import object_url, open_store
 
 STAGES = ("staging", "production", "archived")
+# promotion_requests.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value
+# (a DataError, answered 422), while SQLite finds nothing. A larger id cannot exist.
+MAX_PROMOTION_ID = 2**31 - 1
 
 
 class ModelNotFound(NotFound):
@@ -206,8 +209,10 @@ def request_promotion(
 
 def _pending(session: Session, promotion_id: int) -> PromotionRequest:
     # locked and re-read: two approvers deciding at once decide one after the other
-    request = session.get(
-        PromotionRequest, promotion_id, with_for_update=True, populate_existing=True
+    request = (
+        session.get(PromotionRequest, promotion_id, with_for_update=True, populate_existing=True)
+        if promotion_id <= MAX_PROMOTION_ID
+        else None
     )
     if request is None:
         raise ModelNotFound(f"promotion request {promotion_id} not found")

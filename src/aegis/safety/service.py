@@ -29,6 +29,9 @@ REASONS = (
     "drill",
 )
 VERDICTS = ("confirmed", "dismissed")
+# safety_flags.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value (a
+# DataError, answered 422), while SQLite finds nothing. A larger id cannot exist.
+MAX_FLAG_ID = 2**31 - 1
 
 
 def raise_flag(
@@ -120,7 +123,7 @@ def list_flags(
         stmt = stmt.where(SafetyFlag.status == status)
     if reason is not None:
         stmt = stmt.where(SafetyFlag.reason == reason)
-    if before_id is not None:
+    if before_id is not None and before_id <= MAX_FLAG_ID:  # a larger cursor is above every id
         stmt = stmt.where(SafetyFlag.id < before_id)
     rows = list(session.scalars(stmt))
     more = len(rows) > limit
@@ -133,7 +136,11 @@ def review(*, session: Session, flag_id: int, verdict: str, note: str, actor: st
     positive)."""
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}")
-    flag = session.get(SafetyFlag, flag_id, with_for_update=True, populate_existing=True)
+    flag = (
+        session.get(SafetyFlag, flag_id, with_for_update=True, populate_existing=True)
+        if flag_id <= MAX_FLAG_ID
+        else None
+    )
     if flag is None:
         raise FlagNotFound(f"safety flag {flag_id} not found")
     if flag.status != "open":

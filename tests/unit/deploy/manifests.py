@@ -25,6 +25,7 @@ from aegis.core.config import Settings
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "k8s"
 HELM = REPO / "helm"
+JOBS = K8S / "jobs"
 COMPOSE = REPO / "backend" / "docker-compose.prod.yml"
 COMPOSE_INCLUDE = REPO / "deploy" / "compose" / "docker-compose.yml"
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -89,6 +90,35 @@ def kubectl_kustomize(directory: Path) -> list[dict[str, Any]] | None:
     )
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def env_secret_refs(objects: list[dict[str, Any]]) -> dict[str, set[tuple[str, str]]]:
+    """What the containers of ``objects`` (Deployments, Jobs, CronJobs) read into each
+    environment variable from a Secret: variable -> {(Secret, key)}."""
+    refs: dict[str, set[tuple[str, str]]] = {}
+    for obj in objects:
+        spec = obj.get("spec", {})
+        template = spec.get("jobTemplate", {}).get("spec", spec).get("template")
+        if obj.get("kind") not in {"Deployment", "Job", "CronJob"} or template is None:
+            continue
+        pod = template["spec"]
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            for entry in container.get("env", []):
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.setdefault(entry["name"], set()).add((ref["name"], ref["key"]))
+    return refs
+
+
+def job_header_secrets(path: Path) -> set[tuple[str, str]]:
+    """The Secrets (and key) a k8s/jobs file's header tells the operator to create:
+    ``kubectl -n aegis create secret generic NAME \\ --from-literal=KEY=...``."""
+    header = " ".join(
+        line.lstrip("#").strip().removesuffix("\\")
+        for line in path.read_text().splitlines()
+        if line.startswith("#")
+    )
+    return set(re.findall(r"create secret generic ([\w.-]+)\s+--from-literal=(\w+)=", header))
 
 
 def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

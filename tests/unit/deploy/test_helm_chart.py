@@ -12,6 +12,7 @@ PATH; without it they skip, and under CI=true they fail.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,17 @@ import yaml
 
 from tests.conftest import require
 from tests.unit.deploy import checks
-from tests.unit.deploy.manifests import HELM, SERVICES, secret_setting_names, setting_names
+from tests.unit.deploy.manifests import (
+    HELM,
+    JOBS,
+    REPO,
+    SERVICES,
+    env_secret_refs,
+    job_header_secrets,
+    load_docs,
+    secret_setting_names,
+    setting_names,
+)
 
 TEMPLATES = sorted((HELM / "templates").glob("*"))
 VALUES = yaml.safe_load((HELM / "values.yaml").read_text())
@@ -245,6 +256,43 @@ def test_the_database_secret_outlives_a_switch_to_the_ci_workflows_existing_secr
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     switched = _render_objects("--set", f"database.existingSecret={existing}")
     assert not [o for o in switched if o["kind"] == "Secret"]  # gone from the manifest
+
+
+def _as_the_header_says_beside_helm(job: Path) -> list[dict[str, Any]]:
+    """``job`` as its header's one line for a Helm install (``sed … | kubectl apply -f -``)
+    gives it to kubectl: the sed run as written, from the repository root."""
+    lines = re.findall(r"^#\s+(sed .+) \| kubectl apply -f -$", job.read_text(), re.MULTILINE)
+    assert len(lines) == 1, f"{job.name}: no one-line change for a Helm install in its header"
+    argv = shlex.split(lines[0])
+    require(shutil.which(argv[0]) is not None, f"{argv[0]} is not installed")
+    result = subprocess.run(argv, cwd=REPO, check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_the_backup_job_beside_a_helm_install_reads_the_database_secret_the_chart_makes() -> None:
+    """k8s/jobs/backup-cronjob.yaml reads DATABASE_URL where the Kustomize install keeps it
+    (aegis-backend-secrets); the chart keeps it in its own Secret (aegis-database). Applied as
+    its header says beside a Helm install, the job reads the Secret the chart's backend reads,
+    which the chart makes, and nothing else changes."""
+    rendered = _render_objects()  # database.url set: the chart makes the Secret
+    backend = [
+        o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "backend"
+    ]
+    (live,) = env_secret_refs(backend)["DATABASE_URL"]
+    made = {
+        (o["metadata"]["name"], key)
+        for o in rendered
+        if o["kind"] == "Secret"
+        for key in o.get("stringData", {})
+    }
+    assert live in made
+    job = env_secret_refs(_as_the_header_says_beside_helm(JOBS / "backup-cronjob.yaml"))
+    as_shipped = env_secret_refs(load_docs(JOBS / "backup-cronjob.yaml"))
+    assert job.pop("DATABASE_URL") == {live}
+    assert job == {k: v for k, v in as_shipped.items() if k != "DATABASE_URL"}
+    for variable, refs in job.items():
+        assert refs <= job_header_secrets(JOBS / "backup-cronjob.yaml"), variable
 
 
 def _env_of(rendered: list[dict[str, Any]], deployment: str) -> dict[str, Any]:

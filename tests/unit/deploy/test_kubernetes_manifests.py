@@ -20,9 +20,12 @@ import yaml
 from tests.conftest import require
 from tests.unit.deploy import checks
 from tests.unit.deploy.manifests import (
+    JOBS,
     K8S,
     base_objects,
     by_name,
+    env_secret_refs,
+    job_header_secrets,
     kubectl_kustomize,
     load_docs,
     secret_setting_names,
@@ -76,6 +79,21 @@ def test_staging_executor_acts_where_k8s_rbac_grants_rights() -> None:
     patch = yaml.safe_load((K8S / "overlays" / "staging" / "config-patch.yaml").read_text())
     (role,) = load_docs(K8S / "rbac" / "executor-role.yaml")
     assert patch["data"]["EXECUTOR_ALLOWED_NAMESPACES"] == role["metadata"]["namespace"]
+
+
+def test_the_jobs_read_only_secrets_the_kustomize_install_or_their_headers_make() -> None:
+    """k8s/jobs/ is applied beside k8s/base: the backup reads the live DATABASE_URL where the
+    backend does (a Secret of k8s/secrets.yaml); every other Secret a job reads is one that a
+    job's header tells the operator to create (the restore target, the backup key)."""
+    backend = by_name(base_objects(), "Deployment")["backend"]
+    (live,) = env_secret_refs([backend])["DATABASE_URL"]
+    secrets = by_name(load_docs(K8S / "secrets.yaml"), "Secret")
+    assert live[1] in secrets[live[0]]["stringData"]
+    made = set().union(*(job_header_secrets(path) for path in JOBS.glob("*.yaml")))
+    assert env_secret_refs(load_docs(JOBS / "backup-cronjob.yaml"))["DATABASE_URL"] == {live}
+    for path in sorted(JOBS.glob("*.yaml")):
+        for variable, refs in env_secret_refs(load_docs(path)).items():
+            assert refs <= made | {live}, f"{path.name} {variable}: {refs - made} made by nothing"
 
 
 def _secret_refs(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:

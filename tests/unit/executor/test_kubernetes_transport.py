@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import urllib3
 
 from aegis.executor.backends.kube_transport import MAX_ANSWER_BYTES
 from aegis.executor.backends.kubernetes import KubernetesBackend
@@ -133,6 +134,28 @@ def test_a_delete_whose_answer_never_comes_is_sent_once_and_reported_as_unknown(
         "it may or may not have acted: check the target"
     )
     assert "web-1" not in fake_kube.pod_names("demo")  # it did act
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_answer_asking_to_retry_in_an_hour_fails_the_action_at_once(
+    kube_backend: KubernetesBackend,
+    fake_kube: FakeKubeApiServer,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    # urllib3 honoured Retry-After on a GET answered 429 or 503: it slept an hour (up to six)
+    # before each of its three retries while the action, and its executor thread, waited.
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)  # noted, not slept
+    fake_kube.busy = (status, 3600)
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(_request("restart_deployment"))
+
+    assert slept == []
+    assert [(r.method, r.status) for r in fake_kube.requests] == [("GET", status)]
+    assert caught.value.message.startswith(f"read deployment demo/web: {status} ")
+    assert caught.value.audit_ids == [fake_kube.requests[0].audit_id]
 
 
 # --- what an error answer may put into a result -------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from aegis.backend_app import create_app
@@ -62,3 +63,21 @@ def test_four_eyes_promotion_over_the_api(
         "model.promotion_approved",
         "model.promoted",
     ]
+
+
+@pytest.mark.parametrize("promotion_id", [2**31 - 1, 2**31, 3_000_000_000, 2**63 - 1])
+def test_a_promotion_id_past_the_column_is_not_found(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, promotion_id: int
+) -> None:
+    """Promotion ids are 32-bit: a larger one cannot exist, on PostgreSQL (which refused to
+    compare it, a 422 invalid_value) as on SQLite."""
+    with TestClient(create_app(make_settings(database_url=db_url))) as client:
+        approver = factories.signed_in(client, database, "approver")
+        answers = [
+            client.post(
+                f"/api/v1/models/promotions/{promotion_id}/{verb}", json={}, headers=approver
+            )
+            for verb in ("approve", "reject")
+        ]
+    assert [a.status_code for a in answers] == [404, 404], [a.text for a in answers]
+    assert {a.json()["error"]["code"] for a in answers} == {"model_not_found"}

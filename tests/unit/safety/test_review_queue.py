@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
@@ -257,3 +258,25 @@ def test_a_drill_flag_is_counted_and_audited_and_only_admins_raise_one(
     assert [e.actor for e in factories.audit_events(database, "safety.flagged")] == [
         made.json()["raised_by"]
     ]
+
+
+@pytest.mark.parametrize("flag_id", [2**31 - 1, 2**31, 3_000_000_000, 2**63 - 1])
+def test_an_id_past_the_column_is_not_found_and_a_cursor_past_it_pages_from_the_newest(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, flag_id: int
+) -> None:
+    """Flag ids are 32-bit: a larger one cannot exist, on PostgreSQL (which refused to compare
+    it, a 422 invalid_value) as on SQLite; a cursor beyond every id starts from the newest."""
+    with TestClient(create_app(make_settings(database_url=db_url))) as api:
+        admin = factories.signed_in(api, database, "admin")
+        reviewer = factories.signed_in(api, database, "approver")
+        made = api.post("/api/v1/safety/drill", json={"note": "game day"}, headers=admin).json()
+        page = api.get("/api/v1/safety/flags", params={"cursor": flag_id}, headers=reviewer)
+        review = api.post(
+            f"/api/v1/safety/flags/{flag_id}/review",
+            json={"verdict": "confirmed"},
+            headers=reviewer,
+        )
+    assert page.status_code == 200, page.text
+    assert [f["id"] for f in page.json()["items"]] == [made["id"]]
+    assert review.status_code == 404, review.text
+    assert review.json()["error"]["code"] == "safety_flag_not_found"

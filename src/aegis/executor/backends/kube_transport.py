@@ -19,7 +19,10 @@ a request up to 3 times by default, a DELETE or PUT also after a read timeout or
 connection, when the server may already have acted: a pod deleted, and the retry's answer (404,
 or a timeout again) taken for the outcome. Here (:data:`RETRIES`) a request that never reached
 the server (connection refused, connect timeout) is retried whatever its method; after that only
-a GET or HEAD is; a write whose answer never came fails with the outcome unknown.
+a GET or HEAD is; a write whose answer never came fails with the outcome unknown. A busy answer
+(429, 503) is not waited out: urllib3 would sleep as long as its ``Retry-After`` asks (up to six
+hours) before each retry, holding the action and its executor thread; it is the call's answer,
+so the action fails at once, naming it.
 
 A refused answer raises :class:`KubeAnswerRefused` (carrying the answer's headers, so its
 ``Audit-Id`` is still kept); the backend turns it into a failed action or a logs refusal that
@@ -52,6 +55,7 @@ RETRIES = urllib3.Retry(
     read=3,  # only for allowed_methods; a write that timed out may have acted
     other=0,  # e.g. a TLS failure mid-answer: it may have reached the server
     allowed_methods=frozenset({"GET", "HEAD"}),
+    respect_retry_after_header=False,  # a 429 or 503 is the answer, not a wait of its choosing
 )
 
 
