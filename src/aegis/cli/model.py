@@ -390,10 +390,10 @@ def list_models(name: str | None = typer.Option(None, "--name")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.registry import catalog
 
-    _, database = prepare_database()
+    _, database = open_current_database()
     table = Table("name", "version", "stage", "digest", "signer", "pushed by")
     try:
         with database.unit_of_work() as session:

@@ -68,11 +68,11 @@ def export(
 
     `policy apply` refuses a bundle whose serial is not above the highest it has applied."""
     from aegis.audit import keys
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.policy import service
     from aegis.policy.bundle import export_bundle, policy_set_digest
 
-    settings, database = prepare_database()
+    settings, database = open_current_database()
     try:
         with database.unit_of_work() as session:
             policies = service.active_policies(session=session)
@@ -196,18 +196,19 @@ def sync(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show the diff."),
 ) -> None:
     """Make the active set equal a folder of policy files (GitOps), showing the diff first."""
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database, prepare_database
     from aegis.policy import service
 
     policies = _load_dir(folder)
-    _, database = prepare_database()
-    if dry_run:
+    if dry_run:  # a read: the schema is left as it is
+        _, database = open_current_database()
         try:
             with database.unit_of_work() as session:
                 _print_diff(service.plan(session=session, policies=policies))
         finally:
             database.dispose()
         return
+    _, database = prepare_database()
     _apply(database, policies, yes=yes, change="sync")
 
 
@@ -247,12 +248,12 @@ def replay(
     from rich.table import Table
 
     from aegis.actions.replay import replay as run_replay
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.policy import service
     from aegis.policy.engine import PolicySet
 
     start = parse_since(since)
-    _, database = prepare_database()
+    _, database = open_current_database()
     try:
         with database.unit_of_work() as session:
             candidate = (
