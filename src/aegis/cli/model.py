@@ -15,6 +15,9 @@ from aegis.cli.keys import PASSWORD_ENV, read_password
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
+    from aegis.core.config import Settings
+    from aegis.core.errors import Forbidden
+    from aegis.database.core import Database
     from aegis.registry.keyset import KeySet
 
 app = typer.Typer(
@@ -307,12 +310,12 @@ def promote(
 ) -> None:
     """Ask for a promotion; another user with the approver role must approve it."""
     from aegis.cli.runtime import prepare_database, require_role
-    from aegis.core.errors import AegisError
+    from aegis.core.errors import AegisError, Forbidden
     from aegis.registry import catalog
 
     if not actor.strip() or not actor.isprintable():
         raise AegisError("--actor names who asks: a user name, not empty")
-    _, database = prepare_database()
+    settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
             require_role(session, actor, "operator")  # as the API's requester
@@ -323,12 +326,32 @@ def promote(
                 f"promotion request {request.id}: {name} {version} -> {to}, waiting for "
                 f"an approver other than {actor} (aegis model approve {request.id})"
             )
+    except Forbidden as exc:
+        _audit_denied(settings, database, exc, actor, f"aegis model promote {name} {version}")
+        raise
     finally:
         database.dispose()
 
 
-def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
+def _audit_denied(
+    settings: Settings, database: Database, exc: Forbidden, actor: str, resource: str
+) -> None:
+    """A CLI request refused (no role for it, four eyes) is audited as the API's 403 is
+    (aegis.auth.handlers): access.denied, in a transaction of its own (the request's is rolled
+    back)."""
     from aegis.audit.journal import AuditWriter
+
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="auth",
+        event_type="access.denied",
+        actor=actor,
+        resource=resource[:512],
+        outcome="denied",
+        data={"ip": "cli", "reason": exc.message, "code": exc.code, "username": None},
+    )
+
+
+def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
     from aegis.cli.runtime import prepare_database, require_role
     from aegis.core.errors import Forbidden
     from aegis.registry import catalog
@@ -347,18 +370,9 @@ def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> No
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment
                 )
                 typer.echo(f"rejected promotion request {promotion_id}")
-    except Forbidden as exc:
-        # A decision refused (four eyes, no approver role) is audited as the API's 403 is
-        # (aegis.auth.handlers): access.denied, in a transaction of its own (the decision's is
-        # rolled back).
-        AuditWriter(database, settings.audit_journal_path).record(
-            category="auth",
-            event_type="access.denied",
-            actor=actor,
-            resource=f"aegis model {'approve' if approve else 'reject'} {promotion_id}",
-            outcome="denied",
-            data={"ip": "cli", "reason": exc.message, "code": exc.code, "username": None},
-        )
+    except Forbidden as exc:  # four eyes, no approver role
+        decision = "approve" if approve else "reject"
+        _audit_denied(settings, database, exc, actor, f"aegis model {decision} {promotion_id}")
         raise
     finally:
         database.dispose()
