@@ -242,10 +242,27 @@ def extract(
 # --- registry: push, promote with four eyes -----------------------------------------------------
 
 
+ACTOR_MAX = 256  # what the actor columns hold (model_versions.pushed_by, audit_log.actor …)
+
+
+def _check_actor(actor: str, who: str) -> None:
+    """``--actor`` is recorded and audited as given: a name, one line of printable characters
+    that its columns hold, refused in one line before anything is read, written or audited."""
+    from aegis.core.errors import AegisError
+
+    if not actor.strip() or not actor.isprintable():
+        raise AegisError(f"--actor names who {who}: a user name of printable characters, not empty")
+    if len(actor) > ACTOR_MAX:
+        raise AegisError(f"--actor: at most {ACTOR_MAX} characters ({len(actor)} given)")
+
+
 def _actor(actor: str | None) -> str:
     import getpass
 
-    return actor or f"cli:{getpass.getuser()}"
+    if actor is None:
+        return f"cli:{getpass.getuser()}"
+    _check_actor(actor, "pushes")
+    return actor
 
 
 @app.command("push")
@@ -264,6 +281,7 @@ def push(
     from aegis.registry import catalog
     from aegis.registry.errors import RegistryError
 
+    pusher = _actor(actor)
     keyset = load_keyset(key or None)
     settings, database = prepare_database()
     try:
@@ -274,7 +292,7 @@ def push(
                 signature=signature or archive.with_name(archive.name + ".sig"),
                 to=to,
                 keyset=keyset,
-                actor=_actor(actor),
+                actor=pusher,
             )
             typer.echo(
                 f"pushed {row.name} {row.version} sha256:{row.digest} to {row.archive_uri}"
@@ -291,7 +309,7 @@ def push(
         AuditWriter(database, settings.audit_journal_path).record(
             category="model",
             event_type="model.push_refused",
-            actor=_actor(actor),
+            actor=pusher,
             resource=f"archive:{archive.name}"[:512],
             outcome="refused",
             data=data,
@@ -310,11 +328,10 @@ def promote(
 ) -> None:
     """Ask for a promotion; another user with the approver role must approve it."""
     from aegis.cli.runtime import prepare_database, require_role
-    from aegis.core.errors import AegisError, Forbidden
+    from aegis.core.errors import Forbidden
     from aegis.registry import catalog
 
-    if not actor.strip() or not actor.isprintable():
-        raise AegisError("--actor names who asks: a user name, not empty")
+    _check_actor(actor, "asks")
     settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
