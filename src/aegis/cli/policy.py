@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from aegis.database.core import Database
     from aegis.policy.bundle import VerifiedBundle
     from aegis.policy.document import Policy
-    from aegis.policy.errors import BundleRollback
+    from aegis.policy.errors import BundleError, BundleRollback
 
 app = typer.Typer(
     help="Policies: export/apply signed bundles, sync a folder, replay.", no_args_is_help=True
@@ -109,13 +109,18 @@ def apply(
     from aegis.cli.runtime import prepare_database, settings_for
     from aegis.core.errors import AegisError
     from aegis.policy.bundle import verify_bundle
-    from aegis.policy.errors import BundleRollback
+    from aegis.policy.errors import BundleError, BundleRollback
 
     if not verify:
         raise AegisError("unsigned policy bundles are not applied; drop --no-verify")
     settings = settings_for()
     public = keys.load_public_key(key or settings.effective_audit_verify_key_file)
-    verified = verify_bundle(bundle.read_bytes(), [public])  # refuses before touching the DB
+    data = bundle.read_bytes()
+    try:
+        verified = verify_bundle(data, [public])  # refuses before touching the policies
+    except BundleError as exc:
+        _audit_bad_bundle(settings, bundle, data, exc)
+        raise
     _, database = prepare_database(settings)
     try:
         _apply_bundle(database, verified, yes=yes, allow_rollback=allow_rollback)
@@ -168,6 +173,34 @@ def _audit_refusal(
         outcome="refused",
         data=service.bundle_audit_data(bundle, exc.highest) | {"reason": exc.code},
     )
+
+
+def _audit_bad_bundle(settings: Settings, path: Path, data: bytes, exc: BundleError) -> None:
+    """A bundle refused for its signature, digest or format: someone offered policies no trusted
+    key vouches for. Audited like a refused model push (``model.push_refused``), in a transaction
+    of its own; nothing from the bundle is read into the store."""
+    import hashlib
+
+    from aegis.audit.journal import AuditWriter
+    from aegis.cli.runtime import prepare_database
+
+    _, database = prepare_database(settings)
+    try:
+        AuditWriter(database, settings.audit_journal_path).record(
+            category="policy",
+            event_type="policy.bundle_refused",
+            actor=ACTOR,
+            resource=f"policy-bundle-file:{path.name}"[:512],
+            outcome="refused",
+            data={
+                "reason": exc.code,
+                "detail": exc.message,
+                "file_sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            },
+        )
+    finally:
+        database.dispose()
 
 
 def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str) -> None:
