@@ -75,9 +75,9 @@ def status() -> None:
     """Whether the backend sends actions to the executor (this switch, and EXECUTOR_ENABLED in
     this environment); the executor's own EXECUTOR_ENABLED shows in its /health as "actions"."""
     from aegis.actions.jobs import dispatch_enabled
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
 
-    settings, database = prepare_database()
+    settings, database = open_current_database()
     try:
         enabled = dispatch_enabled(settings, database)
     finally:

@@ -15,6 +15,9 @@ from aegis.cli.keys import PASSWORD_ENV, read_password
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
+    from aegis.core.config import Settings
+    from aegis.core.errors import Forbidden
+    from aegis.database.core import Database
     from aegis.registry.keyset import KeySet
 
 app = typer.Typer(
@@ -239,10 +242,27 @@ def extract(
 # --- registry: push, promote with four eyes -----------------------------------------------------
 
 
+ACTOR_MAX = 256  # what the actor columns hold (model_versions.pushed_by, audit_log.actor …)
+
+
+def _check_actor(actor: str, who: str) -> None:
+    """``--actor`` is recorded and audited as given: a name, one line of printable characters
+    that its columns hold, refused in one line before anything is read, written or audited."""
+    from aegis.core.errors import AegisError
+
+    if not actor.strip() or not actor.isprintable():
+        raise AegisError(f"--actor names who {who}: a user name of printable characters, not empty")
+    if len(actor) > ACTOR_MAX:
+        raise AegisError(f"--actor: at most {ACTOR_MAX} characters ({len(actor)} given)")
+
+
 def _actor(actor: str | None) -> str:
     import getpass
 
-    return actor or f"cli:{getpass.getuser()}"
+    if actor is None:
+        return f"cli:{getpass.getuser()}"
+    _check_actor(actor, "pushes")
+    return actor
 
 
 @app.command("push")
@@ -261,6 +281,7 @@ def push(
     from aegis.registry import catalog
     from aegis.registry.errors import RegistryError
 
+    pusher = _actor(actor)
     keyset = load_keyset(key or None)
     settings, database = prepare_database()
     try:
@@ -271,7 +292,7 @@ def push(
                 signature=signature or archive.with_name(archive.name + ".sig"),
                 to=to,
                 keyset=keyset,
-                actor=_actor(actor),
+                actor=pusher,
             )
             typer.echo(
                 f"pushed {row.name} {row.version} sha256:{row.digest} to {row.archive_uri}"
@@ -288,7 +309,7 @@ def push(
         AuditWriter(database, settings.audit_journal_path).record(
             category="model",
             event_type="model.push_refused",
-            actor=_actor(actor),
+            actor=pusher,
             resource=f"archive:{archive.name}"[:512],
             outcome="refused",
             data=data,
@@ -307,12 +328,11 @@ def promote(
 ) -> None:
     """Ask for a promotion; another user with the approver role must approve it."""
     from aegis.cli.runtime import prepare_database, require_role
-    from aegis.core.errors import AegisError
+    from aegis.core.errors import Forbidden
     from aegis.registry import catalog
 
-    if not actor.strip() or not actor.isprintable():
-        raise AegisError("--actor names who asks: a user name, not empty")
-    _, database = prepare_database()
+    _check_actor(actor, "asks")
+    settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
             require_role(session, actor, "operator")  # as the API's requester
@@ -323,12 +343,32 @@ def promote(
                 f"promotion request {request.id}: {name} {version} -> {to}, waiting for "
                 f"an approver other than {actor} (aegis model approve {request.id})"
             )
+    except Forbidden as exc:
+        _audit_denied(settings, database, exc, actor, f"aegis model promote {name} {version}")
+        raise
     finally:
         database.dispose()
 
 
-def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
+def _audit_denied(
+    settings: Settings, database: Database, exc: Forbidden, actor: str, resource: str
+) -> None:
+    """A CLI request refused (no role for it, four eyes) is audited as the API's 403 is
+    (aegis.auth.handlers): access.denied, in a transaction of its own (the request's is rolled
+    back)."""
     from aegis.audit.journal import AuditWriter
+
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="auth",
+        event_type="access.denied",
+        actor=actor,
+        resource=resource[:512],
+        outcome="denied",
+        data={"ip": "cli", "reason": exc.message, "code": exc.code, "username": None},
+    )
+
+
+def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
     from aegis.cli.runtime import prepare_database, require_role
     from aegis.core.errors import Forbidden
     from aegis.registry import catalog
@@ -347,18 +387,9 @@ def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> No
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment
                 )
                 typer.echo(f"rejected promotion request {promotion_id}")
-    except Forbidden as exc:
-        # A decision refused (four eyes, no approver role) is audited as the API's 403 is
-        # (aegis.auth.handlers): access.denied, in a transaction of its own (the decision's is
-        # rolled back).
-        AuditWriter(database, settings.audit_journal_path).record(
-            category="auth",
-            event_type="access.denied",
-            actor=actor,
-            resource=f"aegis model {'approve' if approve else 'reject'} {promotion_id}",
-            outcome="denied",
-            data={"ip": "cli", "reason": exc.message, "code": exc.code, "username": None},
-        )
+    except Forbidden as exc:  # four eyes, no approver role
+        decision = "approve" if approve else "reject"
+        _audit_denied(settings, database, exc, actor, f"aegis model {decision} {promotion_id}")
         raise
     finally:
         database.dispose()
@@ -390,10 +421,10 @@ def list_models(name: str | None = typer.Option(None, "--name")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.registry import catalog
 
-    _, database = prepare_database()
+    _, database = open_current_database()
     table = Table("name", "version", "stage", "digest", "signer", "pushed by")
     try:
         with database.unit_of_work() as session:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from aegis.database.core import Database
     from aegis.policy.bundle import VerifiedBundle
     from aegis.policy.document import Policy
-    from aegis.policy.errors import BundleRollback
+    from aegis.policy.errors import BundleError, BundleRollback
 
 app = typer.Typer(
     help="Policies: export/apply signed bundles, sync a folder, replay.", no_args_is_help=True
@@ -68,11 +68,11 @@ def export(
 
     `policy apply` refuses a bundle whose serial is not above the highest it has applied."""
     from aegis.audit import keys
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.policy import service
     from aegis.policy.bundle import export_bundle, policy_set_digest
 
-    settings, database = prepare_database()
+    settings, database = open_current_database()
     try:
         with database.unit_of_work() as session:
             policies = service.active_policies(session=session)
@@ -109,13 +109,18 @@ def apply(
     from aegis.cli.runtime import prepare_database, settings_for
     from aegis.core.errors import AegisError
     from aegis.policy.bundle import verify_bundle
-    from aegis.policy.errors import BundleRollback
+    from aegis.policy.errors import BundleError, BundleRollback
 
     if not verify:
         raise AegisError("unsigned policy bundles are not applied; drop --no-verify")
     settings = settings_for()
     public = keys.load_public_key(key or settings.effective_audit_verify_key_file)
-    verified = verify_bundle(bundle.read_bytes(), [public])  # refuses before touching the DB
+    data = bundle.read_bytes()
+    try:
+        verified = verify_bundle(data, [public])  # refuses before touching the policies
+    except BundleError as exc:
+        _audit_bad_bundle(settings, bundle, data, exc)
+        raise
     _, database = prepare_database(settings)
     try:
         _apply_bundle(database, verified, yes=yes, allow_rollback=allow_rollback)
@@ -170,6 +175,34 @@ def _audit_refusal(
     )
 
 
+def _audit_bad_bundle(settings: Settings, path: Path, data: bytes, exc: BundleError) -> None:
+    """A bundle refused for its signature, digest or format: someone offered policies no trusted
+    key vouches for. Audited like a refused model push (``model.push_refused``), in a transaction
+    of its own; nothing from the bundle is read into the store."""
+    import hashlib
+
+    from aegis.audit.journal import AuditWriter
+    from aegis.cli.runtime import prepare_database
+
+    _, database = prepare_database(settings)
+    try:
+        AuditWriter(database, settings.audit_journal_path).record(
+            category="policy",
+            event_type="policy.bundle_refused",
+            actor=ACTOR,
+            resource=f"policy-bundle-file:{path.name}"[:512],
+            outcome="refused",
+            data={
+                "reason": exc.code,
+                "detail": exc.message,
+                "file_sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            },
+        )
+    finally:
+        database.dispose()
+
+
 def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str) -> None:
     from aegis.policy import service
 
@@ -196,18 +229,19 @@ def sync(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show the diff."),
 ) -> None:
     """Make the active set equal a folder of policy files (GitOps), showing the diff first."""
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database, prepare_database
     from aegis.policy import service
 
     policies = _load_dir(folder)
-    _, database = prepare_database()
-    if dry_run:
+    if dry_run:  # a read: the schema is left as it is
+        _, database = open_current_database()
         try:
             with database.unit_of_work() as session:
                 _print_diff(service.plan(session=session, policies=policies))
         finally:
             database.dispose()
         return
+    _, database = prepare_database()
     _apply(database, policies, yes=yes, change="sync")
 
 
@@ -247,12 +281,12 @@ def replay(
     from rich.table import Table
 
     from aegis.actions.replay import replay as run_replay
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import open_current_database
     from aegis.policy import service
     from aegis.policy.engine import PolicySet
 
     start = parse_since(since)
-    _, database = prepare_database()
+    _, database = open_current_database()
     try:
         with database.unit_of_work() as session:
             candidate = (

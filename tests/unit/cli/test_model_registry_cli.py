@@ -159,3 +159,30 @@ def test_push_to_the_location_of_another_version_is_refused_and_audited(
         ("eve", "archive:m-2.tar.gz", "refused")
     ]
     assert json.loads(refused[0].data)["reason"] == "model_location_taken"
+
+
+@pytest.mark.parametrize("actor", ["", "  ", "ops\nroot", "ops\x1b[2J", "a" * 257])
+def test_push_refuses_an_actor_that_is_not_a_printable_name_before_anything(
+    env: Path, database: Database, actor: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aegis.registry import catalog
+    from aegis.registry import service as registry_service
+    from aegis.registry.cosign_keys import generate_private_key, public_key_pem
+    from tests.support.releases import MODEL, Releases
+
+    releases = Releases.start(env, database)
+    archive = env / "model.tar.gz"
+    registry_service.build_archive(env / "model_dir", archive, name=MODEL, version="0.1")
+    registry_service.sign_archive(archive, releases.key)
+    untrusted = env / "other.pub"
+    untrusted.write_bytes(public_key_pem(generate_private_key().public_key()))
+    capsys.readouterr()
+    for key in (releases.pub, untrusted):  # one that would be pushed, one that would be refused
+        argv = ["model", "push", str(archive), "--to", (env / "store").as_uri()]
+        assert run([*argv, "--key", str(key), "--actor", actor]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: --actor") and err.count("\n") == 1, err
+    assert not (env / "store").exists()
+    with database.unit_of_work() as session:
+        assert catalog.list_versions(session=session) == []
+    assert factories.audit_events(database, "model.push_refused") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import tarfile
@@ -292,6 +293,59 @@ def test_a_serial_less_v1_bundle_is_applied_only_with_allow_rollback(
         "bundle_rollback",
     )
     assert (forced, data["serial"], data["format"]) == ("policy.bundle_rollback_forced", None, 1)
+
+
+def _rewritten(bundle: Path, out: Path, **members: bytes) -> Path:
+    """``bundle`` with some members' bytes replaced, re-packed as ``out``."""
+    with tarfile.open(bundle) as tar:
+        held = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    held |= {name.replace("_", "."): data for name, data in members.items()}
+    with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in ("policies.json", "digest.txt", "signature.json"):
+            info = tarfile.TarInfo(name)
+            info.size = len(held[name])
+            tar.addfile(info, io.BytesIO(held[name]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        ("digest", "bundle_digest_mismatch"),
+        ("signature", "bundle_signature_invalid"),
+        ("format", "bundle_format_invalid"),
+    ],
+)
+def test_a_bundle_refused_by_its_signature_digest_or_format_is_audited_and_changes_nothing(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str], forge: str, reason: str
+) -> None:
+    good = _export(env, 4, DENY)
+    assert run(["policy", "apply", str(good), "--yes"]) == 0
+    with tarfile.open(good) as tar:
+        body = tar.extractfile("policies.json").read()  # type: ignore[union-attr]
+        envelope = json.loads(tar.extractfile("signature.json").read())  # type: ignore[union-attr]
+    if forge == "digest":  # policies changed under the signed digest
+        bad = _rewritten(good, env / "bad.tar", policies_json=body.replace(b"deny", b"allow"))
+    elif forge == "signature":  # a higher serial the signature does not cover
+        envelope["serial"] = 99
+        signed = json.dumps(envelope, sort_keys=True).encode() + b"\n"
+        bad = _rewritten(good, env / "bad.tar", signature_json=signed)
+    else:
+        bad = env / "bad.tar"
+        bad.write_bytes(b"not a tar archive")
+    capsys.readouterr()
+    assert run(["policy", "apply", str(bad), "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert _active(db_url) == ["demo-freeze"]
+    events = _bundle_events(db_url)
+    assert [e[0] for e in events] == ["policy.bundle_applied", "policy.bundle_refused"]
+    _, outcome, data = events[-1]
+    assert (outcome, data["reason"]) == ("refused", reason)
+    assert data["file_sha256"] == hashlib.sha256(bad.read_bytes()).hexdigest()
+    # nothing from the refused bundle was recorded: the highest serial applied is still 4
+    assert run(["policy", "apply", str(good), "--yes"]) == 1
+    assert "serial 4" in capsys.readouterr().err
 
 
 def test_export_needs_a_positive_serial(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

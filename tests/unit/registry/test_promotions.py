@@ -284,3 +284,27 @@ def test_a_self_decision_refused_by_the_cli_is_audited_as_over_the_api(
     assert run(["model", decision, str(promotion), "--actor", viewer]) == 1
     denied = factories.audit_events(database, "access.denied")[-1]
     assert (denied.actor, json.loads(denied.data)["code"]) == (viewer, "forbidden")
+
+
+def test_a_promotion_asked_by_the_cli_without_the_operator_role_is_audited_as_over_the_api(
+    cli_env: None,
+    client: TestClient,
+    database: Database,
+    pushed: Callable[[str], Path],
+) -> None:
+    pushed("0.1")
+    approver = factories.user(database, "approver")  # may decide, may not ask
+    headers = factories.bearer(factories.login(client, approver))
+    assert _ask(client, headers, "0.1", "production").status_code == 403
+
+    assert run(["model", "promote", "example_multimodal", "0.1", "--actor", approver]) == 1
+
+    api, cli = factories.audit_events(database, "access.denied")
+    assert (cli.category, cli.actor, cli.outcome) == (api.category, api.actor, api.outcome)
+    assert (cli.category, cli.actor, cli.outcome) == ("auth", approver, "denied")
+    said = json.loads(cli.data)
+    assert (said["code"], said["ip"]) == ("forbidden", "cli")
+    assert "operator role" in said["reason"]
+    assert "example_multimodal 0.1" in cli.resource and "promote" in cli.resource
+    with database.unit_of_work() as session:
+        assert catalog.list_promotions(session=session) == []
