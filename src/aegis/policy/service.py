@@ -39,6 +39,7 @@ from aegis.policy.request import Decision, EvaluationRequest
 
 GENERATION_FLAG = "policy_generation"
 BUNDLE_SERIAL_FLAG = "policy_bundle_serial"  # the highest bundle serial applied; never lowered
+MAX_VERSION = 2**31 - 1  # policy_versions.version is a 32-bit INTEGER
 
 
 class PolicyNotFound(NotFound):
@@ -162,7 +163,9 @@ def restore(*, session: Session, policy_id: str, version: int, actor: str) -> Po
 
 
 def _version(session: Session, policy_id: str, version: int) -> PolicyVersion:
-    found = session.get(PolicyVersion, (policy_id, version))
+    # policy_versions.version is a 32-bit INTEGER: PostgreSQL refuses to compare it with a
+    # larger value (a DataError, answered 422) while SQLite finds nothing. It cannot exist.
+    found = session.get(PolicyVersion, (policy_id, version)) if version <= MAX_VERSION else None
     if found is None:
         raise PolicyNotFound(f"policy {policy_id!r} has no version {version}")
     return found

@@ -107,6 +107,21 @@ def test_update_adds_a_version_and_restore_brings_an_old_one_back(
     assert _evaluate(client, admin)["decision"] == "allow"
 
 
+@pytest.mark.parametrize("version", [2, 2**31 - 1, 2**31, 3_000_000_000, 2**63 - 1])
+def test_restoring_a_version_that_does_not_exist_is_not_found_on_every_database(
+    client: TestClient, admin: dict[str, str], version: int
+) -> None:
+    """policy_versions.version is a 32-bit integer: PostgreSQL refused to compare a larger
+    one (422 invalid_value) where SQLite found nothing (404)."""
+    client.post("/api/v1/policy", json=STAGING, headers=admin)
+    response = client.post(
+        f"/api/v1/policy/staging-restarts/versions/{version}/restore", headers=admin
+    )
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "policy_not_found"
+    assert f"has no version {version}" in response.json()["error"]["message"]
+
+
 def test_delete_deactivates_and_changes_the_digest(
     client: TestClient, admin: dict[str, str]
 ) -> None:
