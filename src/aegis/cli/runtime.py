@@ -95,11 +95,11 @@ def require_role(session: Session, username: str, role: str) -> None:
     applies to its caller, so that a name no user holds (``"bob "``, ``"Bob"``) never passes
     four eyes."""
     from aegis.auth import service as auth_service
-    from aegis.core.errors import Forbidden
+    from aegis.auth.errors import PermissionDenied  # the API's code for the same refusal
 
     user = auth_service.get_user(session=session, username=username)
     if user.disabled or not ({role, "admin"} & set(user.roles)):
-        raise Forbidden(f"{username} does not hold the {role} role")
+        raise PermissionDenied(f"{username} does not hold the {role} role")
 
 
 def check_length(option: str, value: str, schema: type[BaseModel], field: str) -> None:

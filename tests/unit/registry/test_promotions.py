@@ -283,7 +283,7 @@ def test_a_self_decision_refused_by_the_cli_is_audited_as_over_the_api(
     viewer = factories.user(database, "viewer")
     assert run(["model", decision, str(promotion), "--actor", viewer]) == 1
     denied = factories.audit_events(database, "access.denied")[-1]
-    assert (denied.actor, json.loads(denied.data)["code"]) == (viewer, "forbidden")
+    assert (denied.actor, json.loads(denied.data)["code"]) == (viewer, "permission_denied")
 
 
 def test_a_promotion_asked_by_the_cli_without_the_operator_role_is_audited_as_over_the_api(
@@ -303,7 +303,8 @@ def test_a_promotion_asked_by_the_cli_without_the_operator_role_is_audited_as_ov
     assert (cli.category, cli.actor, cli.outcome) == (api.category, api.actor, api.outcome)
     assert (cli.category, cli.actor, cli.outcome) == ("auth", approver, "denied")
     said = json.loads(cli.data)
-    assert (said["code"], said["ip"]) == ("forbidden", "cli")
+    assert (said["code"], said["ip"]) == (json.loads(api.data)["code"], "cli")
+    assert said["code"] == "permission_denied"
     assert "operator role" in said["reason"]
     assert "example_multimodal 0.1" in cli.resource and "promote" in cli.resource
     with database.unit_of_work() as session:
