@@ -146,7 +146,8 @@ def test_versions_sharing_an_archive_leave_it_to_the_newest(database: Database) 
             _insert_version(conn, version, uri)
     migrate.upgrade(database.engine)
     with database.engine.begin() as conn:
-        stored = dict(conn.execute(text("SELECT version, archive_uri FROM model_versions")).all())
+        rows = conn.execute(text("SELECT version, archive_uri FROM model_versions")).all()
+        stored = {str(version): str(uri) for version, uri in rows}
     assert stored == {
         "0.1": f"{shared}#superseded-1",
         "0.2": f"{shared}#superseded-2",
@@ -172,7 +173,8 @@ def test_a_version_whose_archive_uri_was_superseded_still_loads(
         _insert_version(conn, "0.2", uri)
     migrate.upgrade(database.engine)
     with database.engine.begin() as conn:
-        stored = dict(conn.execute(text("SELECT version, archive_uri FROM model_versions")).all())
+        rows = conn.execute(text("SELECT version, archive_uri FROM model_versions")).all()
+        stored = {str(version): str(uri) for version, uri in rows}
     assert stored == {"0.1": f"{uri}#superseded-1", "0.2": uri}
     settings = make_settings(database_url=db_url, trusted_keys=str(releases.pub))
     prepared = fetch_and_prepare_model_for_load(MODEL, settings=settings, database=database)

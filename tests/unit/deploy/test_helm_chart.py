@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -406,7 +406,7 @@ def _data_volume(rendered: list[dict[str, Any]], name: str) -> dict[str, Any]:
     data_dir = checks.config_data(rendered)["AEGIS_DATA_DIR"]
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    return volume
+    return cast(dict[str, Any], volume)
 
 
 def test_executor_persistence_keeps_the_audit_journal_through_the_pods_deletion() -> None:

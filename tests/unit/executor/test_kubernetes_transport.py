@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import urllib3
 
 from aegis.executor.backends.kube_transport import MAX_ANSWER_BYTES
 from aegis.executor.backends.kubernetes import KubernetesBackend
@@ -146,7 +145,7 @@ def test_a_busy_answer_asking_to_retry_in_an_hour_fails_the_action_at_once(
     # urllib3 honoured Retry-After on a GET answered 429 or 503: it slept an hour (up to six)
     # before each of its three retries while the action, and its executor thread, waited.
     slept: list[float] = []
-    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)  # noted, not slept
+    monkeypatch.setattr("urllib3.util.retry.time.sleep", slept.append)  # noted, not slept
     fake_kube.busy = (status, 3600)
 
     with pytest.raises(ActionFailed) as caught:
