@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -174,3 +176,88 @@ def test_the_trusted_proxies_overlay_of_the_deploy_doc_sets_the_backends(tmp_pat
     assert _env_of_backend(objects)["TRUSTED_PROXIES"] == "10.20.0.0/16"
     for check in checks.ALL_CHECKS:
         check(objects)
+
+
+AUDIT_DOC = K8S.parent / "docs" / "audit.md"
+PERSISTENCE = K8S / "components" / "executor-persistence"
+
+
+def _kustomize_with_persistence(tmp_path: Path, overlay: str) -> list[dict[str, Any]]:
+    """An overlay of k8s/overlays/<overlay> with the executor-persistence component, as
+    docs/audit.md writes it (its paths are relative to a folder beside k8s/overlays/<overlay>)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", AUDIT_DOC.read_text(), re.DOTALL)
+    (block,) = [textwrap.dedent(b) for b in blocks if "executor-persistence" in b]
+    kustomization = yaml.safe_load(block)
+    beside = K8S / "overlays" / "production-journal"
+    paths = {"resources": K8S / "overlays" / "production", "components": PERSISTENCE}
+    for key, target in paths.items():
+        (entry,) = kustomization[key]
+        assert (beside / entry).resolve() == target, f"{key}: {entry} is not {target}"
+    kustomization["resources"] = [os.path.relpath(K8S / "overlays" / overlay, tmp_path)]
+    kustomization["components"] = [os.path.relpath(PERSISTENCE, tmp_path)]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    objects = kubectl_kustomize(tmp_path)
+    require(objects is not None, "kubectl is not installed: the component not rendered")
+    assert objects is not None
+    return objects
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_executor_persistence_puts_the_data_dir_on_a_claim(tmp_path: Path, overlay: str) -> None:
+    """The executor's audit journal (<AEGIS_DATA_DIR>/audit-journal.jsonl) is lost with the pod
+    on the base's emptyDir; with the component it is on a ReadWriteOnce claim, as the chart's
+    executor.persistence does, and the Deployment updates with Recreate (one pod on the claim)."""
+    objects = _kustomize_with_persistence(tmp_path, overlay)
+    for check in checks.ALL_CHECKS:
+        check(objects)
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert claim["metadata"]["namespace"] == "aegis"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert "storageClassName" not in claim["spec"]  # the cluster's default class
+    executor = by_name(objects, "Deployment")["executor"]
+    assert executor["spec"]["strategy"] == {"type": "Recreate"}
+    assert executor["spec"]["replicas"] == 1
+    pod = executor["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (config_ref,) = [e["configMapRef"]["name"] for e in container["envFrom"]]
+    data_dir = by_name(objects, "ConfigMap")[config_ref]["data"]["AEGIS_DATA_DIR"]
+    env = {e["name"] for e in container.get("env", [])}
+    assert "AEGIS_DATA_DIR" not in env  # the ConfigMap's value is the one in force
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume == {
+        "name": mount["name"],
+        "persistentVolumeClaim": {"claimName": "aegis-executor-data"},
+    }
+    assert claim["metadata"]["name"] == "aegis-executor-data"
+    # Nothing else changes: without the component the executor keeps its emptyDir.
+    plain = by_name(kubectl_kustomize(K8S / "overlays" / overlay) or [], "Deployment")
+    assert "emptyDir" in next(
+        v
+        for v in plain["executor"]["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == mount["name"]
+    )
+
+
+def test_executor_persistence_refuses_more_than_one_executor(tmp_path: Path) -> None:
+    """One ReadWriteOnce claim holds one pod's journal: adding the component to an overlay that
+    gives the executor two replicas stops the render, as the chart's does."""
+    inner, outer = tmp_path / "two-executors", tmp_path / "journal"
+    for directory, extra in (
+        (inner, {"resources": [os.path.relpath(K8S / "base", inner)],
+                 "replicas": [{"name": "executor", "count": 2}]}),
+        (outer, {"resources": ["../two-executors"],
+                 "components": [os.path.relpath(PERSISTENCE, outer)]}),
+    ):  # fmt: skip
+        directory.mkdir()
+        kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+        (directory / "kustomization.yaml").write_text(yaml.safe_dump({**kustomization, **extra}))
+    kubectl = shutil.which("kubectl")
+    require(kubectl is not None, "kubectl is not installed: the component not rendered")
+    assert kubectl is not None
+    assert kubectl_kustomize(inner) is not None  # the overlay alone renders
+    result = subprocess.run(
+        [kubectl, "kustomize", str(outer)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "/spec/replicas" in result.stderr, result.stderr
