@@ -257,28 +257,30 @@ def _variable_block(path: Path, name: str) -> str:
     return text[start.start() : start.end()] + _body(text, start.end() - 1) + "}\n"
 
 
-def _plan_with_db_password(tmp_path: Path, password: str) -> subprocess.CompletedProcess[str]:
-    """`terraform plan` of the overlay's db_password handed to the postgres module's password,
-    as the overlay does, with both variable blocks copied verbatim: their validation rules run
-    as in a real plan, and with no provider in the copy nothing is downloaded."""
+def _plan_through_module(
+    tmp_path: Path, module: str, argument: str, variable: str, value: str
+) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` of the overlay's variable handed to a module's argument, as the overlay
+    does, with both variable blocks copied verbatim: their validation rules run as in a real
+    plan, and with no provider in the copy nothing is downloaded."""
     terraform = shutil.which("terraform")
     require(terraform is not None, "terraform is not installed: validation not run")
     assert terraform is not None
-    call = _blocks(_text(OVERLAY), "module")["postgres"]
-    assert re.search(r"^\s*password\s*=\s*var\.db_password$", call, re.MULTILINE)
-    module = tmp_path / "postgres"
-    module.mkdir()
-    (module / "variables.tf").write_text(
-        _variable_block(TERRAFORM / "modules" / "postgres" / "variables.tf", "password")
+    call = _blocks(_text(OVERLAY), "module")[module]
+    assert re.search(rf"^\s*{argument}\s*=\s*var\.{variable}$", call, re.MULTILINE)
+    copy = tmp_path / module
+    copy.mkdir()
+    (copy / "variables.tf").write_text(
+        _variable_block(TERRAFORM / "modules" / module / "variables.tf", argument)
     )
     (tmp_path / "main.tf").write_text(
-        _variable_block(OVERLAY / "variables.tf", "db_password")
-        + 'module "postgres" {\n  source   = "./postgres"\n  password = var.db_password\n}\n'
+        _variable_block(OVERLAY / "variables.tf", variable)
+        + f'module "{module}" {{\n  source = "./{module}"\n  {argument} = var.{variable}\n}}\n'
     )
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_DATA_DIR": str(tmp_path / ".terraform")}
     commands = [
         ["init", "-backend=false", "-input=false", "-no-color"],
-        ["plan", "-input=false", "-no-color", "-var", f"db_password={password}"],
+        ["plan", "-input=false", "-no-color", "-var", f"{variable}={value}"],
     ]
     for args in commands:
         result = subprocess.run(
@@ -293,6 +295,10 @@ def _plan_with_db_password(tmp_path: Path, password: str) -> subprocess.Complete
         if result.returncode != 0:
             break
     return result
+
+
+def _plan_with_db_password(tmp_path: Path, password: str) -> subprocess.CompletedProcess[str]:
+    return _plan_through_module(tmp_path, "postgres", "password", "db_password", password)
 
 
 @pytest.mark.parametrize(
@@ -325,4 +331,68 @@ def test_a_db_password_rds_or_aegis_would_refuse_stops_the_plan(
 )
 def test_a_strong_db_password_passes_the_plan(tmp_path: Path, password: str) -> None:
     result = _plan_with_db_password(tmp_path, password)
+    assert result.returncode == 0, result.stderr
+
+
+def test_noncurrent_versions_expire_after_a_configurable_number_of_days() -> None:
+    """Pruned backups and overwritten objects stay as noncurrent versions (the bucket is
+    versioned and no role may delete a version): the bucket's lifecycle rule, not a role,
+    expires them, after the overlay's noncurrent_version_retention_days, and removes the delete
+    markers left with no version behind them."""
+    bucket = _text(TERRAFORM / "modules" / "object_store")
+    start = re.search(r'resource "aws_s3_bucket_lifecycle_configuration" "this" \{', bucket)
+    assert start is not None, "no lifecycle configuration on the bucket"
+    lifecycle = _body(bucket, start.end() - 1)
+    assert re.search(r'status\s*=\s*"Enabled"', lifecycle)
+    expiration = re.search(r"noncurrent_version_expiration\s*\{([^}]*)\}", lifecycle)
+    assert expiration is not None
+    assert re.search(
+        r"noncurrent_days\s*=\s*var\.noncurrent_version_retention_days", expiration.group(1)
+    )
+    assert re.search(r"expired_object_delete_marker\s*=\s*true", lifecycle)
+    overlay = _blocks(_text(OVERLAY), "variable")["noncurrent_version_retention_days"]
+    assert re.search(r"type\s*=\s*number", overlay)
+    assert re.search(r"nullable\s*=\s*false", overlay)
+    assert "validation" in overlay
+    call = _blocks(_text(OVERLAY), "module")["object_store"]
+    assert re.search(
+        r"noncurrent_version_retention_days\s*=\s*var\.noncurrent_version_retention_days", call
+    )
+    policies = _text(OVERLAY) + _text(TERRAFORM / "modules" / "github_oidc_role")
+    assert "s3:DeleteObjectVersion" not in policies.replace(
+        "DeleteObjectVersion is not granted", ""
+    )
+    docs = TERRAFORM.parents[1] / "docs" / "operations"
+    for doc in ("deploy.md", "backup-restore.md"):
+        assert "noncurrent_version_retention_days" in (docs / doc).read_text(), doc
+
+
+@pytest.mark.parametrize(
+    ("days", "named"),
+    [("0", "at least 1"), ("-3", "at least 1"), ("1.5", "whole number")],
+)
+def test_a_noncurrent_retention_s3_would_refuse_stops_the_plan(
+    tmp_path: Path, days: str, named: str
+) -> None:
+    result = _plan_through_module(
+        tmp_path,
+        "object_store",
+        "noncurrent_version_retention_days",
+        "noncurrent_version_retention_days",
+        days,
+    )
+    assert result.returncode != 0
+    assert "noncurrent_version_retention_days" in result.stderr, result.stderr
+    assert named in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("days", ["1", "90", "400"])
+def test_a_whole_number_of_days_passes_the_plan(tmp_path: Path, days: str) -> None:
+    result = _plan_through_module(
+        tmp_path,
+        "object_store",
+        "noncurrent_version_retention_days",
+        "noncurrent_version_retention_days",
+        days,
+    )
     assert result.returncode == 0, result.stderr

@@ -53,7 +53,10 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   }
 }
 
-# Deleted or overwritten objects stay recoverable as noncurrent versions for a while.
+# Deleted or overwritten objects (a backup `aegis backup create` pruned past RETENTION_DAYS, a
+# replaced model) stay recoverable as noncurrent versions for noncurrent_version_retention_days,
+# then S3 expires them: no role Aegis gets may delete a version, so this rule is what frees them.
+# A delete marker left with no version behind it is removed too.
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
   bucket = aws_s3_bucket.this.id
 
@@ -63,6 +66,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     filter {}
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_retention_days
+    }
+    expiration {
+      expired_object_delete_marker = true
     }
     abort_incomplete_multipart_upload {
       days_after_initiation = 7

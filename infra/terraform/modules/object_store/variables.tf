@@ -10,9 +10,18 @@ variable "force_destroy" {
 }
 
 variable "noncurrent_version_retention_days" {
-  description = "Days a deleted or overwritten object version is kept."
+  description = "Days S3 keeps a deleted or overwritten object version (a pruned backup too) before the lifecycle rule expires it; no role may delete a version sooner."
   type        = number
   default     = 90
+  nullable    = false
+  validation {
+    condition     = var.noncurrent_version_retention_days >= 1
+    error_message = "noncurrent_version_retention_days must be at least 1 (S3 lifecycle days)."
+  }
+  validation {
+    condition     = floor(var.noncurrent_version_retention_days) == var.noncurrent_version_retention_days
+    error_message = "noncurrent_version_retention_days must be a whole number of days."
+  }
 }
 
 variable "tags" {

@@ -9,7 +9,8 @@
 # Then install the Helm chart with these outputs (helm/values.aws.yaml says how; no template
 # changes). What it makes:
 #   - S3 bucket for models, audit checkpoints and backups: versioned, SSE-KMS with its own key,
-#     public access blocked, TLS only (modules/object_store);
+#     public access blocked, TLS only; deleted or overwritten versions (pruned backups too)
+#     expire after noncurrent_version_retention_days (modules/object_store);
 #   - RDS PostgreSQL, encrypted, not publicly accessible (modules/postgres);
 #   - with eks_oidc_provider_arn: IRSA roles for the backend (read/write under the Aegis prefix),
 #     the AI engine (read only, the Aegis prefix and model_archive_prefix) and the backup and
@@ -33,6 +34,8 @@ module "object_store" {
   source        = "../../modules/object_store"
   bucket_name   = local.bucket_name
   force_destroy = var.force_destroy_bucket
+
+  noncurrent_version_retention_days = var.noncurrent_version_retention_days
 }
 
 module "postgres" {
