@@ -3,7 +3,9 @@ commands they run are real `aegis backup` invocations."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 
 from aegis.cli.main import run
 from aegis.core.config import GENERATED_SECRETS
+from tests.unit.deploy.manifests import env_secret_refs
 
 JOBS = Path(__file__).resolve().parents[3] / "k8s" / "jobs"
 
@@ -82,3 +85,55 @@ def test_the_jobs_run_real_aegis_commands(
     args = _args_with(container, {"BACKUP_URL": "s3://b/p", "ARTIFACT_URI": "s3://b/p/a"})
     assert run([*args, "--help"]) == 0  # unknown commands or options would exit 2
     assert re.search(rf"Usage: \S+ backup {args[1]} ", capsys.readouterr().out)
+
+
+RUNBOOK = JOBS.parents[1] / "docs" / "operations" / "backup-restore.md"
+HELM_SECRET = "{name: aegis-database, key: DATABASE_URL}"
+
+
+def _with_namespace(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    return [{**d, "metadata": {**d["metadata"], "namespace": namespace}} for d in docs]
+
+
+def _another_namespace_commands() -> list[str]:
+    """The apply commands of the runbook's block for a namespace other than `aegis`."""
+    blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", RUNBOOK.read_text(), re.DOTALL)
+    (block,) = [b for b in blocks if re.search(r"^NS=", b, re.MULTILINE)]
+    return [line for line in block.splitlines() if line.endswith("| kubectl apply -f -")]
+
+
+@pytest.mark.parametrize("name", ["backup-cronjob.yaml", "restore-db-job.yaml"])
+def test_the_runbooks_command_applies_the_jobs_in_another_namespace(name: str) -> None:
+    """The files name namespace `aegis` (so a plain `kubectl apply -f` cannot land elsewhere, and
+    `kubectl -n other apply -f` is refused); the runbook's command for another namespace rewrites
+    every object's namespace, and nothing else, before `kubectl apply -f -`."""
+    commands = [c for c in _another_namespace_commands() if f"k8s/jobs/{name}" in c]
+    assert commands, f"no command applies {name} in another namespace"
+    original = [d for d in yaml.safe_load_all((JOBS / name).read_text()) if d]
+    assert {d["metadata"]["namespace"] for d in original} == {"aegis"}
+    for command in commands:
+        rewrite = command.removesuffix("| kubectl apply -f -")
+        result = subprocess.run(
+            ["bash", "-c", rewrite],
+            cwd=JOBS.parents[1],
+            env={**os.environ, "NS": "team-x"},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        applied = [d for d in yaml.safe_load_all(result.stdout) if d]
+        expected = _with_namespace(original, "team-x")
+        if HELM_SECRET in command:  # the Helm install's DATABASE_URL Secret, as step 0 says
+            expected = [
+                d
+                for d in yaml.safe_load_all(
+                    (JOBS / name)
+                    .read_text()
+                    .replace("{name: aegis-backend-secrets, key: DATABASE_URL}", HELM_SECRET)
+                )
+                if d
+            ]
+            expected = _with_namespace(expected, "team-x")
+            assert env_secret_refs(applied)["DATABASE_URL"] == {("aegis-database", "DATABASE_URL")}
+        assert applied == expected
