@@ -70,8 +70,11 @@ def ensure_model(settings: Settings, database: Database) -> str | None:
             f"{model.name}/{model.version}"
         )
         keyset = load_keyset(settings.trusted_keys or str(public))
-        with database.unit_of_work() as session:
-            row = catalog.bootstrap_production(
-                session=session, archive=archive, signature=signature, to=target, keyset=keyset
-            )
-            return row.version
+        try:
+            with database.unit_of_work() as session:
+                row = catalog.bootstrap_production(
+                    session=session, archive=archive, signature=signature, to=target, keyset=keyset
+                )
+                return row.version
+        except catalog.ModelExists:  # a version was pushed (or approved) meanwhile
+            return None

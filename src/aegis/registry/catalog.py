@@ -6,16 +6,18 @@ in the same transaction as the change it records.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
 from aegis.core.errors import Conflict, Forbidden, NotFound
+from aegis.database.core import is_postgres
 from aegis.registry import service as registry_service
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
@@ -104,6 +106,18 @@ def push(
     first, is refused, and never writes over the archive the first recorded.
     """
     verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
+    return _record_push(session, verified, archive=archive, signature=signature, to=to, actor=actor)
+
+
+def _record_push(
+    session: Session,
+    verified: registry_service.VerifiedArchive,
+    *,
+    archive: Path,
+    signature: Path,
+    to: str,
+    actor: str,
+) -> ModelVersion:
     name, version = verified.manifest.name, verified.manifest.version
     # Refuses a --to with credentials or a query before anything is written: the URIs are
     # recorded and printed.
@@ -221,17 +235,35 @@ def _pending(session: Session, promotion_id: int) -> PromotionRequest:
     return request
 
 
-def _lock_versions(session: Session, name: str) -> None:
-    # Every version of the model, locked (in id order) and re-read: two approvals for different
-    # versions of one model take effect one after the other, so the second archives what the
-    # first put in production instead of missing it (two production versions).
-    session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.name == name)
-        .order_by(ModelVersion.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).all()
+def model_lock_key(name: str) -> int:
+    """The model's ``pg_advisory_xact_lock`` key: 8 bytes of a hash, as a signed 64-bit
+    integer. Two models sharing a key only wait for each other."""
+    digest = hashlib.sha256(f"aegis-model\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _lock_versions(session: Session, name: str) -> list[ModelVersion]:
+    """Hold the model until the transaction ends, then return every version of it, locked (in
+    id order) and re-read: two approvals for different versions of one model, or an approval
+    and a bootstrap, take effect one after the other, so the second sees what the first put in
+    production instead of missing it (two production versions).
+
+    The row locks alone miss a version inserted by a transaction still open (a bootstrap's), so
+    on PostgreSQL a transaction-scoped advisory lock per model comes first; SQLite's
+    transactions already hold the database's write lock from BEGIN (IMMEDIATE). Taken before
+    any audit record is written (the audit chain's own lock comes after it), so the locks never
+    wait on each other in a cycle."""
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": model_lock_key(name)})
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.name == name)
+            .order_by(ModelVersion.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
 
 
 def _refuse_if_stale(session: Session, request: PromotionRequest) -> None:
@@ -337,14 +369,25 @@ def bootstrap_production(
     """Embedded mode only: push and mark production at once when the registry is empty.
 
     The first model of a fresh single-machine install has nobody to approve it; this is
-    audited as ``model.bootstrapped`` so it can never pass for a four-eyes promotion.
+    audited as ``model.bootstrapped`` so it can never pass for a four-eyes promotion. It takes
+    the locks an approval takes and, under them, refuses (:class:`ModelExists`, before anything
+    is uploaded) when the registry holds any version of the model by now: an approval or a push
+    that came first is left to four eyes, never joined by a second production version.
     """
-    row = push(
-        session=session,
+    verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
+    name = verified.manifest.name
+    if present := _lock_versions(session, name):
+        raise ModelExists(
+            f"model {name} has versions in the registry by now "
+            f"({', '.join(f'{v.version} {v.stage}' for v in present)}): the bootstrap fills only "
+            "an empty registry; promote with four eyes"
+        )
+    row = _record_push(
+        session,
+        verified,
         archive=archive,
         signature=signature,
         to=to,
-        keyset=keyset,
         actor="system:bootstrap",
     )
     row.stage = "production"

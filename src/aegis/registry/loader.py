@@ -8,13 +8,19 @@ bombs; manifest matches), and return the ready folder. Any failure raises a type
 ``aegis_model_signature_errors_total{reason}`` — the caller keeps serving what it had.
 
 A cached, already-extracted model is reused only after its archive's signature verifies again
-and every extracted file matches the signed manifest (size and SHA-256).
+and every extracted file matches the signed manifest (size and SHA-256). A new one is extracted
+and checked in a private folder, then renamed into place; when another process preparing the
+same version renamed its folder there first, that folder is used on the same terms (every file
+matches the manifest), so preparing at once is not a refusal.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,7 +39,7 @@ from aegis.registry.errors import (
     RegistryError,
     SignatureInvalid,
 )
-from aegis.registry.keyset import keyset_from_settings
+from aegis.registry.keyset import KeySet, keyset_from_settings
 from aegis.storage.errors import StorageError
 from aegis.storage.service import open_store
 
@@ -186,20 +192,65 @@ def _prepare(
             key_id = "unverified"
         if _cached_files_match(extracted, manifest):
             return PreparedModel(name, version, digest, key_id, extracted)
-        shutil.rmtree(extracted)
+        _discard(extracted)
+    # Extracted and checked in a private folder, then renamed into place: another preparer of
+    # the same version (an engine process sharing DATA_DIR) may do the same at once.
+    private = Path(tempfile.mkdtemp(prefix=f".{extracted.name}.", suffix=".partial", dir=cache))
+    try:
+        ready = private / extracted.name
+        key_id = _extract(archive, signature, keyset, ready, row=(name, version, digest))
+        if not _cached_files_match(ready, manifest):
+            raise ManifestMismatch("extracted files differ from the registry's manifest")
+        _place(ready, extracted, manifest)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return PreparedModel(name, version, digest, key_id, extracted)
+
+
+def _extract(
+    archive: Path,
+    signature: Path,
+    keyset: KeySet | None,
+    dest: Path,
+    *,
+    row: tuple[str, str, str],
+) -> str:
+    """Verify and extract ``archive`` into ``dest``; the signer's key id. ``row``: the
+    registry's name, version and archive digest."""
+    name, version, digest = row
     if keyset is None:
-        registry_service.safe_extract(archive, extracted)
-        return PreparedModel(name, version, digest, "unverified", extracted)
-    verified = registry_service.verify_and_extract(
-        archive, signature.read_bytes(), keyset, extracted
-    )
+        registry_service.safe_extract(archive, dest)
+        return "unverified"
+    verified = registry_service.verify_and_extract(archive, signature.read_bytes(), keyset, dest)
     if verified.digest != digest:
-        shutil.rmtree(extracted, ignore_errors=True)
         raise DigestMismatch(f"archive digest differs from the registry's for {name} {version}")
-    if not _cached_files_match(extracted, manifest):
-        shutil.rmtree(extracted, ignore_errors=True)
-        raise ManifestMismatch("extracted files differ from the registry's manifest")
-    return PreparedModel(name, version, digest, verified.key_id, extracted)
+    return verified.key_id
+
+
+def _place(ready: Path, extracted: Path, manifest: dict[str, object]) -> None:
+    """Rename the verified folder ``ready`` to ``extracted``. When another preparer renamed its
+    own there first, that folder is used if every file matches the manifest (as a cached one
+    is); anything else is refused, never used."""
+    try:
+        ready.replace(extracted)  # one rename(2): the folder appears whole or not at all
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        if not _cached_files_match(extracted, manifest):
+            raise ManifestMismatch(
+                "the model cache folder filled meanwhile differs from the registry's manifest"
+            ) from None
+
+
+def _discard(folder: Path) -> None:
+    """Remove a cached folder that failed its check: renamed aside first, so no preparer ever
+    reads it half removed; gone already when another preparer discarded it first."""
+    aside = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.stale")
+    try:
+        folder.rename(aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside)
 
 
 __all__ = [

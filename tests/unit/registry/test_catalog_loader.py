@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from aegis.audit.models import AuditEntry
 from aegis.core import metrics
 from aegis.core.config import Settings
 from aegis.database.core import Database
-from aegis.registry import catalog
+from aegis.registry import catalog, loader
 from aegis.registry import service as registry_service
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from aegis.registry.errors import (
+    ManifestMismatch,
     ModelCacheUnwritable,
     ModelSourceInvalid,
     NoTrustedKeys,
@@ -26,7 +28,9 @@ from aegis.registry.errors import (
 from aegis.registry.keyset import load_keyset
 from aegis.registry.loader import DigestMismatch, fetch_and_prepare_model_for_load
 from aegis.storage.errors import InvalidStoreUrl
-from tests.support.races import race
+from tests.support.races import at_once, race
+
+ROUNDS, PREPARERS = 5, 8  # preparers of one model at once, from an empty cache each round
 
 
 def _model_dir(root: Path, payload: str = "1", extra: dict[str, str] | None = None) -> Path:
@@ -386,3 +390,63 @@ def test_two_pushes_to_one_location_at_once_keep_the_first_archive(
         "example_multimodal", settings=settings, database=database
     )
     assert json.loads((prepared.path / "params.json").read_text()) == {"threshold": "10.1"}
+
+
+def test_preparers_racing_into_one_cache_folder_all_load_it(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    # As engine processes sharing DATA_DIR: each verifies and extracts, and all but the first
+    # find the folder that one renamed into place. Several rounds, each from an empty cache.
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    cache = settings.data_dir / "model-cache" / "example_multimodal" / "0.1"
+
+    def prepare() -> Path:
+        return fetch_and_prepare_model_for_load(
+            "example_multimodal", settings=settings, database=database
+        ).path
+
+    for _ in range(ROUNDS):
+        shutil.rmtree(cache, ignore_errors=True)
+        paths = at_once([prepare] * PREPARERS)
+        assert set(paths) == {cache / "model"}
+        assert json.loads((cache / "model" / "params.json").read_text()) == {"threshold": "10.1"}
+        # nothing left beside it (no private folder of a preparer that came second)
+        assert sorted(p.name for p in cache.iterdir()) == [
+            "model",
+            "model.tar.gz",
+            "model.tar.gz.sig",
+        ]
+    assert "model.load_refused" not in _events(database)
+    assert _events(database, "model.verified") == ["model.verified"] * ROUNDS * PREPARERS
+
+
+@pytest.mark.parametrize(("tampered", "used"), [(False, True), (True, False)])
+def test_a_folder_another_preparer_put_in_place_is_used_only_when_it_matches(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    signing: tuple[object, Path],
+    tampered: bool,
+    used: bool,
+) -> None:
+    # The rename that lost the race: the folder found in place is checked as a cached one is.
+    _push_and_promote(database, settings, tmp_path, signing[0])
+    archive = tmp_path / "store" / "model-archives" / "example" / "0.1" / "model.tar.gz"
+    sig = archive.with_name("model.tar.gz.sig")
+    with database.unit_of_work() as session:
+        manifest = dict(
+            catalog.get_version(session=session, name="example_multimodal", version="0.1").manifest
+        )
+    keyset = load_keyset(settings.trusted_keys or "")
+    ours, theirs = tmp_path / "ours" / "model", tmp_path / "cache" / "model"
+    registry_service.verify_and_extract(archive, sig.read_bytes(), keyset, ours)
+    registry_service.verify_and_extract(archive, sig.read_bytes(), keyset, theirs)
+    if tampered:
+        (theirs / "params.json").write_text('{"threshold": "tampered"}')
+
+    if used:
+        loader._place(ours, theirs, manifest)
+    else:
+        with pytest.raises(ManifestMismatch):
+            loader._place(ours, theirs, manifest)
+    assert ours.exists()  # never moved over theirs
