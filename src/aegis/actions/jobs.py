@@ -18,7 +18,10 @@ send (a slow API server: the executor answers 409 ``idempotency_in_progress``) s
 and is asked again after a backoff; when its attempts run out so, it ends ``unknown``, never
 ``failed``: it may have acted, and only the target tells. So does a sent request whose attempts
 run out while the executor is unreachable or answers 503: no answer to a send that may have
-acted was read. Only a request never sent (nothing ran) ends ``failed`` when they run out.
+acted was read. Only a request never sent (nothing ran) ends ``failed`` when they run out. A
+re-send the executor refuses (401, 403, 409 ``idempotency_conflict``, 422: its secret, its
+allow-list or its bounds changed meanwhile) ends ``unknown`` at once: the refusal says nothing of
+the earlier send.
 """
 
 from __future__ import annotations
@@ -341,9 +344,15 @@ def _send(
                 database, settings, action_id, error, was="running", sent=True, still_acting=True
             )
             return
-        # A first send refused by status before the executor claims the key: nothing ran. A
-        # later one leaves the earlier sends' outcome open, so it is only ``failed``.
-        refused = not sent_before and exc.executor_status in REFUSED_BEFORE_ACTING
+        if sent_before:  # the answer to an earlier send was never read: it may have acted
+            why = (
+                f"the executor refused the re-send ({exc.message}), and the first send's "
+                "outcome is not known"
+            )
+            _resend_refused(database, action_id, why, executor_status=exc.executor_status)
+            return
+        # A first send refused by status before the executor claims the key: nothing ran.
+        refused = exc.executor_status in REFUSED_BEFORE_ACTING
         error = f"executor refused: {exc.message}"
         _finish(database, settings, action_id, None, error, refused=refused)
         return
@@ -387,6 +396,18 @@ def _retry_later(
         request.status = "running" if sent else "approved"
         request.updated_at = service.now()
         request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)
+
+
+def _resend_refused(database: Database, action_id: str, why: str, *, executor_status: int) -> None:
+    """End a ``running`` request whose re-send the executor refused: ``unknown``, not
+    ``failed`` (nor ``refused``): the refusal says nothing of the earlier send, which may have
+    acted. Nothing when another backend moved it on."""
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id, lock=True)
+        if request.status != "running":
+            return
+        request.attempts += 1
+        _outcome_unknown(session, request, why, executor_status=executor_status)
 
 
 def _outcome_unknown(session: Session, request: ActionRequest, why: str, **data: Any) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from aegis.actions import jobs
@@ -348,3 +349,37 @@ def test_an_action_never_sent_whose_attempts_run_out_still_ends_failed(
     assert kube.deployment("demo", "web")["spec"]["replicas"] == 3
     assert not factories.audit_events(world.database, "action.outcome_unknown")
     assert len(factories.audit_events(world.database, "action.failed")) == 1
+
+
+@pytest.mark.parametrize(
+    ("changed", "answer"),
+    [
+        ({"executor_hmac_secret": SecretStr("rotated-" + "s" * 40)}, "signature"),  # 401
+        ({"executor_allowed_namespaces": ["elsewhere"]}, "namespace 'demo' is not in"),  # 403
+        ({"executor_max_replicas": 4}, "replicas 5 is outside the allowed range"),  # 422
+    ],
+)
+def test_an_action_whose_resend_the_executor_refuses_ends_unknown(
+    world: World,
+    kube: FakeKubeApiServer,
+    executor: ExecutorClient,
+    changed: dict[str, Any],
+    answer: str,
+) -> None:
+    action_id = _approved_scale(world, executor)
+    world.tick(AnswerLost(executor))  # the executor acted, its answer lost
+    with _executor_with(world, kube, **changed) as redeployed:
+        _retry_due_now(world, action_id)
+        world.tick(redeployed)  # sent again: refused
+
+    ended = world.action(action_id)
+    assert kube.deployment("demo", "web")["spec"]["replicas"] == 5  # the first send acted
+    assert (ended["status"], ended["attempts"]) == ("unknown", 2)
+    assert ended["error"].startswith("outcome unknown after 2 attempts: the executor refused ")
+    assert answer in ended["error"]
+    assert ended["error"].endswith(
+        "and the first send's outcome is not known; it may have acted: check the target"
+    )
+    _outcome_unknown(world, action_id, 2)
+    assert len(_scale_patches(kube)) == 1
+    chain_ok(world)
