@@ -16,7 +16,12 @@ still ``running``) and to one whose backend stopped before recording the result:
 (:func:`reclaim_abandoned`). A request sent again while the executor still acts on its first
 send (a slow API server: the executor answers 409 ``idempotency_in_progress``) stays ``running``
 and is asked again after a backoff; when its attempts run out so, it ends ``unknown``, never
-``failed``: it may have acted, and only the target tells.
+``failed``: it may have acted, and only the target tells. So does a sent request whose attempts
+run out while the executor is unreachable or answers 503: no answer to a send that may have
+acted was read. Only a request never sent (nothing ran) ends ``failed`` when they run out. A
+re-send the executor refuses (401, 403, 409 ``idempotency_conflict``, 422: its secret, its
+allow-list or its bounds changed meanwhile) ends ``unknown`` at once: the refusal says nothing of
+the earlier send.
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ RUNNING_LEASE_S = 900.0
 # replica bounds (422). A request refused so on its first send ends ``refused``, not ``failed``,
 # and a ``max_actions`` limit does not count it.
 REFUSED_BEFORE_ACTING = frozenset({401, 403, 422})
+# Why a sent request ends ``unknown`` when its attempts run out (:func:`_outcome_unknown`).
+STILL_ACTING = "the executor was still acting on it (or stopped while it did)"
+NO_ANSWER = (
+    "it was sent but no answer to it was read (the executor unreachable or unavailable since)"
+)
 
 
 class Executor(Protocol):
@@ -334,9 +344,15 @@ def _send(
                 database, settings, action_id, error, was="running", sent=True, still_acting=True
             )
             return
-        # A first send refused by status before the executor claims the key: nothing ran. A
-        # later one leaves the earlier sends' outcome open, so it is only ``failed``.
-        refused = not sent_before and exc.executor_status in REFUSED_BEFORE_ACTING
+        if sent_before:  # the answer to an earlier send was never read: it may have acted
+            why = (
+                f"the executor refused the re-send ({exc.message}), and the first send's "
+                "outcome is not known"
+            )
+            _resend_refused(database, action_id, why, executor_status=exc.executor_status)
+            return
+        # A first send refused by status before the executor claims the key: nothing ran.
+        refused = exc.executor_status in REFUSED_BEFORE_ACTING
         error = f"executor refused: {exc.message}"
         _finish(database, settings, action_id, None, error, refused=refused)
         return
@@ -355,8 +371,9 @@ def _retry_later(
 ) -> None:
     """Try again after a backoff: ``approved`` (confirmed again first) when nothing was sent,
     ``running`` (sent again as it is) when it was. Nothing when the request is no longer
-    ``was`` (another backend moved it on). Out of attempts it ends ``failed``, or ``unknown``
-    when the executor last said it was still acting on it."""
+    ``was`` (another backend moved it on). Out of attempts it ends ``unknown`` when it was
+    sent (it may have acted: its answer was never read, or the executor was still acting on
+    it), else ``failed`` (nothing ran)."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
         if request.status != was:
@@ -364,7 +381,10 @@ def _retry_later(
         request.attempts += 1
         request.error = error
         if request.attempts >= settings.action_max_attempts and still_acting:
-            _outcome_unknown(session, request)
+            _outcome_unknown(session, request, STILL_ACTING)
+            return
+        if request.attempts >= settings.action_max_attempts and sent:
+            _outcome_unknown(session, request, NO_ANSWER, last_error=error)
             return
         if request.attempts >= settings.action_max_attempts:
             request.status, request.updated_at = "failed", service.now()
@@ -378,14 +398,27 @@ def _retry_later(
         request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)
 
 
-def _outcome_unknown(session: Session, request: ActionRequest) -> None:
-    """End a request the executor was still acting on when its attempts ran out: ``unknown``,
-    audited (``action.outcome_unknown``). Not ``failed``: the action may have succeeded, or
-    the executor stopped while acting (its key stays in progress, docs/executor.md)."""
+def _resend_refused(database: Database, action_id: str, why: str, *, executor_status: int) -> None:
+    """End a ``running`` request whose re-send the executor refused: ``unknown``, not
+    ``failed`` (nor ``refused``): the refusal says nothing of the earlier send, which may have
+    acted. Nothing when another backend moved it on."""
+    with database.unit_of_work() as session:
+        request = service.get(session=session, action_id=action_id, lock=True)
+        if request.status != "running":
+            return
+        request.attempts += 1
+        _outcome_unknown(session, request, why, executor_status=executor_status)
+
+
+def _outcome_unknown(session: Session, request: ActionRequest, why: str, **data: Any) -> None:
+    """End a sent request whose outcome the dispatcher cannot learn (``why``): ``unknown``,
+    audited (``action.outcome_unknown``, with ``data``). Not ``failed``: the action may have
+    succeeded, or the executor stopped while acting (its key stays in progress,
+    docs/executor.md); only the target tells."""
     request.status, request.updated_at = "unknown", service.now()
     request.error = (
-        f"outcome unknown after {request.attempts} attempts: the executor was still acting on "
-        "it (or stopped while it did); it may have acted: check the target"
+        f"outcome unknown after {request.attempts} attempts: {why}; it may have acted: "
+        "check the target"
     )
     service.audit(
         session,
@@ -394,6 +427,7 @@ def _outcome_unknown(session: Session, request: ActionRequest) -> None:
         "system",
         error=request.error,
         attempts=request.attempts,
+        **data,
     )
     log.warning("action_outcome_unknown", action_id=request.id, attempts=request.attempts)
 

@@ -28,7 +28,7 @@ from aegis.policy.request import Decision
 RECENT_WINDOW = timedelta(hours=24)  # the least history passed, whatever the policies ask
 IN_FLIGHT = ("approved", "running")  # approved, not finished: acting now or about to
 # acted, or may have: a failed action may have changed something first, and one whose outcome
-# is unknown (the executor was still acting on it when the dispatcher gave up) may have succeeded
+# is unknown (sent, and the dispatcher could not learn the outcome) may have succeeded
 FINISHED = ("succeeded", "failed", "unknown")
 COUNTED_STATUSES = IN_FLIGHT + FINISHED
 

@@ -13,15 +13,21 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from aegis.actions import jobs
 from aegis.actions import service as actions
 from aegis.actions.models import ActionRequest
+from aegis.executor.app import create_app as executor_app
+from aegis.executor.backends.kubernetes import KubernetesBackend
 from aegis.executor.client import ExecutorClient
 from aegis.executor.errors import ExecutorUnreachable
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
@@ -29,6 +35,7 @@ from tests.support import factories
 from tests.support.actions import World, chain_ok
 from tests.support.fake_kube import FakeKubeApiServer
 from tests.support.pipeline import executor_over
+from tests.support.services import free_port
 
 
 class BackendStopped(BaseException):
@@ -243,5 +250,136 @@ def test_an_action_the_executor_is_still_acting_on_when_attempts_run_out_ends_un
     assert not factories.audit_events(world.database, "action.failed")
     [unknown] = factories.audit_events(world.database, "action.outcome_unknown")
     assert (unknown.outcome, json.loads(unknown.data)["attempts"]) == ("unknown", 3)
+    assert len(_scale_patches(kube)) == 1
+    chain_ok(world)
+
+
+def _unreachable(world: World) -> ExecutorClient:
+    """An executor that cannot be reached (nothing listens on its port)."""
+    secret = world.settings.secret("executor_hmac_secret")
+    return ExecutorClient(f"http://127.0.0.1:{free_port()}", secret, timeout=1)
+
+
+@contextmanager
+def _executor_with(
+    world: World, kube: FakeKubeApiServer, **settings: Any
+) -> Iterator[ExecutorClient]:
+    """The executor redeployed over the same API server with ``settings`` changed; the backend
+    signs with the world's secret (a rotated executor secret refuses it: 401)."""
+    changed = world.settings.model_copy(
+        update={"executor_allowed_namespaces": ["demo"], **settings}
+    )
+    with TestClient(
+        executor_app(changed, backend=KubernetesBackend(kube.api_client())),
+        base_url="http://executor",
+    ) as http:
+        yield ExecutorClient(
+            "http://executor", world.settings.secret("executor_hmac_secret"), http=http
+        )
+
+
+def _outcome_unknown(world: World, action_id: str, attempts: int) -> dict[str, Any]:
+    """The audit record of ``action_id``'s unknown end (the only one), checked; its data."""
+    assert not factories.audit_events(world.database, "action.failed")
+    assert not factories.audit_events(world.database, "action.executed")
+    [unknown] = factories.audit_events(world.database, "action.outcome_unknown")
+    data: dict[str, Any] = json.loads(unknown.data)
+    assert (unknown.outcome, data["action_id"], data["attempts"]) == (
+        "unknown",
+        action_id,
+        attempts,
+    )
+    return data
+
+
+def test_a_sent_action_whose_retries_find_the_executor_unreachable_ends_unknown(
+    world: World, kube: FakeKubeApiServer, executor: ExecutorClient
+) -> None:
+    world.settings = world.settings.model_copy(update={"action_max_attempts": 3})
+    action_id = _approved_scale(world, executor)
+    world.tick(AnswerLost(executor))  # attempt 1: the executor acted, its answer lost
+    for _ in range(2):  # attempts 2 and 3: the executor cannot be reached
+        _retry_due_now(world, action_id)
+        world.tick(_unreachable(world))
+
+    ended = world.action(action_id)
+    assert kube.deployment("demo", "web")["spec"]["replicas"] == 5  # it had acted
+    assert (ended["status"], ended["attempts"]) == ("unknown", 3)
+    assert ended["error"] == (
+        "outcome unknown after 3 attempts: it was sent but no answer to it was read (the "
+        "executor unreachable or unavailable since); it may have acted: check the target"
+    )
+    data = _outcome_unknown(world, action_id, 3)
+    assert data["last_error"].startswith("executor unreachable (ConnectError)")
+    assert len(_scale_patches(kube)) == 1
+    chain_ok(world)
+
+
+def test_a_sent_action_whose_retries_the_executor_answers_not_now_ends_unknown(
+    world: World, kube: FakeKubeApiServer, executor: ExecutorClient
+) -> None:
+    world.settings = world.settings.model_copy(update={"action_max_attempts": 3})
+    action_id = _approved_scale(world, executor)
+    world.tick(AnswerLost(executor))  # attempt 1: the executor acted, its answer lost
+    with _executor_with(world, kube, executor_enabled=False) as switched_off:
+        for _ in range(2):  # attempts 2 and 3: 503 executor_disabled
+            _retry_due_now(world, action_id)
+            world.tick(switched_off)
+
+    ended = world.action(action_id)
+    assert (ended["status"], ended["attempts"]) == ("unknown", 3)
+    data = _outcome_unknown(world, action_id, 3)
+    assert data["last_error"].startswith("executor unavailable: ")
+    assert kube.deployment("demo", "web")["spec"]["replicas"] == 5
+    assert len(_scale_patches(kube)) == 1
+    chain_ok(world)
+
+
+def test_an_action_never_sent_whose_attempts_run_out_still_ends_failed(
+    world: World, kube: FakeKubeApiServer, executor: ExecutorClient
+) -> None:
+    world.settings = world.settings.model_copy(update={"action_max_attempts": 2})
+    action_id = _approved_scale(world, executor)
+    for _ in range(2):  # the dry run that confirms the approval: unreachable, nothing sent
+        _retry_due_now(world, action_id)
+        world.tick(_unreachable(world))
+
+    ended = world.action(action_id)
+    assert (ended["status"], ended["attempts"]) == ("failed", 2)
+    assert kube.deployment("demo", "web")["spec"]["replicas"] == 3
+    assert not factories.audit_events(world.database, "action.outcome_unknown")
+    assert len(factories.audit_events(world.database, "action.failed")) == 1
+
+
+@pytest.mark.parametrize(
+    ("changed", "answer"),
+    [
+        ({"executor_hmac_secret": SecretStr("rotated-" + "s" * 40)}, "signature"),  # 401
+        ({"executor_allowed_namespaces": ["elsewhere"]}, "namespace 'demo' is not in"),  # 403
+        ({"executor_max_replicas": 4}, "replicas 5 is outside the allowed range"),  # 422
+    ],
+)
+def test_an_action_whose_resend_the_executor_refuses_ends_unknown(
+    world: World,
+    kube: FakeKubeApiServer,
+    executor: ExecutorClient,
+    changed: dict[str, Any],
+    answer: str,
+) -> None:
+    action_id = _approved_scale(world, executor)
+    world.tick(AnswerLost(executor))  # the executor acted, its answer lost
+    with _executor_with(world, kube, **changed) as redeployed:
+        _retry_due_now(world, action_id)
+        world.tick(redeployed)  # sent again: refused
+
+    ended = world.action(action_id)
+    assert kube.deployment("demo", "web")["spec"]["replicas"] == 5  # the first send acted
+    assert (ended["status"], ended["attempts"]) == ("unknown", 2)
+    assert ended["error"].startswith("outcome unknown after 2 attempts: the executor refused ")
+    assert answer in ended["error"]
+    assert ended["error"].endswith(
+        "and the first send's outcome is not known; it may have acted: check the target"
+    )
+    _outcome_unknown(world, action_id, 2)
     assert len(_scale_patches(kube)) == 1
     chain_ok(world)
