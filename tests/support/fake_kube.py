@@ -9,7 +9,9 @@ JSON shapes the official ``kubernetes`` client speaks, for just what the executo
 * ``deployments/{name}/scale``: GET, PATCH;
 * ``apps/v1`` ReplicaSets: list, with ``ownerReferences`` and ``deployment.kubernetes.io/revision``
   annotations, filtered by an equality ``labelSelector``;
-* ``core/v1`` Pods: list, GET, DELETE (honouring a UID precondition);
+* ``core/v1`` Pods: list (by name, filtered by an equality ``labelSelector``, paged by ``limit``
+  and ``continue``, this fake's token being the last name sent), GET, DELETE (honouring a UID
+  precondition);
 * ``pods/{name}/log``: GET as text (a 400 for a ``Pending`` pod, whose container is still
   waiting to start), with ``container`` (required, as on a real server, when the
   pod has more than one), ``timestamps``, ``sinceSeconds``, ``tailLines`` and ``limitBytes``
@@ -601,13 +603,28 @@ class FakeKubeApiServer:
         (namespace,) = groups
         if method != "GET":
             raise _ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        after = query.get("continue", "")  # this fake's token: the last name already sent
         items = [
-            copy.deepcopy(p)
-            for (ns, _), p in sorted(self.pods.items())
+            p
+            for (ns, name), p in sorted(self.pods.items())
             if ns == namespace
+            and name > after
             and _matches(p["metadata"].get("labels", {}), query.get("labelSelector"))
         ]
-        return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+        metadata: Obj = {}
+        limit = int(query.get("limit", "0"))
+        if 0 < limit < len(items):  # a page in name (key) order, as a real server gives it
+            metadata = {
+                "continue": items[limit - 1]["metadata"]["name"],
+                "remainingItemCount": len(items) - limit,
+            }
+            items = items[:limit]
+        return 200, {
+            "apiVersion": "v1",
+            "kind": "PodList",
+            "metadata": metadata,
+            "items": [copy.deepcopy(p) for p in items],
+        }
 
     def _pod_route(
         self,

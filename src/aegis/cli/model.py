@@ -15,9 +15,6 @@ from aegis.cli.keys import PASSWORD_ENV, read_password
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
-    from aegis.core.config import Settings
-    from aegis.core.errors import Forbidden
-    from aegis.database.core import Database
     from aegis.registry.keyset import KeySet
 
 app = typer.Typer(
@@ -242,26 +239,14 @@ def extract(
 # --- registry: push, promote with four eyes -----------------------------------------------------
 
 
-ACTOR_MAX = 256  # what the actor columns hold (model_versions.pushed_by, audit_log.actor …)
-
-
-def _check_actor(actor: str, who: str) -> None:
-    """``--actor`` is recorded and audited as given: a name, one line of printable characters
-    that its columns hold, refused in one line before anything is read, written or audited."""
-    from aegis.core.errors import AegisError
-
-    if not actor.strip() or not actor.isprintable():
-        raise AegisError(f"--actor names who {who}: a user name of printable characters, not empty")
-    if len(actor) > ACTOR_MAX:
-        raise AegisError(f"--actor: at most {ACTOR_MAX} characters ({len(actor)} given)")
-
-
 def _actor(actor: str | None) -> str:
     import getpass
 
+    from aegis.cli.runtime import check_actor
+
     if actor is None:
         return f"cli:{getpass.getuser()}"
-    _check_actor(actor, "pushes")
+    check_actor(actor, "pushes")
     return actor
 
 
@@ -327,11 +312,12 @@ def promote(
     actor: str = typer.Option(..., "--actor", help="Who asks (a user; audited)."),
 ) -> None:
     """Ask for a promotion; another user with the approver role must approve it."""
-    from aegis.cli.runtime import prepare_database, require_role
+    from aegis.auth.errors import UserNotFound
+    from aegis.cli.runtime import audit_refusal, check_actor, prepare_database, require_role
     from aegis.core.errors import Forbidden
     from aegis.registry import catalog
 
-    _check_actor(actor, "asks")
+    check_actor(actor, "asks")
     settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
@@ -343,36 +329,21 @@ def promote(
                 f"promotion request {request.id}: {name} {version} -> {to}, waiting for "
                 f"an approver other than {actor} (aegis model approve {request.id})"
             )
-    except Forbidden as exc:
-        _audit_denied(settings, database, exc, actor, f"aegis model promote {name} {version}")
+    except (Forbidden, UserNotFound) as exc:  # no operator role, or no such user
+        resource = f"aegis model promote {name} {version}"
+        audit_refusal(settings, database, exc, actor=actor, resource=resource)
         raise
     finally:
         database.dispose()
 
 
-def _audit_denied(
-    settings: Settings, database: Database, exc: Forbidden, actor: str, resource: str
-) -> None:
-    """A CLI request refused (no role for it, four eyes) is audited as the API's 403 is
-    (aegis.auth.handlers): access.denied, in a transaction of its own (the request's is rolled
-    back)."""
-    from aegis.audit.journal import AuditWriter
-
-    AuditWriter(database, settings.audit_journal_path).record(
-        category="auth",
-        event_type="access.denied",
-        actor=actor,
-        resource=resource[:512],
-        outcome="denied",
-        data={"ip": "cli", "reason": exc.message, "code": exc.code, "username": None},
-    )
-
-
 def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
-    from aegis.cli.runtime import prepare_database, require_role
+    from aegis.auth.errors import UserNotFound
+    from aegis.cli.runtime import audit_refusal, check_actor, prepare_database, require_role
     from aegis.core.errors import Forbidden
     from aegis.registry import catalog
 
+    check_actor(actor, "decides")
     settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
@@ -387,9 +358,9 @@ def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> No
                     session=session, promotion_id=promotion_id, actor=actor, comment=comment
                 )
                 typer.echo(f"rejected promotion request {promotion_id}")
-    except Forbidden as exc:  # four eyes, no approver role
-        decision = "approve" if approve else "reject"
-        _audit_denied(settings, database, exc, actor, f"aegis model {decision} {promotion_id}")
+    except (Forbidden, UserNotFound) as exc:  # four eyes, no approver role, no such user
+        resource = f"aegis model {'approve' if approve else 'reject'} {promotion_id}"
+        audit_refusal(settings, database, exc, actor=actor, resource=resource)
         raise
     finally:
         database.dispose()

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from aegis.core.config import Settings, load_settings
+from aegis.core.errors import AegisError
 from aegis.core.logging import configure_logging
 from aegis.database.core import Database, wait_for_database
 
@@ -35,8 +36,6 @@ def _hold_to_column_lengths(session: Session, _context: object, _instances: obje
     and PostgreSQL fails mid-command with a driver error, so a command's free text (a comment,
     an actor) gets the same one line on both, before anything is written."""
     from sqlalchemy import String, inspect
-
-    from aegis.core.errors import AegisError
 
     for obj in (*session.new, *session.dirty):
         for column in inspect(obj).mapper.columns:
@@ -90,6 +89,18 @@ def prepare_database(
     return settings, database
 
 
+ACTOR_MAX = 256  # what the actor columns hold (model_versions.pushed_by, audit_log.actor …)
+
+
+def check_actor(actor: str, who: str) -> None:
+    """``--actor`` is recorded and audited as given: a name, one line of printable characters
+    that its columns hold, refused in one line before anything is read, written or audited."""
+    if not actor.strip() or not actor.isprintable():
+        raise AegisError(f"--actor names who {who}: a user name of printable characters, not empty")
+    if len(actor) > ACTOR_MAX:
+        raise AegisError(f"--actor: at most {ACTOR_MAX} characters ({len(actor)} given)")
+
+
 def require_role(session: Session, username: str, role: str) -> None:
     """The CLI's ``--actor`` names an enabled user holding ``role`` (or admin): the rule the API
     applies to its caller, so that a name no user holds (``"bob "``, ``"Bob"``) never passes
@@ -102,11 +113,35 @@ def require_role(session: Session, username: str, role: str) -> None:
         raise PermissionDenied(f"{username} does not hold the {role} role")
 
 
+def audit_refusal(
+    settings: Settings, database: Database, exc: AegisError, *, actor: str, resource: str
+) -> None:
+    """A CLI request refused for its ``--actor`` is audited as the API's refusal of its caller
+    is (aegis.auth.handlers), in a transaction of its own (the request's is rolled back): a
+    name no user holds as ``authentication.failed`` (the API's caller it cannot
+    authenticate), one without the role or barred by four eyes as ``access.denied``."""
+    from aegis.audit.journal import AuditWriter
+    from aegis.auth.errors import UserNotFound
+
+    unknown = isinstance(exc, UserNotFound)
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="auth",
+        event_type="authentication.failed" if unknown else "access.denied",
+        actor=actor,
+        resource=resource[:512],
+        outcome="denied",
+        data={
+            "ip": "cli",
+            "reason": exc.message,
+            "code": exc.code,
+            "username": actor if unknown else None,
+        },
+    )
+
+
 def check_length(option: str, value: str, schema: type[BaseModel], field: str) -> None:
     """Hold ``value`` to the ``max_length`` the API's ``schema`` gives ``field``: the CLI takes
     no longer text than the API does (and none that one database backend would refuse)."""
-    from aegis.core.errors import AegisError
-
     limits = [getattr(m, "max_length", None) for m in schema.model_fields[field].metadata]
     limit = min(n for n in limits if n is not None)
     if len(value) > limit:

@@ -54,7 +54,14 @@ def review(
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Close an open flag as confirmed (a real problem) or dismissed (a false positive)."""
-    from aegis.cli.runtime import check_length, prepare_database, require_role
+    from aegis.auth.errors import PermissionDenied, UserNotFound
+    from aegis.cli.runtime import (
+        audit_refusal,
+        check_actor,
+        check_length,
+        prepare_database,
+        require_role,
+    )
     from aegis.core.errors import AegisError
     from aegis.safety import service
     from aegis.safety.schemas import ReviewBody
@@ -62,13 +69,19 @@ def review(
     if verdict not in service.VERDICTS:
         raise AegisError(f"--verdict: one of {', '.join(service.VERDICTS)}")
     check_length("--note", note, ReviewBody, "note")
-    _, database = prepare_database()
+    check_actor(actor, "reviews")
+    settings, database = prepare_database()
     try:
         with database.unit_of_work() as session:
             require_role(session, actor, "approver")
             service.review(
                 session=session, flag_id=flag_id, verdict=verdict, note=note, actor=actor
             )
+    except (PermissionDenied, UserNotFound) as exc:  # audited once the request's is rolled back
+        audit_refusal(
+            settings, database, exc, actor=actor, resource=f"aegis safety review {flag_id}"
+        )
+        raise
     finally:
         database.dispose()
     typer.echo(f"safety flag {flag_id}: {verdict}")

@@ -34,9 +34,10 @@ NONCE_HEADER = "X-Aegis-Nonce"
 SIGNATURE_HEADER = "X-Aegis-Signature"
 MAX_CLOCK_SKEW_S = 60
 
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
-_SIGNATURE = re.compile(r"^v1=([0-9a-f]{64})$")
+# Whole values only (fullmatch): ``$`` would also match before a final newline.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v1=([0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,13 @@ def verify_request(
         if not value:
             raise SignatureMissing(f"missing {name} header")
     assert ts_text is not None and nonce is not None and signature is not None
-    if not _TIMESTAMP.match(ts_text):
+    if not _TIMESTAMP.fullmatch(ts_text):
         raise SignatureRejected(f"malformed {TIMESTAMP_HEADER} header: expected Unix seconds")
-    if not _NONCE.match(nonce):
+    if not _NONCE.fullmatch(nonce):
         raise SignatureRejected(
             f"malformed {NONCE_HEADER} header: expected 16-128 characters of [A-Za-z0-9_-]"
         )
-    match = _SIGNATURE.match(signature)
+    match = _SIGNATURE.fullmatch(signature)
     if match is None:
         raise SignatureRejected(f"malformed {SIGNATURE_HEADER} header: expected v1=<64 hex>")
     timestamp = int(ts_text)

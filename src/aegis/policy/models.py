@@ -28,6 +28,8 @@ class PolicyVersion(Base):
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
-    change: Mapped[str] = mapped_column(String(16))  # create | update | delete | restore | sync
+    # create | update | delete | restore (the API), sync | sync_delete (`aegis policy sync`),
+    # apply | apply_delete (`aegis policy apply`): what made the version
+    change: Mapped[str] = mapped_column(String(16))
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -40,6 +40,7 @@ from aegis.policy.request import Decision, EvaluationRequest
 GENERATION_FLAG = "policy_generation"
 BUNDLE_SERIAL_FLAG = "policy_bundle_serial"  # the highest bundle serial applied; never lowered
 MAX_VERSION = 2**31 - 1  # policy_versions.version is a 32-bit INTEGER
+REPLACE_CHANGES = frozenset({"sync", "apply"})  # what replace_all's versions record
 
 
 class PolicyNotFound(NotFound):
@@ -65,12 +66,14 @@ def _bump(session: Session, actor: str) -> None:
 
 
 def _audit_change(
-    session: Session, *, actor: str, policy_id: str, version: int, change: str
+    session: Session, *, actor: str, policy_id: str, version: int, event: str, change: str
 ) -> None:
+    """Audited as ``policy.<event>`` (create, update, delete, restore); ``change`` is what the
+    version records, which says whether a sync or a bundle apply made it."""
     audit_service.record_audit_event(
         session=session,
         category="policy",
-        event_type=f"policy.{change}",
+        event_type=f"policy.{event}",
         actor=actor,
         resource=f"policy:{policy_id}",
         data={"policy_id": policy_id, "version": version, "change": change},
@@ -88,7 +91,7 @@ def _stored(session: Session, policy_id: str, *, lock: bool = True) -> StoredPol
 
 
 def _add_version(
-    session: Session, row: StoredPolicy, policy: Policy, *, change: str, actor: str
+    session: Session, row: StoredPolicy, policy: Policy, *, event: str, change: str, actor: str
 ) -> Policy:
     versioned = policy.model_copy(update={"version": row.current_version})
     session.add(
@@ -103,12 +106,17 @@ def _add_version(
     row.updated_at = _now()
     _bump(session, actor)
     _audit_change(
-        session, actor=actor, policy_id=row.id, version=row.current_version, change=change
+        session,
+        actor=actor,
+        policy_id=row.id,
+        version=row.current_version,
+        event=event,
+        change=change,
     )
     return versioned
 
 
-def create(*, session: Session, policy: Policy, actor: str) -> Policy:
+def create(*, session: Session, policy: Policy, actor: str, change: str = "create") -> Policy:
     taken = PolicyExists(f"policy {policy.id!r} already exists; PUT to change it")
     existing = session.get(StoredPolicy, policy.id, with_for_update=True, populate_existing=True)
     if existing is not None and existing.active:
@@ -120,19 +128,21 @@ def create(*, session: Session, policy: Policy, actor: str) -> Policy:
     else:  # re-creating a deleted id continues its history
         existing.current_version += 1
         existing.active = True
-    return _add_version(session, existing, policy, change="create", actor=actor)
+    return _add_version(session, existing, policy, event="create", change=change, actor=actor)
 
 
-def update(*, session: Session, policy_id: str, policy: Policy, actor: str) -> Policy:
+def update(
+    *, session: Session, policy_id: str, policy: Policy, actor: str, change: str = "update"
+) -> Policy:
     if policy.id != policy_id:
         raise Conflict(f"document id {policy.id!r} does not match the URL's {policy_id!r}")
     row = _stored(session, policy_id)
     row.current_version += 1
     row.active = True
-    return _add_version(session, row, policy, change="update", actor=actor)
+    return _add_version(session, row, policy, event="update", change=change, actor=actor)
 
 
-def delete(*, session: Session, policy_id: str, actor: str) -> None:
+def delete(*, session: Session, policy_id: str, actor: str, change: str = "delete") -> None:
     row = _stored(session, policy_id)
     if not row.active:
         raise PolicyNotFound(f"policy {policy_id!r} not found")
@@ -144,13 +154,18 @@ def delete(*, session: Session, policy_id: str, actor: str) -> None:
             policy_id=policy_id,
             version=row.current_version,
             document=current.document,
-            change="delete",
+            change=change,
             created_by=actor,
         )
     )
     _bump(session, actor)
     _audit_change(
-        session, actor=actor, policy_id=policy_id, version=row.current_version, change="delete"
+        session,
+        actor=actor,
+        policy_id=policy_id,
+        version=row.current_version,
+        event="delete",
+        change=change,
     )
 
 
@@ -159,7 +174,9 @@ def restore(*, session: Session, policy_id: str, version: int, actor: str) -> Po
     row = _stored(session, policy_id)
     row.current_version += 1
     row.active = True
-    return _add_version(session, row, parse_policy(old.document), change="restore", actor=actor)
+    return _add_version(
+        session, row, parse_policy(old.document), event="restore", change="restore", actor=actor
+    )
 
 
 def _version(session: Session, policy_id: str, version: int) -> PolicyVersion:
@@ -261,20 +278,26 @@ def evaluate(
 def replace_all(
     *, session: Session, policies: Iterable[Policy], actor: str, change: str = "sync"
 ) -> dict[str, list[str]]:
-    """Make the active set equal ``policies`` (GitOps sync / bundle apply). Returns the diff."""
+    """Make the active set equal ``policies`` (GitOps sync / bundle apply). Returns the diff.
+
+    The versions it adds record ``change`` (``sync`` or ``apply``), those that remove a policy
+    ``<change>_delete``, so a policy's history tells them from a hand edit; they are audited as
+    ``policy.create``/``update``/``delete`` with that ``change`` in the data."""
+    if change not in REPLACE_CHANGES:
+        raise ValueError(f"change must be one of {sorted(REPLACE_CHANGES)}, not {change!r}")
     wanted = policies_by_id(policies)
     current = {p.id: p for p in active_policies(session=session)}
     diff: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
     for policy_id, policy in sorted(wanted.items()):
         old = current.get(policy_id)
         if old is None:
-            create(session=session, policy=policy, actor=actor)
+            create(session=session, policy=policy, actor=actor, change=change)
             diff["added"].append(policy_id)
         elif _content(old) != _content(policy):
-            update(session=session, policy_id=policy_id, policy=policy, actor=actor)
+            update(session=session, policy_id=policy_id, policy=policy, actor=actor, change=change)
             diff["changed"].append(policy_id)
     for policy_id in sorted(set(current) - set(wanted)):
-        delete(session=session, policy_id=policy_id, actor=actor)
+        delete(session=session, policy_id=policy_id, actor=actor, change=f"{change}_delete")
         diff["removed"].append(policy_id)
     return diff
 

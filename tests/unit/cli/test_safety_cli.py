@@ -107,3 +107,32 @@ def test_a_review_note_longer_than_the_api_allows_is_refused_and_the_flag_stays_
     assert err == "error: --note: at most 2000 characters\n"
     assert factories.audit_events(database, "safety.reviewed") == []
     assert run([*argv, "--note", "n" * 2000]) == 0
+
+
+@pytest.mark.parametrize(
+    ("actor", "event_type", "code"),
+    [
+        ("nobody", "authentication.failed", "user_not_found"),
+        ("otto", "access.denied", "permission_denied"),
+    ],
+)
+def test_a_review_by_an_actor_who_may_not_review_is_audited_and_the_flag_stays_open(
+    env: Path, database: Database, actor: str, event_type: str, code: str
+) -> None:
+    """An --actor that names no user, or one without the approver role, was refused without an
+    audit record; the API audits both (authentication.failed, access.denied)."""
+    flag_id = _flag(database)
+    with database.unit_of_work() as session:
+        create_user(
+            session=session, username="otto", password="x" * 16, roles=["operator"], actor="test"
+        )
+
+    argv = ["safety", "review", str(flag_id), "--verdict", "dismissed", "--actor", actor]
+    assert run(argv) == 1
+
+    (refused,) = factories.audit_events(database, event_type)
+    said = json.loads(refused.data)
+    assert (refused.category, refused.actor, refused.outcome) == ("auth", actor, "denied")
+    assert (said["code"], said["ip"]) == (code, "cli")
+    assert refused.resource == f"aegis safety review {flag_id}"
+    assert factories.audit_events(database, "safety.reviewed") == []

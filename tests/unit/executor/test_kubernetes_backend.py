@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from aegis.executor.backends.kubernetes import KubernetesBackend, parse_log_line
+from aegis.executor.backends.kubernetes import MAX_LOG_PODS, KubernetesBackend, parse_log_line
 from aegis.executor.errors import ActionFailed, LogsUnavailable
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer
@@ -332,3 +332,24 @@ def test_logs_of_a_missing_pod_are_a_one_line_refusal(kube_backend: KubernetesBa
 def test_a_log_line_keeps_its_text_when_its_stamp_cannot_be_read() -> None:
     assert parse_log_line("2026-11-23T10:00:00.5Z ready") == (1795428000.5, "ready")
     assert parse_log_line("not-a-stamp ready") == (None, "not-a-stamp ready")
+
+
+def test_logs_of_a_deployment_with_thousands_of_pods_list_only_the_pods_read(
+    fake_kube: FakeKubeApiServer,
+) -> None:
+    """The list of every pod of a big deployment passed the answer cap and the read was refused,
+    though only MAX_LOG_PODS pods are read: the list now asks for no more (``limit``)."""
+    fake_kube.add_deployment("demo", "big", replicas=2000, revisions=[{"big": "demo/big:1"}])
+    first = sorted(p for p in fake_kube.pod_names("demo") if p.startswith("big-"))[:MAX_LOG_PODS]
+    fake_kube.add_log_lines("demo", first[0], [(time.time() - 5, b"still here")])
+    backend = KubernetesBackend(fake_kube.api_client(), max_answer_bytes=256 * 1024)
+    try:
+        found = backend.logs(_logs(deployment="big"))
+    finally:
+        backend.close()
+
+    assert found.pods == first
+    assert [text for _, text in found.lines] == ["still here"]
+    (listed,) = [r for r in fake_kube.requests if r.path == "/api/v1/namespaces/demo/pods"]
+    assert listed.query["limit"] == str(MAX_LOG_PODS)
+    assert listed.query["labelSelector"] == "app=big"

@@ -101,6 +101,20 @@ def test_malformed_headers_are_refused(header: str, value: str) -> None:
         _verify(headers)
 
 
+@pytest.mark.parametrize("header", [TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER])
+def test_a_header_value_with_a_trailing_newline_is_refused(header: str) -> None:
+    """The patterns ended in ``$``, which also matches before a final newline: a signature
+    ``v1=<hex>\n`` verified, and a nonce ending in a newline was signed and accepted."""
+    nonce = "n" * 32 + ("\n" if header == NONCE_HEADER else "")
+    headers = sign_request(
+        secret=CURRENT, method="POST", path="/v1/actions", body=BODY, timestamp=NOW, nonce=nonce
+    )
+    if header != NONCE_HEADER:
+        headers[header] += "\n"
+    with pytest.raises(SignatureRejected, match=f"malformed {header}"):
+        _verify(headers)
+
+
 @pytest.mark.parametrize("offset", [-61, 61])
 def test_a_timestamp_more_than_sixty_seconds_away_is_refused(offset: int) -> None:
     with pytest.raises(TimestampOutOfWindow, match="outside ±60 s"):

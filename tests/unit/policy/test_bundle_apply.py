@@ -3,13 +3,18 @@ own (locked) transaction too, not only by the check the CLI makes before asking.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 
+from aegis.audit.models import AuditEntry
 from aegis.database.core import Database
 from aegis.policy import export_bundle, parse_policy, verify_bundle
 from aegis.policy import service as policy_service
 from aegis.policy.bundle import VerifiedBundle
+from aegis.policy.document import Policy
 from aegis.policy.errors import BundleRollback
 from tests.support.races import race
 
@@ -75,3 +80,63 @@ def test_an_older_bundle_applied_meanwhile_waits_and_is_refused(database: Databa
     with pytest.raises(BundleRollback, match="serial 6 is not greater than serial 7"):
         racing.done()
     assert _effects(database) == ["deny"]
+
+
+def _policy(policy_id: str, effect: str) -> Policy:
+    return parse_policy(
+        {
+            "id": policy_id,
+            "effect": effect,
+            "subjects": ["*"],
+            "actions": ["*"],
+            "resources": {"namespaces": ["demo"]},
+        }
+    )
+
+
+def _changes(database: Database, policy_id: str) -> list[tuple[int, str]]:
+    with database.unit_of_work() as session:
+        found = policy_service.versions(session=session, policy_id=policy_id)
+        return [(v.version, v.change) for v in found]
+
+
+def _audited_changes(database: Database) -> list[tuple[str, str | None, str]]:
+    with database.unit_of_work() as session:
+        rows = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.event_type.in_(["policy.create", "policy.update", "policy.delete"]))
+            .order_by(AuditEntry.seq)
+        )
+        return [(r.event_type, r.resource, json.loads(r.data)["change"]) for r in rows]
+
+
+def test_a_sync_records_its_versions_as_sync_and_a_removal_as_sync_delete(
+    database: Database,
+) -> None:
+    """A git sync's versions were stored as create/update/delete, like a hand edit."""
+    with database.unit_of_work() as session:
+        policy_service.create(session=session, policy=_policy("by-hand", "allow"), actor="admin")
+    for wanted in ([_policy("synced", "allow")], [_policy("synced", "deny")], []):
+        with database.unit_of_work() as session:
+            policy_service.replace_all(session=session, policies=wanted, actor="git")
+    assert _changes(database, "synced") == [(1, "sync"), (2, "sync"), (3, "sync_delete")]
+    assert _changes(database, "by-hand") == [(1, "create"), (2, "sync_delete")]
+    assert _audited_changes(database) == [
+        ("policy.create", "policy:by-hand", "create"),
+        ("policy.create", "policy:synced", "sync"),
+        ("policy.delete", "policy:by-hand", "sync_delete"),
+        ("policy.update", "policy:synced", "sync"),
+        ("policy.delete", "policy:synced", "sync_delete"),
+    ]
+
+
+def test_a_bundle_apply_records_its_versions_as_apply(database: Database) -> None:
+    _apply(database, _bundle(1, "allow"))
+    _apply(database, _bundle(2, "deny"))
+    with database.unit_of_work() as session:
+        policy_service.apply_bundle(
+            session=session,
+            bundle=verify_bundle(export_bundle([], KEY, serial=3), [KEY.public_key()]),
+            actor="test",
+        )
+    assert _changes(database, "demo") == [(1, "apply"), (2, "apply"), (3, "apply_delete")]

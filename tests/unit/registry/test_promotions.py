@@ -309,3 +309,36 @@ def test_a_promotion_asked_by_the_cli_without_the_operator_role_is_audited_as_ov
     assert "example_multimodal 0.1" in cli.resource and "promote" in cli.resource
     with database.unit_of_work() as session:
         assert catalog.list_promotions(session=session) == []
+
+
+@pytest.mark.parametrize("command", ["promote", "approve", "reject"])
+def test_a_cli_actor_that_names_no_user_is_audited_as_a_failed_login_over_the_api(
+    cli_env: None,
+    client: TestClient,
+    database: Database,
+    pushed: Callable[[str], Path],
+    command: str,
+) -> None:
+    """An --actor no user holds was refused without an audit record, while the API audits a
+    caller it cannot authenticate (authentication.failed)."""
+    pushed("0.1")
+    requester = factories.signed_in(client, database, "operator")
+    promotion = _ask(client, requester, "0.1", "production").json()["id"]
+    login = client.post("/api/v1/auth/login", json={"username": "nobody", "password": "x" * 16})
+    assert login.status_code == 401
+    argv = {
+        "promote": ["model", "promote", "example_multimodal", "0.1", "--actor", "nobody"],
+        "approve": ["model", "approve", str(promotion), "--actor", "nobody"],
+        "reject": ["model", "reject", str(promotion), "--actor", "nobody"],
+    }[command]
+
+    assert run(argv) == 1
+
+    api, cli = factories.audit_events(database, "authentication.failed")
+    assert (cli.category, cli.actor, cli.outcome) == (api.category, api.actor, api.outcome)
+    said = json.loads(cli.data)
+    assert (said["code"], said["ip"], said["username"]) == ("user_not_found", "cli", "nobody")
+    assert "'nobody' not found" in said["reason"]
+    assert command in cli.resource
+    with database.unit_of_work() as session:
+        assert [p.status for p in catalog.list_promotions(session=session)] == ["pending"]

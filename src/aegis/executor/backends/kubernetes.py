@@ -14,12 +14,13 @@ A dry run sends the same writes with ``dryRun=All``: the API server validates an
 the object as it would be, and persists nothing. Every response's ``Audit-Id`` header is kept,
 in call order, so the action can be found in the API server's audit log.
 
-Logs (read only): the pod, or up to :data:`MAX_LOG_PODS` pods of the deployment's selector, each
-read with ``timestamps=true``, ``sinceSeconds`` and ``tailLines`` (``kubectl logs
---timestamps --since --tail``) from the container kubectl would pick (:func:`default_container`),
-at most :data:`MAX_LOG_BYTES` per pod; bytes that are not UTF-8 are replaced, never fatal. A
-pod the API server will not read (a container still waiting to start) is left out; only when
-no pod can be read is the request refused.
+Logs (read only): the pod, or up to :data:`MAX_LOG_PODS` pods of the deployment's selector (the
+first by name, and only those listed: ``limit``), each read with ``timestamps=true``,
+``sinceSeconds`` and ``tailLines`` (``kubectl logs --timestamps --since --tail``) from the
+container kubectl would pick (:func:`default_container`), at most :data:`MAX_LOG_BYTES` per pod;
+bytes that are not UTF-8 are replaced, never fatal. A pod the API server will not read (a
+container still waiting to start) is left out; only when no pod can be read is the request
+refused.
 
 Every answer is read at most :data:`MAX_ANSWER_BYTES` (32 MiB), within the read timeout
 (:mod:`aegis.executor.backends.kube_transport`); a longer or slower one fails the action, or
@@ -342,7 +343,8 @@ class KubernetesBackend:
 
     def _pods_of(self, namespace: str, deployment: str) -> list[tuple[str, str | None]]:
         """Up to :data:`MAX_LOG_PODS` pods of the deployment's selector, by name, each with the
-        container to read."""
+        container to read. Only those are listed (``limit``: the API server pages a list in name
+        order): the list of every pod of a deployment of thousands could pass the answer cap."""
         found = self.apps.read_namespaced_deployment(
             deployment, namespace, _request_timeout=self.timeout
         )
@@ -351,7 +353,7 @@ class KubernetesBackend:
             return []
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         listed = self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _request_timeout=self.timeout
+            namespace, label_selector=selector, limit=MAX_LOG_PODS, _request_timeout=self.timeout
         )
         named = [(p.metadata.name, default_container(p)) for p in listed.items if p.metadata]
         return sorted((name, container) for name, container in named if name)[:MAX_LOG_PODS]
