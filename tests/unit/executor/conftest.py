@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from aegis.core.config import Settings
 from aegis.executor.app import create_app
 from aegis.executor.backends.kubernetes import KubernetesBackend
+from aegis.executor.schemas import ExecutorActionRequest
 from aegis.executor.signing import sign_request
 from tests.support.fake_kube import FakeKubeApiServer
 
@@ -58,6 +59,15 @@ def action_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def action_request(
+    action: str, *, name: str = "web", dry_run: bool = False, **params: int
+) -> ExecutorActionRequest:
+    """A backend's request: ``action`` on deployment demo/``name`` (:func:`action_body`'s ids)."""
+    return ExecutorActionRequest.model_validate(
+        action_body(action=action, name=name, dry_run=dry_run, params=params)
+    )
 
 
 @dataclass

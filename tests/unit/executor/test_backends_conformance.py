@@ -21,6 +21,7 @@ from aegis.executor.backends.protocol import ExecutorBackend
 from aegis.executor.errors import ActionFailed
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer
+from tests.unit.executor.conftest import action_request
 
 
 @dataclass
@@ -81,23 +82,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     yield _local_target(tmp_path, dry=request.param == "dry-run")
 
 
-def _request(
-    action: str, *, name: str = "web", dry_run: bool = False, **params: int
-) -> ExecutorActionRequest:
-    return ExecutorActionRequest(
-        action_id="act-1",
-        action=action,
-        namespace="demo",
-        name=name,
-        params=params,
-        idempotency_key="idem-1",
-        dry_run=dry_run,
-        requested_by="alice",
-    )
-
-
 def test_scale_sets_the_replica_count(target: Target) -> None:
-    outcome = target.backend.execute(_request("scale_deployment", replicas=5))
+    outcome = target.backend.execute(action_request("scale_deployment", replicas=5))
 
     assert (outcome.before["replicas"], outcome.after["replicas"]) == (3, 5)
     assert target.replicas() == (5 if target.mutates else 3)
@@ -105,14 +91,14 @@ def test_scale_sets_the_replica_count(target: Target) -> None:
 
 
 def test_scale_to_zero_is_allowed(target: Target) -> None:
-    outcome = target.backend.execute(_request("scale_deployment", replicas=0))
+    outcome = target.backend.execute(action_request("scale_deployment", replicas=0))
 
     assert outcome.after["replicas"] == 0
     assert target.replicas() == (0 if target.mutates else 3)
 
 
 def test_restart_stamps_restarted_at_in_the_pod_template(target: Target) -> None:
-    outcome = target.backend.execute(_request("restart_deployment"))
+    outcome = target.backend.execute(action_request("restart_deployment"))
 
     assert outcome.before["restarted_at"] is None
     assert outcome.after["restarted_at"] is not None
@@ -123,7 +109,7 @@ def test_delete_pod_removes_exactly_that_pod(target: Target) -> None:
     victim = next(name for name in target.pod_names() if name.startswith("web-"))
     count = len(target.pod_names())
 
-    outcome = target.backend.execute(_request("delete_pod", name=victim))
+    outcome = target.backend.execute(action_request("delete_pod", name=victim))
 
     assert (outcome.before["deleted"], outcome.after["deleted"]) == (False, True)
     assert outcome.before["phase"] == "Running"
@@ -135,7 +121,7 @@ def test_delete_pod_removes_exactly_that_pod(target: Target) -> None:
 
 
 def test_rollback_returns_to_the_previous_revision(target: Target) -> None:
-    outcome = target.backend.execute(_request("rollback_deployment"))
+    outcome = target.backend.execute(action_request("rollback_deployment"))
 
     assert outcome.before["images"] == {"web": "nginx:1.27"}
     assert outcome.after["images"] == {"web": "nginx:1.26"}
@@ -145,25 +131,25 @@ def test_rollback_returns_to_the_previous_revision(target: Target) -> None:
 
 def test_rollback_to_a_named_revision_that_does_not_exist_fails(target: Target) -> None:
     with pytest.raises(ActionFailed, match="has no revision 7"):
-        target.backend.execute(_request("rollback_deployment", revision=7))
+        target.backend.execute(action_request("rollback_deployment", revision=7))
 
 
 def test_rollback_to_the_current_revision_fails(target: Target) -> None:
     with pytest.raises(ActionFailed, match="already at revision 2"):
-        target.backend.execute(_request("rollback_deployment", revision=2))
+        target.backend.execute(action_request("rollback_deployment", revision=2))
 
 
 def test_rollback_without_history_fails(target: Target) -> None:
     with pytest.raises(ActionFailed, match="has no previous revision"):
-        target.backend.execute(_request("rollback_deployment", name="api"))
+        target.backend.execute(action_request("rollback_deployment", name="api"))
 
 
 @pytest.mark.parametrize(
     "action",
     [
-        _request("scale_deployment", dry_run=True, replicas=7),
-        _request("restart_deployment", dry_run=True),
-        _request("rollback_deployment", dry_run=True),
+        action_request("scale_deployment", dry_run=True, replicas=7),
+        action_request("restart_deployment", dry_run=True),
+        action_request("rollback_deployment", dry_run=True),
     ],
     ids=["scale", "restart", "rollback"],
 )
@@ -183,7 +169,7 @@ def test_a_dry_run_pod_delete_changes_nothing(target: Target) -> None:
     victim = target.pod_names()[0]
     before = target.snapshot()
 
-    outcome = target.backend.execute(_request("delete_pod", name=victim, dry_run=True))
+    outcome = target.backend.execute(action_request("delete_pod", name=victim, dry_run=True))
 
     assert outcome.after["deleted"] is True
     assert target.snapshot() == before
@@ -194,9 +180,9 @@ def test_a_dry_run_pod_delete_changes_nothing(target: Target) -> None:
 )
 def test_a_missing_deployment_fails_with_one_line(target: Target, action: str) -> None:
     request = (
-        _request(action, name="missing", replicas=1)
+        action_request(action, name="missing", replicas=1)
         if action == "scale_deployment"
-        else _request(action, name="missing")
+        else action_request(action, name="missing")
     )
     with pytest.raises(ActionFailed, match="not found") as caught:
         target.backend.execute(request)
@@ -205,7 +191,7 @@ def test_a_missing_deployment_fails_with_one_line(target: Target, action: str) -
 
 def test_a_missing_pod_fails(target: Target) -> None:
     with pytest.raises(ActionFailed, match="not found"):
-        target.backend.execute(_request("delete_pod", name="no-such-pod"))
+        target.backend.execute(action_request("delete_pod", name="no-such-pod"))
 
 
 def test_reading_a_deployments_logs_names_its_pods_and_changes_nothing(target: Target) -> None:

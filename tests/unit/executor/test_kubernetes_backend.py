@@ -8,30 +8,16 @@ import pytest
 
 from aegis.executor.backends.kubernetes import MAX_LOG_PODS, KubernetesBackend, parse_log_line
 from aegis.executor.errors import ActionFailed, LogsUnavailable
-from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
+from aegis.executor.schemas import ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer
 from tests.support.services import free_port
-
-
-def _request(
-    action: str, *, name: str = "web", dry_run: bool = False, **params: int
-) -> ExecutorActionRequest:
-    return ExecutorActionRequest(
-        action_id="act-1",
-        action=action,
-        namespace="demo",
-        name=name,
-        params=params,
-        idempotency_key="idem-1",
-        dry_run=dry_run,
-        requested_by="alice",
-    )
+from tests.unit.executor.conftest import action_request
 
 
 def test_every_api_call_contributes_its_audit_id_in_order(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
-    outcome = kube_backend.execute(_request("rollback_deployment"))
+    outcome = kube_backend.execute(action_request("rollback_deployment"))
 
     assert outcome.audit_ids == [r.audit_id for r in fake_kube.requests]
     assert [r.method for r in fake_kube.requests] == ["GET", "GET", "PATCH"]
@@ -40,7 +26,7 @@ def test_every_api_call_contributes_its_audit_id_in_order(
 def test_scale_goes_through_the_scale_subresource(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
-    kube_backend.execute(_request("scale_deployment", replicas=4))
+    kube_backend.execute(action_request("scale_deployment", replicas=4))
 
     (write,) = fake_kube.mutating_requests()
     assert write.path == "/apis/apps/v1/namespaces/demo/deployments/web/scale"
@@ -51,7 +37,7 @@ def test_scale_goes_through_the_scale_subresource(
 def test_restart_patches_the_restarted_at_annotation_like_kubectl(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
-    outcome = kube_backend.execute(_request("restart_deployment"))
+    outcome = kube_backend.execute(action_request("restart_deployment"))
 
     (write,) = fake_kube.mutating_requests()
     assert write.content_type == "application/strategic-merge-patch+json"
@@ -65,7 +51,7 @@ def test_restart_patches_the_restarted_at_annotation_like_kubectl(
 def test_rollback_uses_a_json_patch_of_the_previous_replica_set_template(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
-    kube_backend.execute(_request("rollback_deployment"))
+    kube_backend.execute(action_request("rollback_deployment"))
 
     (write,) = fake_kube.mutating_requests()
     assert write.content_type == "application/json-patch+json"
@@ -85,7 +71,7 @@ def test_rollback_restores_the_revisions_change_cause_like_kubectl(
         causes=["release 1", "release 2 (broken)"],
     )
 
-    kube_backend.execute(_request("rollback_deployment", name="api"))
+    kube_backend.execute(action_request("rollback_deployment", name="api"))
 
     annotations = fake_kube.deployment("demo", "api")["metadata"]["annotations"]
     assert annotations["kubernetes.io/change-cause"] == "release 1"
@@ -105,7 +91,7 @@ def test_rollback_ignores_replica_sets_owned_by_another_deployment(
         revisions=[{"web": "nginx:9.0"}, {"web": "nginx:9.1"}, {"web": "nginx:9.2"}],
     )
 
-    outcome = kube_backend.execute(_request("rollback_deployment"))
+    outcome = kube_backend.execute(action_request("rollback_deployment"))
 
     assert outcome.after["rollback_to_revision"] == 1
     assert outcome.after["images"] == {"web": "nginx:1.26"}
@@ -117,7 +103,7 @@ def test_rollback_of_a_paused_deployment_fails(
     fake_kube.deployments[("demo", "web")]["spec"]["paused"] = True
 
     with pytest.raises(ActionFailed, match="is paused"):
-        kube_backend.execute(_request("rollback_deployment"))
+        kube_backend.execute(action_request("rollback_deployment"))
     assert fake_kube.mutating_requests() == []
 
 
@@ -130,7 +116,7 @@ def test_restart_of_a_paused_deployment_fails_like_kubectl(
     pods = fake_kube.pod_names("demo")
 
     with pytest.raises(ActionFailed, match="demo/web is paused") as caught:
-        kube_backend.execute(_request("restart_deployment"))
+        kube_backend.execute(action_request("restart_deployment"))
 
     assert fake_kube.mutating_requests() == []
     assert fake_kube.pod_names("demo") == pods
@@ -143,7 +129,7 @@ def test_pod_delete_carries_a_uid_precondition(
     victim = next(name for name in fake_kube.pod_names("demo") if name.startswith("web-"))
     uid = fake_kube.pods[("demo", victim)]["metadata"]["uid"]
 
-    outcome = kube_backend.execute(_request("delete_pod", name=victim))
+    outcome = kube_backend.execute(action_request("delete_pod", name=victim))
 
     (write,) = fake_kube.mutating_requests()
     assert write.body["preconditions"] == {"uid": uid}
@@ -154,10 +140,10 @@ def test_a_dry_run_sends_dry_run_all_on_every_write(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
     for request in (
-        _request("scale_deployment", dry_run=True, replicas=2),
-        _request("restart_deployment", dry_run=True),
-        _request("rollback_deployment", dry_run=True),
-        _request("delete_pod", name=fake_kube.pod_names("demo")[0], dry_run=True),
+        action_request("scale_deployment", dry_run=True, replicas=2),
+        action_request("restart_deployment", dry_run=True),
+        action_request("rollback_deployment", dry_run=True),
+        action_request("delete_pod", name=fake_kube.pod_names("demo")[0], dry_run=True),
     ):
         kube_backend.execute(request)
 
@@ -170,7 +156,7 @@ def test_a_refusal_from_the_api_server_is_a_one_line_failure_with_its_audit_id(
     kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
     with pytest.raises(ActionFailed) as caught:
-        kube_backend.execute(_request("delete_pod", name="ghost"))
+        kube_backend.execute(action_request("delete_pod", name="ghost"))
 
     assert caught.value.message == 'read pod demo/ghost: 404 pods "ghost" not found'
     assert caught.value.audit_ids == [fake_kube.requests[-1].audit_id]
@@ -182,7 +168,7 @@ def test_an_admission_webhooks_denial_over_several_lines_is_a_one_line_failure(
     fake_kube.admission_denial = "[replica-cap] at most 4 replicas\n[owner] no owner label"
 
     with pytest.raises(ActionFailed) as caught:
-        kube_backend.execute(_request("scale_deployment", replicas=5))
+        kube_backend.execute(action_request("scale_deployment", replicas=5))
 
     assert caught.value.message == (
         'patch deployment demo/web scale: 403 admission webhook "validation.gatekeeper.sh" denied '
@@ -199,7 +185,7 @@ def test_an_unreachable_api_server_is_a_failure_not_a_crash() -> None:
     backend = KubernetesBackend(client.ApiClient(configuration), timeout=(1.0, 1.0))
     try:
         with pytest.raises(ActionFailed, match="kubernetes API unreachable"):
-            backend.execute(_request("scale_deployment", replicas=2))
+            backend.execute(action_request("scale_deployment", replicas=2))
     finally:
         backend.close()
 

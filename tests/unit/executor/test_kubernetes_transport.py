@@ -10,23 +10,11 @@ import pytest
 from aegis.executor.backends.kube_transport import MAX_ANSWER_BYTES
 from aegis.executor.backends.kubernetes import KubernetesBackend
 from aegis.executor.errors import ActionFailed, LogsUnavailable
-from aegis.executor.schemas import ExecutorActionRequest, ExecutorLogsRequest
+from aegis.executor.schemas import ExecutorLogsRequest
 from tests.support.fake_kube import FakeKubeApiServer
-from tests.unit.executor.conftest import ExecutorHarness, action_body
+from tests.unit.executor.conftest import ExecutorHarness, action_body, action_request
 
 KiB = 1024
-
-
-def _request(action: str, *, name: str = "web", **params: int) -> ExecutorActionRequest:
-    return ExecutorActionRequest(
-        action_id="act-1",
-        action=action,
-        namespace="demo",
-        name=name,
-        params=params,
-        idempotency_key="idem-1",
-        requested_by="alice",
-    )
 
 
 @pytest.fixture
@@ -45,7 +33,7 @@ def test_an_answer_over_the_cap_fails_the_action_before_anything_is_written(
     fake_kube.answer_padding = 1 << 20
 
     with pytest.raises(ActionFailed) as caught:
-        small_cap.execute(_request("scale_deployment", replicas=5))
+        small_cap.execute(action_request("scale_deployment", replicas=5))
 
     assert caught.value.message == (
         "read deployment demo/web: the kubernetes API answered more than 64 KiB; not read"
@@ -60,7 +48,7 @@ def test_an_endless_answer_is_cut_at_the_cap(
     fake_kube.endless_answers = True
 
     with pytest.raises(ActionFailed, match=r"answered more than 64 KiB; not read$"):
-        small_cap.execute(_request("restart_deployment"))
+        small_cap.execute(action_request("restart_deployment"))
 
     assert fake_kube.mutating_requests() == []
 
@@ -72,7 +60,7 @@ def test_an_answer_trickling_in_for_longer_than_the_read_timeout_is_refused(
     fake_kube.trickle_s = 0.01  # each byte well inside the read timeout, the whole never done
 
     with pytest.raises(ActionFailed) as caught:
-        small_cap.execute(_request("delete_pod", name="web-1"))
+        small_cap.execute(action_request("delete_pod", name="web-1"))
 
     assert caught.value.message == (
         "read pod demo/web-1: the kubernetes API took longer than 0.5 s to answer; not read"
@@ -123,7 +111,7 @@ def test_a_delete_whose_answer_never_comes_is_sent_once_and_reported_as_unknown(
     backend = KubernetesBackend(fake_kube.api_client(), timeout=(2.0, 0.3))
     try:
         with pytest.raises(ActionFailed) as caught:
-            backend.execute(_request("delete_pod", name="web-1"))
+            backend.execute(action_request("delete_pod", name="web-1"))
     finally:
         backend.close()
 
@@ -149,7 +137,7 @@ def test_a_busy_answer_asking_to_retry_in_an_hour_fails_the_action_at_once(
     fake_kube.busy = (status, 3600)
 
     with pytest.raises(ActionFailed) as caught:
-        kube_backend.execute(_request("restart_deployment"))
+        kube_backend.execute(action_request("restart_deployment"))
 
     assert slept == []
     assert [(r.method, r.status) for r in fake_kube.requests] == [("GET", status)]
@@ -166,7 +154,7 @@ def test_an_api_error_message_of_any_length_becomes_a_bounded_one_line_failure(
     fake_kube.admission_denial = "[replica-cap] at most 4 replicas\n" * 20_000  # ~660 KB
 
     with pytest.raises(ActionFailed) as caught:
-        kube_backend.execute(_request("scale_deployment", replicas=5))
+        kube_backend.execute(action_request("scale_deployment", replicas=5))
 
     message = caught.value.message
     assert message.startswith(
@@ -185,6 +173,6 @@ def test_an_error_answer_nested_past_the_parsers_limit_is_a_failure_with_its_sta
     fake_kube.error_body = b"[" * 200_000 + b"]" * 200_000  # json.loads: RecursionError
 
     with pytest.raises(ActionFailed) as caught:
-        kube_backend.execute(_request("scale_deployment", replicas=5))
+        kube_backend.execute(action_request("scale_deployment", replicas=5))
 
     assert caught.value.message == "patch deployment demo/web scale: 403 Forbidden"

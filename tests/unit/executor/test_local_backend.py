@@ -10,24 +10,12 @@ import pytest
 
 from aegis.executor.backends.local import HEALTHY, LocalBackend, LocalCluster
 from aegis.executor.errors import ActionFailed
-from aegis.executor.schemas import ExecutorActionRequest
-
-
-def _request(action: str, *, name: str = "web", **params: int) -> ExecutorActionRequest:
-    return ExecutorActionRequest(
-        action_id="act-1",
-        action=action,
-        namespace="demo",
-        name=name,
-        params=params,
-        idempotency_key="idem-1",
-        requested_by="alice",
-    )
+from tests.unit.executor.conftest import action_request
 
 
 def test_state_is_kept_in_a_private_file_that_other_instances_see(tmp_path: Path) -> None:
     path = tmp_path / "executor" / "local-cluster.json"
-    LocalBackend(LocalCluster(path)).execute(_request("scale_deployment", replicas=4))
+    LocalBackend(LocalCluster(path)).execute(action_request("scale_deployment", replicas=4))
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert LocalCluster(path).deployment("demo", "web")["replicas"] == 4
@@ -38,7 +26,7 @@ def test_a_restart_recovers_crashing_pods(tmp_path: Path) -> None:
     cluster.crash_pods("demo", "api")
     assert cluster.deployment("demo", "api")["ready"] == 0
 
-    LocalBackend(cluster).execute(_request("restart_deployment", name="api"))
+    LocalBackend(cluster).execute(action_request("restart_deployment", name="api"))
 
     assert cluster.deployment("demo", "api")["ready"] == 2
 
@@ -46,10 +34,10 @@ def test_a_restart_recovers_crashing_pods(tmp_path: Path) -> None:
 def test_a_rollback_recovers_from_a_bad_release(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "state.json")
     cluster.release("demo", "web", {"web": "nginx:broken"}, broken=True)
-    LocalBackend(cluster).execute(_request("restart_deployment"))  # a restart does not help
+    LocalBackend(cluster).execute(action_request("restart_deployment"))  # a restart does not help
     assert cluster.deployment("demo", "web")["ready"] == 0
 
-    outcome = LocalBackend(cluster).execute(_request("rollback_deployment", revision=2))
+    outcome = LocalBackend(cluster).execute(action_request("rollback_deployment", revision=2))
 
     assert outcome.after["images"] == {"web": "nginx:1.27"}
     assert cluster.deployment("demo", "web")["ready"] == 3
@@ -60,7 +48,7 @@ def test_deleting_a_crashing_pod_replaces_it_with_a_healthy_one(tmp_path: Path) 
     cluster.crash_pods("demo", "worker")
     (victim,) = cluster.deployment("demo", "worker")["pods"]
 
-    LocalBackend(cluster).execute(_request("delete_pod", name=victim))
+    LocalBackend(cluster).execute(action_request("delete_pod", name=victim))
 
     state = cluster.snapshot()
     pods = [p for p in state["pods"].values() if p["deployment"] == "worker"]
@@ -77,6 +65,6 @@ def test_a_paused_deployment_is_not_restarted(tmp_path: Path) -> None:
     path.write_text(json.dumps(state))
 
     with pytest.raises(ActionFailed, match="demo/api is paused"):
-        LocalBackend(cluster).execute(_request("restart_deployment", name="api"))
+        LocalBackend(cluster).execute(action_request("restart_deployment", name="api"))
 
     assert cluster.deployment("demo", "api")["pods"] == pods
