@@ -380,17 +380,21 @@ def _retry_later(
             return
         request.attempts += 1
         request.error = error
-        if request.attempts >= settings.action_max_attempts and still_acting:
-            _outcome_unknown(session, request, STILL_ACTING)
-            return
-        if request.attempts >= settings.action_max_attempts and sent:
-            _outcome_unknown(session, request, NO_ANSWER, last_error=error)
-            return
         if request.attempts >= settings.action_max_attempts:
-            request.status, request.updated_at = "failed", service.now()
-            service.audit(
-                session, request, "action.failed", "system", error=error, attempts=request.attempts
-            )
+            if still_acting:
+                _outcome_unknown(session, request, STILL_ACTING)
+            elif sent:
+                _outcome_unknown(session, request, NO_ANSWER, last_error=error)
+            else:
+                request.status, request.updated_at = "failed", service.now()
+                service.audit(
+                    session,
+                    request,
+                    "action.failed",
+                    "system",
+                    error=error,
+                    attempts=request.attempts,
+                )
             return
         backoff = min(MAX_BACKOFF_S, 0.5 * 2**request.attempts)
         request.status = "running" if sent else "approved"
