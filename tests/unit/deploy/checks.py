@@ -19,9 +19,11 @@ from tests.unit.deploy.manifests import (
     default_port,
     health_routes,
     of_kind,
+    pod_spec,
     probe_targets,
     secret_setting_names,
     setting_names,
+    workloads,
 )
 
 Objects = list[dict[str, Any]]
@@ -58,7 +60,7 @@ def check_env_names_are_settings(objects: Objects) -> None:
     for cm in of_kind(objects, "ConfigMap"):
         unknown = set(cm.get("data") or {}) - known
         assert not unknown, f"ConfigMap {cm['metadata']['name']} sets non-settings {unknown}"
-    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+    for workload in workloads(objects):
         for container in containers(workload):
             names = {e["name"] for e in container.get("env", [])}
             unknown = names - known
@@ -70,8 +72,8 @@ def check_no_secret_inline(objects: Objects) -> None:
     for cm in of_kind(objects, "ConfigMap"):
         leaked = set(cm.get("data") or {}) & secret
         assert not leaked, f"ConfigMap {cm['metadata']['name']} holds secrets {leaked}"
-    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
-        for container in workload["spec"]["template"]["spec"]["containers"]:
+    for workload in workloads(objects):
+        for container in pod_spec(workload)["containers"]:
             for entry in container.get("env", []):
                 if entry["name"] in secret:
                     assert "value" not in entry, f"{entry['name']} is written inline"
@@ -94,9 +96,9 @@ def check_production_mode_can_start(objects: Objects) -> None:
     and a database, and (least privilege) no platform secret its service does not use."""
     assert config_data(objects)["AEGIS_MODE"] == "production"
     platform = {s.upper() for s in GENERATED_SECRETS}
-    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+    for workload in workloads(objects):
         name = workload["metadata"]["name"]
-        for container in workload["spec"]["template"]["spec"]["containers"]:
+        for container in pod_spec(workload)["containers"]:
             needed = {s.upper() for s in SERVICE_SECRETS[_service_of(container)]}
             from_secrets = [
                 e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
@@ -113,9 +115,9 @@ def check_production_mode_can_start(objects: Objects) -> None:
 
 
 def check_security_contexts(objects: Objects) -> None:
-    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+    for workload in workloads(objects):
         name = workload["metadata"]["name"]
-        pod = workload["spec"]["template"]["spec"]
+        pod = pod_spec(workload)
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
         assert pod["securityContext"]["runAsUser"] != 0, name
@@ -262,7 +264,7 @@ def check_trusted_proxies_are_the_backends_and_well_formed(objects: Objects) -> 
     uvicorn takes a malformed entry (a typo, a network with host bits set) for a host name that
     never matches, silently, and "*" for every peer."""
     assert "TRUSTED_PROXIES" not in config_data(objects), "TRUSTED_PROXIES in the ConfigMap"
-    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+    for workload in workloads(objects):
         name = workload["metadata"]["name"]
         for container in containers(workload):
             for entry in container.get("env", []):

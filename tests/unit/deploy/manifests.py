@@ -129,8 +129,20 @@ def by_name(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any
     return {o["metadata"]["name"]: o for o in of_kind(objects, kind)}
 
 
-def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = deployment["spec"]["template"]["spec"]
+def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects that run pods: Deployments, Jobs and CronJobs."""
+    return [o for o in objects if o.get("kind") in {"Deployment", "Job", "CronJob"}]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod a workload runs (a CronJob's through its job template)."""
+    spec = workload["spec"]
+    spec = spec["jobTemplate"]["spec"] if workload.get("kind") == "CronJob" else spec
+    return dict(spec["template"]["spec"])
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(workload)
     return list(spec.get("initContainers", [])) + list(spec["containers"])
 
 
