@@ -26,6 +26,7 @@ EVENT_TYPES = frozenset(
         *("model.load_refused", "model.unloaded", "model.promotion_requested"),
         *("model.promotion_approved", "model.promotion_rejected", "model.promoted"),
         *("alert.received", "alert.resolved", "incident.opened", "incident.resolved"),
+        *("incident.prediction_stored", "incident.prediction_unavailable"),
         *("safety.flagged", "safety.reviewed", "executor.enabled", "executor.disabled"),
         *("backup.created", "backup.pruned", "backup.restored", "backup.drill"),
     }

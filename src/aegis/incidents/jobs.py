@@ -7,11 +7,13 @@ Fallback mode: when the engine is switched off (``AI_ENGINE_ENABLED=false``), un
 answers with something that is not a prediction (an error, not JSON, more than
 :data:`MAX_ANSWER_BYTES`, a body still arriving after ``AI_ENGINE_TIMEOUT_S``), incidents are
 kept without a prediction and say why (``prediction_status``/``prediction_note``); nothing else
-stops working. A recommendation becomes an ordinary action request from
-``principal:ai-engine`` — policy decides it like any other — carrying the confidence, the
-severity the incident shows (the engine's, else the alert's), the engine's incident kind (what
-outcomes are learnt under) and the model digest. Its target is the
-one the engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
+stops working. Either outcome is audited as it is stored, in the same transaction
+(``incident.prediction_stored``: the model and its top recommendation;
+``incident.prediction_unavailable``: why there is none). A recommendation becomes an ordinary
+action request from ``principal:ai-engine`` — policy decides it like any other — carrying the
+confidence, the severity the incident shows (the engine's, else the alert's), the engine's
+incident kind (what outcomes are learnt under) and the model digest. Its target is the one the
+engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
 recommendation without one (an alert about a statefulset, a service, a scrape job) is not
 requested.
 """
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from aegis.actions import service as actions_service
 from aegis.actions.schemas import ActionCreate
+from aegis.audit import service as audit_service
 from aegis.auth.schemas import Actor
 from aegis.core import upstream
 from aegis.core.config import Settings
@@ -69,6 +72,7 @@ MAX_ANSWER_BYTES = 16 * upstream.MiB
 # page around it), so a deeper answer is refused, as is one Python cannot read (RecursionError).
 MAX_ANSWER_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
+AUDITED_TEXT = 512  # the most of one text (a model's name, a reason) an audit record keeps
 
 
 def _labels(incident: Incident, alerts: list[Alert]) -> dict[str, str]:
@@ -422,6 +426,7 @@ def _store(
         incident.prediction_claim, incident.prediction_claimed_at = None, None
         if prediction is not None:
             incident.severity = _level(prediction) or incident.severity
+        _audit_outcome(session, incident, prediction)
         if findings is not None:
             safety.flag_findings(
                 session=session,
@@ -431,6 +436,62 @@ def _store(
                 actor=SAFETY_SCREEN,
             )
     return True
+
+
+def _audit_outcome(session: Session, incident: Incident, prediction: dict[str, Any] | None) -> None:
+    """Record, with the stored outcome, which model recommended what (the model, the severity,
+    the top action and its confidence; never the log lines or metric series it read), or why
+    the incident has no prediction."""
+    resource = f"incident:{incident.id}"
+    if prediction is None:
+        audit_service.record_audit_event(
+            session=session,
+            category="system",
+            event_type="incident.prediction_unavailable",
+            actor=ENGINE_ACTOR.name,
+            resource=resource,
+            outcome=incident.prediction_status,
+            data={
+                "incident_id": incident.id,
+                "status": incident.prediction_status,
+                "reason": incident.prediction_note[:AUDITED_TEXT],
+            },
+        )
+        return
+    model = prediction.get("model") or {}
+    ranked = prediction.get("recommendations") or []
+    top = ranked[0] if ranked else {}
+    audit_service.record_audit_event(
+        session=session,
+        category="system",
+        event_type="incident.prediction_stored",
+        actor=ENGINE_ACTOR.name,
+        resource=resource,
+        data={
+            "incident_id": incident.id,
+            "model_name": _text(model.get("name")),
+            "model_version": _text(model.get("version")),
+            "model_digest": _text(model.get("digest")),
+            "severity": incident.severity,
+            "action": _text(top["action"]) if top else None,
+            "confidence": _number(top.get("confidence", 0.0)) if top else None,
+        },
+    )
+
+
+def _text(value: Any) -> str:
+    """``value`` as audited: a text cut to :data:`AUDITED_TEXT`, anything else empty."""
+    return value[:AUDITED_TEXT] if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as audited: a finite number, else None. A prediction is read leniently (a
+    confidence of ``"0.9"`` or ``"NaN"`` passes), the audit chain takes JSON numbers only."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _recommend(
