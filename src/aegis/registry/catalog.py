@@ -19,9 +19,10 @@ from aegis.audit import service as audit_service
 from aegis.core.errors import Conflict, Forbidden, NotFound
 from aegis.database.core import is_postgres
 from aegis.registry import service as registry_service
+from aegis.registry import uploads
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
-from aegis.storage.service import object_url, open_store
+from aegis.storage.service import object_url
 
 STAGES = ("staging", "production", "archived")
 # promotion_requests.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value
@@ -103,7 +104,8 @@ def push(
 
     The row is claimed first: ``model_versions`` holds each name/version and each archive URI
     once, so of two pushes at once to one location (or of one version) the second waits for the
-    first, is refused, and never writes over the archive the first recorded.
+    first, is refused, and never writes over the archive the first recorded. When the session's
+    transaction ends without committing, the upload is removed again (:mod:`.uploads`).
     """
     verified = registry_service.verify_archive(archive, signature.read_bytes(), keyset)
     return _record_push(session, verified, archive=archive, signature=signature, to=to, actor=actor)
@@ -143,9 +145,8 @@ def _record_push(
         created_at=datetime.now(UTC),
     )
     _claim(session, row)
-    store = open_store(to.rstrip("/"))
-    store.put_file("model.tar.gz", archive)
-    store.put_file("model.tar.gz.sig", signature)
+    # taken back if this transaction does not commit: no row would point at the files
+    uploads.upload(session, to=to, archive=archive, signature=signature, archive_uri=archive_uri)
     audit(
         session,
         "model.pushed",

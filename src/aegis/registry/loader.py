@@ -9,18 +9,23 @@ bombs; manifest matches), and return the ready folder. Any failure raises a type
 
 A cached, already-extracted model is reused only after its archive's signature verifies again
 and every extracted file matches the signed manifest (size and SHA-256). A new one is extracted
-and checked in a private folder, then renamed into place; when another process preparing the
-same version renamed its folder there first, that folder is used on the same terms (every file
-matches the manifest), so preparing at once is not a refusal.
+and checked in a private folder, then renamed into place. Preparers of one version take turns
+(an ``flock`` on ``.VERSION.lock`` beside its cache folder, engine processes sharing DATA_DIR
+included); should a folder be in place all the same when the rename comes, it is used on the
+same terms (every file matches the manifest), so preparing at once is not a refusal.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
+import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -171,7 +176,48 @@ def _prepare(
 ) -> PreparedModel:
     check_name_version(name, version)  # they name the cache folder: never a path
     cache = settings.data_dir / "model-cache" / name / version
-    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _preparing(cache):
+        cache.mkdir(exist_ok=True, mode=0o700)
+        return _fill(
+            settings,
+            cache,
+            name=name,
+            version=version,
+            digest=digest,
+            manifest=manifest,
+            archive_uri=archive_uri,
+            signature_uri=signature_uri,
+        )
+
+
+@contextmanager
+def _preparing(cache: Path) -> Iterator[None]:
+    """Hold the cache folder's lock (``.VERSION.lock`` beside it; a version never starts with a
+    dot) until the block ends: preparers of one version, engine processes sharing DATA_DIR
+    included, take turns. Otherwise one could check or extract while another discards the
+    damaged folder it is reading, and be refused. The file stays: removing it would let two
+    preparers hold locks on two different files."""
+    fd = os.open(cache.with_name(f".{cache.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fill(
+    settings: Settings,
+    cache: Path,
+    *,
+    name: str,
+    version: str,
+    digest: str,
+    manifest: dict[str, object],
+    archive_uri: str,
+    signature_uri: str,
+) -> PreparedModel:
+    """Download, verify and extract into ``cache`` (its lock held) what is not there intact."""
     archive, signature, extracted = (
         cache / "model.tar.gz",
         cache / "model.tar.gz.sig",
@@ -193,8 +239,8 @@ def _prepare(
         if _cached_files_match(extracted, manifest):
             return PreparedModel(name, version, digest, key_id, extracted)
         _discard(extracted)
-    # Extracted and checked in a private folder, then renamed into place: another preparer of
-    # the same version (an engine process sharing DATA_DIR) may do the same at once.
+    # Extracted and checked in a private folder, then renamed into place: the folder appears
+    # whole or not at all, whatever happens to this process meanwhile.
     private = Path(tempfile.mkdtemp(prefix=f".{extracted.name}.", suffix=".partial", dir=cache))
     try:
         ready = private / extracted.name
