@@ -76,5 +76,7 @@ def ensure_model(settings: Settings, database: Database) -> str | None:
                     session=session, archive=archive, signature=signature, to=target, keyset=keyset
                 )
                 return row.version
-        except catalog.ModelExists:  # a version was pushed (or approved) meanwhile
+        # A version was pushed (or approved) meanwhile, perhaps to this very location: the
+        # registry is no longer empty, and what it holds is left to four eyes.
+        except (catalog.ModelExists, catalog.ModelLocationTaken):
             return None

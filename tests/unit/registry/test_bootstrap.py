@@ -3,6 +3,7 @@ empty registry, never in place of a production version that was taken away."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,3 +138,49 @@ def test_two_bootstraps_at_once_leave_one_production_version(
         racing.done()
     assert _stages(database) == {"0.1": "production"}
     assert len(factories.audit_events(database, "model.bootstrapped")) == 1
+
+
+def _waiting_for_a_lock(database: Database) -> bool:
+    with database.engine.connect() as conn:
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).scalar()
+        )
+
+
+# SQLite's write lock taken at BEGIN keeps a push and the bootstrap from interleaving at all.
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
+def test_a_push_to_the_bootstraps_own_location_meanwhile_leaves_start_up_running(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+) -> None:
+    """Someone pushes another version to where the bootstrap puts its archive while ``aegis up``
+    starts: start-up goes on without a bootstrap, the pushed version left to four eyes."""
+    settings = make_settings(database_url=db_url)
+    releases = Releases.start(tmp_path, database)
+    source, archive = tmp_path / "m0.2", tmp_path / "m0.2.tar.gz"
+    export_model_dir(train(version="0.2"), source)
+    registry_service.build_archive(source, archive, name=MODEL, version="0.2")
+    signature = registry_service.sign_archive(archive, releases.key)
+    location = f"{settings.effective_object_store_url.rstrip('/')}/model-archives/{MODEL}/0.1"
+
+    with database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=signature,
+            to=location,
+            keyset=load_keyset(str(releases.pub)),
+            actor="ci",
+        )
+        racing = race(lambda: bootstrap.ensure_model(settings, database))
+        for _ in range(600):  # until the bootstrap's row waits for the push's (a guard)
+            if _waiting_for_a_lock(database):
+                break
+            time.sleep(0.05)
+        assert racing.waiting
+
+    assert racing.done() is None
+    assert _stages(database) == {"0.2": "staging"}
+    assert not factories.audit_events(database, "model.bootstrapped")
