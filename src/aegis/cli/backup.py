@@ -16,12 +16,33 @@ import typer
 if TYPE_CHECKING:
     from aegis.backup.drill import DrillReport
     from aegis.backup.restore import RestoreResult
+    from aegis.core.config import Settings
 
 app = typer.Typer(
     help="Database backups: create, list, prune, restore, and the restore drill.",
     no_args_is_help=True,
 )
-ACTOR = "cli:local-operator"
+ACTOR_HELP = (
+    "Who runs it (audited): an enabled user with the admin role in DATABASE_URL, else refused "
+    "(audited). Default: cli:local-operator."
+)
+
+
+def _actor(settings: Settings, actor: str | None, command: str) -> str:
+    """The name the command's audit records give: ``--actor``, once it is known to name an
+    enabled admin of the configured database (backups have no API route; admin is the role for
+    everything else that changes the platform), refused and audited there otherwise."""
+    from aegis.cli.runtime import LOCAL_OPERATOR, act_as, check_actor, open_database
+
+    if actor is None:
+        return LOCAL_OPERATOR
+    check_actor(actor, "runs it")
+    # not migrated: a database at an older revision is still backed up as it is
+    _, database = open_database(settings)
+    try:
+        return act_as(settings, database, actor, role="admin", resource=command)
+    finally:
+        database.dispose()
 
 
 @contextmanager
@@ -69,6 +90,7 @@ def create(
     no_prune: bool = typer.Option(
         False, "--no-prune", help="Keep backups older than RETENTION_DAYS this time."
     ),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Back up the database (consistent snapshot); print the artifact URI."""
     from aegis.backup import service
@@ -76,9 +98,10 @@ def create(
 
     settings = settings_for()
     _wait_for(settings.effective_database_url)
+    name = _actor(settings, actor, "aegis backup create")
     with _progress("backing up") as progress:
         result = service.create(
-            settings=settings, actor=ACTOR, to=to, prune=not no_prune, progress=progress
+            settings=settings, actor=name, to=to, prune=not no_prune, progress=progress
         )
     manifest = result.manifest
     typer.echo(
@@ -120,13 +143,15 @@ def prune(
     from_: str | None = typer.Option(
         None, "--from", help="Object store URL or folder (default: BACKUP_DIR)."
     ),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Delete backups older than RETENTION_DAYS (never the newest one)."""
     from aegis.backup import service
     from aegis.cli.runtime import settings_for
 
     settings = settings_for()
-    deleted = service.prune_backups(settings=settings, actor=ACTOR, location=from_)
+    name = _actor(settings, actor, "aegis backup prune")
+    deleted = service.prune_backups(settings=settings, actor=name, location=from_)
     for uri in deleted:
         typer.echo(f"pruned {uri}")
     typer.echo(
@@ -135,7 +160,7 @@ def prune(
 
 
 @app.command("restore")
-def restore(
+def restore(  # noqa: PLR0917 - Typer maps parameters to options
     artifact: str = typer.Argument(..., metavar="ARTIFACT_URI", help="s3://…, file://… or path."),
     to: str | None = typer.Option(
         None, "--to", help="Database URL to restore into (default: DATABASE_URL)."
@@ -149,11 +174,18 @@ def restore(
         "--allow-unencrypted",
         help="Accept an unencrypted artifact although BACKUP_ENCRYPTION_KEY is set.",
     ),
+    actor: str | None = typer.Option(
+        None,
+        "--actor",
+        help=f"{ACTOR_HELP} Only with --to another database: DATABASE_URL's users are the "
+        "ones checked.",
+    ),
 ) -> None:
     """Restore a backup into an empty database, then verify its audit chain."""
     from aegis.backup import restore as restore_service
     from aegis.cli.runtime import settings_for
     from aegis.core.config import validate_database_url
+    from aegis.core.errors import AegisError
     from aegis.database.core import redacted
     from aegis.storage.service import redact_url
 
@@ -161,6 +193,12 @@ def restore(
     target = to or settings.effective_database_url
     if to:
         validate_database_url(to, name="--to")
+    if actor is not None and target == settings.effective_database_url:
+        raise AegisError(
+            "--actor is checked against the users of DATABASE_URL, which this restore replaces: "
+            "restore with --to another database, or without --actor (cli:local-operator)"
+        )
+    name = _actor(settings, actor, f"aegis backup restore {redact_url(artifact)}")
     where = redacted(target)
     if force_clean:
         question = f"--force-clean DELETES every Aegis row in {where} before restoring. Continue?"
@@ -176,7 +214,7 @@ def restore(
         result = restore_service.restore(
             settings=settings,
             artifact=artifact,
-            actor=ACTOR,
+            actor=name,
             target_url=target,
             force_clean=force_clean,
             allow_unencrypted=allow_unencrypted,
@@ -215,15 +253,18 @@ def drill(
         "SQLite file that does not exist yet (default: a SQLite file in a temporary folder).",
     ),
     keep: bool = typer.Option(False, "--keep", help="Keep the restored database afterwards."),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Restore a backup into a throw-away database and check it; exit 0 only if all holds."""
     from aegis.backup import drill as drill_service
     from aegis.cli.runtime import settings_for
+    from aegis.storage.service import redact_url
 
     settings = settings_for()
+    command = "aegis backup drill" + (f" {redact_url(artifact)}" if artifact else "")
     report = drill_service.drill(
         settings=settings,
-        actor=ACTOR,
+        actor=_actor(settings, actor, command),
         artifact=artifact,
         location=from_,
         scratch_url=scratch_url,

@@ -14,7 +14,10 @@ app = typer.Typer(
     help="The backend's dispatch switch: whether the backend sends actions to the executor.",
     no_args_is_help=True,
 )
-ACTOR = "cli:local-operator"
+ACTOR_HELP = (
+    "Who flips the switch (audited): an enabled user with the admin role, else refused "
+    "(audited). Default: cli:local-operator."
+)
 STILL_RUNS = (
     "An action already sent completes, and the executor itself still runs signed requests from "
     "anything holding EXECUTOR_HMAC_SECRET; to stop it too, set EXECUTOR_ENABLED=false on the "
@@ -22,26 +25,30 @@ STILL_RUNS = (
 )
 
 
-def _set(enabled: bool) -> None:
+def _set(enabled: bool, actor: str | None) -> None:
     from aegis.actions.jobs import KILL_SWITCH_FLAG
     from aegis.audit import service as audit_service
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import acting, check_actor, prepare_database
     from aegis.flags import service as flags
 
-    _, database = prepare_database()
+    if actor is not None:
+        check_actor(actor, "flips the switch")
+    command = f"aegis executor {'enable' if enabled else 'disable'}"
+    settings, database = prepare_database()
     try:
-        with database.unit_of_work() as session:
+        # admin: the role security.md gives the kill switches (there is no API call for it)
+        with acting(settings, database, actor, role="admin", resource=command) as (session, name):
             flags.set_flag(
                 session=session,
                 name=KILL_SWITCH_FLAG,
                 value="true" if enabled else "false",
-                actor=ACTOR,
+                actor=name,
             )
             audit_service.record_audit_event(
                 session=session,
                 category="system",
                 event_type="executor.enabled" if enabled else "executor.disabled",
-                actor=ACTOR,
+                actor=name,
                 resource="executor",
                 data={"enabled": enabled},
             )
@@ -55,8 +62,8 @@ def _set(enabled: bool) -> None:
     help="Stop the backend sending actions to the executor, now; requests are still evaluated "
     f"and recorded, and approved ones wait. {STILL_RUNS}",
 )
-def disable() -> None:
-    _set(False)
+def disable(actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP)) -> None:
+    _set(False, actor)
     typer.echo(
         "executor dispatch disabled: the backend sends no action to the executor until "
         f"`aegis executor enable`. {STILL_RUNS}"
@@ -64,9 +71,9 @@ def disable() -> None:
 
 
 @app.command("enable")
-def enable() -> None:
+def enable(actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP)) -> None:
     """Let the backend send allowed and approved actions to the executor again."""
-    _set(True)
+    _set(True, actor)
     typer.echo("executor dispatch enabled")
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import typer
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from sqlalchemy.orm import Session
+
     from aegis.core.config import Settings
     from aegis.database.core import Database
     from aegis.policy.bundle import VerifiedBundle
@@ -19,7 +24,11 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Policies: export/apply signed bundles, sync a folder, replay.", no_args_is_help=True
 )
-ACTOR = "cli:local-operator"
+ADMIN = "admin"  # the role the API asks of whoever changes the policies
+ACTOR_HELP = (
+    "Who makes the change (audited): an enabled user with the admin role, else refused "
+    "(audited). Default: cli:local-operator."
+)
 MAX_SERIAL = 2**63 - 1  # aegis.policy.bundle.MAX_SERIAL, not imported: `aegis --help` stays fast
 
 
@@ -87,7 +96,7 @@ def export(
 
 
 @app.command("apply")
-def apply(
+def apply(  # noqa: PLR0917 - Typer maps parameters to options
     bundle: Path = typer.Argument(..., help="A bundle made by `aegis policy export`."),
     verify: bool = typer.Option(
         True, "--verify/--no-verify", help="Refuse a bundle whose signature or digest is wrong."
@@ -100,40 +109,82 @@ def apply(
         help="Apply a bundle whose serial is not above the highest applied, or that has none"
         " (an older set); audited.",
     ),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Make the active set equal the bundle's policies, after showing the diff.
 
     A bundle whose serial is not above the highest one applied is refused (a rollback) unless
     --allow-rollback is given; either way it is audited."""
     from aegis.audit import keys
-    from aegis.cli.runtime import prepare_database, settings_for
+    from aegis.cli.runtime import check_actor, prepare_database, settings_for
     from aegis.core.errors import AegisError
-    from aegis.policy.bundle import verify_bundle
-    from aegis.policy.errors import BundleError, BundleRollback
+    from aegis.policy.errors import BundleRollback
 
     if not verify:
         raise AegisError("unsigned policy bundles are not applied; drop --no-verify")
+    if actor is not None:
+        check_actor(actor, "applies the bundle")
     settings = settings_for()
     public = keys.load_public_key(key or settings.effective_audit_verify_key_file)
     data = bundle.read_bytes()
-    try:
-        verified = verify_bundle(data, [public])  # refuses before touching the policies
-    except BundleError as exc:
-        _audit_bad_bundle(settings, bundle, data, exc)
-        raise
+    change = Change(settings, actor, f"aegis policy apply {bundle.name}")
     _, database = prepare_database(settings)
     try:
-        _apply_bundle(database, verified, yes=yes, allow_rollback=allow_rollback)
-    except BundleRollback as exc:
-        _audit_refusal(settings, database, verified, exc)
-        hint = "to apply it anyway, pass --allow-rollback (audited)"
-        raise AegisError(f"{exc.message}; {hint}", code=exc.code) from None
+        # who it is, before the bundle: a refused bundle is audited as that user's
+        name = change.checked(database)
+        verified = _verified(settings, database, bundle, data, public, actor=name)
+        try:
+            _apply_bundle(database, verified, change, yes=yes, allow_rollback=allow_rollback)
+        except BundleRollback as exc:
+            _audit_refusal(settings, database, verified, exc, actor=name)
+            hint = "to apply it anyway, pass --allow-rollback (audited)"
+            raise AegisError(f"{exc.message}; {hint}", code=exc.code) from None
     finally:
         database.dispose()
 
 
+class Change(NamedTuple):
+    """A change to the policies asked for by ``actor`` (``--actor``, or nobody named), who must
+    hold the admin role; ``resource``, the command, is what a refusal's audit record names."""
+
+    settings: Settings
+    actor: str | None
+    resource: str
+
+    def acting(self, database: Database) -> AbstractContextManager[tuple[Session, str]]:
+        """The change's unit of work, and the name its audit records give (runtime.acting)."""
+        from aegis.cli.runtime import acting
+
+        return acting(self.settings, database, self.actor, role=ADMIN, resource=self.resource)
+
+    def checked(self, database: Database) -> str:
+        """The actor checked on its own, before the diff and the question (runtime.act_as)."""
+        from aegis.cli.runtime import act_as
+
+        return act_as(self.settings, database, self.actor, role=ADMIN, resource=self.resource)
+
+
+def _verified(
+    settings: Settings,
+    database: Database,
+    path: Path,
+    data: bytes,
+    public: Ed25519PublicKey,
+    *,
+    actor: str,
+) -> VerifiedBundle:
+    from aegis.policy.bundle import verify_bundle
+    from aegis.policy.errors import BundleError
+
+    try:
+        return verify_bundle(data, [public])  # refuses before touching the policies
+    except BundleError as exc:
+        _audit_bad_bundle(settings, database, path, data, exc, actor=actor)
+        raise
+
+
 def _apply_bundle(
-    database: Database, bundle: VerifiedBundle, *, yes: bool, allow_rollback: bool
+    database: Database, bundle: VerifiedBundle, change: Change, *, yes: bool, allow_rollback: bool
 ) -> None:
     from aegis.policy import service
 
@@ -149,16 +200,21 @@ def _apply_bundle(
     # A bundle with no changes is still applied: its serial is recorded.
     if _print_diff(diff) and not yes and not typer.confirm("apply these changes?"):
         raise typer.Exit(1)
-    with database.unit_of_work() as session:
+    with change.acting(database) as (session, actor):
         service.apply_bundle(
-            session=session, bundle=bundle, actor=ACTOR, allow_rollback=allow_rollback
+            session=session, bundle=bundle, actor=actor, allow_rollback=allow_rollback
         )
         _, digest = service.active_set(session=session)
     typer.echo(f"applied; active set digest {digest}")
 
 
 def _audit_refusal(
-    settings: Settings, database: Database, bundle: VerifiedBundle, exc: BundleRollback
+    settings: Settings,
+    database: Database,
+    bundle: VerifiedBundle,
+    exc: BundleRollback,
+    *,
+    actor: str,
 ) -> None:
     """A bundle refused as a rollback, audited in a transaction of its own (the apply's is
     rolled back)."""
@@ -168,45 +224,51 @@ def _audit_refusal(
     AuditWriter(database, settings.audit_journal_path).record(
         category="policy",
         event_type="policy.bundle_refused",
-        actor=ACTOR,
+        actor=actor,
         resource=f"policy-bundle:{bundle.digest}",
         outcome="refused",
         data=service.bundle_audit_data(bundle, exc.highest) | {"reason": exc.code},
     )
 
 
-def _audit_bad_bundle(settings: Settings, path: Path, data: bytes, exc: BundleError) -> None:
+def _audit_bad_bundle(
+    settings: Settings,
+    database: Database,
+    path: Path,
+    data: bytes,
+    exc: BundleError,
+    *,
+    actor: str,
+) -> None:
     """A bundle refused for its signature, digest or format: someone offered policies no trusted
     key vouches for. Audited like a refused model push (``model.push_refused``), in a transaction
     of its own; nothing from the bundle is read into the store."""
     import hashlib
 
     from aegis.audit.journal import AuditWriter
-    from aegis.cli.runtime import prepare_database
 
-    _, database = prepare_database(settings)
-    try:
-        AuditWriter(database, settings.audit_journal_path).record(
-            category="policy",
-            event_type="policy.bundle_refused",
-            actor=ACTOR,
-            resource=f"policy-bundle-file:{path.name}"[:512],
-            outcome="refused",
-            data={
-                "reason": exc.code,
-                "detail": exc.message,
-                "file_sha256": hashlib.sha256(data).hexdigest(),
-                "size": len(data),
-            },
-        )
-    finally:
-        database.dispose()
+    AuditWriter(database, settings.audit_journal_path).record(
+        category="policy",
+        event_type="policy.bundle_refused",
+        actor=actor,
+        resource=f"policy-bundle-file:{path.name}"[:512],
+        outcome="refused",
+        data={
+            "reason": exc.code,
+            "detail": exc.message,
+            "file_sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        },
+    )
 
 
-def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str) -> None:
+def _apply(
+    database: Database, policies: list[Policy], change: Change, *, yes: bool, kind: str
+) -> None:
     from aegis.policy import service
 
     try:
+        change.checked(database)  # a named actor without the role: refused before the diff
         with database.unit_of_work() as session:
             diff = service.plan(session=session, policies=policies)
         typer.echo("changes:")
@@ -214,8 +276,8 @@ def _apply(database: Database, policies: list[Policy], *, yes: bool, change: str
             return
         if not yes and not typer.confirm("apply these changes?"):
             raise typer.Exit(1)
-        with database.unit_of_work() as session:
-            service.replace_all(session=session, policies=policies, actor=ACTOR, change=change)
+        with change.acting(database) as (session, actor):
+            service.replace_all(session=session, policies=policies, actor=actor, change=kind)
             _, digest = service.active_set(session=session)
     finally:
         database.dispose()
@@ -227,11 +289,16 @@ def sync(
     folder: Path = typer.Argument(..., help="A folder of YAML/JSON policy files (git)."),
     yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show the diff."),
+    actor: str | None = typer.Option(
+        None, "--actor", help=f"{ACTOR_HELP} Not needed with --dry-run."
+    ),
 ) -> None:
     """Make the active set equal a folder of policy files (GitOps), showing the diff first."""
-    from aegis.cli.runtime import open_current_database, prepare_database
+    from aegis.cli.runtime import check_actor, open_current_database, prepare_database
     from aegis.policy import service
 
+    if actor is not None:
+        check_actor(actor, "syncs the policies")
     policies = _load_dir(folder)
     if dry_run:  # a read: the schema is left as it is
         _, database = open_current_database()
@@ -241,8 +308,8 @@ def sync(
         finally:
             database.dispose()
         return
-    _, database = prepare_database()
-    _apply(database, policies, yes=yes, change="sync")
+    settings, database = prepare_database()
+    _apply(database, policies, Change(settings, actor, "aegis policy sync"), yes=yes, kind="sync")
 
 
 def parse_since(value: str) -> datetime:

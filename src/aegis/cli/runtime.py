@@ -6,6 +6,9 @@ at this Aegis's revision, saying to run ``aegis db upgrade``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -137,6 +140,50 @@ def audit_refusal(
             "username": actor if unknown else None,
         },
     )
+
+
+LOCAL_OPERATOR = "cli:local-operator"  # what a change made without --actor is recorded as
+
+
+@contextmanager
+def acting(
+    settings: Settings, database: Database, actor: str | None, *, role: str, resource: str
+) -> Iterator[tuple[Session, str]]:
+    """A unit of work for a command that changes state, and the name its audit records give.
+
+    With ``--actor`` (its shape checked first, :func:`check_actor`), that name must be an enabled
+    user holding ``role``, the role the API asks of its caller for the same change
+    (:func:`require_role`, in the change's own transaction): otherwise nothing changes and the
+    refusal is audited (:func:`audit_refusal`, ``resource`` naming the command). Without it the
+    change is recorded as :data:`LOCAL_OPERATOR`, whoever holds the database credentials (the
+    first admin, for one, has nobody to name)."""
+    from aegis.auth.errors import PermissionDenied, UserNotFound
+
+    if actor is None:
+        with database.unit_of_work() as session:
+            yield session, LOCAL_OPERATOR
+        return
+    checked = False
+    try:
+        with database.unit_of_work() as session:
+            require_role(session, actor, role)
+            checked = True
+            yield session, actor
+    except (PermissionDenied, UserNotFound) as exc:
+        if not checked:  # the actor's refusal, not the change's (a target user not found)
+            audit_refusal(settings, database, exc, actor=actor, resource=resource)
+        raise
+
+
+def act_as(
+    settings: Settings, database: Database, actor: str | None, *, role: str, resource: str
+) -> str:
+    """:func:`acting`'s check alone, for a command whose change is not one unit of work on
+    ``database`` (a backup, the start of an interactive change): the name to record."""
+    if actor is None:
+        return LOCAL_OPERATOR
+    with acting(settings, database, actor, role=role, resource=resource) as (_, name):
+        return name
 
 
 def check_length(option: str, value: str, schema: type[BaseModel], field: str) -> None:

@@ -3,11 +3,46 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 app = typer.Typer(help="Local users and roles.", no_args_is_help=True)
-ACTOR = "cli:local-operator"
+ACTOR_HELP = (
+    "Who makes the change (audited): an enabled user with the admin role, else refused "
+    "(audited). Default: cli:local-operator (the first admin, for one, has nobody to name)."
+)
+
+
+def _checked(actor: str | None) -> str | None:
+    """``--actor``'s shape, refused as it is parsed: before a password is asked for."""
+    from aegis.cli.runtime import check_actor
+
+    if actor is not None:
+        check_actor(actor, "makes the change")
+    return actor
+
+
+def _actor_option() -> Any:  # a Typer parameter default, read as the option
+    return typer.Option(None, "--actor", help=ACTOR_HELP, callback=_checked)
+
+
+@contextmanager
+def _change(actor: str | None, command: str) -> Iterator[tuple[Session, str]]:
+    """The unit of work of a change to users, made as ``actor`` (an admin, as the API asks)."""
+    from aegis.cli.runtime import acting, prepare_database
+
+    settings, database = prepare_database()
+    try:
+        with acting(settings, database, actor, role="admin", resource=command) as change:
+            yield change
+    finally:
+        database.dispose()
 
 
 def _password(from_stdin: bool) -> str:
@@ -35,21 +70,17 @@ def create(
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from stdin."
     ),
+    actor: str | None = _actor_option(),
 ) -> None:
     """Create a user holding one or more roles."""
     from aegis.auth import service
-    from aegis.cli.runtime import prepare_database
 
     password = _password(password_stdin)
-    _, database = prepare_database()
-    try:
-        with database.unit_of_work() as session:
-            user = service.create_user(
-                session=session, username=username, password=password, roles=role, actor=ACTOR
-            )
-            typer.echo(f"created {user.username} ({', '.join(user.roles)})")
-    finally:
-        database.dispose()
+    with _change(actor, f"aegis user create {username}") as (session, name):
+        user = service.create_user(
+            session=session, username=username, password=password, roles=role, actor=name
+        )
+        typer.echo(f"created {user.username} ({', '.join(user.roles)})")
 
 
 @app.command("list")
@@ -74,62 +105,51 @@ def list_users() -> None:
     Console().print(table)
 
 
-def _toggle(username: str, disabled: bool) -> None:
+def _toggle(username: str, disabled: bool, actor: str | None) -> None:
     from aegis.auth import service
-    from aegis.cli.runtime import prepare_database
 
-    _, database = prepare_database()
-    try:
-        with database.unit_of_work() as session:
-            service.set_disabled(session=session, username=username, disabled=disabled, actor=ACTOR)
-    finally:
-        database.dispose()
-    typer.echo(f"{username} {'disabled' if disabled else 'enabled'}")
+    verb = "disable" if disabled else "enable"
+    with _change(actor, f"aegis user {verb} {username}") as (session, name):
+        service.set_disabled(session=session, username=username, disabled=disabled, actor=name)
+    typer.echo(f"{username} {verb}d")
 
 
 @app.command("disable")
-def disable(username: str) -> None:
+def disable(username: str, actor: str | None = _actor_option()) -> None:
     """Disable a user and end their sessions."""
-    _toggle(username, True)
+    _toggle(username, True, actor)
 
 
 @app.command("enable")
-def enable(username: str) -> None:
+def enable(username: str, actor: str | None = _actor_option()) -> None:
     """Enable a disabled user."""
-    _toggle(username, False)
+    _toggle(username, False, actor)
 
 
 @app.command("reset-password")
 def reset_password(
     username: str,
     password_stdin: bool = typer.Option(False, "--password-stdin"),
+    actor: str | None = _actor_option(),
 ) -> None:
     """Set a new password and end the user's sessions."""
     from aegis.auth import service
-    from aegis.cli.runtime import prepare_database
 
     password = _password(password_stdin)
-    _, database = prepare_database()
-    try:
-        with database.unit_of_work() as session:
-            service.reset_password(
-                session=session, username=username, password=password, actor=ACTOR
-            )
-    finally:
-        database.dispose()
+    with _change(actor, f"aegis user reset-password {username}") as (session, name):
+        service.reset_password(session=session, username=username, password=password, actor=name)
     typer.echo(f"password reset for {username}")
 
 
 @app.command("set-roles")
-def set_roles(username: str, role: list[str] = typer.Option(..., "--role")) -> None:
+def set_roles(
+    username: str,
+    role: list[str] = typer.Option(..., "--role"),
+    actor: str | None = _actor_option(),
+) -> None:
     """Replace a user's roles (audited; ends their sessions)."""
     from aegis.auth import service
-    from aegis.cli.runtime import prepare_database
 
-    _, database = prepare_database()
-    try:
-        with database.unit_of_work() as session:
-            service.set_roles(session=session, username=username, roles=role, actor=ACTOR)
-    finally:
-        database.dispose()
+    with _change(actor, f"aegis user set-roles {username}") as (session, name):
+        service.set_roles(session=session, username=username, roles=role, actor=name)
     typer.echo(f"{username} now holds {', '.join(sorted(set(role)))}")

@@ -93,13 +93,13 @@ def test_the_first_admin_is_still_created_for_aegis_up(database: Database) -> No
 def test_every_actor_the_code_names_for_itself_is_reserved() -> None:
     """The constants the code writes as actors: a new one must join RESERVED_NAMES."""
     from aegis.auth.schemas import is_reserved
-    from aegis.cli import user as user_cli
+    from aegis.cli import runtime as cli_runtime
 
     own = [
         actions_service.AI_ENGINE,
         jobs.ENGINE_ACTOR.name,
         jobs.SAFETY_SCREEN,
-        user_cli.ACTOR,
+        cli_runtime.LOCAL_OPERATOR,
     ]
 
     assert all(is_reserved(name) for name in own)

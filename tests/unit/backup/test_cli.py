@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from aegis.cli.main import run
+from aegis.database.core import Database
+from tests.support import factories
 from tests.unit.backup.support import KEY, dump, local_path, repack
 
 pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"])
@@ -206,3 +209,89 @@ def test_restore_exits_1_when_the_restored_audit_chain_is_broken(
     )
     assert run(["backup", "restore", uri, "--to", target_url, "--yes"]) == 1
     assert "FAILED: audit chain of the restored database" in capsys.readouterr().out
+
+
+# --- --actor: who the audit log records ---------------------------------------------------------
+
+
+def _actors(url: str, event_type: str) -> list[str]:
+    database = Database(url)
+    try:
+        return [e.actor for e in factories.audit_events(database, event_type)]
+    finally:
+        database.dispose()
+
+
+def test_backup_commands_record_the_named_admin(
+    env: Path, capsys: pytest.CaptureFixture[str], source_url: str, target_url: str
+) -> None:
+    uri = _create(capsys, "--actor", "alice")
+    shutil.copyfile(local_path(uri), env / "aegis-20200101T000000Z-0123abcd.tar.gz")
+    assert run(["backup", "prune", "--actor", "alice"]) == 0
+    assert run(["backup", "drill", uri, "--actor", "alice"]) == 0
+    assert run(["backup", "restore", uri, "--to", target_url, "--yes", "--actor", "alice"]) == 0
+
+    assert _actors(source_url, "backup.created") == ["alice"]
+    assert _actors(source_url, "backup.pruned") == ["alice"]
+    assert _actors(source_url, "backup.drill") == ["alice"]
+    assert _actors(target_url, "backup.restored") == ["alice"]
+
+
+def test_backup_commands_without_actor_are_still_the_local_operators(
+    env: Path, capsys: pytest.CaptureFixture[str], source_url: str
+) -> None:
+    _create(capsys)
+
+    assert _actors(source_url, "backup.created") == ["cli:local-operator"]
+
+
+@pytest.mark.parametrize(
+    ("actor", "event_type"),
+    [("nobody", "authentication.failed"), ("bob", "access.denied")],  # bob: a disabled viewer
+)
+def test_a_backup_by_an_actor_who_is_not_an_admin_is_refused_and_audited(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    source_url: str,
+    target_url: str,
+    actor: str,
+    event_type: str,
+) -> None:
+    uri = _create(capsys)
+    made = sorted(env.iterdir())
+
+    assert run(["backup", "create", "--actor", actor]) == 1
+    assert run(["backup", "drill", uri, "--actor", actor]) == 1
+    assert run(["backup", "restore", uri, "--to", target_url, "--yes", "--actor", actor]) == 1
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert sorted(env.iterdir()) == made
+    assert not any(dump(target_url).values())
+    assert _actors(source_url, "backup.created") == ["cli:local-operator"]
+    assert _actors(source_url, "backup.drill") == []
+    refusals = Database(source_url)
+    try:
+        refused = factories.audit_events(refusals, event_type)
+    finally:
+        refusals.dispose()
+    assert [(e.actor, e.outcome) for e in refused] == [(actor, "denied")] * 3
+    assert [e.resource for e in refused] == [
+        "aegis backup create",
+        f"aegis backup drill {uri}",
+        f"aegis backup restore {uri}",
+    ]
+
+
+def test_a_restore_into_the_database_that_holds_the_users_refuses_an_actor(
+    env: Path, capsys: pytest.CaptureFixture[str], source_url: str
+) -> None:
+    """The users --actor is checked against are DATABASE_URL's, which this restore replaces."""
+    uri = _create(capsys)
+    before = dump(source_url)
+
+    assert run(["backup", "restore", uri, "--yes", "--force-clean", "--actor", "alice"]) == 1
+
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--actor" in err and "--to" in err
+    assert dump(source_url) == before
