@@ -12,8 +12,9 @@ batch does, and times, alternating, in one process:
 
 It checks that both give the same scores (bit for bit) and prints milliseconds per batch (the
 median of ``--rounds`` rounds), per incident and the ratio. ``--compare-with CHECKOUT`` also
-times that checkout's ``src/aegis/engine/lockstep.py`` (it imports only numpy) in the same
-rounds, so two versions of the kernel are compared on one noisy machine at the same moment.
+times that checkout's ``src/aegis/engine/lockstep.py`` (with its ``lockstep_season.py`` where
+it has one; both import only numpy) in the same rounds, so two versions of the kernel are
+compared on one noisy machine at the same moment.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,7 @@ from aegis.engine.schemas import Incident
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_MODEL = ROOT / "model_registry" / "example_multimodal" / "0.1"
+SEASON_MODULE = "aegis.engine.lockstep_season"  # what lockstep.py imports besides numpy
 
 
 def main() -> None:
@@ -122,7 +125,20 @@ def main() -> None:
 
 
 def _module(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location("compared_lockstep", path)
+    """The kernel in ``path``, with the sibling module it imports taken from the same checkout."""
+    sibling = path.with_name("lockstep_season.py")
+    if not sibling.exists():  # a checkout from before the kernel's state moved out of lockstep.py
+        return _load("compared_lockstep", path)
+    ours = sys.modules[SEASON_MODULE]
+    sys.modules[SEASON_MODULE] = _load("compared_lockstep_season", sibling)
+    try:
+        return _load("compared_lockstep", path)
+    finally:
+        sys.modules[SEASON_MODULE] = ours
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)

@@ -15,8 +15,8 @@ Missing values are neither scored nor learnt by the reference, so each series is
 compacted to its valid points (scores of missing points are 0): every row then advances in step
 and the per-step work does not depend on which rows have holes. Series scraped together cross
 into a new time-of-day bin at the same points; in between, once every row is past its warm-up,
-the bins' state is held in dense arrays (:class:`_Held`) instead of gathered from and scattered
-back to the tables at every point.
+the bins' state is held in dense arrays (:class:`aegis.engine.lockstep_season.Held`) instead
+of gathered from and scattered back to the tables at every point.
 
 Every operation is the reference's, in the reference's order, on IEEE doubles (``np.sqrt`` and
 ``math.sqrt`` are correctly rounded, ``np.remainder`` is Python's ``%``, ``np.add.accumulate``
@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from aegis.engine.lockstep_season import Held, Season
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -163,8 +165,8 @@ def _recurrences(
     var = np.zeros((2, rows))
     has_time, flat, stays = _bins(ts, lengths, int(p["seasonal_bins"]))
     all_timed = bool(has_time.all())
-    season = _Season(rows, int(p["seasonal_bins"]), p)
-    held: _Held | None = None
+    season = Season(rows, int(p["seasonal_bins"]), p)
+    held: Held | None = None
     active = rows
     for i in range(steps):
         while active and ends[active - 1] <= i:
@@ -201,150 +203,6 @@ def _recurrences(
             held = None
         season.step_timed(flat[:active, i], x, has_time[:active, i], z_season[:active, i])
     return z_ew[0], z_ew[1], z_season
-
-
-class _Season:
-    """The time-of-day profile tables of every row (flat: row * bins + bin)."""
-
-    def __init__(self, rows: int, bins: int, p: dict[str, Any]) -> None:
-        self.profile = np.zeros(rows * bins)
-        self.bin_dev = np.zeros(rows * bins)
-        self.visits = np.zeros(rows * bins, dtype=np.int64)
-        self.dev = np.zeros(rows)
-        self.dev_n = np.zeros(rows, dtype=np.int64)
-        self.min_visits = int(p["seasonal_min_visits"])
-        self.warmup = int(p["seasonal_warmup"])
-        self.alpha = float(p["seasonal_alpha"])
-        self.scale_alpha = float(p["seasonal_scale_alpha"])
-        self.bin_alpha = float(p["seasonal_bin_scale_alpha"])
-        self.share = float(p["seasonal_global_share"])
-        self.dev_settled = False  # every row's dev_n is past warm-up: it no longer moves
-        self.steady_visits = max(self.min_visits, 2)  # no bin can be on its first revisit
-
-    def step_timed(
-        self, flat: IntArray, x: FloatArray, timed: BoolArray, z_out: FloatArray
-    ) -> None:
-        """One point of each of the first ``len(x)`` rows, where only ``timed`` points have a
-        time (the others are not seen by the profile)."""
-        if timed.any():
-            sel = np.flatnonzero(timed)
-            picked = np.full(sel.size, -1.0)
-            self.step(flat[sel], x[sel], sel, picked)
-            z_out[sel] = picked
-
-    def step(
-        self, flat: IntArray, x: FloatArray, rows: slice | IntArray, z_out: FloatArray
-    ) -> _Held | None:
-        """One point of each row in ``rows``; the rows' state when it ran steady (no branch
-        left to take: every following point in the same bins runs as :meth:`_Held.step`)."""
-        seen = self.visits[flat]
-        centre = self.profile[flat]
-        r = x - centre
-        ar = np.abs(r)
-        if self.dev_settled and seen.min() >= self.steady_visits:
-            return self._steady(flat=flat, rows=rows, centre=centre, r=r, ar=ar, z_out=z_out)
-        revisit = seen > 0
-        dev, dev_n = self.dev[rows], self.dev_n[rows]
-        judged = revisit & (seen >= self.min_visits) & (dev_n > self.warmup)
-        if judged.any():
-            bin_dev = self.bin_dev[flat]
-            den = np.maximum(np.maximum(bin_dev, self.share * dev), 1e-12)
-            z_out[:] = np.where(judged, ar / den, -1.0)
-        self.profile[flat] = np.where(revisit, centre + self.alpha * r, x)
-        if revisit.any():
-            bin_dev = self.bin_dev[flat]
-            self.bin_dev[flat] = np.where(
-                revisit,
-                np.where(seen == 1, ar, bin_dev + self.bin_alpha * (ar - bin_dev)),
-                bin_dev,
-            )
-            self.dev[rows] = np.where(
-                revisit, np.where(dev_n == 0, ar, dev + self.scale_alpha * (ar - dev)), dev
-            )
-            if not self.dev_settled:
-                self.dev_n[rows] = dev_n + (revisit & (dev_n <= self.warmup))
-                self.dev_settled = bool(self.dev_n.min() > self.warmup)
-        if seen.min() < self.min_visits:
-            self.visits[flat] = np.minimum(seen + 1, self.min_visits)
-        return None
-
-    def _steady(
-        self,
-        *,
-        flat: IntArray,
-        rows: slice | IntArray,
-        centre: FloatArray,
-        r: FloatArray,
-        ar: FloatArray,
-        z_out: FloatArray,
-    ) -> _Held | None:
-        """Every point revisits a bin seen often enough, every row is past warm-up.
-
-        The same operations as :meth:`step` with the branches that can no longer be taken
-        left out (visits no longer change, no bin is on its first revisit).
-        """
-        dev = self.dev[rows]
-        bin_dev = self.bin_dev[flat]
-        z_out[:] = ar / np.maximum(np.maximum(bin_dev, self.share * dev), 1e-12)
-        profile = centre + self.alpha * r
-        self.profile[flat] = profile
-        spread = ar - bin_dev
-        spread *= self.bin_alpha
-        spread += bin_dev
-        self.bin_dev[flat] = spread
-        drift = ar - dev
-        drift *= self.scale_alpha
-        drift += dev
-        self.dev[rows] = drift
-        if not isinstance(rows, slice):
-            return None
-        return _Held(self, flat, profile, spread, drift)
-
-
-class _Held:
-    """The time-of-day state of rows ``0..n`` held in dense arrays while they stay in the same
-    bins and steady: :meth:`_Season._steady` without the gathers from and scatters to the
-    tables, which get the state back (:meth:`store`) when a row changes bin. Each point's
-    operations are :meth:`_Season._steady`'s, in its order, so the results are identical.
-    """
-
-    def __init__(
-        self,
-        season: _Season,
-        flat: IntArray,
-        profile: FloatArray,
-        bin_dev: FloatArray,
-        dev: FloatArray,
-    ) -> None:
-        self.alpha, self.share = season.alpha, season.share
-        self.bin_alpha, self.scale_alpha = season.bin_alpha, season.scale_alpha
-        self.flat, self.profile, self.bin_dev, self.dev = flat, profile, bin_dev, dev
-
-    def step(self, x: FloatArray, z_out: FloatArray) -> None:
-        """The next point of the first ``len(x)`` rows (rows that have ended drop out)."""
-        n = x.shape[0]
-        if n < self.dev.shape[0]:
-            self.flat, self.profile = self.flat[:n], self.profile[:n]
-            self.bin_dev, self.dev = self.bin_dev[:n], self.dev[:n]
-        r = x - self.profile
-        ar = np.abs(r)
-        bin_dev, dev = self.bin_dev, self.dev
-        z_out[:] = ar / np.maximum(np.maximum(bin_dev, self.share * dev), 1e-12)
-        self.profile = self.profile + self.alpha * r
-        spread = ar - bin_dev
-        spread *= self.bin_alpha
-        spread += bin_dev
-        self.bin_dev = spread
-        drift = ar - dev
-        drift *= self.scale_alpha
-        drift += dev
-        self.dev = drift
-
-    def store(self, season: _Season) -> None:
-        """Put the rows' state back in the tables."""
-        season.profile[self.flat] = self.profile
-        season.bin_dev[self.flat] = self.bin_dev
-        season.dev[: self.dev.shape[0]] = self.dev
 
 
 def _prev_running(

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from drain3.drain import Drain
 
 from aegis.engine.knowledge import KnowledgeBase
-from aegis.engine.model import LogSettings
+from aegis.engine.model_spec import LogSettings
 from aegis.engine.schemas import EncodedLogLine, LogEvidence, LogLine, LogSummary, epoch_seconds
 
 MAX_TOKENS = 64

@@ -3,7 +3,8 @@
 A model directory holds three files and nothing executable::
 
     model.json            settings: detector, log mining, windows, symptoms, severity, scaling,
-                          and the recommender's kind/action axes (ModelSpec below)
+                          and the recommender's kind/action axes
+                          (aegis.engine.model_spec.ModelSpec)
     knowledge_base.json   the runbook knowledge base (aegis.engine.knowledge.KnowledgeBase)
     priors.npy            float64 array [rules + 1, actions, 2]: the Beta prior pseudo-counts
                           (alpha, beta) of "this action resolves what this rule matched"
@@ -30,15 +31,22 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from aegis.core.files import replace_together
 from aegis.engine.errors import ModelFormatError
 from aegis.engine.knowledge import ACTIONS, FAMILIES, KnowledgeBase, default_knowledge_base
+from aegis.engine.model_spec import (
+    DetectorSettings,
+    LogSettings,
+    Mask,
+    ModelSpec,
+    RecommenderSettings,
+)
 
 FORMAT = "aegis.engine-model/v1"
 SPEC_FILE = "model.json"
@@ -49,121 +57,8 @@ MAX_JSON_BYTES = 4 << 20
 MAX_NPY_BYTES = 16 << 20
 UNKNOWN_KIND = "unknown"
 FALLBACK_ROW = "fallback"
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
 
 OutcomeCounts = Mapping[tuple[str, str], Mapping[str, int]]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DetectorSettings(_Section):
-    name: str = Field("aegis", min_length=1, max_length=64)
-    params: dict[str, Any] = Field(default_factory=dict)
-    driver_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    max_drivers: int = Field(5, ge=1, le=100)
-
-
-class Mask(_Section):
-    pattern: str = Field(min_length=1, max_length=500)
-    mask_with: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$")
-
-
-class LogSettings(_Section):
-    sim_th: float = Field(0.4, gt=0.0, le=1.0)
-    depth: int = Field(4, ge=3, le=10)
-    max_children: int = Field(100, ge=2, le=10_000)
-    max_clusters: int = Field(1000, ge=1, le=100_000)
-    masks: tuple[Mask, ...] = ()
-    max_lines: int = Field(5000, ge=1, le=100_000)
-    max_line_chars: int = Field(2000, ge=16, le=65_536)
-    surge_factor: float = Field(3.0, ge=1.0, le=1000.0)
-    min_surge_count: int = Field(5, ge=1, le=100_000)
-    min_baseline_lines: int = Field(10, ge=1, le=100_000)
-    max_evidence: int = Field(10, ge=1, le=100)
-    new_strength: float = Field(0.8, ge=0.0, le=1.0)
-    surge_strength: float = Field(0.7, ge=0.0, le=1.0)
-    plain_strength: float = Field(0.3, ge=0.0, le=1.0)
-
-
-class WindowSettings(_Section):
-    recent_fraction: float = Field(0.25, gt=0.0, lt=1.0)
-    recent_window_s: float = Field(900.0, gt=0.0, le=7 * 86400.0)
-    alert_lead_s: float = Field(300.0, ge=0.0, le=86400.0)
-    deploy_window_s: float = Field(1800.0, gt=0.0, le=7 * 86400.0)
-
-
-class SymptomSettings(_Section):
-    full_change: dict[str, float] = Field(
-        default_factory=lambda: {"cpu": 0.5, "load": 0.5, "latency": 1.0, "errors": 1.0},
-        description="relative rise that counts fully, per family (cpu, load, latency, errors)",
-    )
-    memory_full_growth: float = Field(0.3, gt=0.0, le=100.0)
-    restarts_full: float = Field(3.0, gt=0.0, le=1000.0)
-    anomaly_weight: float = Field(0.5, ge=0.0, le=1.0)
-    min_strength: float = Field(0.2, ge=0.0, le=1.0)
-
-
-class SeveritySettings(_Section):
-    alert_priors: dict[str, float] = Field(
-        default_factory=lambda: {
-            "critical": 0.75,
-            "page": 0.75,
-            "high": 0.5,
-            "warning": 0.45,
-            "medium": 0.35,
-            "low": 0.15,
-            "info": 0.15,
-            "none": 0.1,
-        }
-    )
-    default_alert_prior: float = Field(0.35, ge=0.0, le=1.0)
-    weight_alert: float = Field(0.7, ge=0.0, le=1.0)
-    weight_metrics: float = Field(0.4, ge=0.0, le=1.0)
-    weight_logs: float = Field(0.5, ge=0.0, le=1.0)
-    weight_symptoms: float = Field(1.0, ge=0.0, le=1.0)
-    critical_at: float = Field(0.7, gt=0.0, le=1.0)
-    warning_at: float = Field(0.4, gt=0.0, le=1.0)
-
-    @field_validator("alert_priors")
-    @classmethod
-    def _unit(cls, value: dict[str, float]) -> dict[str, float]:
-        if any(not 0.0 <= v <= 1.0 for v in value.values()):
-            raise ValueError("alert priors must be in [0, 1]")
-        return value
-
-
-class ScaleSettings(_Section):
-    min_factor: float = Field(1.25, ge=1.0, le=10.0)
-    max_factor: float = Field(2.0, ge=1.0, le=10.0)
-    max_replicas: int = Field(50, ge=1, le=10_000)
-    assumed_current: int = Field(1, ge=1, le=10_000)
-
-
-class RecommenderSettings(_Section):
-    kinds: tuple[str, ...] = Field(min_length=1, description="the incident kinds (vocabulary)")
-    actions: tuple[str, ...] = Field(min_length=1, description="the columns of priors.npy")
-    rows: tuple[str, ...] = Field(min_length=2, description="the rows of priors.npy: rule ids")
-    prior_strength: float = Field(8.0, gt=0.0, le=1000.0)
-    min_prior: float = Field(0.05, ge=0.0, le=1.0)
-
-
-class ModelSpec(_Section):
-    """``model.json``."""
-
-    format: Literal["aegis.engine-model/v1"] = "aegis.engine-model/v1"
-    name: str = Field(pattern=NAME_PATTERN)
-    version: str = Field(pattern=VERSION_PATTERN)
-    description: str = Field("", max_length=2000)
-    detector: DetectorSettings = DetectorSettings()
-    logs: LogSettings = LogSettings()
-    windows: WindowSettings = WindowSettings()
-    symptoms: SymptomSettings = SymptomSettings()
-    severity: SeveritySettings = SeveritySettings()
-    scaling: ScaleSettings = ScaleSettings()
-    recommender: RecommenderSettings
 
 
 @dataclass(frozen=True)

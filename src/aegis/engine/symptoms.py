@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from aegis.engine.knowledge import KnowledgeBase
-from aegis.engine.model import SymptomSettings, WindowSettings
+from aegis.engine.model_spec import SymptomSettings, WindowSettings
 from aegis.engine.schemas import Incident, SymptomRead, epoch_seconds
 
 VERSION_LABELS = ("version", "revision", "image", "app_kubernetes_io_version")

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from aegis.engine import logs, model
-from aegis.engine.model import LogSettings
+from aegis.engine.model_spec import LogSettings
 from aegis.engine.schemas import LogLine
 
 T0 = 1.8e9
