@@ -34,6 +34,9 @@ REQUIRED_ALERTS = {
     "AegisApiLatencyP99High",
     "AegisRateLimitHitsHigh",
     "AegisExecutorActionFailures",
+    "AegisBackupJobFailed",
+    "AegisBackupMissing",
+    "AegisRestoreDrillFailed",
 }
 # Primary owner of each alert, from the on-call runbook (team label).
 OWNER_TEAM = {
@@ -49,6 +52,9 @@ OWNER_TEAM = {
     "AegisApiLatencyP99High": "ops",
     "AegisRateLimitHitsHigh": "ops",
     "AegisExecutorActionFailures": "ops",
+    "AegisBackupJobFailed": "ops",
+    "AegisBackupMissing": "sre",
+    "AegisRestoreDrillFailed": "ops",
 }
 RULES = alert_rules()
 

@@ -36,6 +36,9 @@ EXPECTED_RECEIVERS = {
     "AegisApiLatencyP99High": ["aegis-webhook", "ops-slack"],
     "AegisRateLimitHitsHigh": ["aegis-webhook", "ops-slack"],
     "AegisExecutorActionFailures": ["aegis-webhook", "ops-slack"],
+    "AegisBackupJobFailed": ["aegis-webhook", "ops-slack"],
+    "AegisBackupMissing": ["aegis-webhook", "sre-pagerduty"],
+    "AegisRestoreDrillFailed": ["aegis-webhook", "ops-slack"],
 }
 RULES = alert_rules()
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from aegis.cli.main import run
+from tests.support.promstack import RULES_FILE
 from tests.unit.deploy import checks
 from tests.unit.deploy.manifests import (
     HELM,
@@ -310,3 +311,25 @@ def test_the_cronjobs_run_real_aegis_commands(
     args = _container(by_name(_objects(*_sets(DRILL)), "CronJob")[name])["args"]
     assert run([*args, "--help"]) == 0  # an unknown command or option would exit 2
     assert re.search(rf"Usage: \S+ backup {args[1]} ", capsys.readouterr().out)
+
+
+def test_the_backup_alerts_watch_the_cronjobs_the_chart_and_kubectl_make() -> None:
+    """The backup alerts (k8s/prometheus/alert-rules.yaml) select their CronJob by name in
+    kube-state-metrics' series: a CronJob renamed here or in k8s/jobs/ would leave them silent."""
+    rules = {
+        rule["alert"]: rule["expr"]
+        for group in yaml.safe_load(RULES_FILE.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    watched = {
+        name: set(re.findall(r'\b(?:owner_name|cronjob)="([^"]+)"', rules[name]))
+        for name in ("AegisBackupJobFailed", "AegisBackupMissing", "AegisRestoreDrillFailed")
+    }
+    assert watched == {
+        "AegisBackupJobFailed": {"aegis-db-backup"},
+        "AegisBackupMissing": {"aegis-db-backup"},
+        "AegisRestoreDrillFailed": {"aegis-db-restore-drill"},
+    }
+    chart = set(by_name(_objects(*_sets(DRILL)), "CronJob"))
+    assert chart == {"aegis-db-backup", "aegis-db-restore-drill"}
+    assert _kubectl_job()["metadata"]["name"] == "aegis-db-backup"
