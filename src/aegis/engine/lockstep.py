@@ -312,7 +312,7 @@ def _scores(
     e = np.maximum(e, _z_records(z_fast, p["w_ew_fast"]))
     e = np.maximum(e, _z_records(z_slow, p["w_ew_slow"]))
     e = np.maximum(e, _z_records(z_season, p["w_seasonal"]))
-    s = e / (1.0 + e)
+    s = np.where(e < np.inf, e / (1.0 + e), 1.0)  # the reference's: 1 for an overflowed excess
     s[np.arange(steps)[None, :] >= lengths[:, None]] = 0.0
     prev = _previous_max(s, int(p["suppress_window"]))
     u = s - prev

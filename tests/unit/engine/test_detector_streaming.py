@@ -65,6 +65,31 @@ def test_update_equals_score_series_for_any_values(values: list[float]) -> None:
     assert np.all((whole >= 0.0) & (whole <= 1.0))
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, 2.2250738585e-313, 1.0],  # a subnormal range, then a normal value
+        [0.0, 1e-300, 1e300],  # an excess past the largest double
+        [1e-320, 0.0, 5e-324, 1.0, 2.0],
+    ],
+)
+def test_an_excess_too_large_for_a_double_scores_as_the_strongest_evidence(
+    values: list[float],
+) -> None:
+    """A jump that overflows the excess (a range of a few subnormals, then a real value) is the
+    strongest novelty there is: it scores like any record, within [0, 1], never NaN."""
+    ts = [1_700_000_000.0 + 60.0 * i for i in range(len(values))]
+    params = {"warmup": 0, "ew_warmup": 2, "seasonal_warmup": 2, "seasonal_bins": 1440}
+
+    streaming = detectors.create(params=params)
+    one_by_one = np.array([streaming.update(t, v) for t, v in zip(ts, values, strict=True)])
+    whole = detectors.create(params=params).score_series(np.array(ts), np.array(values))
+
+    assert np.array_equal(one_by_one, whole)
+    assert np.all((whole >= 0.0) & (whole <= 1.0))
+    assert whole.max() > 0.5  # the jump is reported
+
+
 def test_scoring_in_chunks_equals_scoring_at_once() -> None:
     ts, values = _noisy_series(3000)
     chunked = detectors.create()

@@ -117,6 +117,19 @@ def test_the_kernel_matches_the_detector_on_series_scraped_together(
     _assert_kernel_matches(params, batch)
 
 
+def test_the_kernel_matches_the_detector_when_an_excess_overflows() -> None:
+    # A range of a few subnormals, then a real value: the excess is past the largest double.
+    params = DEFAULTS | {"warmup": 0, "ew_warmup": 2, "seasonal_warmup": 2}
+    batch = [
+        (1.8e9 + 60.0 * np.arange(len(vs), dtype=np.float64), np.asarray(vs, dtype=np.float64))
+        for vs in ([0.0, 2.2250738585e-313, 1.0], [0.0, 1e-300, 1e300, 3.0], [5.0, 6.0, 7.0])
+    ]
+
+    _assert_kernel_matches(params, batch)
+    got = lockstep.score_lockstep(*lockstep.pad(batch), params)
+    assert np.all((got >= 0.0) & (got <= 1.0))
+
+
 def test_an_unknown_detector_configuration_is_not_run_by_the_kernel() -> None:
     assert not lockstep.kernel_matches_reference(DEFAULTS | {"invented": 1}, lambda ts, vs: vs)
     assert not series.kernel_supported("other-detector", {})

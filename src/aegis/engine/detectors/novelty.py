@@ -11,7 +11,8 @@ Each point is compared with everything the series has shown so far, through five
   (``seasonal_bins`` bins a day), over the typical deviation at that time of day (but at least
   ``seasonal_global_share`` of the typical deviation at any time), scored the same way.
 
-A signal's excess ``e`` is weighted, the largest wins, and ``s = e / (1 + e)``. To report an
+A signal's excess ``e`` is weighted, the largest wins, and ``s = e / (1 + e)`` (1 when ``e``
+overflows: a range of a few subnormals, then a real value). To report an
 episode once rather than at each of its points, the output is what ``s`` adds over the largest
 ``s`` of the previous ``suppress_window`` points, and that is mapped to [0, 1] by
 ``u / (u + score_scale)``: a score of 0.5 means an increase of ``score_scale``.
@@ -40,6 +41,7 @@ from aegis.engine.detectors.errors import InvalidDetectorParams
 
 NAME = "aegis"
 DAY = 86400.0
+INF = math.inf
 
 
 class NoveltyParams(BaseModel):
@@ -248,7 +250,7 @@ class NoveltyDetector:
                 if seen < min_visits:
                     visits[k] = seen + 1
             n += 1
-            s = e / (1.0 + e)
+            s = e / (1.0 + e) if e < INF else 1.0  # an excess past the largest double
             # report what this point adds over the recent past
             prev = max(ring)
             ring[rpos] = s
