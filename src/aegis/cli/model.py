@@ -239,15 +239,12 @@ def extract(
 # --- registry: push, promote with four eyes -----------------------------------------------------
 
 
-def _actor(actor: str | None) -> str:
+def _machine_user() -> str:
+    """Who ran a push that names no user: the OS user, recorded as ``cli:<OS user>`` (no
+    username holds a ``:``)."""
     import getpass
 
-    from aegis.cli.runtime import check_actor
-
-    if actor is None:
-        return f"cli:{getpass.getuser()}"
-    check_actor(actor, "pushes")
-    return actor
+    return f"cli:{getpass.getuser()}"
 
 
 @app.command("push")
@@ -258,19 +255,31 @@ def push(
     key: list[Path] = typer.Option(
         None, "--key", help="Trusted key(s) (default: AEGIS_TRUSTED_KEYS)."
     ),
-    actor: str | None = typer.Option(None, "--actor", help="Who is pushing (audited)."),
+    actor: str | None = typer.Option(
+        None,
+        "--actor",
+        help="Who is pushing: an enabled user with the operator role (audited). "
+        "Default cli:<OS user>.",
+    ),
 ) -> None:
     """Verify, upload archive and signature, and record the version (stage: staging)."""
     from aegis.audit.journal import AuditWriter
-    from aegis.cli.runtime import prepare_database
+    from aegis.cli.runtime import acting, check_actor, prepare_database
     from aegis.registry import catalog
     from aegis.registry.errors import RegistryError
 
-    pusher = _actor(actor)
+    if actor is not None:
+        check_actor(actor, "pushes")
+    pusher = actor or _machine_user()
     keyset = load_keyset(key or None)
     settings, database = prepare_database()
+    command = f"aegis model push {archive.name}"
     try:
-        with database.unit_of_work() as session:
+        # operator: the role the API asks of whoever asks to move a version (there is no API
+        # call for a push, which only adds one to staging)
+        with acting(
+            settings, database, actor, role="operator", resource=command, default=pusher
+        ) as (session, _):
             row = catalog.push(
                 session=session,
                 archive=archive,

@@ -147,7 +147,13 @@ LOCAL_OPERATOR = "cli:local-operator"  # what a change made without --actor is r
 
 @contextmanager
 def acting(
-    settings: Settings, database: Database, actor: str | None, *, role: str, resource: str
+    settings: Settings,
+    database: Database,
+    actor: str | None,
+    *,
+    role: str,
+    resource: str,
+    default: str = LOCAL_OPERATOR,
 ) -> Iterator[tuple[Session, str]]:
     """A unit of work for a command that changes state, and the name its audit records give.
 
@@ -155,13 +161,13 @@ def acting(
     user holding ``role``, the role the API asks of its caller for the same change
     (:func:`require_role`, in the change's own transaction): otherwise nothing changes and the
     refusal is audited (:func:`audit_refusal`, ``resource`` naming the command). Without it the
-    change is recorded as :data:`LOCAL_OPERATOR`, whoever holds the database credentials (the
-    first admin, for one, has nobody to name)."""
+    change is recorded as ``default``, :data:`LOCAL_OPERATOR` unless the command knows more,
+    whoever holds the database credentials (the first admin, for one, has nobody to name)."""
     from aegis.auth.errors import PermissionDenied, UserNotFound
 
     if actor is None:
         with database.unit_of_work() as session:
-            yield session, LOCAL_OPERATOR
+            yield session, default
         return
     checked = False
     try:

@@ -146,10 +146,11 @@ def test_push_to_the_location_of_another_version_is_refused_and_audited(
         assert run([*argv, "--out", out]) == 0
         assert run(["model", "sign", out, "--key", key]) == 0
     assert run(["model", "push", "m-1.tar.gz", "--to", store, "--key", pub]) == 0
+    database = Database(db_url)
+    factories.user(database, "operator", username="eve")
     capsys.readouterr()
     assert run(["model", "push", "m-2.tar.gz", "--to", store, "--key", pub, "--actor", "eve"]) == 1
     assert "holds model m 1" in capsys.readouterr().err
-    database = Database(db_url)
     with database.unit_of_work() as session:
         refused = list(
             session.scalars(select(AuditEntry).where(AuditEntry.event_type == "model.push_refused"))
@@ -186,3 +187,81 @@ def test_push_refuses_an_actor_that_is_not_a_printable_name_before_anything(
     with database.unit_of_work() as session:
         assert catalog.list_versions(session=session) == []
     assert factories.audit_events(database, "model.push_refused") == []
+
+
+def _signed_archive(env: Path, database: Database) -> tuple[Path, Path]:
+    """A model archive signed by a new key, and that key's public half (trusted with --key)."""
+    from aegis.registry import service as registry_service
+    from tests.support.releases import MODEL, Releases
+
+    releases = Releases.start(env, database)
+    archive = env / "model.tar.gz"
+    registry_service.build_archive(env / "model_dir", archive, name=MODEL, version="0.1")
+    registry_service.sign_archive(archive, releases.key)
+    return archive, releases.pub
+
+
+def test_push_records_the_named_operator(env: Path, database: Database) -> None:
+    from aegis.registry import catalog
+
+    operator = factories.user(database, "operator")
+    archive, pub = _signed_archive(env, database)
+    argv = ["model", "push", str(archive), "--to", (env / "store").as_uri(), "--key", str(pub)]
+    assert run([*argv, "--actor", operator]) == 0
+    with database.unit_of_work() as session:
+        assert [v.pushed_by for v in catalog.list_versions(session=session)] == [operator]
+    assert [e.actor for e in factories.audit_events(database, "model.pushed")] == [operator]
+
+
+def test_push_without_actor_records_who_ran_it_on_the_machine(
+    env: Path, database: Database
+) -> None:
+    # No user is named (CI and the runbook push before anyone needs one): the OS user is kept.
+    from aegis.registry import catalog
+
+    archive, pub = _signed_archive(env, database)
+    argv = ["model", "push", str(archive), "--to", (env / "store").as_uri(), "--key", str(pub)]
+    assert run(argv) == 0
+    with database.unit_of_work() as session:
+        assert [v.pushed_by for v in catalog.list_versions(session=session)] == [
+            f"cli:{getpass.getuser()}"
+        ]
+
+
+@pytest.mark.parametrize("who", ["nobody", "approver", "disabled operator"])
+def test_push_by_an_actor_who_is_no_enabled_operator_is_refused_and_audited(
+    env: Path, database: Database, who: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--actor was recorded as given, so any name (one no user holds, a viewer's) could be
+    written as the pusher; it must be an enabled user holding operator, as for promote."""
+    from aegis.auth import service as auth_service
+    from aegis.registry import catalog
+
+    actor = "nobody"
+    if who == "approver":
+        actor = factories.user(database, "viewer", "approver")
+    elif who == "disabled operator":
+        actor = factories.user(database, "operator")
+        with database.unit_of_work() as session:
+            auth_service.set_disabled(session=session, username=actor, disabled=True, actor="t")
+    archive, pub = _signed_archive(env, database)
+    capsys.readouterr()
+    argv = ["model", "push", str(archive), "--to", (env / "store").as_uri(), "--key", str(pub)]
+    assert run([*argv, "--actor", actor]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not (env / "store").exists()
+    with database.unit_of_work() as session:
+        assert catalog.list_versions(session=session) == []
+    assert factories.audit_events(database, "model.pushed") == []
+    unknown = who == "nobody"
+    event_type = "authentication.failed" if unknown else "access.denied"
+    (refused,) = factories.audit_events(database, event_type)
+    said = json.loads(refused.data)
+    assert (refused.actor, refused.outcome, refused.resource) == (
+        actor,
+        "denied",
+        "aegis model push model.tar.gz",
+    )
+    assert said["code"] == ("user_not_found" if unknown else "permission_denied")
+    assert said["ip"] == "cli"
