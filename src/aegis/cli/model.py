@@ -241,10 +241,18 @@ def extract(
 
 def _machine_user() -> str:
     """Who ran a push that names no user: the OS user, recorded as ``cli:<OS user>`` (no
-    username holds a ``:``)."""
+    username holds a ``:``); ``cli:local-operator`` when the OS gives no usable name (none at
+    all, as for a container's UID without a passwd entry, or one of several lines or too long,
+    taken from the environment)."""
     import getpass
 
-    return f"cli:{getpass.getuser()}"
+    from aegis.cli.runtime import ACTOR_MAX, LOCAL_OPERATOR
+
+    try:
+        name = f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return LOCAL_OPERATOR
+    return name if name.isprintable() and len(name) <= ACTOR_MAX else LOCAL_OPERATOR
 
 
 @app.command("push")

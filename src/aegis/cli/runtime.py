@@ -157,9 +157,10 @@ def acting(
 ) -> Iterator[tuple[Session, str]]:
     """A unit of work for a command that changes state, and the name its audit records give.
 
-    With ``--actor`` (its shape checked first, :func:`check_actor`), that name must be an enabled
-    user holding ``role``, the role the API asks of its caller for the same change
-    (:func:`require_role`, in the change's own transaction): otherwise nothing changes and the
+    With ``--actor`` (whose shape the caller has checked first with :func:`check_actor`, before
+    reading anything or asking for a password), that name must be an enabled user holding
+    ``role``, the role the API asks of its caller for the same change (:func:`require_role`, in
+    the change's own transaction): otherwise nothing changes and the
     refusal is audited (:func:`audit_refusal`, ``resource`` naming the command). Without it the
     change is recorded as ``default``, :data:`LOCAL_OPERATOR` unless the command knows more,
     whoever holds the database credentials (the first admin, for one, has nobody to name)."""

@@ -228,6 +228,24 @@ def test_push_without_actor_records_who_ran_it_on_the_machine(
         ]
 
 
+def test_push_without_actor_by_an_os_user_of_no_usable_name_records_the_local_operator(
+    env: Path, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # getpass.getuser() takes the name from the environment first: a name of several lines (or
+    # none at all, in a container running as a UID without a passwd entry) is no actor.
+    from aegis.registry import catalog
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "eve\nmallory")
+    archive, pub = _signed_archive(env, database)
+    argv = ["model", "push", str(archive), "--to", (env / "store").as_uri(), "--key", str(pub)]
+    assert run(argv) == 0
+    with database.unit_of_work() as session:
+        assert [v.pushed_by for v in catalog.list_versions(session=session)] == [
+            "cli:local-operator"
+        ]
+
+
 @pytest.mark.parametrize("who", ["nobody", "approver", "disabled operator"])
 def test_push_by_an_actor_who_is_no_enabled_operator_is_refused_and_audited(
     env: Path, database: Database, who: str, capsys: pytest.CaptureFixture[str]
