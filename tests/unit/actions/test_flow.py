@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from aegis.actions import jobs, sending
+from aegis.actions import approvals, jobs, sending
 from aegis.actions import service as actions
 from aegis.actions.errors import ActionStateConflict
 from aegis.actions.models import ActionRequest
@@ -612,7 +612,7 @@ def _while_approving(
             return "refused"
 
     with world.database.unit_of_work() as session:
-        actions.approve(
+        approvals.approve(
             session=session, action_id=action_id, actor=approver, presented_hash=approval
         )
         then()
@@ -627,7 +627,7 @@ def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: W
 
     def reject() -> str:
         with world.database.unit_of_work() as session:
-            actions.reject(session=session, action_id=action_id, actor=other, comment="no")
+            approvals.reject(session=session, action_id=action_id, actor=other, comment="no")
         return "rejected"
 
     assert _while_approving(world, action_id, approval, reject) == "refused"
