@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from aegis.actions import jobs
+from aegis.actions import jobs, sending
 from aegis.audit import verify
 from aegis.backend_app import create_app
 from aegis.core.config import Settings
@@ -75,7 +75,7 @@ class World:
         sent: httpx.Response = self.api.post("/api/v1/actions", json=body, headers=self.operator)
         return sent
 
-    def tick(self, executor: jobs.Executor | None = None) -> None:
+    def tick(self, executor: sending.Executor | None = None) -> None:
         jobs.tick(self.database, self.settings, executor or self.executor)
 
     def action(self, action_id: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 ``tick(...)`` does one pass and is what tests call; ``run(ctx)`` calls it forever in the backend.
 Each step is its own short transaction; the HTTP call to the executor happens between them, so
-no database lock is held while the executor works.
+no database lock is held while the executor works. What is sent, and what the executor's answer
+makes of the request (a result, a refusal, a retry, ``unknown``), is :mod:`aegis.actions.sending`.
 
 An approved request is confirmed first (a person's approval: the dry run again, voided if the
 diff changed), then claimed (``running``), then sent. So ``running`` means sent, or about to be:
@@ -29,42 +30,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any, Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
-from aegis.actions import service
+from aegis.actions import sending, service
 from aegis.actions.models import ActionRequest
+from aegis.actions.sending import Executor
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.logging import JobFailures, get_logger, request_id_var
 from aegis.database.core import Database
-from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable, IdempotencyInProgress
-from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
+from aegis.executor.errors import ExecutorRejected, ExecutorUnreachable
 from aegis.flags import service as flags
 
 log = get_logger(__name__)
 KILL_SWITCH_FLAG = "executor_enabled"
 TICK_S = 0.5
-MAX_BACKOFF_S = 60.0
 # A claimed request still `running` after this long was claimed by a backend that stopped (a
 # dispatch is two executor calls of at most a few seconds each): it is dispatched again.
 RUNNING_LEASE_S = 900.0
-# The executor's answers that refuse a request before it claims the idempotency key, so before
-# anything runs (docs/executor.md): the signature (401), its allow-list (403), the body or the
-# replica bounds (422). A request refused so on its first send ends ``refused``, not ``failed``,
-# and a ``max_actions`` limit does not count it.
-REFUSED_BEFORE_ACTING = frozenset({401, 403, 422})
-# Why a sent request ends ``unknown`` when its attempts run out (:func:`_outcome_unknown`).
-STILL_ACTING = "the executor was still acting on it (or stopped while it did)"
-NO_ANSWER = (
-    "it was sent but no answer to it was read (the executor unreachable or unavailable since)"
-)
-
-
-class Executor(Protocol):
-    def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult: ...
 
 
 def dispatch_enabled(settings: Settings, database: Database) -> bool:
@@ -73,28 +57,6 @@ def dispatch_enabled(settings: Settings, database: Database) -> bool:
         return False
     with database.unit_of_work() as session:
         return flags.get(session=session, name=KILL_SWITCH_FLAG, default="true") != "false"
-
-
-def _executor_request(request: ActionRequest, *, dry_run: bool, key: str) -> ExecutorActionRequest:
-    return ExecutorActionRequest(
-        action_id=request.id,
-        action=request.action,
-        namespace=request.namespace,
-        name=request.name,
-        params=request.params,
-        idempotency_key=key,
-        dry_run=dry_run,
-        requested_by=request.requested_by,
-    )
-
-
-def _dry_run(executor: Executor, request: ActionRequest) -> ExecutorActionResult:
-    key = f"{request.id}:dry-run:{request.attempts}:{service.now().timestamp()}"
-    return executor.submit(_executor_request(request, dry_run=True, key=key))
-
-
-def _diff(result: ExecutorActionResult) -> list[dict[str, Any]]:
-    return [entry.model_dump(mode="json") for entry in result.diff]
 
 
 def expire_pending(database: Database) -> int:
@@ -127,7 +89,7 @@ def dry_run_pending(database: Database, executor: Executor) -> None:
         )
     for request in pending:  # detached copies: no transaction is open during the HTTP call
         try:
-            result = _dry_run(executor, request)
+            result = sending.dry_run(executor, request)
         except ExecutorUnreachable as exc:
             log.warning("dry_run_failed", action_id=request.id, error=exc.message)
             continue
@@ -147,7 +109,7 @@ def dry_run_pending(database: Database, executor: Executor) -> None:
             current = service.get(session=session, action_id=request.id, lock=True)
             if current.status == "pending_approval" and current.dry_run_diff is None:
                 current.error = None  # an earlier refusal (see _dry_run_refused) is over
-                service.set_dry_run(session=session, request=current, diff=_diff(result))
+                service.set_dry_run(session=session, request=current, diff=sending.diff(result))
 
 
 def _dry_run_refused(database: Database, action_id: str, error: str) -> None:
@@ -252,8 +214,8 @@ def _still_what_was_approved(
         request = service.get(session=session, action_id=action_id)
     if request.approved_by is None:
         return True  # allowed by policy, no human sign-off to protect
-    result = _dry_run(executor, request)
-    if service.approval_hash(request, _diff(result)) == request.approval_hash:
+    result = sending.dry_run(executor, request)
+    if service.approval_hash(request, sending.diff(result)) == request.approval_hash:
         return True
     with database.unit_of_work() as session:
         current = service.get(session=session, action_id=action_id, lock=True)
@@ -262,7 +224,7 @@ def _still_what_was_approved(
         current.status = "pending_approval"
         current.approved_by = None
         current.expires_at = service.now() + timedelta(seconds=settings.action_approval_ttl_s)
-        service.set_dry_run(session=session, request=current, diff=_diff(result))
+        service.set_dry_run(session=session, request=current, diff=sending.diff(result))
         service.audit(
             session,
             current,
@@ -281,16 +243,16 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
         if not _still_what_was_approved(executor, database, settings, action_id):
             return
     except ExecutorUnreachable as exc:
-        _retry_later(database, settings, action_id, exc.message, was="approved", sent=False)
+        sending.retry_later(database, settings, action_id, exc.message, was="approved", sent=False)
         return
     except ExecutorRejected as exc:
         if exc.executor_status == 503:  # "not now" (switched off, its stores down)
             error = f"executor unavailable: {exc.message}"
-            _retry_later(database, settings, action_id, error, was="approved", sent=False)
+            sending.retry_later(database, settings, action_id, error, was="approved", sent=False)
             return
         # only its dry run was ever sent (an approved request has not acted): nothing ran
         error = f"executor refused: {exc.message}"
-        _finish(database, settings, action_id, None, error, was="approved", refused=True)
+        sending.finish(database, settings, action_id, None, error, was="approved", refused=True)
         return
     # Read again for every action, just before it is claimed: a switch flipped while a batch
     # runs stops the rest of the batch, which stays in the queue untouched.
@@ -298,7 +260,7 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
         log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
         return
     if _claim(database, action_id):
-        _send(database, settings, executor, action_id, sent_before=False)
+        sending.send(database, settings, executor, action_id, sent_before=False)
 
 
 def send_again(database: Database, settings: Settings, executor: Executor, action_id: str) -> None:
@@ -312,170 +274,7 @@ def send_again(database: Database, settings: Settings, executor: Executor, actio
                 request.next_attempt_at = request.updated_at + timedelta(seconds=TICK_S)
         log.info("action_dispatch_held", action_id=action_id, reason="executor kill switch")
         return
-    _send(database, settings, executor, action_id, sent_before=True)
-
-
-def _send(
-    database: Database,
-    settings: Settings,
-    executor: Executor,
-    action_id: str,
-    *,
-    sent_before: bool,
-) -> None:
-    """The real request, with the request id as its idempotency key: the executor acts once
-    per key and answers a key it has acted on with its stored result."""
-    try:
-        with database.unit_of_work() as session:
-            request = service.get(session=session, action_id=action_id)
-            outgoing = _executor_request(request, dry_run=False, key=request.id)
-        result = executor.submit(outgoing)
-    except ExecutorUnreachable as exc:  # it may have acted: sent again, never re-checked
-        _retry_later(database, settings, action_id, exc.message, was="running", sent=True)
-        return
-    except ExecutorRejected as exc:
-        if exc.executor_status == 503:  # nothing ran now; an earlier send may have acted
-            error = f"executor unavailable: {exc.message}"
-            _retry_later(database, settings, action_id, error, was="running", sent=sent_before)
-            return
-        if exc.code == IdempotencyInProgress.code:  # an earlier send of this key is acting now
-            error = f"executor still acting on it: {exc.message}"
-            _retry_later(
-                database, settings, action_id, error, was="running", sent=True, still_acting=True
-            )
-            return
-        if sent_before:  # the answer to an earlier send was never read: it may have acted
-            why = (
-                f"the executor refused the re-send ({exc.message}), and the first send's "
-                "outcome is not known"
-            )
-            _resend_refused(database, action_id, why, executor_status=exc.executor_status)
-            return
-        # A first send refused by status before the executor claims the key: nothing ran.
-        refused = exc.executor_status in REFUSED_BEFORE_ACTING
-        error = f"executor refused: {exc.message}"
-        _finish(database, settings, action_id, None, error, refused=refused)
-        return
-    _finish(database, settings, action_id, result, result.error)
-
-
-def _retry_later(
-    database: Database,
-    settings: Settings,
-    action_id: str,
-    error: str,
-    *,
-    was: str,
-    sent: bool,
-    still_acting: bool = False,
-) -> None:
-    """Try again after a backoff: ``approved`` (confirmed again first) when nothing was sent,
-    ``running`` (sent again as it is) when it was. Nothing when the request is no longer
-    ``was`` (another backend moved it on). Out of attempts it ends ``unknown`` when it was
-    sent (it may have acted: its answer was never read, or the executor was still acting on
-    it), else ``failed`` (nothing ran)."""
-    with database.unit_of_work() as session:
-        request = service.get(session=session, action_id=action_id, lock=True)
-        if request.status != was:
-            return
-        request.attempts += 1
-        request.error = error
-        if request.attempts >= settings.action_max_attempts:
-            if still_acting:
-                _outcome_unknown(session, request, STILL_ACTING)
-            elif sent:
-                _outcome_unknown(session, request, NO_ANSWER, last_error=error)
-            else:
-                request.status, request.updated_at = "failed", service.now()
-                service.audit(
-                    session,
-                    request,
-                    "action.failed",
-                    "system",
-                    error=error,
-                    attempts=request.attempts,
-                )
-            return
-        backoff = min(MAX_BACKOFF_S, 0.5 * 2**request.attempts)
-        request.status = "running" if sent else "approved"
-        request.updated_at = service.now()
-        request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)
-
-
-def _resend_refused(database: Database, action_id: str, why: str, *, executor_status: int) -> None:
-    """End a ``running`` request whose re-send the executor refused: ``unknown``, not
-    ``failed`` (nor ``refused``): the refusal says nothing of the earlier send, which may have
-    acted. Nothing when another backend moved it on."""
-    with database.unit_of_work() as session:
-        request = service.get(session=session, action_id=action_id, lock=True)
-        if request.status != "running":
-            return
-        request.attempts += 1
-        _outcome_unknown(session, request, why, executor_status=executor_status)
-
-
-def _outcome_unknown(session: Session, request: ActionRequest, why: str, **data: Any) -> None:
-    """End a sent request whose outcome the dispatcher cannot learn (``why``): ``unknown``,
-    audited (``action.outcome_unknown``, with ``data``). Not ``failed``: the action may have
-    succeeded, or the executor stopped while acting (its key stays in progress,
-    docs/executor.md); only the target tells."""
-    request.status, request.updated_at = "unknown", service.now()
-    request.error = (
-        f"outcome unknown after {request.attempts} attempts: {why}; it may have acted: "
-        "check the target"
-    )
-    service.audit(
-        session,
-        request,
-        "action.outcome_unknown",
-        "system",
-        error=request.error,
-        attempts=request.attempts,
-        **data,
-    )
-    log.warning("action_outcome_unknown", action_id=request.id, attempts=request.attempts)
-
-
-def _finish(
-    database: Database,
-    settings: Settings,
-    action_id: str,
-    result: ExecutorActionResult | None,
-    error: str | None,
-    *,
-    was: str = "running",
-    refused: bool = False,
-) -> None:
-    """Record the executor's result, or its refusal (``result`` None): ``refused`` when
-    nothing ran, else ``failed``."""
-    with database.unit_of_work() as session:
-        request = service.get(session=session, action_id=action_id, lock=True)
-        if request.status != was:
-            return
-        request.attempts += 1
-        if result is not None:
-            request.status = result.status
-        else:
-            request.status = "refused" if refused else "failed"
-        request.error = error
-        request.updated_at = service.now()
-        if result is not None:
-            request.result = result.model_dump(mode="json")
-        if request.status == "succeeded" and request.incident_id is not None:
-            request.watch_until = service.now() + timedelta(
-                seconds=settings.action_recheck_window_s
-            )
-        service.audit(
-            session,
-            request,
-            "action.executed",
-            "executor",
-            result=request.status,
-            error=error,
-            diff=_diff(result) if result else None,
-            kube_audit_ids=result.kube_audit_ids if result else [],
-            backend=result.backend if result else None,
-        )
+    sending.send(database, settings, executor, action_id, sent_before=True)
 
 
 def recheck(database: Database) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
-from aegis.actions import jobs, service
+from aegis.actions import approvals, jobs, service
 from aegis.actions.errors import ActionInputInvalid
 from aegis.actions.schemas import (
     ActionCreate,
@@ -105,7 +105,7 @@ def get_action(action_id: str, _: Reader, session: SessionDep) -> ActionRead:
 def approve(action_id: str, body: ApprovalBody, actor: Approver, session: SessionDep) -> ActionRead:
     """Approve exactly the change shown: send the approval_hash you reviewed."""
     return ActionRead.model_validate(
-        service.approve(
+        approvals.approve(
             session=session,
             action_id=action_id,
             actor=actor,
@@ -118,5 +118,5 @@ def approve(action_id: str, body: ApprovalBody, actor: Approver, session: Sessio
 @router.post("/{action_id}/reject", response_model=ActionRead)
 def reject(action_id: str, body: RejectBody, actor: Approver, session: SessionDep) -> ActionRead:
     return ActionRead.model_validate(
-        service.reject(session=session, action_id=action_id, actor=actor, comment=body.comment)
+        approvals.reject(session=session, action_id=action_id, actor=actor, comment=body.comment)
     )

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from aegis.actions import jobs
+from aegis.actions import approvals, jobs, sending
 from aegis.actions import service as actions
 from aegis.actions.errors import ActionStateConflict
 from aegis.actions.models import ActionRequest
@@ -612,7 +612,7 @@ def _while_approving(
             return "refused"
 
     with world.database.unit_of_work() as session:
-        actions.approve(
+        approvals.approve(
             session=session, action_id=action_id, actor=approver, presented_hash=approval
         )
         then()
@@ -627,7 +627,7 @@ def test_an_approval_and_a_rejection_at_once_decide_one_after_the_other(world: W
 
     def reject() -> str:
         with world.database.unit_of_work() as session:
-            actions.reject(session=session, action_id=action_id, actor=other, comment="no")
+            approvals.reject(session=session, action_id=action_id, actor=other, comment="no")
         return "rejected"
 
     assert _while_approving(world, action_id, approval, reject) == "refused"
@@ -758,7 +758,7 @@ def test_a_stopped_backend_that_had_already_acted_is_not_acted_on_twice(world: W
     action_id = _claimed_by_a_backend_that_stops(world)
     with world.database.unit_of_work() as session:  # it reached the executor, then stopped
         request = actions.get(session=session, action_id=action_id)
-        outgoing = jobs._executor_request(request, dry_run=False, key=request.id)
+        outgoing = sending.executor_request(request, dry_run=False, key=request.id)
     assert world.executor.submit(outgoing).status == "succeeded"
 
     _lease_runs_out(world, action_id)

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from aegis.actions import jobs
+from aegis.actions import approvals, jobs
 from aegis.actions import service as actions
 from aegis.actions.errors import ApprovalRefused
 from aegis.actions.models import ActionRequest
@@ -144,7 +144,7 @@ def test_two_approvals_at_once_do_not_both_pass_a_limit(limited: World) -> None:
     def approve_restart() -> str:
         try:
             with world.database.unit_of_work() as session:
-                actions.approve(
+                approvals.approve(
                     session=session, action_id=restart_id, actor=other, presented_hash=restart_hash
                 )
         except ApprovalRefused:
@@ -152,7 +152,7 @@ def test_two_approvals_at_once_do_not_both_pass_a_limit(limited: World) -> None:
         return "approved"
 
     with world.database.unit_of_work() as session:
-        actions.approve(
+        approvals.approve(
             session=session, action_id=scale_id, actor=approver, presented_hash=scale_hash
         )
         racing = race(approve_restart)  # another approver, the same moment

@@ -24,7 +24,7 @@ from aegis.engine.app import create_app as engine_app
 from aegis.engine.model import train
 from aegis.engine.schemas import MAX_OUTCOME_STATS
 from aegis.engine.state import ModelHolder
-from aegis.incidents import jobs
+from aegis.incidents import engine_client, jobs
 from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, deliver
@@ -283,7 +283,7 @@ def test_a_large_outcome_table_sends_the_best_known_counts_and_still_predicts(
 
     assert incident["prediction_status"] == "ok", incident["prediction_note"]
     kinds = {s["incident_kind"] for s in sent[0]["outcome_stats"]}
-    assert len(kinds) == jobs.MAX_STATS_SENT
+    assert len(kinds) == engine_client.MAX_STATS_SENT
     assert f"Alert{known - 1:05d}" in kinds and "Alert00000" not in kinds
 
 
@@ -516,7 +516,7 @@ def test_an_engine_answer_that_never_ends_is_cut_off_and_is_the_fallback(
 ) -> None:
     """The backend reads at most MAX_ANSWER_BYTES of it and closes the connection: its memory
     is not the engine's to fill, and the incident goes on without a prediction."""
-    cap = 8 * jobs.MAX_ANSWER_BYTES  # far past what the backend reads, short of a hung test
+    cap = 8 * engine_client.MAX_ANSWER_BYTES  # far past what is read, short of a hung test
     with flooding(start=b'{"recommendations": [', cap=cap) as engine:
         settings = make_settings(
             database_url=db_url, ai_engine_enabled=True, ai_engine_url=engine.url
