@@ -53,7 +53,6 @@ from aegis.safety import service as safety
 log = get_logger(__name__)
 ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
 SAFETY_SCREEN = "safety-screen"  # the audit actor of the flags the backend raises
-ACTIONS = set(actions_service.ACTIONS)
 TICK_S = 1.0
 PASS_SIZE = 20  # incidents per pass
 PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead backend's
@@ -372,7 +371,7 @@ def _recommend(
     database: Database, settings: Settings, incident: Incident, prediction: dict[str, Any]
 ) -> None:
     ranked = prediction.get("recommendations") or []
-    if not ranked or ranked[0].get("action") not in ACTIONS:
+    if not ranked or ranked[0].get("action") not in engine_client.ACTIONS:
         return  # the engine's best advice is to do nothing
     top = ranked[0]
     target = top.get("target") or {}
