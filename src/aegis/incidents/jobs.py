@@ -9,13 +9,9 @@ answers with something that is not a prediction (an error, not JSON, more than
 ``AI_ENGINE_TIMEOUT_S``), incidents are kept without a prediction and say why
 (``prediction_status``/``prediction_note``); nothing else stops working. Either outcome is audited
 as it is stored, in the same transaction (``incident.prediction_stored``: the model and its top
-recommendation; ``incident.prediction_unavailable``: why there is none). A recommendation becomes
-an ordinary action request from ``principal:ai-engine`` — policy decides it like any other —
-carrying the confidence, the severity the incident shows (the engine's, else the alert's), the
-engine's incident kind (what outcomes are learnt under) and the model digest. Its target is the one
-the engine names from the alert's ``namespace`` and ``deployment`` or ``pod`` labels; a
-recommendation without one (an alert about a statefulset, a service, a scrape job) is not
-requested.
+recommendation; ``incident.prediction_unavailable``: why there is none). A stored recommendation
+becomes an ordinary action request from ``principal:ai-engine``
+(:mod:`aegis.incidents.recommendations`).
 """
 
 from __future__ import annotations
@@ -30,14 +26,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from aegis.actions import service as actions_service
-from aegis.actions.schemas import ActionCreate
 from aegis.audit import service as audit_service
-from aegis.auth.schemas import Actor
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
@@ -45,14 +38,12 @@ from aegis.core.logging import JobFailures, get_logger, request_id_var
 from aegis.database.core import Database
 from aegis.executor.client import ExecutorClient
 from aegis.executor.errors import ExecutorUnreachable
-from aegis.incidents import engine_client, telemetry
+from aegis.incidents import engine_client, recommendations, telemetry
 from aegis.incidents.models import Alert, Incident
 from aegis.safety import detect
 from aegis.safety import service as safety
 
 log = get_logger(__name__)
-ENGINE_ACTOR = Actor(name="ai-engine", roles=frozenset(), kind="service")
-SAFETY_SCREEN = "safety-screen"  # the audit actor of the flags the backend raises
 TICK_S = 1.0
 PASS_SIZE = 20  # incidents per pass
 PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead backend's
@@ -262,17 +253,11 @@ def _predict(
     # or shows them; what the prediction and the alerts showed is flagged for review.
     screened, findings = safety.screen(prediction, _alert_texts(alerts))
     if _store(database, claimed, screened, "ok", context.note, findings=findings):
-        _recommend(database, settings, incident, screened)
+        recommendations.recommend(database, settings, incident, screened)
 
 
 def _alert_texts(alerts: list[Alert]) -> list[str]:
     return [text for a in alerts for part in (a.labels, a.annotations) for text in part.values()]
-
-
-def _level(prediction: dict[str, Any]) -> str | None:
-    """The severity the engine gives the incident (which the incident then shows), if any."""
-    level = (prediction.get("severity") or {}).get("level")  # null: none given
-    return level if level in {"critical", "warning", "info"} else None
 
 
 def _store(
@@ -298,7 +283,7 @@ def _store(
         incident.prediction_note = note
         incident.prediction_claim, incident.prediction_claimed_at = None, None
         if prediction is not None:
-            incident.severity = _level(prediction) or incident.severity
+            incident.severity = recommendations.level(prediction) or incident.severity
         _audit_outcome(session, incident, prediction)
         if findings is not None:
             safety.flag_findings(
@@ -306,7 +291,7 @@ def _store(
                 subject_kind="incident",
                 subject_id=str(incident.id),
                 findings=findings,
-                actor=SAFETY_SCREEN,
+                actor=recommendations.SAFETY_SCREEN,
             )
     return True
 
@@ -321,7 +306,7 @@ def _audit_outcome(session: Session, incident: Incident, prediction: dict[str, A
             session=session,
             category="system",
             event_type="incident.prediction_unavailable",
-            actor=ENGINE_ACTOR.name,
+            actor=recommendations.ENGINE_ACTOR.name,
             resource=resource,
             outcome=incident.prediction_status,
             data={
@@ -338,7 +323,7 @@ def _audit_outcome(session: Session, incident: Incident, prediction: dict[str, A
         session=session,
         category="system",
         event_type="incident.prediction_stored",
-        actor=ENGINE_ACTOR.name,
+        actor=recommendations.ENGINE_ACTOR.name,
         resource=resource,
         data={
             "incident_id": incident.id,
@@ -365,63 +350,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _recommend(
-    database: Database, settings: Settings, incident: Incident, prediction: dict[str, Any]
-) -> None:
-    ranked = prediction.get("recommendations") or []
-    if not ranked or ranked[0].get("action") not in engine_client.ACTIONS:
-        return  # the engine's best advice is to do nothing
-    top = ranked[0]
-    target = top.get("target") or {}
-    if not target.get("namespace") or not target.get("name"):
-        # The alert's own labels name the target; the incident's workload may be another kind
-        # of object (a statefulset, a service, a scrape job) and must not stand in for it.
-        log.warning("recommendation_without_target", incident_id=incident.id, action=top["action"])
-        return
-    model = prediction.get("model") or {}
-    if target["namespace"] != incident.namespace:
-        # The engine names a namespace the incident is not in: never act on it, ask a human.
-        with database.unit_of_work() as session:
-            safety.raise_flag(
-                session=session,
-                reason="target_mismatch",
-                subject_kind="incident",
-                subject_id=str(incident.id),
-                excerpt=(
-                    f"the AI engine recommended {top['action']} in namespace "
-                    f"{target['namespace']!r}; the incident is in {incident.namespace!r}"
-                ),
-                actor=SAFETY_SCREEN,
-            )
-        log.warning("recommendation_target_mismatch", incident_id=incident.id)
-        return
-    digest = str(model.get("digest", ""))
-    try:
-        body = ActionCreate(
-            action=top["action"],
-            namespace=target["namespace"],
-            name=target["name"],
-            params=top.get("params") or {},
-            idempotency_key=f"incident-{incident.id}-{top['action']}-{digest[:16]}",
-            reason=str(top.get("explanation", ""))[:2000],
-            incident_id=incident.id,
-            incident_kind=str(top.get("incident_kind") or prediction.get("incident_kind"))[:64],
-            confidence=float(top.get("confidence", 0.0)),
-            severity=_level(prediction) or incident.severity,  # what the incident now shows
-            model_digest=digest[:128] or None,
-        )
-        with database.unit_of_work() as session:
-            actions_service.request_action(
-                session=session, settings=settings, body=body, actor=ENGINE_ACTOR
-            )
-    except ValidationError as exc:  # e.g. a namespace label longer than Kubernetes allows
-        error = exc.errors()[0]
-        why = ".".join(str(p) for p in error["loc"]) + ": " + error["msg"]
-        log.warning("recommendation_not_requested", incident_id=incident.id, error=why)
-    except AegisError as exc:
-        log.warning("recommendation_not_requested", incident_id=incident.id, error=exc.message)
 
 
 async def run(ctx: AppContext) -> None:

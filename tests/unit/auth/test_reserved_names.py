@@ -21,7 +21,7 @@ from aegis.backend_app import create_app
 from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
-from aegis.incidents import jobs
+from aegis.incidents import recommendations
 from tests.support import factories
 from tests.support.oidc_provider import Provider
 
@@ -97,8 +97,8 @@ def test_every_actor_the_code_names_for_itself_is_reserved() -> None:
 
     own = [
         actions_service.AI_ENGINE,
-        jobs.ENGINE_ACTOR.name,
-        jobs.SAFETY_SCREEN,
+        recommendations.ENGINE_ACTOR.name,
+        recommendations.SAFETY_SCREEN,
         cli_runtime.LOCAL_OPERATOR,
     ]
 

@@ -24,7 +24,7 @@ from aegis.engine.app import create_app as engine_app
 from aegis.engine.model import train
 from aegis.engine.state import ModelHolder
 from aegis.executor.client import ExecutorClient
-from aegis.incidents import jobs
+from aegis.incidents import jobs, recommendations
 from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, deliver
@@ -231,7 +231,7 @@ def test_a_recommendation_for_another_namespace_is_flagged_and_never_requested(
                 }
             ],
         }
-        jobs._recommend(database, settings, incident, answer)
+        recommendations.recommend(database, settings, incident, answer)
         admin = factories.signed_in(api, database, "admin")
         actions = api.get("/api/v1/actions", headers=admin).json()["items"]
         flags = api.get("/api/v1/safety/flags", headers=admin).json()["items"]
