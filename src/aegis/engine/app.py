@@ -44,7 +44,7 @@ from aegis.core.app import Job, base_app
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
-from aegis.engine import schemas, scoring
+from aegis.engine import parsing, schemas, scoring
 from aegis.engine.errors import ClientGone, InvalidApiKey, ScoringFailed
 from aegis.engine.recommender import OutcomeStats
 from aegis.engine.state import EngineState, Item, Loader, ModelHolder
@@ -131,7 +131,7 @@ def create_app(
     async def predict(request: Request) -> Response:
         async with _counted("predict") as outcome:
             body = await _authorised_body(state, refusals, request)
-            item = _admit(_parse(schemas.parse_predict, body))
+            item = _admit(_parse(parsing.parse_predict, body))
             started = time.perf_counter()
             result = await _while_connected(request, state.batcher.submit(item))
             metrics.INFERENCE_LATENCY.labels("predict").observe(time.perf_counter() - started)
@@ -146,7 +146,7 @@ def create_app(
     async def infer(request: Request) -> Response:
         async with _counted("infer") as outcome:
             body = await _authorised_body(state, refusals, request)
-            items = _admit_all(_parse(schemas.parse_infer, body))
+            items = _admit_all(_parse(parsing.parse_infer, body))
             response = await _infer(state, request, items)
             outcome["status"] = 200
             return _json(response)
