@@ -43,7 +43,7 @@ def push(
     from aegis.cli.model import load_keyset
     from aegis.cli.runtime import acting, check_actor, prepare_database
     from aegis.registry import catalog
-    from aegis.registry.errors import RegistryError
+    from aegis.registry.errors import ModelExists, ModelLocationTaken, RegistryError
 
     if actor is not None:
         check_actor(actor, "pushes")
@@ -69,7 +69,7 @@ def push(
                 f"pushed {row.name} {row.version} sha256:{row.digest} to {row.archive_uri}"
                 f" (signed by {row.signer_key_id}; stage {row.stage})"
             )
-    except (RegistryError, catalog.ModelExists, catalog.ModelLocationTaken) as exc:
+    except (RegistryError, ModelExists, ModelLocationTaken) as exc:
         # An archive that does not verify was offered to the registry, or one that would replace
         # a version's archive: recorded in a transaction of its own (the push's is rolled back),
         # like a refused load.

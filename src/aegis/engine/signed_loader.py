@@ -31,7 +31,7 @@ from aegis.engine.errors import ModelFormatError
 from aegis.engine.model import EngineModel, load_model_dir
 from aegis.engine.state import ModelHolder, ModelMeta
 from aegis.registry import catalog
-from aegis.registry.errors import RegistryError, UntrustedKey
+from aegis.registry.errors import ModelNotFound, RegistryError, UntrustedKey
 from aegis.registry.keyset import keyset_from_settings
 from aegis.registry.loader import fetch_and_prepare_model_for_load, record_refusal
 
@@ -75,7 +75,7 @@ def production_version(settings: Settings, database: Database) -> str | None:
     with database.unit_of_work() as session:
         try:
             return catalog.production(session=session, name=settings.model_name).version
-        except catalog.ModelNotFound:
+        except ModelNotFound:
             return None
 
 

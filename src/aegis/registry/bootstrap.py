@@ -22,6 +22,7 @@ from aegis.database.core import Database
 from aegis.registry import catalog
 from aegis.registry import service as registry_service
 from aegis.registry.cosign_keys import generate_private_key, load_private_key, public_key_pem
+from aegis.registry.errors import ModelExists, ModelLocationTaken
 from aegis.registry.keyset import load_keyset
 
 
@@ -78,5 +79,5 @@ def ensure_model(settings: Settings, database: Database) -> str | None:
                 return row.version
         # A version was pushed (or approved) meanwhile, perhaps to this very location: the
         # registry is no longer empty, and what it holds is left to four eyes.
-        except (catalog.ModelExists, catalog.ModelLocationTaken):
+        except (ModelExists, ModelLocationTaken):
             return None

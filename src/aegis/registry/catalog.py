@@ -16,10 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aegis.audit import service as audit_service
-from aegis.core.errors import Conflict, Forbidden, NotFound
 from aegis.database.core import is_postgres
 from aegis.registry import service as registry_service
 from aegis.registry import uploads
+from aegis.registry.errors import (
+    FourEyesRequired,
+    ModelExists,
+    ModelLocationTaken,
+    ModelNotFound,
+    PromotionConflict,
+)
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
 from aegis.storage.service import object_url
@@ -28,26 +34,6 @@ STAGES = ("staging", "production", "archived")
 # promotion_requests.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value
 # (a DataError, answered 422), while SQLite finds nothing. A larger id cannot exist.
 MAX_PROMOTION_ID = 2**31 - 1
-
-
-class ModelNotFound(NotFound):
-    code = "model_not_found"
-
-
-class ModelExists(Conflict):
-    code = "model_exists"
-
-
-class ModelLocationTaken(Conflict):
-    code = "model_location_taken"
-
-
-class PromotionConflict(Conflict):
-    code = "promotion_conflict"
-
-
-class FourEyesRequired(Forbidden):
-    code = "four_eyes_required"
 
 
 def audit(

@@ -1,8 +1,9 @@
-"""Model supply-chain exceptions, each with a stable ``code`` (see ``aegis.core.errors``)."""
+"""Model supply-chain and registry exceptions, each with a stable ``code`` (see
+``aegis.core.errors``)."""
 
 from __future__ import annotations
 
-from aegis.core.errors import AegisError
+from aegis.core.errors import AegisError, Conflict, Forbidden, NotFound
 
 
 class RegistryError(AegisError):
@@ -79,3 +80,26 @@ class ModelCacheUnwritable(RegistryError):
 
     code = "model_cache_unwritable"
     status_code = 500
+
+
+# --- the registry's records (aegis.registry.catalog) ---------------------------------------------
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class ModelExists(Conflict):
+    code = "model_exists"
+
+
+class ModelLocationTaken(Conflict):
+    code = "model_location_taken"
+
+
+class PromotionConflict(Conflict):
+    code = "promotion_conflict"
+
+
+class FourEyesRequired(Forbidden):
+    code = "four_eyes_required"

@@ -14,6 +14,7 @@ from aegis.database.core import Database
 from aegis.engine.model import export_model_dir, train
 from aegis.registry import bootstrap, catalog
 from aegis.registry import service as registry_service
+from aegis.registry.errors import ModelExists
 from aegis.registry.keyset import load_keyset
 from aegis.registry.models import ModelVersion
 from tests.support import factories
@@ -76,7 +77,7 @@ def test_a_version_pushed_after_the_emptiness_check_stops_the_bootstrap(
     releases = Releases.start(tmp_path, database)
     releases.push("0.2")  # between ensure_model's check and its bootstrap
 
-    with pytest.raises(catalog.ModelExists, match="bootstrap"):
+    with pytest.raises(ModelExists, match="bootstrap"):
         _bootstrap(database, releases, "0.1")
     assert _stages(database) == {"0.2": "staging"}
     assert not (tmp_path / "store" / "0.1").exists()  # nothing uploaded
@@ -103,7 +104,7 @@ def test_a_bootstrap_racing_an_approval_leaves_one_production_version(
         racing = race(bootstrap_meanwhile)
         assert racing.waiting  # for the approval's locks, then it reads 0.2 in production
 
-    with pytest.raises(catalog.ModelExists):
+    with pytest.raises(ModelExists):
         racing.done()
     assert _stages(database) == {"0.2": "production"}
     assert not factories.audit_events(database, "model.bootstrapped")
@@ -134,7 +135,7 @@ def test_two_bootstraps_at_once_leave_one_production_version(
         )
         racing = race(bootstrap_meanwhile)
 
-    with pytest.raises(catalog.ModelExists):
+    with pytest.raises(ModelExists):
         racing.done()
     assert _stages(database) == {"0.1": "production"}
     assert len(factories.audit_events(database, "model.bootstrapped")) == 1

@@ -18,8 +18,11 @@ from aegis.registry import catalog, loader
 from aegis.registry import service as registry_service
 from aegis.registry.cosign_keys import generate_private_key, public_key_pem
 from aegis.registry.errors import (
+    FourEyesRequired,
     ManifestMismatch,
     ModelCacheUnwritable,
+    ModelExists,
+    ModelLocationTaken,
     ModelSourceInvalid,
     NoTrustedKeys,
     SignatureInvalid,
@@ -144,7 +147,7 @@ def test_push_promote_with_four_eyes_then_load(
             actor="alice",
         )
         promotion_id = promotion.id
-    with pytest.raises(catalog.FourEyesRequired), database.unit_of_work() as session:
+    with pytest.raises(FourEyesRequired), database.unit_of_work() as session:
         catalog.approve(session=session, promotion_id=promotion_id, actor="alice")
     with database.unit_of_work() as session:
         catalog.approve(session=session, promotion_id=promotion_id, actor="bob")
@@ -314,7 +317,7 @@ def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadabl
     taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
     (tmp_path / "next").mkdir()
     archive, sig = _build(tmp_path / "next", signing[0], "0.2")
-    with pytest.raises(catalog.ModelLocationTaken) as info, database.unit_of_work() as session:
+    with pytest.raises(ModelLocationTaken) as info, database.unit_of_work() as session:
         catalog.push(
             session=session,
             archive=archive,
@@ -335,7 +338,7 @@ def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadabl
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize(
     ("second", "refusal"),
-    [("0.2", catalog.ModelLocationTaken), ("0.1", catalog.ModelExists)],  # or the same, rebuilt
+    [("0.2", ModelLocationTaken), ("0.1", ModelExists)],  # or the same, rebuilt
 )
 def test_two_pushes_to_one_location_at_once_keep_the_first_archive(
     database: Database,

@@ -16,6 +16,7 @@ from aegis.cli.main import run
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from aegis.registry import catalog
+from aegis.registry.errors import PromotionConflict
 from tests.support import factories
 from tests.support.races import race
 from tests.support.releases import Releases
@@ -169,7 +170,7 @@ def test_two_approvers_at_once_promote_once(
         try:
             with database.unit_of_work() as session:
                 catalog.approve(session=session, promotion_id=promotion_id, actor="carol")
-        except catalog.PromotionConflict:
+        except PromotionConflict:
             return "refused"
         return "approved"
 
