@@ -6,6 +6,7 @@ acting and becomes a recorded ``status: "failed"`` result, never an HTTP error.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aegis.core.errors import AegisError, Conflict, Forbidden, ServiceUnavailable, Unauthorized
@@ -71,6 +72,19 @@ class ExecutorDisabled(ExecutorError, ServiceUnavailable):
 
 class NonceStoreUnavailable(ExecutorError, ServiceUnavailable):
     code = "nonce_store_unavailable"
+
+
+class NonceStoreReset(ExecutorError, ServiceUnavailable):
+    """The nonce store's memory began after the request was signed (Redis restarted, was
+    flushed or failed over), so it cannot tell whether this nonce was used before. Nothing ran:
+    sign again (a fresh timestamp and nonce) after ``Retry-After`` seconds."""
+
+    code = "nonce_store_reset"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+        self.headers = {"Retry-After": str(self.retry_after_s)}
 
 
 class IdempotencyStoreUnavailable(ExecutorError, ServiceUnavailable):
