@@ -93,16 +93,25 @@ class IdempotencyStoreUnavailable(ExecutorError, ServiceUnavailable):
 
 # --- client side -----------------------------------------------------------------------------
 class ExecutorRejected(ExecutorError):
-    """The executor refused: ``executor_status`` and ``code`` are its answer.
+    """The executor refused: ``executor_status``, ``code`` and ``retry_after_s`` (its
+    ``Retry-After`` in seconds, or None) are its answer.
 
     Raised through the backend's API it is a 502 (the executor's 401 is not the user's 401).
     """
 
     status_code = 502
 
-    def __init__(self, message: str, *, executor_status: int, code: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        executor_status: int,
+        code: str,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message, code=code)
         self.executor_status = executor_status
+        self.retry_after_s = retry_after_s  # the executor's Retry-After, when it sent one
 
 
 class ExecutorUnreachable(ExecutorError, ServiceUnavailable):
