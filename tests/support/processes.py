@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.services import free_port
@@ -74,13 +75,13 @@ def aegis_serve(service: str, workdir: Path, port: int, **env: str) -> Iterator[
     assert "Application shutdown complete" in output, output
 
 
-@contextmanager
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A redis-server on a free port, killed at the end (the test may kill it earlier)."""
+def _redis_server(
+    port: int, workdir: Path, extra_args: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """A redis-server on ``port`` that keeps nothing on disk, answering when this returns."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server")
-    port = free_port()
     proc = subprocess.Popen(
         [
             binary,
@@ -93,17 +94,63 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
             "--appendonly",
             "no",
             "--dir",
-            str(tmp_path),
+            str(workdir),
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port)
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
+    except BaseException:
         proc.kill()
         proc.wait()
+        raise
+    return proc
+
+
+@contextmanager
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server on a free port, killed at the end (the test may kill it earlier)."""
+    with restartable_redis(tmp_path) as server:
+        yield server.url, server.proc
+
+
+@dataclass
+class PrivateRedis:
+    """A private redis-server (:func:`restartable_redis`) that a test may restart."""
+
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes]
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def restart(self) -> None:
+        """Kill it and start a new one on the same port: everything it held is forgotten, as
+        when a Redis without persistence restarts (or a replica missing the latest writes
+        takes over)."""
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = _redis_server(self.port, self.workdir, self.extra_args)
+
+
+@contextmanager
+def restartable_redis(tmp_path: Path, *extra_args: str) -> Iterator[PrivateRedis]:
+    """A redis-server on a free port, keeping nothing on disk (``extra_args`` appended to its
+    command line); killed at the end."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = _redis_server(port, tmp_path, extra_args)
+    server = PrivateRedis(port, tmp_path, proc, extra_args)
+    try:
+        yield server
+    finally:
+        server.proc.kill()
+        server.proc.wait()
 
 
 def pg_bin(name: str) -> str | None:

@@ -248,7 +248,15 @@ def execute(database: Database, settings: Settings, executor: Executor, action_i
     except ExecutorRejected as exc:
         if exc.executor_status == 503:  # "not now" (switched off, its stores down)
             error = f"executor unavailable: {exc.message}"
-            sending.retry_later(database, settings, action_id, error, was="approved", sent=False)
+            sending.retry_later(
+                database,
+                settings,
+                action_id,
+                error,
+                was="approved",
+                sent=False,
+                at_least_s=exc.retry_after_s,
+            )
             return
         # only its dry run was ever sent (an approved request has not acted): nothing ran
         error = f"executor refused: {exc.message}"

@@ -24,6 +24,9 @@ from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 
 log = get_logger(__name__)
 MAX_BACKOFF_S = 60.0
+# The longest an executor's Retry-After defers a retry (its nonce_store_reset asks for about
+# 60 s, the signature window); a longer one is cut to this, so no answer parks a request.
+MAX_RETRY_AFTER_S = 120.0
 # The executor's answers that refuse a request before it claims the idempotency key, so before
 # anything runs (docs/executor.md): the signature (401), its allow-list (403), the body or the
 # replica bounds (422). A request refused so on its first send ends ``refused``, not ``failed``,
@@ -83,7 +86,15 @@ def send(
     except ExecutorRejected as exc:
         if exc.executor_status == 503:  # nothing ran now; an earlier send may have acted
             error = f"executor unavailable: {exc.message}"
-            retry_later(database, settings, action_id, error, was="running", sent=sent_before)
+            retry_later(
+                database,
+                settings,
+                action_id,
+                error,
+                was="running",
+                sent=sent_before,
+                at_least_s=exc.retry_after_s,
+            )
             return
         if exc.code == IdempotencyInProgress.code:  # an earlier send of this key is acting now
             error = f"executor still acting on it: {exc.message}"
@@ -115,12 +126,14 @@ def retry_later(
     was: str,
     sent: bool,
     still_acting: bool = False,
+    at_least_s: float | None = None,
 ) -> None:
-    """Try again after a backoff: ``approved`` (confirmed again first) when nothing was sent,
-    ``running`` (sent again as it is) when it was. Nothing when the request is no longer
-    ``was`` (another backend moved it on). Out of attempts it ends ``unknown`` when it was
-    sent (it may have acted: its answer was never read, or the executor was still acting on
-    it), else ``failed`` (nothing ran)."""
+    """Try again after a backoff (or the executor's ``Retry-After``, ``at_least_s``, when
+    longer; at most :data:`MAX_RETRY_AFTER_S`): ``approved`` (confirmed again first) when
+    nothing was sent, ``running`` (sent again as it is) when it was. Nothing when the request
+    is no longer ``was`` (another backend moved it on). Out of attempts it ends ``unknown``
+    when it was sent (it may have acted: its answer was never read, or the executor was still
+    acting on it), else ``failed`` (nothing ran)."""
     with database.unit_of_work() as session:
         request = service.get(session=session, action_id=action_id, lock=True)
         if request.status != was:
@@ -144,6 +157,7 @@ def retry_later(
                 )
             return
         backoff = min(MAX_BACKOFF_S, 0.5 * 2**request.attempts)
+        backoff = max(backoff, min(at_least_s or 0.0, MAX_RETRY_AFTER_S))
         request.status = "running" if sent else "approved"
         request.updated_at = service.now()
         request.next_attempt_at = request.updated_at + timedelta(seconds=backoff)

@@ -7,7 +7,8 @@
 ``submit`` signs every request with a fresh timestamp and nonce and forwards the caller's
 ``X-Request-ID``. A result, succeeded or failed, is returned. A refusal raises
 :class:`ExecutorRejected` carrying the executor's answer (``executor_status`` 401, 403, 409, 422
-or 503, and its ``code``); the exception itself maps to a 502 in the backend. A transport failure
+or 503, its ``code``, and its ``Retry-After`` as ``retry_after_s``); the exception itself maps
+to a 502 in the backend. A transport failure
 raises :class:`ExecutorUnreachable`: retrying with the same idempotency key is safe, the executor
 acts at most once per key. An answer longer than :data:`MAX_ANSWER_BYTES`, or still arriving
 after the timeout, is not read and raises :class:`ExecutorUnreachable` too
@@ -74,7 +75,9 @@ class ExecutorClient:
     def submit(self, request: ExecutorActionRequest) -> ExecutorActionResult:
         """Ask the executor to run (or dry-run) ``request``; its result, succeeded or failed."""
         try:
-            status, content = self._post(ACTIONS_PATH, request.model_dump_json().encode())
+            status, content, retry_after = self._post(
+                ACTIONS_PATH, request.model_dump_json().encode()
+            )
         except (httpx.HTTPError, AnswerRefused) as exc:
             raise ExecutorUnreachable(
                 f"executor unreachable ({_why(exc)}); the action may or may not have "
@@ -86,21 +89,22 @@ class ExecutorClient:
                 content,
                 "the action may or may not have run: retry with the same idempotency key",
             )
-        raise _rejection(status, content)
+        raise _rejection(status, content, retry_after)
 
     def logs(self, request: ExecutorLogsRequest) -> ExecutorLogsResult:
         """A workload's recent log lines (read only)."""
         try:
-            status, content = self._post(LOGS_PATH, request.model_dump_json().encode())
+            status, content, retry_after = self._post(LOGS_PATH, request.model_dump_json().encode())
         except (httpx.HTTPError, AnswerRefused) as exc:
             raise ExecutorUnreachable(f"executor unreachable ({_why(exc)})") from None
         if status == 200:
             return _parse(ExecutorLogsResult, content, "no log lines were read")
-        raise _rejection(status, content)
+        raise _rejection(status, content, retry_after)
 
-    def _post(self, route: str, body: bytes) -> tuple[int, bytes]:
-        """``body`` to ``route``, signed with a fresh timestamp and nonce: the answer's status
-        and body (at most :data:`MAX_ANSWER_BYTES`, else :class:`AnswerRefused`)."""
+    def _post(self, route: str, body: bytes) -> tuple[int, bytes, str | None]:
+        """``body`` to ``route``, signed with a fresh timestamp and nonce: the answer's status,
+        body (at most :data:`MAX_ANSWER_BYTES`, else :class:`AnswerRefused`) and
+        ``Retry-After`` header."""
         path = f"{self._prefix}{route}"
         headers = sign_request(secret=self._secret, method="POST", path=path, body=body)
         headers["Content-Type"] = "application/json"
@@ -109,7 +113,8 @@ class ExecutorClient:
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         with self._http.stream("POST", route, content=body, headers=headers) as response:
-            return response.status_code, read(response, limit=MAX_ANSWER_BYTES)
+            content = read(response, limit=MAX_ANSWER_BYTES)
+            return response.status_code, content, response.headers.get("Retry-After")
 
     def close(self) -> None:
         if self._owns_http:
@@ -143,11 +148,20 @@ def _parse(model: type[_Answer], content: bytes, consequence: str) -> _Answer:
         ) from None
 
 
-def _rejection(status: int, content: bytes) -> ExecutorRejected:
+def _rejection(status: int, content: bytes, retry_after: str | None) -> ExecutorRejected:
     code, message = "executor_error", f"executor answered {status}"
     try:
         error = json.loads(content)["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         pass
-    return ExecutorRejected(message, executor_status=status, code=code)
+    return ExecutorRejected(
+        message, executor_status=status, code=code, retry_after_s=_seconds(retry_after)
+    )
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A ``Retry-After`` of whole seconds (the executor's form); None for anything else."""
+    if retry_after is None or not retry_after.strip().isdigit():
+        return None
+    return float(retry_after.strip())

@@ -6,6 +6,7 @@ acting and becomes a recorded ``status: "failed"`` result, never an HTTP error.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aegis.core.errors import AegisError, Conflict, Forbidden, ServiceUnavailable, Unauthorized
@@ -73,22 +74,44 @@ class NonceStoreUnavailable(ExecutorError, ServiceUnavailable):
     code = "nonce_store_unavailable"
 
 
+class NonceStoreReset(ExecutorError, ServiceUnavailable):
+    """The nonce store's memory began after the request was signed (Redis restarted, was
+    flushed or failed over), so it cannot tell whether this nonce was used before. Nothing ran:
+    sign again (a fresh timestamp and nonce) after ``Retry-After`` seconds."""
+
+    code = "nonce_store_reset"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+        self.headers = {"Retry-After": str(self.retry_after_s)}
+
+
 class IdempotencyStoreUnavailable(ExecutorError, ServiceUnavailable):
     code = "idempotency_store_unavailable"
 
 
 # --- client side -----------------------------------------------------------------------------
 class ExecutorRejected(ExecutorError):
-    """The executor refused: ``executor_status`` and ``code`` are its answer.
+    """The executor refused: ``executor_status``, ``code`` and ``retry_after_s`` (its
+    ``Retry-After`` in seconds, or None) are its answer.
 
     Raised through the backend's API it is a 502 (the executor's 401 is not the user's 401).
     """
 
     status_code = 502
 
-    def __init__(self, message: str, *, executor_status: int, code: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        executor_status: int,
+        code: str,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message, code=code)
         self.executor_status = executor_status
+        self.retry_after_s = retry_after_s  # the executor's Retry-After, when it sent one
 
 
 class ExecutorUnreachable(ExecutorError, ServiceUnavailable):

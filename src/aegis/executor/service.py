@@ -1,7 +1,8 @@
 """What the executor does with one ``POST /v1/actions``, in the order it does it.
 
 1. kill switch (``EXECUTOR_ENABLED=false`` -> 503, nothing else is looked at);
-2. signature, timestamp window and nonce (401);
+2. signature, timestamp window and nonce (401; 503 ``nonce_store_reset`` when the nonce store
+   lost its memory after the request was signed, see :mod:`aegis.executor.nonces`);
 3. body validation (422: unknown action type, bad params);
 4. allow-list of actions and namespaces, replica bounds (403, 422) — checked here even though
    the backend's policy engine already allowed the action (defence in depth);
@@ -46,6 +47,7 @@ from aegis.executor.errors import (
     IdempotencyStoreUnavailable,
     NamespaceNotAllowed,
     NonceReplayed,
+    NonceStoreReset,
     ReplicasOutOfBounds,
     SignatureRejected,
 )
@@ -202,7 +204,10 @@ def _verified(
         body=body,
         now=executor.clock(),
     )
-    if not executor.nonces.claim(verified.nonce, ttl_s=NONCE_TTL_S):
+    claimed = executor.nonces.claim(
+        verified.nonce, ttl_s=NONCE_TTL_S, signed_at=verified.timestamp
+    )  # NonceStoreReset (503) when the store may have forgotten this nonce
+    if not claimed:
         raise NonceReplayed("nonce already used (replayed request)")
 
 
@@ -240,9 +245,11 @@ def _refused(
     """A bad signature (``authentication.failed``, also counted in
     ``aegis_auth_failures_total``) or a signed request outside this executor's own allow-list or
     bounds (``access.denied``, by whoever the body names) is audited, folded per caller and code
-    (:mod:`aegis.audit.refusals`). The rest (kill switch, malformed body, idempotency) is the
-    backend's to audit: it sent them and gets the answer."""
-    if isinstance(exc, SignatureRejected):
+    (:mod:`aegis.audit.refusals`). So is a signed request refused because the nonce store lost
+    its memory after it was signed (``authentication.failed``, ``nonce_store_reset``): it may be
+    a replay, and its one-time use could not be checked. The rest (kill switch, malformed body,
+    idempotency) is the backend's to audit: it sent them and gets the answer."""
+    if isinstance(exc, (SignatureRejected, NonceStoreReset)):
         metrics.AUTH_FAILURES.labels(f"executor_{exc.code}").inc()
         event_type, actor = "authentication.failed", "anonymous"
     elif isinstance(exc, (ActionNotAllowed, NamespaceNotAllowed, ReplicasOutOfBounds)):

@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -30,9 +33,11 @@ from aegis.core.config import Settings
 from aegis.executor.app import create_app as executor_app
 from aegis.executor.backends.local import LocalBackend
 from aegis.executor.client import ExecutorClient
+from aegis.executor.nonces import RedisNonceStore
 from aegis.executor.schemas import ExecutorActionRequest, ExecutorActionResult
 from aegis.flags import service as flags
-from tests.support import factories
+from tests.conftest import require
+from tests.support import factories, processes
 from tests.support.actions import POLICIES, World, chain_ok, pending_with_hash
 from tests.support.races import at_once, race
 from tests.support.services import free_port
@@ -474,6 +479,42 @@ def test_an_executor_that_answers_not_now_is_retried_not_failed(world: World) ->
         session.execute(update(ActionRequest).values(next_attempt_at=datetime.now(UTC)))
     world.tick()
     assert world.action(action["id"])["status"] == "succeeded"
+
+
+def test_an_executor_whose_redis_forgot_its_nonces_is_retried_when_it_says(
+    world: World, tmp_path: Path
+) -> None:
+    # After its Redis restarts the executor refuses, for a while, what was signed before (it
+    # may be a replay): 503 nonce_store_reset with Retry-After. Nothing ran: the dispatcher
+    # signs the request again after that wait, not at its shorter backoff, and it succeeds.
+    require(shutil.which("redis-server") is not None, "redis-server binary is not installed")
+    with processes.restartable_redis(tmp_path / "redis") as redis_server:
+        client = redis.Redis.from_url(redis_server.url, socket_timeout=2.0)
+        nonces = RedisNonceStore(client, margin_s=3)  # signers may be 3 s ahead of it
+        nonces.start()
+        app = executor_app(world.settings, nonce_store=nonces)
+        with TestClient(app, base_url="http://executor") as ex:
+            secret = world.settings.secret("executor_hmac_secret")
+            executor = ExecutorClient("http://executor", secret, http=ex)
+            redis_server.restart()
+            before = world.cluster.deployment("demo", "web")
+            action = world.request().json()
+            world.tick(executor)
+            waiting = world.action(action["id"])
+            assert (waiting["status"], waiting["attempts"]) == ("approved", 1)
+            assert "nonce store" in waiting["error"]
+            assert world.cluster.deployment("demo", "web") == before
+            with world.database.unit_of_work() as session:
+                request = session.get(ActionRequest, action["id"])
+                assert request is not None and request.next_attempt_at is not None
+                due = actions.aware(request.next_attempt_at)
+                assert due >= actions.aware(request.updated_at) + timedelta(seconds=3)
+
+            processes.wait_until("the retry is due", lambda: datetime.now(UTC) >= due)
+            world.tick(executor)
+    done = world.action(action["id"])
+    assert (done["status"], done["attempts"]) == ("succeeded", 2)
+    assert world.cluster.deployment("demo", "web")["revision"] == before["revision"] + 1
 
 
 def test_unanswered_approval_expires(make_settings: Callable[..., Settings], world: World) -> None:

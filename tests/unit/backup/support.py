@@ -109,7 +109,7 @@ def seed(database: Database, settings: Settings) -> None:
             actor="t",
             data={"text": "ünïcödé ☃ \u2028", "n": 1.5, "nested": {"list": [1, None, True]}},
         )
-    assert DatabaseNonceStore(database).claim("nonce-1", ttl_s=3600)
+    assert DatabaseNonceStore(database).claim("nonce-1", ttl_s=3600, signed_at=0)
 
 
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -14,22 +14,31 @@ from aegis.database.core import Database
 from aegis.executor.errors import NonceStoreUnavailable
 from aegis.executor.models import ExecutorNonce
 from aegis.executor.nonces import DatabaseNonceStore, NonceStore, RedisNonceStore
+from aegis.executor.signing import MAX_CLOCK_SKEW_S
 from tests.support.services import free_port
+
+NOW = 1_800_000_000  # the executor's clock in these tests
+SIGNED_AT = NOW  # every request here was signed at NOW
 
 
 class NonceStoreContract:
     """What every nonce store does; subclasses provide the ``store`` fixture."""
 
     def test_a_new_nonce_is_claimed(self, store: NonceStore) -> None:
-        assert store.claim("nonce-aaaaaaaaaaaaaaaa", ttl_s=60) is True
+        assert store.claim("nonce-aaaaaaaaaaaaaaaa", ttl_s=60, signed_at=SIGNED_AT) is True
 
     def test_a_claimed_nonce_cannot_be_claimed_again(self, store: NonceStore) -> None:
-        store.claim("nonce-bbbbbbbbbbbbbbbb", ttl_s=60)
-        assert store.claim("nonce-bbbbbbbbbbbbbbbb", ttl_s=60) is False
+        store.claim("nonce-bbbbbbbbbbbbbbbb", ttl_s=60, signed_at=SIGNED_AT)
+        assert store.claim("nonce-bbbbbbbbbbbbbbbb", ttl_s=60, signed_at=SIGNED_AT) is False
 
     def test_different_nonces_do_not_collide(self, store: NonceStore) -> None:
-        assert store.claim("nonce-cccccccccccccccc", ttl_s=60) is True
-        assert store.claim("nonce-dddddddddddddddd", ttl_s=60) is True
+        assert store.claim("nonce-cccccccccccccccc", ttl_s=60, signed_at=SIGNED_AT) is True
+        assert store.claim("nonce-dddddddddddddddd", ttl_s=60, signed_at=SIGNED_AT) is True
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [float(NOW)]
 
 
 class TestRedisNonceStore(NonceStoreContract):
@@ -48,29 +57,31 @@ class TestRedisNonceStore(NonceStoreContract):
             client.delete(*keys)
 
     @pytest.fixture
-    def store(self, client: redis.Redis, prefix: str) -> RedisNonceStore:
-        return RedisNonceStore(client, prefix=prefix)
+    def store(self, client: redis.Redis, prefix: str, clock: list[float]) -> RedisNonceStore:
+        """A store whose memory began long enough before NOW (a minute and more) to remember
+        every nonce signed at NOW (test_nonce_store_reset.py: when it began after)."""
+        clock[0] = NOW - MAX_CLOCK_SKEW_S - 1
+        store = RedisNonceStore(client, prefix=prefix, clock=lambda: clock[0])
+        store.start()
+        clock[0] = NOW
+        return store
 
     def test_a_claim_expires_with_its_ttl(
         self, store: RedisNonceStore, client: redis.Redis, prefix: str
     ) -> None:
-        store.claim("nonce-eeeeeeeeeeeeeeee", ttl_s=130)
+        store.claim("nonce-eeeeeeeeeeeeeeee", ttl_s=130, signed_at=SIGNED_AT)
         assert 0 < client.ttl(prefix + "nonce-eeeeeeeeeeeeeeee") <= 130
 
     def test_an_unreachable_redis_fails_closed(self) -> None:
         store = RedisNonceStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
         try:
             with pytest.raises(NonceStoreUnavailable, match="refusing to execute"):
-                store.claim("nonce-ffffffffffffffff", ttl_s=60)
+                store.claim("nonce-ffffffffffffffff", ttl_s=60, signed_at=SIGNED_AT)
         finally:
             store.close()
 
 
 class TestDatabaseNonceStore(NonceStoreContract):
-    @pytest.fixture
-    def clock(self) -> list[float]:
-        return [1_800_000_000.0]
-
     @pytest.fixture
     def store(self, database: Database, clock: list[float]) -> DatabaseNonceStore:
         return DatabaseNonceStore(database, clock=lambda: clock[0])
@@ -78,9 +89,9 @@ class TestDatabaseNonceStore(NonceStoreContract):
     def test_an_expired_nonce_is_forgotten(
         self, store: DatabaseNonceStore, database: Database, clock: list[float]
     ) -> None:
-        store.claim("nonce-gggggggggggggggg", ttl_s=130)
+        store.claim("nonce-gggggggggggggggg", ttl_s=130, signed_at=SIGNED_AT)
         clock[0] += 131
-        assert store.claim("nonce-hhhhhhhhhhhhhhhh", ttl_s=130) is True
+        assert store.claim("nonce-hhhhhhhhhhhhhhhh", ttl_s=130, signed_at=SIGNED_AT) is True
         with database.unit_of_work() as session:
             remembered = session.scalars(select(ExecutorNonce.nonce)).all()
         assert remembered == ["nonce-hhhhhhhhhhhhhhhh"]
@@ -88,9 +99,9 @@ class TestDatabaseNonceStore(NonceStoreContract):
     def test_a_nonce_is_remembered_until_its_ttl(
         self, store: DatabaseNonceStore, clock: list[float]
     ) -> None:
-        store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130)
+        store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130, signed_at=SIGNED_AT)
         clock[0] += 129
-        assert store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130) is False
+        assert store.claim("nonce-iiiiiiiiiiiiiiii", ttl_s=130, signed_at=SIGNED_AT) is False
 
     def test_a_database_that_refuses_writes_fails_closed(
         self, db_url: str, clock: list[float]
@@ -101,7 +112,7 @@ class TestDatabaseNonceStore(NonceStoreContract):
         try:
             store = DatabaseNonceStore(read_only, clock=lambda: clock[0])
             with pytest.raises(NonceStoreUnavailable, match="refusing to execute"):
-                store.claim("nonce-jjjjjjjjjjjjjjjj", ttl_s=130)
+                store.claim("nonce-jjjjjjjjjjjjjjjj", ttl_s=130, signed_at=SIGNED_AT)
         finally:
             read_only.dispose()
 
