@@ -33,6 +33,7 @@ from tests.conftest import require
 from tests.support import processes
 from tests.support.factories import audit_events
 from tests.support.fake_kube import FakeKubeApiServer
+from tests.support.logs import json_lines
 from tests.unit.executor.conftest import ExecutorHarness, action_body
 
 MARGIN_S = 1  # the executors below allow signers 1 s ahead of them, so a test waits 1-2 s
@@ -250,9 +251,10 @@ def test_an_executor_starts_when_redis_will_not_tell_its_policy(
     require(shutil.which("redis-server") is not None, "redis-server binary is not installed")
     with processes.restartable_redis(tmp_path / "redis", "--rename-command", "CONFIG", "") as r:
         settings = make_settings(database_url=db_url, redis_url=r.url)
-        with TestClient(create_app(settings)) as client:
+        with json_lines(capsys) as written, TestClient(create_app(settings)) as client:
             assert client.get("/health").status_code == 200
-    assert "nonce_store_eviction_policy_unknown" in capsys.readouterr().out
+            _, lines = written()
+    assert "nonce_store_eviction_policy_unknown" in [line.get("event") for line in lines]
 
 
 def _forget(redis_url: str, prefix: str) -> None:
