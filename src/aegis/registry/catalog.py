@@ -28,7 +28,7 @@ from aegis.registry.errors import (
 )
 from aegis.registry.keyset import KeySet
 from aegis.registry.models import ModelVersion, PromotionRequest
-from aegis.storage.service import object_url
+from aegis.storage.service import location_key, object_url
 
 STAGES = ("staging", "production", "archived")
 # promotion_requests.id is a 32-bit INTEGER: PostgreSQL refuses to compare it with a larger value
@@ -107,11 +107,13 @@ def _record_push(
     actor: str,
 ) -> ModelVersion:
     name, version = verified.manifest.name, verified.manifest.version
-    # Refuses a --to with credentials or a query before anything is written: the URIs are
-    # recorded and printed.
+    # Another version's location is refused as taken whatever its spelling, before the
+    # spelling itself is looked at.
+    _refuse_if_taken(session, name, version, location_key(f"{to.rstrip('/')}/model.tar.gz"))
+    # Refuses a --to with credentials, a query, or not in its one spelling before anything is
+    # written: the URIs are recorded and printed, and unique as recorded.
     archive_uri = object_url(to, "model.tar.gz")
     signature_uri = object_url(to, "model.tar.gz.sig")
-    _refuse_if_taken(session, name, version, archive_uri)
     row = ModelVersion(
         name=name,
         version=version,
@@ -147,19 +149,28 @@ def _record_push(
     return row
 
 
-def _refuse_if_taken(session: Session, name: str, version: str, archive_uri: str) -> None:
+def _refuse_if_taken(session: Session, name: str, version: str, location: str | None) -> None:
+    """Refuse a version the registry holds, or an archive ``location`` (a :func:`location_key`)
+    a recorded version holds."""
     if session.scalar(
         select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version)
     ):
         raise ModelExists(f"model {name} {version} is already in the registry")
     # Writing over another version's archive would leave that version unloadable (its digest
-    # no longer matches), production included.
-    holder = session.scalar(select(ModelVersion).where(ModelVersion.archive_uri == archive_uri))
-    if holder is not None:
-        raise ModelLocationTaken(
-            f"{archive_uri} holds model {holder.name} {holder.version}: push each version to "
-            "its own location, such as .../model-archives/NAME/VERSION/"
-        )
+    # no longer matches), production included. New versions are recorded in one spelling
+    # (object_url), but versions recorded before may name their location in another
+    # (file://localhost/..., %61), so every recorded URI is compared as a location: a
+    # registry holds versions by the hundred, not by the million.
+    if location is None:
+        return
+    for holder in session.execute(
+        select(ModelVersion.name, ModelVersion.version, ModelVersion.archive_uri)
+    ):
+        if location_key(holder.archive_uri) == location:
+            raise ModelLocationTaken(
+                f"{holder.archive_uri} holds model {holder.name} {holder.version}: push each "
+                "version to its own location, such as .../model-archives/NAME/VERSION/"
+            )
 
 
 def _claim(session: Session, row: ModelVersion) -> None:
@@ -170,7 +181,7 @@ def _claim(session: Session, row: ModelVersion) -> None:
             session.add(row)
             session.flush()
     except IntegrityError:
-        _refuse_if_taken(session, row.name, row.version, row.archive_uri)
+        _refuse_if_taken(session, row.name, row.version, location_key(row.archive_uri))
         raise ModelLocationTaken(  # not found again: only if that row was removed meanwhile
             f"another push took model {row.name} {row.version} or {row.archive_uri} meanwhile"
         ) from None

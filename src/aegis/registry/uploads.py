@@ -8,7 +8,9 @@ leaves the store as it was.
 
 By the time the transaction has ended, another push of the same location may have claimed it,
 uploaded its own archive and committed. So the removal first claims the location itself, in a
-transaction of its own that is never committed: a placeholder row with the same archive URI.
+transaction of its own that is never committed: a placeholder row with the same archive URI
+(recorded in its one spelling, :func:`aegis.storage.service.canonical_url`, so the same string
+for every push to that location).
 Its insert waits for a push still between claim and commit (SQLite: the write lock taken at
 BEGIN) and is refused when a recorded version holds the location; only while the placeholder
 holds it are the files removed. Removing is best effort: when it cannot be done (the database

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from aegis.storage.base import ObjectStore
 from aegis.storage.errors import (
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 CLOUD_SCHEMES = {"s3", "s3a", "gs", "az", "azure", "abfs", "abfss"}
 SCHEMES = CLOUD_SCHEMES | {"file", "memory"}
+# schemes obstore opens as the same backend: one spelling each
+_SCHEME_ALIASES = {"s3a": "s3", "azure": "az", "abfs": "az", "abfss": "az"}
 STREAM_CHUNK = 8 * 1024 * 1024
 _RETRY: dict[str, Any] = {
     "max_retries": 3,
@@ -134,7 +136,72 @@ def object_url(store_url: str, key: str) -> str:
             "segment: name the folder plainly"
         )
     path = f"{parts.path.rstrip('/')}/{check_key(key)}"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    canonical = canonical_url(url)
+    if url != canonical:
+        # Recorded as written, another spelling of a location would get past the check that
+        # each model version has a location of its own. Refused rather than rewritten: what
+        # is recorded is then exactly what was written to (obstore reads "Bucket" as a bucket
+        # of its own, "b%61" as a bucket named so).
+        folder = canonical.rsplit("/", 1)[0] + "/"
+        raise InvalidStoreUrl(
+            f"object store URL {redact_url(store_url)!r} spells a location another way: write "
+            f"it as {folder!r} (lower-case scheme and host, no port, no localhost, %-escapes "
+            "only where needed)"
+        )
+    return url
+
+
+def canonical_url(url: str) -> str:
+    """The one spelling of the object-store location ``url`` names (RFC 3986 section 6.2.2,
+    plus what obstore reads alike), which :func:`object_url` insists on. Only the scheme and
+    the host are case-insensitive, never the path (object keys are case-sensitive):
+
+    - the scheme lower-case, obstore's aliases as one (``s3a`` is ``s3``; ``azure``, ``abfs``
+      and ``abfss`` are ``az``);
+    - the host lower-case and unescaped, without a port (obstore ignores it) or user info;
+      ``file://localhost/`` is ``file:///``;
+    - the path percent-decoded (``%61`` is ``a``, ``%2F`` is ``/``, as obstore and the local
+      store read it) and escaped again as :meth:`pathlib.Path.as_uri` does: every byte but
+      ``A-Z a-z 0-9 _ . - ~`` and ``/`` as ``%XX``, upper-case. A path that does not decode
+      to UTF-8 is :class:`InvalidStoreUrl` (obstore refuses it).
+
+    ``.``/``..``/empty segments are left as they are: :func:`object_url` refuses them and
+    :func:`location_key` resolves them. The query and fragment are dropped.
+    """
+    parts = _split(url)
+    scheme = parts.scheme.lower()
+    scheme = _SCHEME_ALIASES.get(scheme, scheme)
+    host = unquote(parts.hostname or "")  # lower-case, without user info and port
+    if scheme == "file" and host == "localhost":
+        host = ""
+    try:
+        path = unquote(parts.path, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidStoreUrl(
+            f"object store URL {redact_url(url)!r} has a path that is not UTF-8 once %-decoded"
+        ) from None
+    return urlunsplit((scheme, host, quote(path, safe="/"), "", ""))
+
+
+def location_key(url: str) -> str | None:
+    """The location a recorded URL names, to compare recorded URLs spelled in other ways
+    (versions recorded before :func:`object_url` insisted on :func:`canonical_url`): its
+    canonical spelling with ``.``, ``..`` and empty path segments resolved; None when it
+    names no location at all."""
+    try:
+        canonical = urlsplit(canonical_url(url))
+    except InvalidStoreUrl:
+        return None
+    resolved: list[str] = []
+    for segment in canonical.path.split("/"):
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+        elif segment not in {"", "."}:
+            resolved.append(segment)
+    path = "/" + "/".join(resolved)
+    return urlunsplit((canonical.scheme, canonical.netloc, path, "", ""))
 
 
 class ObstoreStore:
@@ -365,8 +432,10 @@ __all__ = [
     "ObjectStore",
     "ObstoreStore",
     "as_store_url",
+    "canonical_url",
     "check_key",
     "check_store",
+    "location_key",
     "object_url",
     "open_configured_store",
     "open_store",

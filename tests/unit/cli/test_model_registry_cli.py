@@ -162,6 +162,35 @@ def test_push_to_the_location_of_another_version_is_refused_and_audited(
     assert json.loads(refused[0].data)["reason"] == "model_location_taken"
 
 
+def test_push_to_another_spelling_of_another_versions_location_exits_1_and_keeps_it(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(["keys", "generate", "--out", str(env / "keys")])
+    pub, key = str(env / "keys" / "cosign.pub"), str(env / "keys" / "cosign.key")
+    store = (env / "bucket").as_uri() + "/model-archives/m/1/"
+    stored = env / "bucket" / "model-archives" / "m" / "1" / "model.tar.gz"
+    for version in ("1", "2"):
+        out = f"m-{version}.tar.gz"
+        argv = ["model", "build", str(env / "model_dir"), "--name", "m", "--version", version]
+        assert run([*argv, "--out", out]) == 0
+        assert run(["model", "sign", out, "--key", key]) == 0
+    assert run(["model", "push", "m-1.tar.gz", "--to", store, "--key", pub]) == 0
+    before = stored.read_bytes()
+    alias = store.replace("file://", "file://localhost", 1).replace("/m/1/", "/%6D/1/")
+    capsys.readouterr()
+    assert run(["model", "push", "m-2.tar.gz", "--to", alias, "--key", pub]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "holds model m 1" in err
+    assert stored.read_bytes() == before
+    database = Database(db_url)
+    with database.unit_of_work() as session:
+        refused = session.scalars(
+            select(AuditEntry).where(AuditEntry.event_type == "model.push_refused")
+        ).one()
+    database.dispose()
+    assert json.loads(refused.data)["reason"] == "model_location_taken"
+
+
 @pytest.mark.parametrize("actor", ["", "  ", "ops\nroot", "ops\x1b[2J", "a" * 257])
 def test_push_refuses_an_actor_that_is_not_a_printable_name_before_anything(
     env: Path, database: Database, actor: str, capsys: pytest.CaptureFixture[str]

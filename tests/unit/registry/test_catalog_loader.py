@@ -333,6 +333,102 @@ def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadabl
     assert prepared.version == "0.1"
 
 
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda uri: uri.replace("file://", "file://localhost", 1),
+        lambda uri: uri.replace("file://", "FILE://", 1),
+        lambda uri: uri.replace("/example/", "/ex%61mple/"),
+        lambda uri: uri.replace("/example/", "/example%2f"),
+    ],
+    ids=["localhost", "upper-case-scheme", "percent-encoded", "encoded-slash"],
+)
+def test_push_to_another_spelling_of_another_versions_location_is_refused_and_keeps_it(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    signing: tuple[object, Path],
+    spell: Callable[[str], str],
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0], "0.1")
+    taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    stored = tmp_path / "store" / "model-archives" / "example" / "0.1" / "model.tar.gz"
+    before = stored.read_bytes()
+    (tmp_path / "next").mkdir()
+    archive, sig = _build(tmp_path / "next", signing[0], "0.2", payload="2")
+    with pytest.raises(ModelLocationTaken) as info, database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=spell(taken),
+            keyset=load_keyset(settings.trusted_keys or ""),
+            actor="alice",
+        )
+    assert "example_multimodal 0.1" in info.value.message
+    assert stored.read_bytes() == before
+    prepared = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert prepared.version == "0.1"
+
+
+def test_push_to_a_location_a_version_recorded_under_another_spelling_holds_is_refused(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    """Versions pushed before locations were checked for other spellings may be recorded as
+    ``file://localhost/...``: they still load, and a push to their location is refused."""
+    _push_and_promote(database, settings, tmp_path, signing[0], "0.1")
+    taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    stored = tmp_path / "store" / "model-archives" / "example" / "0.1" / "model.tar.gz"
+    before = stored.read_bytes()
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE model_versions SET archive_uri = replace(archive_uri, 'file://', "
+                "'file://localhost'), signature_uri = replace(signature_uri, 'file://', "
+                "'file://localhost')"
+            )
+        )
+    (tmp_path / "next").mkdir()
+    archive, sig = _build(tmp_path / "next", signing[0], "0.2", payload="2")
+    with pytest.raises(ModelLocationTaken) as info, database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=taken,
+            keyset=load_keyset(settings.trusted_keys or ""),
+            actor="alice",
+        )
+    assert "example_multimodal 0.1" in info.value.message
+    assert stored.read_bytes() == before
+    prepared = fetch_and_prepare_model_for_load(
+        "example_multimodal", settings=settings, database=database
+    )
+    assert prepared.version == "0.1"
+
+
+def test_push_to_another_spelling_of_a_free_location_is_refused_naming_its_own(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    archive, sig = _build(tmp_path, signing[0], "0.1")
+    canonical = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    with pytest.raises(InvalidStoreUrl) as info, database.unit_of_work() as session:
+        catalog.push(
+            session=session,
+            archive=archive,
+            signature=sig,
+            to=canonical.replace("file://", "file://localhost", 1),
+            keyset=load_keyset(settings.trusted_keys or ""),
+            actor="alice",
+        )
+    assert f"write it as {canonical!r}" in info.value.message
+    assert not (tmp_path / "store").exists()
+    with database.unit_of_work() as session:
+        assert catalog.list_versions(session=session) == []
+
+
 # On SQLite every transaction takes the one write lock at BEGIN (aegis.database.core): pushes
 # take turns there by design.
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
