@@ -9,7 +9,8 @@ answers with something that is not a prediction (an error, not JSON, more than
 ``AI_ENGINE_TIMEOUT_S``), incidents are kept without a prediction and say why
 (``prediction_status``/``prediction_note``); nothing else stops working. Either outcome is audited
 as it is stored, in the same transaction (``incident.prediction_stored``: the model and its top
-recommendation; ``incident.prediction_unavailable``: why there is none). A stored recommendation
+recommendation; ``incident.prediction_unavailable``: why there is none, ``skipped`` included for an
+incident that resolved before it was asked about). A stored recommendation
 becomes an ordinary action request from ``principal:ai-engine``
 (:mod:`aegis.incidents.recommendations`).
 """
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from aegis.actions import service as actions_service
 from aegis.audit import service as audit_service
+from aegis.audit.schemas import AuditEventCreate
 from aegis.core.config import Settings
 from aegis.core.context import AppContext
 from aegis.core.errors import AegisError
@@ -46,6 +48,7 @@ from aegis.safety import service as safety
 log = get_logger(__name__)
 TICK_S = 1.0
 PASS_SIZE = 20  # incidents per pass
+SKIP_BATCH = 500  # resolved incidents marked (and audited) as not asked about, per pass
 PREDICTION_LEASE_S = 300.0  # a claim older than this is taken to be a dead backend's
 AUDITED_TEXT = 512  # the most of one text (a model's name, a reason) an audit record keeps
 
@@ -106,17 +109,27 @@ def predict_pending(
 
 def _skip_resolved(session: Session) -> None:
     """Incidents that resolved before any backend asked about them (or whose asking backend
-    died) are not asked about: they say so instead of waiting forever."""
-    session.execute(
+    died) are not asked about: they say so instead of waiting forever, audited like any other
+    incident kept without a prediction. At most :data:`SKIP_BATCH` a pass (the rest the next),
+    so a resolved storm does not hold the audit chain's lock for one long append."""
+    now, note = _now(), "not asked: the incident resolved before the AI engine was asked"
+    waiting = and_(Incident.status == "resolved", _claimable(now))
+    batch = select(Incident.id).where(waiting).order_by(Incident.id).limit(SKIP_BATCH)
+    # The conditions are repeated on the UPDATE: on PostgreSQL a backend that skips the same
+    # rows at once waits for the first, re-reads them, and changes (and returns) none of them.
+    skipped = session.scalars(
         update(Incident)
-        .where(Incident.status == "resolved", _claimable(_now()))
+        .where(Incident.id.in_(batch.scalar_subquery()), waiting)
         .values(
             prediction_status="skipped",
-            prediction_note="not asked: the incident resolved before the AI engine was asked",
+            prediction_note=note,
             prediction_claim=None,
             prediction_claimed_at=None,
         )
+        .returning(Incident.id)
     )
+    events = [_unavailable(incident_id, "skipped", note) for incident_id in sorted(skipped)]
+    audit_service.append(session=session, events=events)
 
 
 def _now() -> datetime:
@@ -300,21 +313,9 @@ def _audit_outcome(session: Session, incident: Incident, prediction: dict[str, A
     """Record, with the stored outcome, which model recommended what (the model, the severity,
     the top action and its confidence; never the log lines or metric series it read), or why
     the incident has no prediction."""
-    resource = f"incident:{incident.id}"
     if prediction is None:
-        audit_service.record_audit_event(
-            session=session,
-            category="system",
-            event_type="incident.prediction_unavailable",
-            actor=recommendations.ENGINE_ACTOR.name,
-            resource=resource,
-            outcome=incident.prediction_status,
-            data={
-                "incident_id": incident.id,
-                "status": incident.prediction_status,
-                "reason": incident.prediction_note[:AUDITED_TEXT],
-            },
-        )
+        why = _unavailable(incident.id, incident.prediction_status, incident.prediction_note)
+        audit_service.append(session=session, events=[why])
         return
     model = prediction.get("model") or {}
     ranked = prediction.get("recommendations") or []
@@ -324,7 +325,7 @@ def _audit_outcome(session: Session, incident: Incident, prediction: dict[str, A
         category="system",
         event_type="incident.prediction_stored",
         actor=recommendations.ENGINE_ACTOR.name,
-        resource=resource,
+        resource=f"incident:{incident.id}",
         data={
             "incident_id": incident.id,
             "model_name": _text(model.get("name")),
@@ -334,6 +335,18 @@ def _audit_outcome(session: Session, incident: Incident, prediction: dict[str, A
             "action": _text(top["action"]) if top else None,
             "confidence": _number(top.get("confidence", 0.0)) if top else None,
         },
+    )
+
+
+def _unavailable(incident_id: int, status: str, note: str) -> AuditEventCreate:
+    """The record of an incident kept without a prediction (``status``), and why (``note``)."""
+    return AuditEventCreate(
+        category="system",
+        event_type="incident.prediction_unavailable",
+        actor=recommendations.ENGINE_ACTOR.name,
+        resource=f"incident:{incident_id}",
+        outcome=status,
+        data={"incident_id": incident_id, "status": status, "reason": note[:AUDITED_TEXT]},
     )
 
 

@@ -2,7 +2,8 @@
 
 The owners come from the on-call runbook: critical pages the SRE on-call (PagerDuty), warning
 goes to Slack #aegis-alerts (ops triage), safety alerts also to #aegis-safety and the Safety
-on-call, AegisAuditWriteFailures also to Compliance, and every alert to Aegis's own webhook.
+on-call, AegisAuditWriteFailures and AegisRestoreDrillFailed (the audit chain may be incomplete or
+tampered with) also to Compliance, and every alert to Aegis's own webhook.
 Routing is checked with ``amtool config routes test --verify.receivers=...`` on the real file,
 with the labels each rule in k8s/prometheus/alert-rules.yaml really carries.
 """
@@ -38,7 +39,7 @@ EXPECTED_RECEIVERS = {
     "AegisExecutorActionFailures": ["aegis-webhook", "ops-slack"],
     "AegisBackupJobFailed": ["aegis-webhook", "ops-slack"],
     "AegisBackupMissing": ["aegis-webhook", "sre-pagerduty"],
-    "AegisRestoreDrillFailed": ["aegis-webhook", "ops-slack"],
+    "AegisRestoreDrillFailed": ["aegis-webhook", "compliance-slack", "ops-slack"],
 }
 RULES = alert_rules()
 

@@ -22,6 +22,7 @@ from aegis.incidents import jobs
 from aegis.incidents.models import Incident
 from tests.support import factories
 from tests.support.alerts import alert, deliver
+from tests.support.races import race
 from tests.support.services import free_port, serving
 
 STORED = "incident.prediction_stored"
@@ -171,3 +172,84 @@ def test_an_odd_but_valid_answer_is_stored_and_audited_with_what_can_be_kept(
         "action": "restart_deployment",
         "confidence": None,
     }
+
+
+def test_an_incident_resolved_before_it_was_asked_about_is_audited_as_skipped(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """It is kept without a prediction like any other: the chain says so, and why."""
+    settings = make_settings(database_url=db_url, ai_engine_enabled=False)
+    with TestClient(create_app(settings)) as api:
+        admin = _raise(api, settings, database)
+        resolved = alert(
+            "KubePodCrashLooping",
+            status="resolved",
+            namespace="demo",
+            severity="critical",
+            pod="web-1",
+        )
+        deliver(api, settings.secret("alert_webhook_token"), resolved)
+        assert jobs.predict_pending(database, settings) == 0
+        assert jobs.predict_pending(database, settings) == 0  # a second pass records nothing
+        incident = api.get("/api/v1/incidents", headers=admin).json()["items"][0]
+        entries = _audited(api, admin, UNAVAILABLE)
+
+    assert incident["prediction_status"] == "skipped"
+    (entry,) = entries
+    assert (entry["actor"], entry["resource"]) == ("ai-engine", f"incident:{incident['id']}")
+    assert entry["outcome"] == "skipped"
+    assert entry["data"] == {
+        "incident_id": incident["id"],
+        "status": "skipped",
+        "reason": incident["prediction_note"],
+    }
+
+
+def _resolved_storm(api: TestClient, settings: Settings, count: int) -> None:
+    """``count`` incidents (one per deployment) that resolve before anyone asks about them."""
+    for status in ("firing", "resolved"):
+        for i in range(count):
+            raised = alert("HighErrorRate", status=status, namespace="demo", deployment=f"web-{i}")
+            deliver(api, settings.secret("alert_webhook_token"), raised)
+
+
+def test_a_resolved_storm_is_skipped_and_audited_a_batch_a_pass(
+    make_settings: Callable[..., Settings],
+    db_url: str,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jobs, "SKIP_BATCH", 2)
+    settings = make_settings(database_url=db_url, ai_engine_enabled=False)
+    with TestClient(create_app(settings)) as api:
+        admin = factories.signed_in(api, database, "admin")
+        _resolved_storm(api, settings, 3)
+        jobs.predict_pending(database, settings)
+        first = _audited(api, admin, UNAVAILABLE)
+        jobs.predict_pending(database, settings)
+        both = _audited(api, admin, UNAVAILABLE)
+        incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+
+    assert len(first) == 2
+    assert sorted(e["data"]["incident_id"] for e in both) == sorted(i["id"] for i in incidents)
+    assert {i["prediction_status"] for i in incidents} == {"skipped"}
+
+
+def test_two_backends_skipping_at_once_audit_each_incident_once(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    """The second backend's pass runs while the first one's skip is uncommitted: it waits, then
+    finds nothing left to skip (without re-reading the rows it would mark and audit them again)."""
+    settings = make_settings(database_url=db_url, ai_engine_enabled=False)
+    with TestClient(create_app(settings)) as api:
+        admin = factories.signed_in(api, database, "admin")
+        _resolved_storm(api, settings, 2)
+        with database.unit_of_work() as session:
+            jobs._skip_resolved(session)
+            second = race(lambda: jobs.predict_pending(database, settings))
+        assert second.done() == 0
+        entries = _audited(api, admin, UNAVAILABLE)
+        incidents = api.get("/api/v1/incidents", headers=admin).json()["items"]
+
+    assert sorted(e["data"]["incident_id"] for e in entries) == sorted(i["id"] for i in incidents)
+    assert len(incidents) == 2
