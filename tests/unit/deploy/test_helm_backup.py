@@ -28,7 +28,13 @@ from tests.unit.deploy.manifests import (
     load_docs,
     pod_spec,
 )
-from tests.unit.deploy.test_helm_chart import GKE_METADATA_SERVER, TERRAFORM_OUTPUTS, _helm, _sets
+from tests.unit.deploy.test_helm_chart import (
+    GKE_METADATA_SERVER,
+    TERRAFORM_OUTPUTS,
+    _lint_aws,
+    _sets,
+)
+from tests.unit.deploy.test_helm_chart import _render as render_chart
 
 DESTINATION = "s3://aegis-staging-123456789012/aegis/backups"
 BACKUP_ROLE = "arn:aws:iam::123456789012:role/aegis-staging-db-backup"
@@ -37,13 +43,7 @@ DRILL = {**ENABLED, "backup.drill.enabled": "true"}
 
 
 def _render(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_helm(), "template", "aegis", str(HELM), "-n", "aegis", *_sets(TERRAFORM_OUTPUTS), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return render_chart(*_sets(TERRAFORM_OUTPUTS), *args)
 
 
 def _objects(*args: str) -> list[dict[str, Any]]:
@@ -253,21 +253,7 @@ def test_a_bad_backup_value_stops_the_render_naming_it(values: dict[str, str], n
 
 
 def test_helm_lint_accepts_the_chart_with_backups_and_drill() -> None:
-    result = subprocess.run(
-        [
-            _helm(),
-            "lint",
-            "--strict",
-            str(HELM),
-            "-f",
-            str(HELM / "values.aws.yaml"),
-            *_sets({**TERRAFORM_OUTPUTS, **DRILL, "cloud.aws.backupRoleArn": BACKUP_ROLE}),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _lint_aws({**TERRAFORM_OUTPUTS, **DRILL, "cloud.aws.backupRoleArn": BACKUP_ROLE})
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -157,22 +157,20 @@ def test_rendered_chart_uses_the_terraform_outputs(rendered_aws: list[dict[str, 
     assert images == {"registry.example.com/aegis:1.2.3"}
 
 
-def test_helm_lint_accepts_the_chart_with_the_aws_values() -> None:
-    result = subprocess.run(
-        [
-            _helm(),
-            "lint",
-            "--strict",
-            str(HELM),
-            "-f",
-            str(HELM / "values.aws.yaml"),
-            *_sets(TERRAFORM_OUTPUTS),
-        ],
+def _lint_aws(values: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``helm lint --strict`` of the chart with values.aws.yaml and ``values`` set."""
+    aws = str(HELM / "values.aws.yaml")
+    return subprocess.run(
+        [_helm(), "lint", "--strict", str(HELM), "-f", aws, *_sets(values)],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_helm_lint_accepts_the_chart_with_the_aws_values() -> None:
+    result = _lint_aws(TERRAFORM_OUTPUTS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

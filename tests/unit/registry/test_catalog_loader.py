@@ -310,23 +310,36 @@ def test_an_unwritable_model_cache_is_refused_and_audited(
     assert _events(database)[-1] == "model.load_refused"
 
 
-def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadable(
-    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+def _push_0_2_is_refused_as_taken(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    signing: tuple[object, Path],
+    *,
+    to: str,
+    payload: str = "2",
 ) -> None:
-    _push_and_promote(database, settings, tmp_path, signing[0], "0.1")
-    taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    """Push a new version 0.2 to ``to``: refused, as 0.1 holds that location."""
     (tmp_path / "next").mkdir()
-    archive, sig = _build(tmp_path / "next", signing[0], "0.2")
+    archive, sig = _build(tmp_path / "next", signing[0], "0.2", payload=payload)
     with pytest.raises(ModelLocationTaken) as info, database.unit_of_work() as session:
         catalog.push(
             session=session,
             archive=archive,
             signature=sig,
-            to=taken,
+            to=to,
             keyset=load_keyset(settings.trusted_keys or ""),
             actor="alice",
         )
     assert "example_multimodal 0.1" in info.value.message
+
+
+def test_push_to_the_location_of_another_version_is_refused_and_keeps_it_loadable(
+    database: Database, settings: Settings, tmp_path: Path, signing: tuple[object, Path]
+) -> None:
+    _push_and_promote(database, settings, tmp_path, signing[0], "0.1")
+    taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
+    _push_0_2_is_refused_as_taken(database, settings, tmp_path, signing, to=taken, payload="1")
     prepared = fetch_and_prepare_model_for_load(
         "example_multimodal", settings=settings, database=database
     )
@@ -354,18 +367,7 @@ def test_push_to_another_spelling_of_another_versions_location_is_refused_and_ke
     taken = (tmp_path / "store").as_uri() + "/model-archives/example/0.1/"
     stored = tmp_path / "store" / "model-archives" / "example" / "0.1" / "model.tar.gz"
     before = stored.read_bytes()
-    (tmp_path / "next").mkdir()
-    archive, sig = _build(tmp_path / "next", signing[0], "0.2", payload="2")
-    with pytest.raises(ModelLocationTaken) as info, database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=sig,
-            to=spell(taken),
-            keyset=load_keyset(settings.trusted_keys or ""),
-            actor="alice",
-        )
-    assert "example_multimodal 0.1" in info.value.message
+    _push_0_2_is_refused_as_taken(database, settings, tmp_path, signing, to=spell(taken))
     assert stored.read_bytes() == before
     prepared = fetch_and_prepare_model_for_load(
         "example_multimodal", settings=settings, database=database
@@ -390,18 +392,7 @@ def test_push_to_a_location_a_version_recorded_under_another_spelling_holds_is_r
                 "'file://localhost')"
             )
         )
-    (tmp_path / "next").mkdir()
-    archive, sig = _build(tmp_path / "next", signing[0], "0.2", payload="2")
-    with pytest.raises(ModelLocationTaken) as info, database.unit_of_work() as session:
-        catalog.push(
-            session=session,
-            archive=archive,
-            signature=sig,
-            to=taken,
-            keyset=load_keyset(settings.trusted_keys or ""),
-            actor="alice",
-        )
-    assert "example_multimodal 0.1" in info.value.message
+    _push_0_2_is_refused_as_taken(database, settings, tmp_path, signing, to=taken)
     assert stored.read_bytes() == before
     prepared = fetch_and_prepare_model_for_load(
         "example_multimodal", settings=settings, database=database
