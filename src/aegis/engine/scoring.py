@@ -140,15 +140,21 @@ def _start(prepared: PreparedModel, w: _Work) -> None:
 
 
 def _series_stage(prepared: PreparedModel, works: list[_Work]) -> None:
-    """Every series of ``works`` in one batch: clean, score, figures, drivers."""
+    """Every series of ``works`` in a few arrays, one per run of series of similar length (so
+    one long series pads no short one): clean, score, figures, drivers."""
     spec = prepared.model.spec
     det, windows = spec.detector, spec.windows
-    batch = series.build([s for w in works for s in w.incident.series], prepared.families)
+    every = [s for w in works for s in w.incident.series]
     owners = np.repeat(np.arange(len(works)), [len(w.incident.series) for w in works])
+    parts = [
+        (rows, series.build([every[r] for r in rows], prepared.families))
+        for rows in series.runs([s.length for s in every])
+    ]
     ends = np.full(len(works), -np.inf)
-    if batch.rows and batch.values.shape[1]:
-        row_end = np.nanmax(np.where(np.isnan(batch.times), -np.inf, batch.times), axis=1)
-        np.maximum.at(ends, owners, row_end)
+    for rows, batch in parts:
+        if batch.values.shape[1]:
+            row_end = np.nanmax(np.where(np.isnan(batch.times), -np.inf, batch.times), axis=1)
+            np.maximum.at(ends, owners[rows], row_end)
     for i, w in enumerate(works):
         log_times = [t for t in (w.lines.times if w.lines else []) if t is not None]
         t_end = max([float(ends[i]), *log_times])
@@ -156,26 +162,39 @@ def _series_stage(prepared: PreparedModel, works: list[_Work]) -> None:
             w.boundary, w.reference = w.starts_at - windows.alert_lead_s, w.starts_at
         elif t_end > -np.inf:
             w.boundary, w.reference = t_end - windows.recent_window_s, t_end
-    boundaries = np.array(
-        [np.nan if works[o].boundary is None else works[o].boundary for o in owners.tolist()],
-        dtype=np.float64,
-    )
-    starts = series.recent_starts(batch, boundaries, windows.recent_fraction)
-    scores = series.score(batch, name=det.name, params=det.params, use_kernel=prepared.use_kernel)
-    figs = series.figures(batch, scores, starts)
-    picked = series.drivers(scores, batch.lengths, det.driver_threshold, det.max_drivers)
-    for row, owner in enumerate(owners.tolist()):
-        facts = symptoms.SeriesFacts(
-            name=batch.names[row],
-            family=batch.families[row],
-            recent_score=float(figs.recent_score[row]),
-            change=_finite(figs.change[row]),
-            growth=_finite(figs.growth[row]),
-            rising_quarters=int(figs.rising_quarters[row]),
-            increase=float(figs.increase[row]) if np.isfinite(figs.increase[row]) else 0.0,
+    done: dict[int, tuple[symptoms.SeriesFacts, SeriesResult]] = {}
+    for rows, batch in parts:
+        boundaries = np.array(
+            [
+                np.nan if works[o].boundary is None else works[o].boundary
+                for o in owners[rows].tolist()
+            ],
+            dtype=np.float64,
         )
+        starts = series.recent_starts(batch, boundaries, windows.recent_fraction)
+        scores = series.score(
+            batch, name=det.name, params=det.params, use_kernel=prepared.use_kernel
+        )
+        figs = series.figures(batch, scores, starts)
+        picked = series.drivers(scores, batch.lengths, det.driver_threshold, det.max_drivers)
+        for k, row in enumerate(rows):
+            done[row] = (_facts(batch, k, figs), _series_result(batch, k, scores, figs, picked[k]))
+    for row, owner in enumerate(owners.tolist()):
+        facts, result = done[row]
         works[owner].facts.append(facts)
-        works[owner].series.append(_series_result(batch, row, scores, figs, picked[row]))
+        works[owner].series.append(result)
+
+
+def _facts(batch: series.SeriesBatch, row: int, figs: series.Figures) -> symptoms.SeriesFacts:
+    return symptoms.SeriesFacts(
+        name=batch.names[row],
+        family=batch.families[row],
+        recent_score=float(figs.recent_score[row]),
+        change=_finite(figs.change[row]),
+        growth=_finite(figs.growth[row]),
+        rising_quarters=int(figs.rising_quarters[row]),
+        increase=float(figs.increase[row]) if np.isfinite(figs.increase[row]) else 0.0,
+    )
 
 
 def _finite(value: float) -> float | None:

@@ -169,23 +169,33 @@ def kernel_supported(name: str, params: dict[str, Any]) -> bool:
 _KERNEL_CHECKED: dict[str, bool] = {}
 
 
-def _groups(lengths: list[int]) -> tuple[list[list[int]], list[int]]:
-    """Split rows into lockstep groups of similar length, and the rest (scored one by one)."""
+def runs(lengths: Sequence[int]) -> list[list[int]]:
+    """Rows in runs of similar length, longest first: every row of a run is at least
+    ``LOCKSTEP_MIN_FILL`` of the run's longest (rows of no points make one run). A run stacked
+    into one array is padded to at most twice its points, so a batch's arrays grow with the
+    points it holds, never with its number of series times its longest one."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    groups: list[list[int]] = []
-    single: list[int] = []
+    out: list[list[int]] = []
     start = 0
     while start < len(order):
         longest = lengths[order[start]]
         end = start
         while end < len(order) and lengths[order[end]] >= LOCKSTEP_MIN_FILL * longest:
             end += 1
-        members = order[start:end]
-        if longest > 0 and len(members) >= LOCKSTEP_MIN_ROWS:
+        out.append(order[start:end])
+        start = max(end, start + 1)
+    return out
+
+
+def _groups(lengths: list[int]) -> tuple[list[list[int]], list[int]]:
+    """Split rows into lockstep groups of similar length, and the rest (scored one by one)."""
+    groups: list[list[int]] = []
+    single: list[int] = []
+    for members in runs(lengths):
+        if lengths[members[0]] > 0 and len(members) >= LOCKSTEP_MIN_ROWS:
             groups.append(members)
         else:
             single.extend(members)
-        start = max(end, start + 1)
     return groups, single
 
 
