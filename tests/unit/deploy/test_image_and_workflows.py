@@ -75,6 +75,24 @@ def test_verifier_assumes_a_role_over_oidc_and_runs_the_verifier() -> None:
     assert "scripts/verify_model_signatures.py" in runs
 
 
+def test_verifier_runs_on_pull_requests_from_this_repository_only() -> None:
+    """Runbook 002: the CI verifier cosign-verifies staging artifacts on PRs. A fork's pull
+    request gets no OIDC token or secrets, so it is skipped rather than failed; so is every pull
+    request before the staging bucket is configured."""
+    doc = _workflow("verify-model-signatures-aws-oidc.yml")
+    assert "pull_request" in doc["on"]
+    (job,) = doc["jobs"].values()
+    condition = " ".join(job["if"].split())
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "vars.AEGIS_STAGING_BUCKET != ''" in condition
+    assert "github.event_name != 'pull_request'" in condition
+    # A pull request has no inputs: the archive key falls back to a repository variable, then
+    # to the example model's key.
+    key = job["env"]["ARCHIVE_KEY"]
+    assert "inputs.archive_key ||" in key and "vars.AEGIS_VERIFY_ARCHIVE_KEY" in key
+    assert key.rstrip(" }").endswith("'model-archives/example/0.1/model.tar.gz'")
+
+
 def test_helm_deploy_is_dispatched_with_an_image_tag() -> None:
     doc = _workflow("helm-deploy-aws.yml")
     assert "image_tag" in doc["on"]["workflow_dispatch"]["inputs"]
