@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -198,6 +199,71 @@ def _control_characters(scope: Scope) -> bool:
     return any(_CONTROL.search(unquote_to_bytes(part)) for part in (path, query) if part)
 
 
+# How pydantic names the forms of a union in an error's path: a class ("LogLine", "Page[int]"),
+# a type ("str", "list[int]"), a constrained or wrapped one ("constrained-str",
+# "function-after[check(), str]").
+_UNION_FORM = re.compile(
+    r"_*[A-Z]\w*(\[.*\])?|[a-z]+(-[a-z]+)*\[.*\]|[a-z]+(-[a-z]+)+"
+    r"|str|int|float|bool|bytes|complex|decimal|uuid|url|datetime|date|time|timedelta|none|any"
+)
+_NOT_THIS_TYPE = frozenset({"none_required", "is_instance_of", "is_subclass_of"})
+
+
+def _is_form(part: object) -> bool:
+    return isinstance(part, str) and _UNION_FORM.fullmatch(part) is not None
+
+
+def _union_forms(errors: Sequence[Any], prefix: tuple[Any, ...]) -> list[list[Any]] | None:
+    """The errors under ``prefix`` per form of the union there, in the union's order; ``None``
+    if what branches there is not a union (fields or keys that only look like form names)."""
+    depth = len(prefix)
+    forms: dict[Any, list[Any]] = {}
+    given = []  # what the forms were given: the errors at the forms themselves carry it
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if len(loc) > depth and loc[:depth] == prefix:
+            forms.setdefault(loc[depth], []).append(error)
+            if len(loc) == depth + 1:
+                if _names_a_field(error["type"]):
+                    return None  # "x-api-key: Field required" is a header, not a form
+                if "input" in error:
+                    given.append(error["input"])
+    if len(forms) < 2 or not all(_is_form(name) for name in forms):
+        return None
+    if any(value is not given[0] and value != given[0] for value in given[1:]):
+        return None  # a union's forms are all given the same value; a dict's keys are not
+    return list(forms.values())
+
+
+def _names_a_field(error_type: str) -> bool:
+    """Whether an error of this type ends its path with a field's or key's name."""
+    return error_type == "extra_forbidden" or error_type.startswith(("missing", "unexpected_"))
+
+
+def _not_its_type(form: list[Any], depth: int) -> bool:
+    """Whether a form refused the value for its type (a string where it takes an object)."""
+    return any(
+        len(e["loc"]) == depth + 1 and (e["type"].endswith("_type") or e["type"] in _NOT_THIS_TYPE)
+        for e in form
+    )
+
+
+def reported_error(errors: Sequence[Any]) -> Any:
+    """The one error of a 422's message: the first, except where its path passes through a union
+    (pydantic reports every form of it, each under its own name): there, the errors of the form
+    that fits the value best (one that takes its type, with the fewest errors; the first on a
+    tie), with the form's name taken out of the path."""
+    loc = tuple(errors[0].get("loc", ()))
+    for depth, part in enumerate(loc):
+        forms = _union_forms(errors, loc[:depth]) if _is_form(part) else None
+        if forms is not None:
+            best = min(forms, key=lambda form: (_not_its_type(form, depth), len(form)))
+            return reported_error(
+                [{**e, "loc": (*e["loc"][:depth], *e["loc"][depth + 1 :])} for e in best]
+            )
+    return errors[0]
+
+
 COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNCOUNTED_ROUTES = {"/metrics", "/health", "/api/v1/health", "/api/v1/health/ping", "unmatched"}
 
@@ -223,7 +289,8 @@ def install(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        errors = exc.errors()
+        first = reported_error(errors) if errors else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
         return error_response(422, "invalid_request", message)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import pytest
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Header, Response
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy import text
 
 from aegis.backend_app import create_app as create_backend
@@ -16,6 +18,16 @@ from aegis.core.context import AppContext
 from aegis.core.errors import NotFound
 from aegis.database.core import Database
 from tests.support import factories
+
+
+class _Point(BaseModel):
+    x: int
+    y: int
+
+
+class _Mark(BaseModel):
+    at: Annotated[str, StringConstraints(max_length=3)] | _Point
+    weights: dict[str, int] = {}
 
 
 def _app(settings: Settings) -> FastAPI:
@@ -32,6 +44,14 @@ def _app(settings: Settings) -> FastAPI:
     @app.post("/echo")
     async def echo(body: dict[str, str]) -> dict[str, str]:
         return body
+
+    @app.post("/mark")
+    async def mark(body: _Mark) -> None:
+        return None
+
+    @app.get("/headed")
+    async def headed(x_first: str = Header(), x_second: str = Header()) -> None:
+        return None
 
     @app.get("/cacheable")
     async def cacheable() -> Response:
@@ -107,6 +127,38 @@ def test_validation_errors_name_the_field(make_settings: Callable[..., Settings]
         )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # A union (a short string or a point): the form the value has is the one reported, and
+        # pydantic's names for the forms ("constrained-str", "_Point") stay out of the path.
+        ({"at": {"x": 1, "y": "far"}}, "at.y: Input should be a valid integer"),
+        ({"at": {"x": 1}}, "at.y: Field required"),
+        ({"at": "long"}, "at: String should have at most 3 characters"),
+        ({"at": 5}, "at: Input should be a valid string"),
+        # Not a union, though its keys look like pydantic's names for forms: the first bad
+        # value's key is named.
+        ({"at": "a", "weights": {"Cpu": "x", "Mem": "y"}}, "weights.Cpu: Input should be a"),
+    ],
+)
+def test_a_validation_error_is_reported_for_the_form_the_value_has(
+    make_settings: Callable[..., Settings], body: dict[str, object], message: str
+) -> None:
+    with TestClient(_app(make_settings())) as client:
+        response = client.post("/mark", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith(message)
+
+
+def test_missing_parameters_whose_names_look_like_a_unions_forms_are_named(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(_app(make_settings())) as client:
+        response = client.get("/headed")
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "header.x-first: Field required"
 
 
 def _canary_counts() -> dict[str, float]:

@@ -210,7 +210,16 @@ def test_outcome_statistics_sent_with_the_request_change_the_confidence(client: 
         ),
         ({"incident": {"series": [{"name": "", "points": []}]}}, "incident.series.0.name"),
         ({"incident": {"replicas": -1}}, "incident.replicas"),
-        ({"incident": {"logs": [{"message_b64": "%%"}]}}, "incident.logs.0"),
+        (
+            {"incident": {"logs": [{"message_b64": "%%"}]}},
+            "incident.logs.0.message_b64: Value error, not standard base64",
+        ),
+        ({"incident": {"logs": [{"message": 5}]}}, "incident.logs.0.message: Input should be a"),
+        ({"incident": {"logs": ["x" * 65_537]}}, "incident.logs.0: String should have at most"),
+        (
+            {"incident": {"logs": [{"message_b64": "AA==", "timestamp": "soon"}]}},
+            "incident.logs.0.timestamp: Input should be a valid number",
+        ),
         ({"incident": {"bogus": 1}}, "incident.bogus"),
         (
             {"incident": {"series": [{"name": "cpu", "timestamps": [1], "values": ["high"]}]}},
