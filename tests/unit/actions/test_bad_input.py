@@ -1,0 +1,40 @@
+"""Action requests whose values pass JSON parsing but cannot be hashed, stored or compared:
+refused with one 422 line, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.actions import World
+
+# Python's JSON parser takes NaN, Infinity and a number past a float's range (read as
+# Infinity), and an escaped half of a surrogate pair: none has a canonical JSON form, which the
+# request's hash (its idempotency check) and the audit record are computed over.
+UNHASHABLE_PARAMS = [
+    '{"replicas": NaN}',
+    '{"replicas": Infinity}',
+    '{"replicas": -Infinity}',
+    '{"replicas": 1e400}',
+    '{"replicas": 3, "nested": {"list": [NaN]}}',
+    '{"replicas": "\\ud800"}',
+    '{"\\udfff": 1, "replicas": 3}',
+]
+
+
+@pytest.mark.parametrize("params", UNHASHABLE_PARAMS)
+def test_params_without_a_canonical_json_form_are_422(world: World, params: str) -> None:
+    body = (
+        '{"action": "scale_deployment", "namespace": "demo", "name": "web", '
+        f'"idempotency_key": "k-unhashable", "reason": "test", "params": {params}}}'
+    )
+    sent = world.api.post(
+        "/api/v1/actions",
+        content=body.encode(),
+        headers={**world.operator, "Content-Type": "application/json"},
+    )
+    assert sent.status_code == 422, sent.text
+    error = sent.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith("params: ")
+    assert "NaN, Infinity" in error["message"]
+    assert "\n" not in error["message"]
