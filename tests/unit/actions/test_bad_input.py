@@ -38,3 +38,16 @@ def test_params_without_a_canonical_json_form_are_422(world: World, params: str)
     assert error["message"].startswith("params: ")
     assert "NaN, Infinity" in error["message"]
     assert "\n" not in error["message"]
+
+
+@pytest.mark.parametrize("incident_id", [0, -1, -(2**63), -(2**70)])
+def test_an_incident_id_below_one_is_one_that_does_not_exist_on_both(
+    world: World, incident_id: int
+) -> None:
+    # SQLite could not bind an id below its 64-bit integers (a 500); PostgreSQL refused to
+    # compare it (422 invalid_value): no incident has an id below 1
+    sent = world.request(incident_id=incident_id)
+    assert sent.status_code == 422, sent.text
+    error = sent.json()["error"]
+    assert error["code"] == "action_invalid"
+    assert f"incident {incident_id} does not exist" in error["message"]
