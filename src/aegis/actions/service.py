@@ -51,6 +51,19 @@ from aegis.safety import service as safety_service
 
 AI_ENGINE = "ai-engine"  # the AI engine's service principal
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
+# Every status a request can have (the life above); the list's ?status= takes only these.
+STATUSES = (
+    "pending_approval",
+    "approved",
+    "running",
+    "succeeded",
+    "failed",
+    "unknown",
+    "refused",
+    "denied",
+    "rejected",
+    "expired",
+)
 RESTART_STAMP_PATH = STATE_PATHS["restarted_at"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from aegis.actions.service import STATUSES as ACTION_STATUSES
 from tests.support.actions import World
 
 # Python's JSON parser takes NaN, Infinity and a number past a float's range (read as
@@ -51,3 +52,24 @@ def test_an_incident_id_below_one_is_one_that_does_not_exist_on_both(
     error = sent.json()["error"]
     assert error["code"] == "action_invalid"
     assert f"incident {incident_id} does not exist" in error["message"]
+
+
+@pytest.mark.parametrize("status", ["pending", "PENDING_APPROVAL", "", "abc", "approved,denied"])
+def test_listing_by_a_status_no_request_can_have_is_422(world: World, status: str) -> None:
+    # it was an empty page (or, for "", every request): a typo read as "nothing pending"
+    world.request()
+    listed = world.api.get("/api/v1/actions", params={"status": status}, headers=world.operator)
+    assert listed.status_code == 422, listed.text
+    error = listed.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith("query.status: ")
+
+
+def test_listing_by_each_status_a_request_can_have_is_answered(world: World) -> None:
+    approved = world.request().json()
+    assert approved["status"] == "approved"
+    for status in ACTION_STATUSES:
+        listed = world.api.get("/api/v1/actions", params={"status": status}, headers=world.operator)
+        assert listed.status_code == 200, listed.text
+        shown = [a["id"] for a in listed.json()["items"]]
+        assert shown == ([approved["id"]] if status == "approved" else [])
