@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aegis.audit import canonical
 
 
 class ActionCreate(BaseModel):
@@ -20,6 +22,21 @@ class ActionCreate(BaseModel):
     confidence: float | None = Field(None, ge=0, le=1)
     severity: str | None = Field(None, pattern="^(critical|warning|info)$")
     model_digest: str | None = Field(None, max_length=128)
+
+    @field_validator("params")
+    @classmethod
+    def _canonical_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Params the request's hash and its audit record can be computed over: JSON without
+        NaN, Infinity (or a number past a float's range) or half of a surrogate pair, which
+        Python's JSON parser accepts and canonical JSON has no form for."""
+        try:
+            canonical.canonical(value)
+        except ValueError:  # UnicodeEncodeError included
+            raise ValueError(
+                "must be plain JSON: no NaN, Infinity or number out of range, "
+                "no unpaired surrogate escape"
+            ) from None
+        return value
 
 
 class ApprovalBody(BaseModel):

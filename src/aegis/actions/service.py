@@ -51,6 +51,19 @@ from aegis.safety import service as safety_service
 
 AI_ENGINE = "ai-engine"  # the AI engine's service principal
 ACTIONS = ("restart_deployment", "scale_deployment", "delete_pod", "rollback_deployment")
+# Every status a request can have (the life above); the list's ?status= takes only these.
+STATUSES = (
+    "pending_approval",
+    "approved",
+    "running",
+    "succeeded",
+    "failed",
+    "unknown",
+    "refused",
+    "denied",
+    "rejected",
+    "expired",
+)
 RESTART_STAMP_PATH = STATE_PATHS["restarted_at"]
 
 
@@ -207,7 +220,9 @@ def _check_incident(session: Session, body: ActionCreate, actor: Actor) -> None:
             "is learnt under that incident's own kind"
         )
     if body.incident_id is not None and (
-        body.incident_id > incidents_service.MAX_INCIDENT_ID  # PostgreSQL refuses to compare it
+        # an id outside the 32-bit column: PostgreSQL refuses to compare it, SQLite to bind one
+        # below its 64-bit integers; no incident has it
+        not 1 <= body.incident_id <= incidents_service.MAX_INCIDENT_ID
         or session.get(Incident, body.incident_id) is None
     ):
         raise ActionInputInvalid(f"incident_id: incident {body.incident_id} does not exist")

@@ -25,6 +25,7 @@ router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
 Requester = Annotated[Actor, Depends(require_roles("operator", principals=("ai-engine",)))]
 Approver = Annotated[Actor, Depends(require_roles("approver"))]
 Reader = Annotated[Actor, Depends(require_roles("viewer", "operator", "approver"))]
+STATUS_PATTERN = "^(" + "|".join(service.STATUSES) + ")$"
 
 
 @router.post(
@@ -52,11 +53,12 @@ def request_action(
 def list_actions(
     _: Reader,
     session: SessionDep,
-    status: Annotated[str | None, Query(max_length=24)] = None,
+    status: Annotated[str | None, Query(pattern=STATUS_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> ActionPage:
-    """Newest first; ``next_cursor`` (as ``?cursor=``) gives the next, older page."""
+    """Newest first; ``next_cursor`` (as ``?cursor=``) gives the next, older page. A ``status``
+    no request can have is a 422, not an empty page."""
     rows, next_at = service.list_actions(
         session=session, status=status, limit=limit, after=_position(cursor)
     )
