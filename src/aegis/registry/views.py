@@ -19,6 +19,7 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Reader = Annotated[Actor, Depends(require_roles("viewer", "operator", "approver"))]
 Requester = Annotated[Actor, Depends(require_roles("operator"))]
 Approver = Annotated[Actor, Depends(require_roles("approver"))]
+PROMOTION_STATUS = "^(pending|approved|rejected)$"
 
 
 @router.get("", response_model=list[ModelVersionRead])
@@ -33,7 +34,9 @@ def list_models(
 
 @router.get("/promotions", response_model=list[PromotionRead])
 def list_promotions(
-    _: Reader, session: SessionDep, status: Annotated[str | None, Query(max_length=16)] = None
+    _: Reader,
+    session: SessionDep,
+    status: Annotated[str | None, Query(pattern=PROMOTION_STATUS)] = None,
 ) -> list[PromotionRead]:
     return [
         PromotionRead.model_validate(p)

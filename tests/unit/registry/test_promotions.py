@@ -96,6 +96,10 @@ def test_a_rejected_promotion_changes_nothing_and_cannot_be_approved_later(
     assert [p["id"] for p in listed.json()] == [promotion]
     pending = client.get(f"{MODELS}/promotions", params={"status": "pending"}, headers=approver)
     assert pending.json() == []
+    for typo in ("rejectd", ""):  # a status no request can have is refused, not an empty list
+        wrong = client.get(f"{MODELS}/promotions", params={"status": typo}, headers=approver)
+        assert wrong.status_code == 422, typo
+        assert wrong.json()["error"]["code"] == "invalid_request"
     events = factories.audit_events(database, "model.promotion_rejected")
     assert len(events) == 1 and "eval report missing" in events[0].data
     assert not factories.audit_events(database, "model.promoted")
