@@ -1,0 +1,51 @@
+"""The runbooks' load generators (scripts/load_test_inference.py, scripts/simulate_canary_load.py),
+given values they cannot use, refuse them before sending anything: exit 2 and one line on
+stderr, never a traceback and never a run that sends nothing and reports success."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+LOAD_TEST = ROOT / "scripts" / "load_test_inference.py"
+# a loopback port nothing listens on: a run that gets as far as sending fails fast
+TARGET = "http://127.0.0.1:1"
+
+
+def _script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "API_KEY": "k", "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert result.stdout == ""  # no report: nothing was sent
+
+
+@pytest.mark.parametrize(
+    ("qps", "duration"),
+    [("nan", "1"), ("inf", "1"), ("1", "inf"), ("1", "nan"), ("1e308", "1e308")],
+)
+def test_load_test_refuses_numbers_that_are_not_finite(qps: str, duration: str) -> None:
+    _refused(_script(LOAD_TEST, "--url", TARGET, "--qps", qps, "--duration", duration), "finite")
+
+
+def test_load_test_refuses_a_run_of_no_request() -> None:
+    # 0.001 requests a second for one second: nothing would be sent, and exit 0 said all went well
+    _refused(_script(LOAD_TEST, "--url", TARGET, "--qps", "0.001", "--duration", "1"), "no request")
