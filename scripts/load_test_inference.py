@@ -38,6 +38,14 @@ MAX_REQUESTS = 1_000_000
 TIMEOUT_S = 10.0
 
 
+def is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in {"http", "https"} and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "http://[::1", a port out of range
+        return False
+
+
 def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -149,8 +157,14 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--qps times --duration must be a finite number of requests"
     if int(args.qps * args.duration) < 1:
         return f"--qps {args.qps:g} for --duration {args.duration:g} s sends no request"
-    if not is_loopback(args.url) and not args.allow_remote:
-        return f"{args.url} is not a loopback address; pass --allow-remote to load it"
+    return check_url(args.url, allow_remote=args.allow_remote)
+
+
+def check_url(url: str, *, allow_remote: bool) -> str | None:
+    if not is_http_url(url):
+        return f"--url must be an http(s) URL with a host, e.g. http://127.0.0.1:8000, not {url!r}"
+    if not is_loopback(url) and not allow_remote:
+        return f"{url} is not a loopback address; pass --allow-remote to load it"
     return None
 
 

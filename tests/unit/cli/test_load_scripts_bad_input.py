@@ -49,3 +49,19 @@ def test_load_test_refuses_numbers_that_are_not_finite(qps: str, duration: str) 
 def test_load_test_refuses_a_run_of_no_request() -> None:
     # 0.001 requests a second for one second: nothing would be sent, and exit 0 said all went well
     _refused(_script(LOAD_TEST, "--url", TARGET, "--qps", "0.001", "--duration", "1"), "no request")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "ftp://127.0.0.1:1", "http://", "127.0.0.1:1", "http:///infer"]
+)
+def test_load_test_refuses_a_url_it_cannot_send_to(url: str) -> None:
+    # with --allow-remote too: the URL is not refused as remote but as no http(s) URL at all
+    for remote in ([], ["--allow-remote"]):
+        result = _script(LOAD_TEST, "--url", url, "--qps", "1", "--duration", "1", *remote)
+        _refused(result, "http(s) URL")
+
+
+def test_load_test_says_a_long_url_is_remote_on_one_line() -> None:
+    url = "http://203.0.113.7/" + "a" * 120 + "/[bold]x[/bold]"
+    result = _script(LOAD_TEST, "--url", url, "--qps", "1", "--duration", "1")
+    _refused(result, url, "--allow-remote")
