@@ -65,3 +65,31 @@ def test_load_test_says_a_long_url_is_remote_on_one_line() -> None:
     url = "http://203.0.113.7/" + "a" * 120 + "/[bold]x[/bold]"
     result = _script(LOAD_TEST, "--url", url, "--qps", "1", "--duration", "1")
     _refused(result, url, "--allow-remote")
+
+
+CANARY = ROOT / "scripts" / "simulate_canary_load.py"
+
+
+@pytest.mark.parametrize(
+    "option", [("--qps", "inf"), ("--qps", "nan"), ("--duration", "inf"), ("--timeout", "nan")]
+)
+def test_canary_load_refuses_numbers_that_are_not_finite(option: tuple[str, str]) -> None:
+    result = _script(CANARY, "--url", TARGET, "--no-progress", "--max-requests", "1", *option)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert f"argument {option[0]}: must be a finite number > 0" in result.stderr
+    assert result.stdout == ""
+
+
+def test_canary_load_caps_a_product_past_the_largest_float_and_says_why_it_failed() -> None:
+    # 1e308 a second for 1e308 seconds: --max-requests (here one request) bounds it; the one
+    # request finds nothing listening, said in one line however long the URL
+    url = f"{TARGET}/" + "a" * 100 + "/[bold]x[/bold]"
+    result = _script(
+        CANARY, "--url", url, "--no-progress", "--json", "--qps", "1e308", "--duration", "1e308",
+        "--max-requests", "1",
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1
+    assert result.stderr == f"error: no request got an HTTP answer from {url}/infer\n"
+    assert '"planned": 1' in result.stdout
