@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import os
 import sys
 import time
@@ -35,6 +36,14 @@ from rich.table import Table
 
 MAX_REQUESTS = 1_000_000
 TIMEOUT_S = 10.0
+
+
+def is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in {"http", "https"} and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "http://[::1", a port out of range
+        return False
 
 
 def is_loopback(url: str) -> bool:
@@ -138,6 +147,27 @@ async def run(args: argparse.Namespace, console: Console) -> tuple[dict[str, obj
     return report, errors + missed
 
 
+def check_args(args: argparse.Namespace) -> str | None:
+    """Why these arguments cannot make a load test, or None."""
+    if not (math.isfinite(args.qps) and math.isfinite(args.duration)):
+        return "--qps and --duration must be finite numbers"
+    if args.qps <= 0 or args.duration <= 0 or args.concurrency < 1:
+        return "--qps and --duration must be > 0, --concurrency >= 1"
+    if not math.isfinite(args.qps * args.duration):
+        return "--qps times --duration must be a finite number of requests"
+    if int(args.qps * args.duration) < 1:
+        return f"--qps {args.qps:g} for --duration {args.duration:g} s sends no request"
+    return check_url(args.url, allow_remote=args.allow_remote)
+
+
+def check_url(url: str, *, allow_remote: bool) -> str | None:
+    if not is_http_url(url):
+        return f"--url must be an http(s) URL with a host, e.g. http://127.0.0.1:8000, not {url!r}"
+    if not is_loopback(url) and not allow_remote:
+        return f"{url} is not a loopback address; pass --allow-remote to load it"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Load-test the AI engine's /infer or /predict.")
     parser.add_argument("--url", required=True, help="engine base URL, e.g. http://127.0.0.1:8000")
@@ -150,13 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    if args.qps <= 0 or args.duration <= 0 or args.concurrency < 1:
-        console.print("error: --qps and --duration must be > 0, --concurrency >= 1")
-        return 2
-    if not is_loopback(args.url) and not args.allow_remote:
-        console.print(
-            f"error: {args.url} is not a loopback address; pass --allow-remote to load it"
-        )
+    problem = check_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)  # one line: Rich would wrap it at 80 columns
         return 2
     report, problems = asyncio.run(run(args, console))
     if args.json:

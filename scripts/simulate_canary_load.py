@@ -132,7 +132,10 @@ def percentile(sorted_values: list[float], pct: float) -> float | None:
 
 
 def planned_requests(qps: float, duration_s: float, max_requests: int) -> int:
-    return max(0, min(max_requests, math.ceil(qps * duration_s - 1e-9)))
+    wanted = qps * duration_s  # may overflow to inf: max_requests bounds it
+    if wanted >= max_requests:
+        return max_requests
+    return max(0, math.ceil(wanted - 1e-9))
 
 
 def summarise(
@@ -349,8 +352,8 @@ async def run(cfg: Config, console: Console | None = None) -> Summary:
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (math.isfinite(value) and value > 0):  # nan and inf pass `> 0` or break later
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
 
     return parse
@@ -438,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args, dict(os.environ))
     except ValueError as exc:
-        err.print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)  # one line: Rich would wrap it at 80 columns
         return 2
     summary = asyncio.run(run(cfg, err))
     if args.json:
@@ -446,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_summary(summary, cfg, Console())
     if summary.sent and summary.answered == 0:
-        err.print(f"error: no request got an HTTP answer from {cfg.url}")
+        print(f"error: no request got an HTTP answer from {cfg.url}", file=sys.stderr)
         return 1
     return 0
 

@@ -77,7 +77,7 @@ def export(
 
     `policy apply` refuses a bundle whose serial is not above the highest it has applied."""
     from aegis.audit import keys
-    from aegis.cli.runtime import open_current_database
+    from aegis.cli.runtime import open_current_database, write_whole
     from aegis.policy import service
     from aegis.policy.bundle import export_bundle, policy_set_digest
 
@@ -88,7 +88,7 @@ def export(
     finally:
         database.dispose()
     key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
-    out.write_bytes(export_bundle(policies, key, serial=serial))
+    write_whole(out, export_bundle(policies, key, serial=serial))
     typer.echo(
         f"wrote {out}: serial {serial}, {len(policies)} policies,"
         f" digest {policy_set_digest(policies)}"
