@@ -7,8 +7,14 @@ using the data directory) and ``aegis_audit_write_errors_total{backend="database
 
 While the journal holds anything, new events are journalled too, so order is kept. ``drain()``
 (called before every write and periodically) appends journalled events to the chain in order, in
-batches, skipping any whose ``event_id`` already landed: a crash between the database commit and
-the journal truncation never duplicates an event. Exactly once, in order.
+batches, skipping any whose ``event_id`` already landed (or came earlier in the journal): a crash
+between the database commit and the journal truncation never duplicates an event. Exactly once,
+in order.
+
+A line the chain cannot take — not an event (edited, garbage), or an event the database refuses
+(a NUL character on PostgreSQL) — is moved, as it is, to ``<journal>.refused`` (0600), and an
+``audit.journal_refused`` entry says how many lines and where; the events around it land. Taking
+the database's refusal for the database being down kept the journal from ever draining again.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from aegis.audit import service as audit_service
 from aegis.audit.schemas import AuditEventCreate, Category
@@ -32,6 +39,7 @@ from aegis.database.core import Database
 
 log = get_logger(__name__)
 DRAIN_BATCH = 500
+REFUSED_EVENT = "audit.journal_refused"
 
 
 class Journal:
@@ -73,29 +81,51 @@ class Journal:
         finally:
             os.close(fd)
 
-    def read(self) -> list[AuditEventCreate]:
+    @property
+    def refused_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".refused")
+
+    def lines(self) -> list[bytes]:
+        """The journal's whole lines, newline included (a torn last line, cut off by a crash
+        mid-write, was never acknowledged: it is no line)."""
         if not self.path.exists():
             return []
-        events = []
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.endswith("\n"):  # a torn last line (crash mid-write) is not an event
-                    events.append(AuditEventCreate.model_validate_json(line))
-        return events
+        data = self.path.read_bytes()
+        return data[: data.rfind(b"\n") + 1].splitlines(keepends=True)
+
+    def read(self) -> list[AuditEventCreate]:
+        """The events journalled, in order; a line that is not one is left out."""
+        return [event for event in map(parse_line, self.lines()) if event is not None]
 
     def pending(self) -> int:
-        return len(self.read())
+        return len(self.lines())
 
     def truncate_first(self, count: int) -> None:
-        """Drop the first ``count`` events, atomically (write the rest, fsync, rename)."""
-        remaining = self.read()[count:]
+        """Drop the first ``count`` lines, atomically (write the rest, fsync, rename)."""
+        remaining = self.lines()[count:]
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            _write_all(fh, remaining)
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(remaining)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self.path)
+
+    def set_aside(self, lines: list[bytes]) -> None:
+        """Append ``lines`` as they are to :attr:`refused_path`, durably."""
+        fd = os.open(self.refused_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def parse_line(line: bytes) -> AuditEventCreate | None:
+    """The event a journal line holds, or None when it holds none."""
+    try:
+        return AuditEventCreate.model_validate_json(line)
+    except ValidationError:  # invalid UTF-8 and invalid JSON included
+        return None
 
 
 def _whole_lines_end(fd: int) -> int:
@@ -111,11 +141,6 @@ def _whole_lines_end(fd: int) -> int:
             return start + newline + 1
         end = start
     return 0
-
-
-def _write_all(fh: IO[str], events: list[AuditEventCreate]) -> None:
-    for event in events:
-        fh.write(event.model_dump_json() + "\n")
 
 
 class AuditWriter:
@@ -162,27 +187,75 @@ class AuditWriter:
             return self._drain_locked()
 
     def _drain_locked(self) -> bool:
-        events = self.journal.read()
-        if not events:
+        lines = self.journal.lines()
+        if not lines:
             return True
         try:
-            for start in range(0, len(events), DRAIN_BATCH):
-                batch = events[start : start + DRAIN_BATCH]
-                with self.database.unit_of_work() as session:
-                    landed = audit_service.existing_event_ids(
-                        session=session, event_ids=[e.event_id for e in batch if e.event_id]
-                    )
-                    audit_service.append(
-                        session=session, events=[e for e in batch if e.event_id not in landed]
-                    )
+            for start in range(0, len(lines), DRAIN_BATCH):
+                batch = lines[start : start + DRAIN_BATCH]
+                self._drain_batch(batch, first=start + 1)
                 self.journal.truncate_first(len(batch))
         except (OperationalError, DBAPIError) as exc:
             self._note_failure(exc)
             metrics.AUDIT_JOURNAL_PENDING.set(self.journal.pending())
             return False
         metrics.AUDIT_JOURNAL_PENDING.set(0)
-        log.info("audit_journal_drained", events=len(events))
+        log.info("audit_journal_drained", events=len(lines))
         return True
+
+    def _drain_batch(self, batch: list[bytes], *, first: int) -> None:
+        """Append ``batch``'s events to the chain, each event_id once; set aside (and record)
+        the lines the chain cannot take (``first``: the journal's line number of the first).
+        Raises OperationalError/DBAPIError when the database cannot be reached."""
+        refused: list[tuple[int, bytes, str]] = []
+        events: list[tuple[int, bytes, AuditEventCreate]] = []
+        seen: set[str] = set()
+        for number, line in enumerate(batch, first):
+            event = parse_line(line)
+            if event is None:
+                refused.append((number, line, "not an audit event"))
+            elif event.event_id is None or event.event_id not in seen:
+                seen.add(event.event_id or "")
+                events.append((number, line, event))
+        try:
+            self._append_new([event for _, _, event in events])
+        except (IntegrityError, DataError):  # one of them is refused: find which
+            for number, line, event in events:
+                try:
+                    self._append_new([event])
+                except (IntegrityError, DataError) as exc:
+                    refused.append(
+                        (number, line, f"the database refused it ({type(exc).__name__})")
+                    )
+        if refused:
+            self._record_refused(sorted(refused))
+
+    def _append_new(self, events: list[AuditEventCreate]) -> None:
+        with self.database.unit_of_work() as session:
+            landed = audit_service.existing_event_ids(
+                session=session, event_ids=[e.event_id for e in events if e.event_id]
+            )
+            audit_service.append(
+                session=session, events=[e for e in events if e.event_id not in landed]
+            )
+
+    def _record_refused(self, refused: list[tuple[int, bytes, str]]) -> None:
+        """Record the refusal in the chain, then keep the lines (a crash in between refuses them
+        again on the next drain: recorded twice, never lost)."""
+        path = self.journal.refused_path
+        reasons = [f"line {number}: {reason}" for number, _, reason in refused]
+        event = AuditEventCreate(
+            category="system",
+            event_type=REFUSED_EVENT,
+            actor="audit-journal",
+            resource=str(self.journal.path)[:512],
+            outcome="refused",
+            data={"lines": len(refused), "kept_in": str(path), "reasons": reasons[:10]},
+        )
+        with self.database.unit_of_work() as session:
+            audit_service.append(session=session, events=[event])
+        self.journal.set_aside([line for _, line, _ in refused])
+        log.error("audit_journal_refused", lines=len(refused), kept_in=str(path))
 
     @staticmethod
     def _note_failure(exc: Exception) -> None:

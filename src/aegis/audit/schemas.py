@@ -29,6 +29,7 @@ EVENT_TYPES = frozenset(
         *("incident.prediction_stored", "incident.prediction_unavailable"),
         *("safety.flagged", "safety.reviewed", "executor.enabled", "executor.disabled"),
         *("backup.created", "backup.pruned", "backup.restored", "backup.drill"),
+        "audit.journal_refused",
     }
 )
 

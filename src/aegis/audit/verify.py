@@ -52,8 +52,29 @@ def _walk_chain(
     result = session.scalars(stmt)
     try:
         return _walk(result, report, wanted, progress)
+    except (ValueError, TypeError):  # a stored value the driver cannot read back (SQLite)
+        seq = _unreadable(session, after=report.entries)
+        report.problems.append(f"entry {seq}: a stored value cannot be read back (modified)")
+        return {}
     finally:
         result.close()  # a server-side cursor on PostgreSQL; stopping early must release it
+
+
+def _unreadable(session: Session, *, after: int) -> int | str:
+    """The seq of the first entry after ``after`` that cannot be loaded (rows are read in
+    batches, so the failing batch does not say which)."""
+    for seq in session.scalars(
+        select(AuditEntry.seq).where(AuditEntry.seq > after).order_by(AuditEntry.seq)
+    ):
+        try:
+            session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.seq == seq)
+                .execution_options(populate_existing=True)
+            ).scalar_one()
+        except (ValueError, TypeError):
+            return int(seq)
+    return f"after {after}"
 
 
 def _walk(
@@ -110,7 +131,14 @@ def _walk(
 def _check_authorisation(entry: AuditEntry, authorised: set[str], report: VerifyReport) -> None:
     if entry.category != "action":
         return
-    action_id = json.loads(entry.data).get("action_id")
+    try:
+        data = json.loads(entry.data)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):  # Aegis writes an object: this row's hash was recomputed
+        report.problems.append(f"entry {entry.seq}: data is not a JSON object (forged)")
+        return
+    action_id = data.get("action_id")
     if entry.event_type in AUTHORISING_EVENTS and action_id:
         authorised.add(str(action_id))
     elif entry.event_type == EXECUTED_EVENT and str(action_id) not in authorised:

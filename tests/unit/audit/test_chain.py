@@ -339,3 +339,47 @@ def test_typed_views_expose_runbook_columns(database: Database) -> None:
         ).one()
     assert tuple(action) == ("scale_deployment", "staging", "web", "succeeded", "alice")
     assert tuple(model) == ("m", "0.1", "verified")
+
+
+def _forge_tail(database: Database, *, category: str, event_type: str, data: str) -> int:
+    """Append a row as an attacker with the database would: its hash recomputed, linked."""
+    with database.unit_of_work() as session:
+        seq, prev = audit_service.head(session=session)
+        fields = {
+            "seq": seq + 1,
+            "event_id": str(uuid.uuid4()),
+            "created_at": datetime.now(UTC),
+            "category": category,
+            "event_type": event_type,
+            "actor": "mallory",
+            "resource": "",
+            "outcome": "ok",
+            "data": data,
+            "prev_hash": prev,
+        }
+        session.add(AuditEntry(**fields, entry_hash=canonical.entry_hash(**fields)))  # type: ignore[arg-type]
+    return seq + 1
+
+
+@pytest.mark.parametrize("data", ["[]", "null", "not json", '"a"'])
+def test_a_forged_entry_whose_data_is_no_object_is_reported_not_raised(
+    database: Database, data: str
+) -> None:
+    """A row appended past the last checkpoint with its hash recomputed is only caught by the
+    next checkpoint; until then the verifier must still finish. An action entry whose data was
+    not a JSON object stopped it with an AttributeError or a JSONDecodeError."""
+    _record(database, 2)
+    seq = _forge_tail(database, category="action", event_type="action.executed", data=data)
+    report = _verify(database)
+    assert report.problems == [f"entry {seq}: data is not a JSON object (forged)"]
+
+
+def test_a_timestamp_that_cannot_be_read_back_is_reported(database: Database) -> None:
+    """SQLite stores any text in a DATETIME column; one that does not parse stopped the
+    verifier with a ValueError instead of naming the entry."""
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses a timestamp it cannot read")
+    _record(database, 5)
+    _sql(database, "UPDATE audit_log SET created_at = 'garbage' WHERE seq = 3")
+    report = _verify(database)
+    assert report.problems == ["entry 3: a stored value cannot be read back (modified)"]
