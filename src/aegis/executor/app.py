@@ -102,7 +102,9 @@ async def _signed(handler: Callable[..., R], executor: service.Executor, request
         executor,
         method=request.method,
         path=path,
-        headers=dict(request.headers),
+        # a header sent twice is its values joined (RFC 9110 5.3), which no signature header's
+        # shape allows: dict(request.headers) would keep only the first
+        headers={name: ", ".join(request.headers.getlist(name)) for name in request.headers},
         body=body,
         peer=request.client.host if request.client else "unknown",
     )

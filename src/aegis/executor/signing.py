@@ -113,6 +113,8 @@ def verify_request(
     ):
         if not value:
             raise SignatureMissing(f"missing {name} header")
+        if "," in value:  # sent more than once, or as a list: which one was meant?
+            raise SignatureRejected(f"malformed {name} header: more than one value")
     assert ts_text is not None and nonce is not None and signature is not None
     if not _TIMESTAMP.fullmatch(ts_text):
         raise SignatureRejected(f"malformed {TIMESTAMP_HEADER} header: expected Unix seconds")

@@ -135,7 +135,7 @@ class _NamespaceIndex:
 
 def _matching(groups: dict[str, _GlobGroup], namespace: str, found: list[SubjectMap]) -> None:
     for group in groups.values():
-        if group.regex is None or group.regex.fullmatch(namespace) is not None:
+        if group.regex is None or group.regex.fullmatch(namespace):  # a Match, or Pieces' bool
             found.append(group.by_subject)
 
 

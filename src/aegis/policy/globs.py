@@ -97,19 +97,18 @@ def literal_prefix(pattern: str) -> str:
     return pattern
 
 
-def to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a checked glob to an anchored regular expression."""
+def to_regex(piece: str) -> re.Pattern[str]:
+    """Compile a checked glob without ``*`` to a regular expression of fixed width (every item
+    is one character), which cannot backtrack more than its width."""
     out: list[str] = []
     i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
+    while i < len(piece):
+        ch = piece[i]
+        if ch == "?":
             out.append(".")
         elif ch == "[":
-            end = pattern.index("]", i)
-            body = pattern[i + 1 : end]
+            end = piece.index("]", i)
+            body = piece[i + 1 : end]
             negate = body.startswith("!")
             body = body[1:] if negate else body
             out.append("[" + ("^" if negate else "") + body.replace(".", "\\.") + "]")
@@ -118,6 +117,56 @@ def to_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(ch))
         i += 1
     return re.compile("".join(out), re.DOTALL)
+
+
+def _width(piece: str) -> int:
+    """How many characters a glob without ``*`` matches."""
+    width = i = 0
+    while i < len(piece):
+        i = piece.index("]", i) + 1 if piece[i] == "[" else i + 1
+        width += 1
+    return width
+
+
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """A glob with ``*`` as its star-free pieces, matched left to right: the first at the
+    start, the last at the end, each one between at its leftmost place after the one before
+    (which leaves the most room for the rest, so it finds a match whenever there is one). At
+    most (length x pieces) steps, however many stars: a regex of ``.*`` runs backtracks over
+    every split, polynomially in the length and exponentially in the stars (``*a*a*a*a*b``
+    against 253 ``a``: seconds; one more ``*a``: hours)."""
+
+    first: re.Pattern[str]
+    first_width: int
+    middle: tuple[re.Pattern[str], ...]
+    last: re.Pattern[str]
+    last_width: int
+
+    @classmethod
+    def compile(cls, pattern: str) -> Pieces:
+        first, *middle, last = pattern.split("*")  # '*' never occurs inside [...]
+        return cls(
+            first=to_regex(first),
+            first_width=_width(first),
+            middle=tuple(to_regex(piece) for piece in middle if piece),
+            last=to_regex(last),
+            last_width=_width(last),
+        )
+
+    def fullmatch(self, value: str) -> bool:
+        end = len(value) - self.last_width
+        if end < self.first_width or self.first.match(value) is None:
+            return False
+        if self.last.fullmatch(value, end) is None:
+            return False
+        at = self.first_width
+        for piece in self.middle:
+            found = piece.search(value, at, end)
+            if found is None:
+                return False
+            at = found.end()
+        return True
 
 
 def literal_suffix(pattern: str) -> str:
@@ -131,20 +180,24 @@ def literal_suffix(pattern: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Glob:
     """A compiled glob. ``regex`` is None for literals and for globs a prefix and suffix test
-    decide alone (``staging-*``, ``*-prod``, ``*``)."""
+    decide alone (``staging-*``, ``*-prod``, ``*``). ``regex`` is a :class:`Pieces` for a
+    glob with ``*``: never a regex of ``.*`` runs, whose backtracking a glob could make take
+    hours."""
 
     text: str
     prefix: str
     suffix: str
     literal: bool
-    regex: re.Pattern[str] | None
+    regex: re.Pattern[str] | Pieces | None
 
     @classmethod
     def compile(cls, text: str) -> Glob:
         prefix, suffix = literal_prefix(text), literal_suffix(text)
         literal = is_literal(text)
         simple = literal or text in (prefix + "*", "*" + suffix)
-        regex = None if simple else to_regex(text)
+        regex: re.Pattern[str] | Pieces | None = None
+        if not simple:
+            regex = Pieces.compile(text) if "*" in text else to_regex(text)
         return cls(text=text, prefix=prefix, suffix=suffix, literal=literal, regex=regex)
 
     def matches(self, value: str) -> bool:
@@ -152,4 +205,4 @@ class Glob:
             return value == self.text
         if self.regex is None:
             return value.startswith(self.prefix) and value.endswith(self.suffix)
-        return self.regex.fullmatch(value) is not None
+        return bool(self.regex.fullmatch(value))

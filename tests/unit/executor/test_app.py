@@ -351,6 +351,32 @@ def test_headers_are_case_insensitive_and_named_as_documented(executor: Executor
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("header", [SIGNATURE_HEADER, NONCE_HEADER, TIMESTAMP_HEADER])
+def test_a_signature_header_sent_twice_is_refused_whichever_copy_is_valid(
+    executor: ExecutorHarness, header: str
+) -> None:
+    # Repeated, a header means its values joined by ", " (RFC 9110 5.3), as a proxy may send
+    # it: not one of the documented shapes. Only the first copy used to be read.
+    raw = json.dumps(action_body()).encode()
+    signed = sign_request(secret=SECRET, method="POST", path="/v1/actions", body=raw)
+    other = {SIGNATURE_HEADER: "v1=" + "0" * 64, NONCE_HEADER: "n" * 32, TIMESTAMP_HEADER: "1"}
+    before = executor.fake.snapshot()
+
+    response = executor.client.post(
+        "/v1/actions",
+        content=raw,
+        headers=[*signed.items(), (header.lower(), other[header])],
+    )
+
+    assert response.status_code == 401, response.text
+    assert _error(response.json()) | {"request_id": ""} == {
+        "code": "signature_invalid",
+        "message": f"malformed {header} header: more than one value",
+        "request_id": "",
+    }
+    _unchanged(executor, before)
+
+
 def test_failure_series_exist_before_the_first_failure(executor: ExecutorHarness) -> None:
     metrics_text = executor.client.get("/metrics").text
 

@@ -176,3 +176,73 @@ def test_an_error_answer_nested_past_the_parsers_limit_is_a_failure_with_its_sta
         kube_backend.execute(action_request("scale_deployment", replicas=5))
 
     assert caught.value.message == "patch deployment demo/web scale: 403 Forbidden"
+
+
+# --- a 2xx answer that is not what was asked for -------------------------------------------------
+
+
+def _garbled(fake: FakeKubeApiServer, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """The FAKE answers every ``method`` call 200 with a proxy's page, after acting on it."""
+    handle = fake.handle
+
+    def garbled(
+        verb: str, path: str, query: dict[str, str], content_type: str | None, body: object
+    ) -> tuple[int, object]:
+        status, payload = handle(verb, path, query, content_type, body)
+        return (
+            (200, b"<html>upstream connect error</html>") if verb == method else (status, payload)
+        )
+
+    monkeypatch.setattr(fake, "handle", garbled)
+
+
+def test_a_read_answered_with_something_that_is_not_the_object_fails_with_one_line(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _garbled(fake_kube, monkeypatch, "GET")
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(action_request("scale_deployment", replicas=5))
+
+    assert caught.value.message == (
+        "read deployment demo/web: the kubernetes API answered 200 with something that is "
+        "not a V1Deployment"
+    )
+    assert caught.value.audit_ids == [fake_kube.requests[0].audit_id]
+    assert fake_kube.mutating_requests() == []
+
+
+def test_a_write_answered_with_something_unreadable_keeps_its_audit_ids_and_says_it_may_have_acted(
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _garbled(fake_kube, monkeypatch, "PATCH")
+
+    with pytest.raises(ActionFailed) as caught:
+        kube_backend.execute(action_request("scale_deployment", replicas=5))
+
+    assert caught.value.message == (
+        "patch deployment demo/web scale: the kubernetes API answered 200 with something that "
+        "is not a V1Scale; it may or may not have acted: check the target"
+    )
+    assert caught.value.audit_ids == [r.audit_id for r in fake_kube.requests]
+    assert caught.value.before["replicas"] == 3
+    assert fake_kube.deployment("demo", "web")["spec"]["replicas"] == 5  # it did act
+
+
+@pytest.mark.parametrize("target", ["pod", "deployment"])
+def test_a_log_read_answered_with_something_unreadable_is_a_502_not_a_500(
+    executor: ExecutorHarness, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    executor.fake.add_pod("demo", "web")
+    _garbled(executor.fake, monkeypatch, "GET")
+
+    response = executor.post(
+        {"namespace": "demo", target: "web", "requested_by": "ai-engine"}, path="/v1/logs"
+    )
+
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "logs_unavailable"
+    assert response.json()["error"]["message"] == (
+        "reading logs in demo: the kubernetes API answered 200 with something that is not a "
+        f"{'V1Pod' if target == 'pod' else 'V1Deployment'}"
+    )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aegis.policy import Decision, EvaluationRequest, Policy, PolicySet, parse_policy
 from aegis.policy.document import Effect, PolicyRef
 from aegis.policy.errors import DuplicatePolicy, InvalidEvaluationRequest
+from aegis.policy.globs import Glob
 
 FRIDAY = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -345,6 +350,34 @@ def test_namespace_globs_through_the_index(pattern: str, namespace: str, matches
     req = request(namespace=namespace)
     assert policy_set.evaluate(req).allowed is matches
     assert policy_set.evaluate_by_scan(req).allowed is matches
+
+
+@pytest.mark.parametrize(("field", "stars"), [("namespaces", 7), ("names", 4)])
+def test_a_glob_of_many_wildcards_is_matched_without_backtracking(field: str, stars: int) -> None:
+    # Compiled to a regex, '*a*a*a*a*a*a*a*b' took 13 s against a namespace of 63 'a's, and
+    # '*a*a*a*a*b' 10 s against a name of 253 (each '.*' tried at every split: polynomial in the
+    # length, exponential in the stars), on a decision path that holds the target's lock.
+    pattern = "*a" * stars + "*b"
+    resources = {"namespaces": ["*"], "names": ["*"]} | {field: [pattern]}
+    policy_set = PolicySet([policy("p", resources=resources)])
+    req = request(namespace="a" * 63, name="a" * 253)
+
+    started = time.perf_counter()
+    assert policy_set.evaluate(req).allowed is False
+    assert policy_set.evaluate_by_scan(req).allowed is False
+    assert policy_set.evaluate(request(namespace="a" * 62 + "b", name="a" * 252 + "b")).allowed
+    assert time.perf_counter() - started < 1.0
+
+
+_GLOB_ITEMS = st.sampled_from(["a", "b", "-", ".", "*", "*", "?", "[ab]", "[!a]", "[a-b]"])
+
+
+@given(
+    st.lists(_GLOB_ITEMS, min_size=1, max_size=10).map("".join),
+    st.text(alphabet="ab-.", max_size=12),
+)
+def test_a_compiled_glob_matches_exactly_what_fnmatch_does(pattern: str, value: str) -> None:
+    assert Glob.compile(pattern).matches(value) is fnmatchcase(value, pattern)
 
 
 # --- malformed input --------------------------------------------------------------------------

@@ -25,9 +25,10 @@ hours) before each retry, holding the action and its executor thread; it is the 
 so the action fails at once, naming it.
 
 A refused answer raises :class:`KubeAnswerRefused` (carrying the answer's headers, so its
-``Audit-Id`` is still kept); the backend turns it into a failed action or a logs refusal that
-names the bound. :func:`load_api_client` builds the client from the service account or the
-kubeconfig.
+``Audit-Id`` is still kept), and so does a successful answer that is not the object asked for
+(a proxy's page: :class:`KubeAnswerUnreadable`); the backend turns it into a failed action or a
+logs refusal that names the bound (or what the answer was not). :func:`load_api_client` builds
+the client from the service account or the kubeconfig.
 """
 
 from __future__ import annotations
@@ -65,6 +66,40 @@ class KubeAnswerRefused(AnswerRefused):
     def __init__(self, reason: str, headers: Mapping[str, str]) -> None:
         super().__init__(f"the kubernetes API {reason}; not read")
         self.headers = headers
+
+
+class KubeAnswerUnreadable(KubeAnswerRefused):
+    """A successful answer that is not the object asked for (a proxy's page, a body that is not
+    JSON or not of that kind): the client cannot read it."""
+
+    def __init__(self, status: int, kind: str, headers: Mapping[str, str]) -> None:
+        AnswerRefused.__init__(
+            self, f"the kubernetes API answered {status} with something that is not a {kind}"
+        )
+        self.headers = headers
+
+
+def _readable(api_client: Any) -> None:
+    """Make ``api_client`` raise :class:`KubeAnswerUnreadable` for a 2xx answer it cannot turn
+    into the object asked for, instead of the parser's or the model's own error (a JSON, Unicode
+    or pydantic error that no caller expects: a 500, or an action failed without its audit ids).
+    An error answer (4xx, 5xx) stays the client's ``ApiException``."""
+    deserialize = api_client.response_deserialize
+
+    def response_deserialize(response_data: Any, response_types_map: Any = None) -> Any:
+        try:
+            return deserialize(response_data=response_data, response_types_map=response_types_map)
+        except client.ApiException as exc:
+            if exc.status:  # an error answer, as the API server sent it
+                raise
+            unreadable: BaseException = exc  # status 0: a content type the client cannot read
+        except (ValueError, TypeError, RecursionError) as exc:
+            unreadable = exc
+        status = response_data.status
+        kind = (response_types_map or {}).get(str(status)) or "object"
+        raise KubeAnswerUnreadable(status, kind, response_data.headers) from unreadable
+
+    api_client.response_deserialize = response_deserialize
 
 
 class _Answer:
@@ -135,13 +170,15 @@ def load_api_client() -> Any:
 
 def guarded(api_client: Any, *, limit: int = MAX_ANSWER_BYTES) -> Any:
     """``api_client`` (a ``kubernetes.client.ApiClient``), its answers read at most ``limit``
-    bytes each, within the read timeout, and its requests retried only as :data:`RETRIES` says
-    (whatever its configuration's ``retries``)."""
+    bytes each, within the read timeout, its requests retried only as :data:`RETRIES` says
+    (whatever its configuration's ``retries``), and a successful answer it cannot read a
+    :class:`KubeAnswerUnreadable`."""
     configuration = copy.deepcopy(api_client.configuration)
     configuration.retries = RETRIES
     previous = api_client.rest_client
     api_client.rest_client = _BoundedRestClient(configuration, limit=limit)
     previous.close()
+    _readable(api_client)
     return api_client
 
 

@@ -41,6 +41,7 @@ from kubernetes import client
 from aegis.executor.backends.kube_transport import (
     MAX_ANSWER_BYTES,
     KubeAnswerRefused,
+    KubeAnswerUnreadable,
     api_error,
     guarded,
     no_answer,
@@ -89,6 +90,10 @@ def deployment_state(deployment: Any) -> dict[str, Any]:
     }
 
 
+def _write(fn: Callable[..., Any]) -> bool:
+    return fn.__name__.startswith(("patch_", "delete_"))
+
+
 class _Run:
     """One action's calls: collects audit ids and turns API errors into ActionFailed."""
 
@@ -105,12 +110,16 @@ class _Run:
         except client.ApiException as exc:
             self._collect(exc.headers)
             raise ActionFailed(f"{what}: {api_error(exc)}") from None
+        except KubeAnswerUnreadable as exc:
+            self._collect(exc.headers)
+            # a successful answer to a write: it most likely acted, but nothing says what
+            acted = "; it may or may not have acted: check the target" if _write(fn) else ""
+            raise ActionFailed(f"{what}: {exc.message}{acted}") from None
         except KubeAnswerRefused as exc:
             self._collect(exc.headers)
             raise ActionFailed(f"{what}: {exc.message}") from None
         except urllib3.exceptions.HTTPError as exc:
-            write = fn.__name__.startswith(("patch_", "delete_"))
-            raise ActionFailed(f"{what}: {no_answer(exc, write=write)}") from None
+            raise ActionFailed(f"{what}: {no_answer(exc, write=_write(fn))}") from None
         self._collect(headers)
         return data
 
