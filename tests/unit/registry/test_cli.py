@@ -226,3 +226,18 @@ def test_runbook_script_wraps_the_cli(keys: Path, tmp_path: Path) -> None:
     )
     assert failed.returncode == 1
     assert failed.stderr.startswith("error:")
+
+
+def test_build_of_an_empty_directory_fails_in_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    archive = tmp_path / "model.tar.gz"
+    args = ["model", "build", str(tmp_path / "empty"), "--name", "demo", "--version", "0.1"]
+
+    assert run([*args, "--out", str(archive)]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: {tmp_path / 'empty'} holds no file to package\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
