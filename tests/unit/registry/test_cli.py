@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +243,38 @@ def test_build_of_an_empty_directory_fails_in_one_line_and_writes_nothing(
     assert captured.out == ""
     assert captured.err == f"error: {tmp_path / 'empty'} holds no file to package\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+SIGNATURE_LIMIT = 64 * 1024  # below the size of the signature of MANY_FILES
+
+
+def _limit_file_size() -> None:  # a full disk, part way through the signature
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (SIGNATURE_LIMIT, SIGNATURE_LIMIT))
+
+
+def test_an_oms_signature_that_fails_part_way_leaves_the_old_one_whole(
+    keys: Path, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model", {f"f/{n:04}.bin": b"%d" % n for n in range(600)})
+    sig = tmp_path / "model.sig"
+    sign = ["model", "sign", str(model), "--format", "oms", "--key", str(keys / "cosign.key")]
+    assert run([*sign, "--signature", str(sig)]) == 0
+    before = sig.read_bytes()
+    assert len(before) > SIGNATURE_LIMIT  # the limit cuts the second signature short
+    (model / "f" / "new.bin").write_bytes(b"changed")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", *sign, "--signature", str(sig)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=_limit_file_size,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write {sig}: File too large\n"
+    assert sig.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "model", "model.sig"]
