@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import signal
@@ -248,9 +249,9 @@ def test_build_of_an_empty_directory_fails_in_one_line_and_writes_nothing(
 SIGNATURE_LIMIT = 64 * 1024  # below the size of the signature of MANY_FILES
 
 
-def _limit_file_size() -> None:  # a full disk, part way through the signature
+def _limit_file_size(limit: int = SIGNATURE_LIMIT) -> None:  # a full disk, part way through
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (SIGNATURE_LIMIT, SIGNATURE_LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def test_an_oms_signature_that_fails_part_way_leaves_the_old_one_whole(
@@ -278,3 +279,36 @@ def test_an_oms_signature_that_fails_part_way_leaves_the_old_one_whole(
     assert result.stderr == f"error: cannot write {sig}: File too large\n"
     assert sig.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "model", "model.sig"]
+
+
+def test_a_blob_signature_that_fails_part_way_leaves_the_old_one_whole(
+    keys: Path, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model", FILES)
+    archive = tmp_path / "model.tar.gz"
+    build = ["model", "build", str(model), "--name", "demo", "--version", "0.1"]
+    assert run([*build, "--out", str(archive)]) == 0
+    sign = ["model", "sign", str(archive), "--key", str(keys / "cosign.key")]
+    assert run(sign) == 0
+    sig = tmp_path / "model.tar.gz.sig"
+    before = sig.read_bytes()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", *sign],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=functools.partial(_limit_file_size, 16),  # below a blob signature's size
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write {sig}: File too large\n"
+    assert sig.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "keys",
+        "model",
+        "model.tar.gz",
+        "model.tar.gz.sig",
+    ]
