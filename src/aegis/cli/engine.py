@@ -73,23 +73,12 @@ def train(
     The same inputs always give the same bytes, so the directory can be rebuilt and checked
     before it is archived and signed (``aegis model build`` / ``sign``).
     """
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
     from aegis.engine import model as engine_model
     from aegis.engine.errors import EngineError
-    from aegis.engine.schemas import OutcomeStat, stats_dict
 
-    history = None
-    if outcomes is not None:
-        try:
-            rows = TypeAdapter(list[OutcomeStat]).validate_json(outcomes.read_bytes())
-        except OSError as exc:
-            raise EngineError(f"cannot read {outcomes}: {exc.strerror}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise EngineError(f"{outcomes}: {where}: {first['msg']}") from None
-        history = stats_dict(rows)
+    history = engine_model.read_outcomes(outcomes) if outcomes is not None else None
     try:
         trained = engine_model.train(name=name, version=version, outcomes=history)
     except ValidationError as exc:

@@ -77,7 +77,8 @@ def export(
 
     `policy apply` refuses a bundle whose serial is not above the highest it has applied."""
     from aegis.audit import keys
-    from aegis.cli.runtime import open_current_database, write_whole
+    from aegis.cli.runtime import open_current_database
+    from aegis.core.files import write_whole
     from aegis.policy import service
     from aegis.policy.bundle import export_bundle, policy_set_digest
 

@@ -199,24 +199,3 @@ def check_length(option: str, value: str, schema: type[BaseModel], field: str) -
     limit = min(n for n in limits if n is not None)
     if len(value) > limit:
         raise AegisError(f"{option}: at most {limit} characters")
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all: into a hidden sibling first, renamed over
-    ``path`` once written, so that a full disk (or an interrupted command) leaves neither a cut
-    file a user would take for complete nor a half-overwritten earlier one."""
-    import uuid
-    from contextlib import suppress
-
-    from aegis.core.errors import AegisError
-
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with partial.open("xb") as fh:  # the permissions a plain write would give
-            fh.write(data)
-        partial.replace(path)
-    except OSError as exc:
-        raise AegisError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
-    finally:
-        with suppress(OSError):  # its folder may be the very thing that failed
-            partial.unlink(missing_ok=True)

@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from aegis.core.files import replace_together
-from aegis.engine.errors import ModelFormatError
+from aegis.engine.errors import EngineError, ModelFormatError
 from aegis.engine.knowledge import ACTIONS, FAMILIES, KnowledgeBase, default_knowledge_base
 from aegis.engine.model_spec import (
     DetectorSettings,
@@ -47,6 +47,7 @@ from aegis.engine.model_spec import (
     ModelSpec,
     RecommenderSettings,
 )
+from aegis.engine.schemas import OutcomeStat, stats_dict
 
 FORMAT = "aegis.engine-model/v1"
 SPEC_FILE = "model.json"
@@ -90,6 +91,28 @@ DEFAULT_MASKS = (
     Mask(pattern=r"0x[0-9a-fA-F]+|[0-9a-f]{12,}", mask_with="HEX"),
     Mask(pattern=r"\d+(?:\.\d+)?", mask_with="NUM"),
 )
+
+
+def read_outcomes(path: Path) -> OutcomeCounts:
+    """``aegis engine train --outcomes``: a JSON list of :class:`OutcomeStat`, as counts; what is
+    wrong with it is one :class:`EngineError` naming the file (and the field, for an entry)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"cannot read {path}: {exc.strerror}") from None
+    if not data.strip():
+        raise EngineError(f"{path}: empty file (expected a JSON list of outcomes)")
+    try:
+        return stats_dict(TypeAdapter(list[OutcomeStat]).validate_json(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            why = f"invalid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+        elif not first["loc"]:
+            why = "expected a JSON list of outcomes"
+        else:
+            why = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        raise EngineError(f"{path}: {why}") from None
 
 
 def compile_priors(

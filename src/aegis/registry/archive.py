@@ -137,7 +137,8 @@ def check_member_path(path: str) -> str | None:
 
 
 def collect_files(root: Path) -> list[tuple[str, Path]]:
-    """``(archive path, file)`` for every regular file under ``root``, sorted; refuses links."""
+    """``(archive path, file)`` for every regular file under ``root``, sorted; refuses links
+    and a ``root`` holding no file at all."""
     if not root.is_dir():
         raise ModelSourceInvalid(f"{root} is not a directory")
     found: list[tuple[str, Path]] = []
@@ -161,6 +162,8 @@ def collect_files(root: Path) -> list[tuple[str, Path]]:
                     raise ModelSourceInvalid(f"{rel} is not a regular file")
     if any(rel == MANIFEST_NAME for rel, _ in found):
         raise ModelSourceInvalid(f"{MANIFEST_NAME} at the model root is reserved for Aegis")
+    if not found:  # empty folders are not kept: an archive of none would be a model of nothing
+        raise ModelSourceInvalid(f"{root} holds no file to package")
     return sorted(found, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
 
 

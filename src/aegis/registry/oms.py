@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis.core.files import write_whole
 from aegis.registry.cosign_keys import check_p256, public_key_pem
 from aegis.registry.errors import (
     ManifestMismatch,
@@ -182,7 +183,8 @@ def sign_directory(
             "signatures": [{"sig": base64.b64encode(der).decode(), "keyid": ""}],
         },
     }
-    signature.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    # Whole or not at all: a full disk leaves any earlier signature as it was, never a cut one.
+    write_whole(signature, (json.dumps(bundle, indent=2) + "\n").encode())
     return signature
 
 

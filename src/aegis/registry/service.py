@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis.core.files import write_whole
 from aegis.registry.archive import BuiltArchive, ModelManifest, build_archive
 from aegis.registry.cosign_keys import load_private_key, load_private_key_file
 from aegis.registry.errors import ArchiveCorrupt, ArchiveUnsafe, ManifestMismatch
@@ -64,7 +65,7 @@ def sign_archive(
 ) -> Path:
     """Write ``ARCHIVE.sig`` (cosign blob format) and return its path."""
     target = out or archive.with_name(archive.name + ".sig")
-    target.write_bytes(sign_blob(archive, private_key))
+    write_whole(target, sign_blob(archive, private_key))  # a full disk leaves no cut signature
     return target
 
 

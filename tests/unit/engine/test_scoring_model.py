@@ -173,6 +173,27 @@ def test_train_refuses_bad_input_with_one_line(
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("", "empty file (expected a JSON list of outcomes)"),
+        (" \n", "empty file (expected a JSON list of outcomes)"),
+        ("[{", "invalid JSON: EOF while parsing an object at line 1 column 2"),
+        ('{"incident_kind": "oom"}', "expected a JSON list of outcomes"),
+    ],
+)
+def test_train_names_an_outcomes_file_that_holds_no_list_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
+    outcomes = tmp_path / "outcomes.json"
+    outcomes.write_text(text)
+
+    assert run(["engine", "train", "--out", str(tmp_path / "m"), "--outcomes", str(outcomes)]) == 1
+
+    assert capsys.readouterr().err == f"error: {outcomes}: {said}\n"
+    assert not (tmp_path / "m").exists()
+
+
 # --- the loader refuses anything but the documented data ------------------------------------
 
 

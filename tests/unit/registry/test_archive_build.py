@@ -122,3 +122,16 @@ def test_an_out_path_that_is_a_folder_is_refused_naming_it(tmp_path: Path) -> No
     with pytest.raises(RegistryError, match="is a folder: name the archive file"):
         build_archive(model, folder, name="demo", version="1.0")
     assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize("folders", [[], ["weights", "tokenizer/vocab"]])
+def test_a_model_directory_without_files_is_refused_and_leaves_no_archive(
+    tmp_path: Path, folders: list[str]
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    for folder in folders:  # empty folders are not kept, so they hold nothing to package
+        (model / folder).mkdir(parents=True)
+    with pytest.raises(ModelSourceInvalid, match="holds no file"):
+        build_archive(model, tmp_path / "out" / "m.tar.gz", name="demo", version="1")
+    assert not (tmp_path / "out").exists()

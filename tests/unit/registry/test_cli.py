@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +229,86 @@ def test_runbook_script_wraps_the_cli(keys: Path, tmp_path: Path) -> None:
     )
     assert failed.returncode == 1
     assert failed.stderr.startswith("error:")
+
+
+def test_build_of_an_empty_directory_fails_in_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    archive = tmp_path / "model.tar.gz"
+    args = ["model", "build", str(tmp_path / "empty"), "--name", "demo", "--version", "0.1"]
+
+    assert run([*args, "--out", str(archive)]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: {tmp_path / 'empty'} holds no file to package\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+SIGNATURE_LIMIT = 64 * 1024  # below the size of the signature of MANY_FILES
+
+
+def _limit_file_size(limit: int = SIGNATURE_LIMIT) -> None:  # a full disk, part way through
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_an_oms_signature_that_fails_part_way_leaves_the_old_one_whole(
+    keys: Path, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model", {f"f/{n:04}.bin": b"%d" % n for n in range(600)})
+    sig = tmp_path / "model.sig"
+    sign = ["model", "sign", str(model), "--format", "oms", "--key", str(keys / "cosign.key")]
+    assert run([*sign, "--signature", str(sig)]) == 0
+    before = sig.read_bytes()
+    assert len(before) > SIGNATURE_LIMIT  # the limit cuts the second signature short
+    (model / "f" / "new.bin").write_bytes(b"changed")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", *sign, "--signature", str(sig)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=_limit_file_size,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write {sig}: File too large\n"
+    assert sig.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "model", "model.sig"]
+
+
+def test_a_blob_signature_that_fails_part_way_leaves_the_old_one_whole(
+    keys: Path, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model", FILES)
+    archive = tmp_path / "model.tar.gz"
+    build = ["model", "build", str(model), "--name", "demo", "--version", "0.1"]
+    assert run([*build, "--out", str(archive)]) == 0
+    sign = ["model", "sign", str(archive), "--key", str(keys / "cosign.key")]
+    assert run(sign) == 0
+    sig = tmp_path / "model.tar.gz.sig"
+    before = sig.read_bytes()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis", *sign],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=functools.partial(_limit_file_size, 16),  # below a blob signature's size
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write {sig}: File too large\n"
+    assert sig.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "keys",
+        "model",
+        "model.tar.gz",
+        "model.tar.gz.sig",
+    ]
