@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
-from contextlib import suppress
 from pathlib import Path
 
 from aegis.core.errors import AegisError
@@ -57,20 +55,18 @@ def replace_together(files: list[tuple[Path, bytes, int]]) -> None:
 
 
 def write_whole(path: Path, data: bytes) -> None:
-    """Write ``data`` to a file a user named (an export, a signature) whole or not at all: into a
-    hidden sibling first, synced and renamed over ``path`` once written, so that a full disk (or
-    an interrupted command) leaves neither a cut file a user would take for complete nor a
-    half-overwritten earlier one. It gets the permissions a plain write would give (the umask's),
-    and a failure is one :class:`AegisError` naming ``path``."""
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    """Write ``data`` to a file a user named (an export, a signature) whole or not at all, as
+    :func:`replace_atomically` does, so that a full disk (or an interrupted command) leaves neither
+    a cut file a user would take for complete nor a half-overwritten earlier one. It gets the
+    permissions a plain write would give (the umask's), and a failure is one
+    :class:`AegisError` naming ``path``."""
     try:
-        with partial.open("xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        partial.replace(path)
+        replace_atomically(path, data, mode=0o666 & ~_umask())
     except OSError as exc:
         raise AegisError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
-    finally:
-        with suppress(OSError):  # its folder may be the very thing that failed
-            partial.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)  # reading it means setting it: the stricter value, for an instant
+    os.umask(mask)
+    return mask
