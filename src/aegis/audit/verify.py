@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aegis.audit import canonical
-from aegis.audit.checkpoint import Checkpoint, read_checkpoints
-from aegis.audit.errors import CheckpointInvalid
+from aegis.audit import canonical, keys
+from aegis.audit.checkpoint import PREFIX, Checkpoint, read_checkpoints
+from aegis.audit.errors import AuditError, CheckpointInvalid
 from aegis.audit.models import AuditEntry
 from aegis.storage.service import ObjectStore
 
@@ -164,6 +165,24 @@ def _check_checkpoints(
                 "(the chain was rewritten)"
             )
             return
+
+
+def verification_key(*, path: Path, store: ObjectStore) -> Ed25519PublicKey | None:
+    """The public key checkpoints are checked with; None only while the store holds none.
+
+    Fails closed: once checkpoints exist, a key that is missing (a mistyped path) would
+    silently turn off truncation and rewrite detection, so it raises AuditError naming the
+    setting and the path. A key that exists but cannot be loaded always raises.
+    """
+    if path.exists():
+        return keys.load_public_key(path)
+    signed = len(store.list(PREFIX))
+    if signed:
+        raise AuditError(
+            f"no audit verification key at {path} (AUDIT_VERIFY_KEY_FILE): the audit store "
+            f"holds {signed} signed checkpoint(s) that cannot be checked without it"
+        )
+    return None
 
 
 def verify(

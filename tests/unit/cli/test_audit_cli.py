@@ -191,3 +191,34 @@ def test_export_to_a_local_folder_is_a_clear_error(
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "must name a file" in err and "GenericError" not in err, err
     assert list((env / "exports").iterdir()) == []
+
+
+def test_verify_fails_when_checkpoints_exist_but_the_key_is_missing(
+    env: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped key path must not silently turn off truncation and rewrite detection.
+    _events(db_url, 5)
+    assert run(["audit", "checkpoint"]) == 0
+    database = Database(db_url)
+    with database.engine.begin() as conn:  # truncated: only a checkpoint can tell
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
+    database.dispose()
+    typo = env / "data" / "keys" / "audit-signing.pbu"
+    monkeypatch.setenv("AUDIT_VERIFY_KEY_FILE", str(typo))
+    capsys.readouterr()
+    assert run(["audit", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert "intact" not in captured.out
+    assert captured.err.count("\n") == 1
+    assert "AUDIT_VERIFY_KEY_FILE" in captured.err and str(typo) in captured.err
+
+
+def test_verify_without_checkpoints_or_key_warns_and_passes(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A fresh install: nothing signed yet, so nothing the key could check.
+    _events(db_url, 2)
+    assert run(["audit", "verify"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("intact: 2 entries")
+    assert "no signed checkpoints yet" in captured.err
