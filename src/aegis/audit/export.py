@@ -47,12 +47,16 @@ def export_jsonl(
     count = 0
     with tempfile.TemporaryDirectory(prefix="aegis-export-") as tmp:
         path = Path(tmp) / "audit.jsonl"
-        with path.open("w", encoding="utf-8") as fh:
-            for entry in session.scalars(stmt):
-                record = audit_service.to_read(entry).model_dump(mode="json")
-                fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-                count += 1
-                if progress and count % BATCH == 0:
-                    progress(BATCH)
+        result = session.scalars(stmt)
+        try:
+            with path.open("w", encoding="utf-8") as fh:
+                for entry in result:
+                    record = audit_service.to_read(entry).model_dump(mode="json")
+                    fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                    count += 1
+                    if progress and count % BATCH == 0:
+                        progress(BATCH)
+        finally:
+            result.close()  # a server-side cursor on PostgreSQL; an error must release it
         open_store(store_url).put_file(key, path)
     return count

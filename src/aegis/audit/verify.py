@@ -3,7 +3,8 @@
 Detected: a modified field (hash mismatch), a deleted row (a hole in the gapless sequence), a
 reordered row (broken prev_hash link), a truncated tail or a database older than the last
 checkpoint (checkpoint beyond the head), a rewritten chain (checkpoint hash differs), a forged
-checkpoint, and an executed action with no allow or approval recorded before it.
+checkpoint, an entry whose data is not a JSON object (forged), and an executed action with no
+allow or approval recorded before it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
@@ -114,7 +116,11 @@ def _walk(
                 f"entry {entry.seq}: does not link to entry {entry.seq - 1} (reordered or replaced)"
             )
             return hashes
-        _check_authorisation(entry, authorised, report)
+        data = _data(entry)
+        if data is None:  # Aegis writes an object: this row's hash was recomputed
+            report.problems.append(f"entry {entry.seq}: data is not a JSON object (forged)")
+            return hashes
+        _check_authorisation(entry, data, authorised, report)
         if report.problems:
             return hashes
         if entry.seq in wanted:
@@ -129,15 +135,19 @@ def _walk(
     return hashes
 
 
-def _check_authorisation(entry: AuditEntry, authorised: set[str], report: VerifyReport) -> None:
-    if entry.category != "action":
-        return
+def _data(entry: AuditEntry) -> dict[str, Any] | None:
+    """The entry's data, or None when it is not a JSON object (every writer stores one)."""
     try:
         data = json.loads(entry.data)
     except ValueError:
-        data = None
-    if not isinstance(data, dict):  # Aegis writes an object: this row's hash was recomputed
-        report.problems.append(f"entry {entry.seq}: data is not a JSON object (forged)")
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_authorisation(
+    entry: AuditEntry, data: dict[str, Any], authorised: set[str], report: VerifyReport
+) -> None:
+    if entry.category != "action":
         return
     action_id = data.get("action_id")
     if entry.event_type in AUTHORISING_EVENTS and action_id:

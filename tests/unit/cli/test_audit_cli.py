@@ -16,6 +16,7 @@ from aegis.core import metrics
 from aegis.core.context import AppContext
 from aegis.database.core import Database
 from aegis.storage.service import open_store
+from tests.support.audit import forge_tail
 
 
 @pytest.fixture
@@ -222,3 +223,17 @@ def test_verify_without_checkpoints_or_key_warns_and_passes(
     captured = capsys.readouterr()
     assert captured.out.startswith("intact: 2 entries")
     assert "no signed checkpoints yet" in captured.err
+
+
+def test_export_keeps_an_entry_whose_data_is_no_object_marked(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _events(db_url, 1)
+    forge_tail(Database(db_url), category="auth", event_type="login.succeeded", data="not json")
+    _events(db_url, 1)
+    target = env / "audit.jsonl"
+    assert run(["audit", "export", "--to", str(target)]) == 0
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["data_not_object"] for r in records] == [None, "not json", None]
+    assert records[1]["data"] == {}
+    assert capsys.readouterr().out.startswith("exported 3 entries")
