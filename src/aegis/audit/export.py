@@ -21,8 +21,15 @@ BATCH = 5000
 
 def split_target(url: str) -> tuple[str, str]:
     """``s3://bucket/path/audit.jsonl`` -> (``s3://bucket/path``, ``audit.jsonl``); a local
-    path is a ``file://`` URL."""
+    path is a ``file://`` URL. A target ending in ``/`` names a folder, existing or not, and is
+    refused (it was written as a file named like the folder)."""
     parts = urlsplit(as_store_url(url))
+    # as_store_url drops a local path's trailing / (it is a Path): look at what was given too
+    if (url.endswith("/") or parts.path.endswith("/")) and parts.path.strip("/"):
+        raise ValueError(
+            f"export target {redact_url(url)!r} ends with /, a folder: it must name a file, "
+            "e.g. s3://bucket/audit/audit.jsonl"
+        )
     path = parts.path.rstrip("/")
     if not path or "/" not in path:
         raise ValueError(

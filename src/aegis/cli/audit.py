@@ -109,18 +109,24 @@ def export(
 
 
 def _refuse_a_local_folder(to: str) -> None:
-    """``--to`` empty or naming a local folder: one clear line, before anything is read (the
-    store would fail late, renaming the export onto the folder)."""
+    """``--to`` empty or naming a folder (a local one, or any target ending in /): one clear
+    line, before anything is read (the store would fail late, renaming the export onto the
+    folder, or write a file named like the folder)."""
     from pathlib import Path
     from urllib.parse import urlsplit
     from urllib.request import url2pathname
 
+    from aegis.audit.export import split_target
     from aegis.core.errors import AegisError
     from aegis.storage.service import as_store_url, redact_url
 
     example = "e.g. ./audit.jsonl or s3://bucket/audit.jsonl"
     if not to.strip():
         raise AegisError(f"--to is empty: it must name a file, {example}")
+    try:
+        split_target(to)  # a bucket alone, or a folder ending in /
+    except ValueError as exc:
+        raise AegisError(str(exc)) from None
     url = as_store_url(to)
     parts = urlsplit(url)
     if parts.scheme == "file" and Path(url2pathname(parts.path)).is_dir():

@@ -237,3 +237,23 @@ def test_export_keeps_an_entry_whose_data_is_no_object_marked(
     assert [r["data_not_object"] for r in records] == [None, "not json", None]
     assert records[1]["data"] == {}
     assert capsys.readouterr().out.startswith("exported 3 entries")
+
+
+@pytest.mark.parametrize(
+    "to", ["{env}/newdir/", "newdir/", "file://{env}/newdir/", "s3://bucket/newdir/"]
+)
+def test_export_to_a_path_ending_in_a_slash_is_a_folder_and_refused(
+    env: Path,
+    db_url: str,
+    to: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A trailing slash names a folder, existing or not: it wrote a file named "newdir".
+    _events(db_url, 1)
+    monkeypatch.chdir(env)
+    assert run(["audit", "export", "--to", to.format(env=env)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "ends with /" in err and "must name a file" in err, err
+    assert not (env / "newdir").exists()
