@@ -229,7 +229,9 @@ def test_export_keeps_an_entry_whose_data_is_no_object_marked(
     env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _events(db_url, 1)
-    forge_tail(Database(db_url), category="auth", event_type="login.succeeded", data="not json")
+    database = Database(db_url)
+    forge_tail(database, category="auth", event_type="login.succeeded", data="not json")
+    database.dispose()
     _events(db_url, 1)
     target = env / "audit.jsonl"
     assert run(["audit", "export", "--to", str(target)]) == 0
