@@ -91,34 +91,12 @@ def _walk(
     authorised: set[str] = set()
     hashes: dict[int, str] = {}
     for entry in entries:
-        if entry.seq != expected_seq:
+        problem = _link_problem(entry, expected_seq, prev_hash)
+        data = None if problem else _data(entry)
+        if data is None:  # Aegis writes data as an object: this row's hash was recomputed
             report.problems.append(
-                f"entry {expected_seq}: missing (next entry is {entry.seq}): rows were deleted"
+                problem or f"entry {entry.seq}: data is not a JSON object (forged)"
             )
-            return hashes
-        recomputed = canonical.entry_hash(
-            seq=entry.seq,
-            event_id=entry.event_id,
-            created_at=entry.created_at,
-            category=entry.category,
-            event_type=entry.event_type,
-            actor=entry.actor,
-            resource=entry.resource,
-            outcome=entry.outcome,
-            data=entry.data,
-            prev_hash=entry.prev_hash,
-        )
-        if recomputed != entry.entry_hash:
-            report.problems.append(f"entry {entry.seq}: contents do not match its hash (modified)")
-            return hashes
-        if entry.prev_hash != prev_hash:
-            report.problems.append(
-                f"entry {entry.seq}: does not link to entry {entry.seq - 1} (reordered or replaced)"
-            )
-            return hashes
-        data = _data(entry)
-        if data is None:  # Aegis writes an object: this row's hash was recomputed
-            report.problems.append(f"entry {entry.seq}: data is not a JSON object (forged)")
             return hashes
         _check_authorisation(entry, data, authorised, report)
         if report.problems:
@@ -133,6 +111,34 @@ def _walk(
     report.head_seq = expected_seq - 1
     report.head_hash = prev_hash
     return hashes
+
+
+def _link_problem(entry: AuditEntry, expected_seq: int, prev_hash: str) -> str | None:
+    """What is wrong with ``entry``'s place in the chain or its hash, if anything."""
+    if entry.seq < expected_seq:  # rows come in seq order, so only below 1 at the start
+        return (
+            f"entry {entry.seq}: sequence numbers start at 1: a row was inserted before the "
+            "first entry (forged)"
+        )
+    if entry.seq != expected_seq:
+        return f"entry {expected_seq}: missing (next entry is {entry.seq}): rows were deleted"
+    recomputed = canonical.entry_hash(
+        seq=entry.seq,
+        event_id=entry.event_id,
+        created_at=entry.created_at,
+        category=entry.category,
+        event_type=entry.event_type,
+        actor=entry.actor,
+        resource=entry.resource,
+        outcome=entry.outcome,
+        data=entry.data,
+        prev_hash=entry.prev_hash,
+    )
+    if recomputed != entry.entry_hash:
+        return f"entry {entry.seq}: contents do not match its hash (modified)"
+    if entry.prev_hash != prev_hash:
+        return f"entry {entry.seq}: does not link to entry {entry.seq - 1} (reordered or replaced)"
+    return None
 
 
 def _data(entry: AuditEntry) -> dict[str, Any] | None:

@@ -167,6 +167,25 @@ def test_deleted_row_is_a_visible_hole(database: Database) -> None:
     )
 
 
+@pytest.mark.parametrize("seq", [0, -3])
+def test_a_row_numbered_below_1_is_named_as_such_not_as_a_deletion(
+    database: Database, seq: int
+) -> None:
+    # It was reported as "entry 1: missing (next entry is 0): rows were deleted".
+    _record(database, 3)
+    _sql(
+        database,
+        "INSERT INTO audit_log (seq, event_id, created_at, category, event_type, actor, "
+        "resource, outcome, data, prev_hash, entry_hash) "
+        f"SELECT {seq}, 'forged', created_at, category, event_type, actor, resource, outcome, "
+        "data, prev_hash, entry_hash FROM audit_log WHERE seq = 1",
+    )
+    assert _verify(database).problems == [
+        f"entry {seq}: sequence numbers start at 1: a row was inserted before the first entry "
+        "(forged)"
+    ]
+
+
 def test_reordered_rows_are_caught(database: Database) -> None:
     _record(database, 4)
     _sql(database, "UPDATE audit_log SET seq = 100 WHERE seq = 2")
