@@ -5,8 +5,8 @@ temporary folder, or a new database created on a PostgreSQL server — then chec
 
 * the restore itself passed (every chunk authenticated, every member's SHA-256 and row count);
 * the audit chain in the restored database is intact (``aegis.audit.verify``: a changed,
-  missing or reordered row breaks it) and its entry at the backup's head is the head the
-  manifest recorded;
+  missing or reordered row breaks it), ends at the head the manifest recorded (before the
+  restore's own ``backup.restored``), and its entry there has the hash the manifest recorded;
 * signed audit checkpoints up to that head (when the verification key is present) match the
   restored chain, so a backup whose chain was rewritten end to end is caught too;
 * every table holds the manifest's row count.
@@ -99,6 +99,13 @@ def drill(
             report.manifest = result.manifest
             report.chain_entries = result.chain.entries
             report.problems.extend(f"audit chain: {p}" for p in result.chain.problems)
+            # The restore appended backup.restored right after what the backup held.
+            restored_head = result.audit_seq - 1
+            if restored_head != result.manifest.audit_head.seq:
+                report.problems.append(
+                    f"audit chain: the restored chain ends at entry {restored_head}, the manifest "
+                    f"recorded its head at entry {result.manifest.audit_head.seq}"
+                )
             _check_restored(settings, url, result.manifest, report)
     _record(settings, actor, report)
     return report

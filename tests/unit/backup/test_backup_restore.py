@@ -353,3 +353,36 @@ def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
         p.startswith("audit chain") for p in report.problems
     )
     assert any("signed checkpoint" in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+@pytest.mark.parametrize("back", [1, "all"])
+def test_drill_fails_when_the_restored_chain_ends_past_the_manifests_head(
+    settings: Settings, back: int | str
+) -> None:
+    """The manifest's head said entry N (its hash matching), the chain restored went on past
+    it: the entry at N was checked, where the chain ended was not."""
+    result = _backup(settings)
+    path = local_path(result.uri)
+    rows = [
+        json.loads(line) for line in dict(read_members(path))["tables/audit_log.jsonl"].splitlines()
+    ]
+    head = {"seq": 0, "hash": canonical.GENESIS_HASH}
+    if back != "all":
+        row = rows[-1 - int(back)]
+        head = {"seq": row["seq"], "hash": row["entry_hash"]}
+    manifest = json.loads(dict(read_members(path))["manifest.json"])
+    manifest["audit_head"] = head
+    write_members(
+        path,
+        [
+            (n, json.dumps(manifest).encode() if n == "manifest.json" else d)
+            for n, d in read_members(path)
+        ],
+    )
+    report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
+    assert not report.ok
+    assert (
+        f"audit chain: the restored chain ends at entry {len(rows)}, the manifest recorded its "
+        f"head at entry {head['seq']}"
+    ) in report.problems, report.problems
