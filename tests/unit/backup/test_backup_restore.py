@@ -386,3 +386,34 @@ def test_drill_fails_when_the_restored_chain_ends_past_the_manifests_head(
         f"audit chain: the restored chain ends at entry {len(rows)}, the manifest recorded its "
         f"head at entry {head['seq']}"
     ) in report.problems, report.problems
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_drill_fails_when_checkpoints_exist_but_the_verification_key_is_missing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A mistyped AUDIT_VERIFY_KEY_FILE silently skipped the checkpoint check (PASSED, 'not
+    checked') even with signed checkpoints in a store the drill can read."""
+    source = Database(settings.effective_database_url)
+    with source.unit_of_work() as session:
+        write_checkpoint(
+            session=session,
+            store=open_store(settings.effective_audit_store_url),
+            private_key=keys.load_or_create_private_key(settings.effective_audit_signing_key_file),
+        )
+    source.dispose()
+    result = _backup(settings)
+    typo = tmp_path / "audit-signing.pbu"
+    mistyped = settings.model_copy(update={"audit_verify_key_file": typo})
+    report = drill.drill(settings=mistyped, actor=ACTOR, artifact=result.uri)
+    assert not report.ok
+    [problem] = [p for p in report.problems if "AUDIT_VERIFY_KEY_FILE" in p]
+    assert str(typo) in problem and "1 signed checkpoint" in problem
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_drill_without_checkpoints_or_key_passes_unchecked(settings: Settings) -> None:
+    result = _backup(settings)
+    report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
+    assert report.ok, report.problems
+    assert report.checkpoints is None
