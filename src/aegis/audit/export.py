@@ -21,8 +21,15 @@ BATCH = 5000
 
 def split_target(url: str) -> tuple[str, str]:
     """``s3://bucket/path/audit.jsonl`` -> (``s3://bucket/path``, ``audit.jsonl``); a local
-    path is a ``file://`` URL."""
+    path is a ``file://`` URL. A target ending in ``/`` names a folder, existing or not, and is
+    refused (it was written as a file named like the folder)."""
     parts = urlsplit(as_store_url(url))
+    # as_store_url drops a local path's trailing / (it is a Path): look at what was given too
+    if (url.endswith("/") or parts.path.endswith("/")) and parts.path.strip("/"):
+        raise ValueError(
+            f"export target {redact_url(url)!r} ends with /, a folder: it must name a file, "
+            "e.g. s3://bucket/audit/audit.jsonl"
+        )
     path = parts.path.rstrip("/")
     if not path or "/" not in path:
         raise ValueError(
@@ -47,12 +54,16 @@ def export_jsonl(
     count = 0
     with tempfile.TemporaryDirectory(prefix="aegis-export-") as tmp:
         path = Path(tmp) / "audit.jsonl"
-        with path.open("w", encoding="utf-8") as fh:
-            for entry in session.scalars(stmt):
-                record = audit_service.to_read(entry).model_dump(mode="json")
-                fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-                count += 1
-                if progress and count % BATCH == 0:
-                    progress(BATCH)
+        result = session.scalars(stmt)
+        try:
+            with path.open("w", encoding="utf-8") as fh:
+                for entry in result:
+                    record = audit_service.to_read(entry).model_dump(mode="json")
+                    fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                    count += 1
+                    if progress and count % BATCH == 0:
+                        progress(BATCH)
+        finally:
+            result.close()  # a server-side cursor on PostgreSQL; an error must release it
         open_store(store_url).put_file(key, path)
     return count

@@ -59,6 +59,9 @@ class AuditEntryRead(BaseModel):
     resource: str
     outcome: str
     data: dict[str, Any]
+    # The stored text, as it is, when it is not a JSON object (a forged row: `aegis audit verify`
+    # names it); data is then {}. None for every entry Aegis wrote.
+    data_not_object: str | None = None
     prev_hash: str
     entry_hash: str
 

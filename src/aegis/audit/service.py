@@ -121,8 +121,16 @@ def existing_event_ids(*, session: Session, event_ids: Sequence[str]) -> set[str
 
 
 def to_read(entry: AuditEntry) -> AuditEntryRead:
+    """The entry as the API and the export show it. Data that is not a JSON object (every writer
+    stores one, so the row was forged) is shown as it is, in ``data_not_object``, never hidden
+    and never an error that would hide the entries around it."""
     import json
 
+    try:
+        data = json.loads(entry.data)
+    except ValueError:
+        data = None
+    forged = not isinstance(data, dict)
     return AuditEntryRead(
         seq=entry.seq,
         event_id=entry.event_id,
@@ -132,7 +140,8 @@ def to_read(entry: AuditEntry) -> AuditEntryRead:
         actor=entry.actor,
         resource=entry.resource,
         outcome=entry.outcome,
-        data=json.loads(entry.data),
+        data={} if forged else data,
+        data_not_object=entry.data if forged else None,
         prev_hash=entry.prev_hash,
         entry_hash=entry.entry_hash,
     )

@@ -3,7 +3,8 @@
 Detected: a modified field (hash mismatch), a deleted row (a hole in the gapless sequence), a
 reordered row (broken prev_hash link), a truncated tail or a database older than the last
 checkpoint (checkpoint beyond the head), a rewritten chain (checkpoint hash differs), a forged
-checkpoint, and an executed action with no allow or approval recorded before it.
+checkpoint, an entry whose data is not a JSON object (forged), and an executed action with no
+allow or approval recorded before it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aegis.audit import canonical
-from aegis.audit.checkpoint import Checkpoint, read_checkpoints
-from aegis.audit.errors import CheckpointInvalid
+from aegis.audit import canonical, keys
+from aegis.audit.checkpoint import PREFIX, Checkpoint, read_checkpoints
+from aegis.audit.errors import AuditError, CheckpointInvalid
 from aegis.audit.models import AuditEntry
 from aegis.storage.service import ObjectStore
 
@@ -88,32 +91,14 @@ def _walk(
     authorised: set[str] = set()
     hashes: dict[int, str] = {}
     for entry in entries:
-        if entry.seq != expected_seq:
+        problem = _link_problem(entry, expected_seq, prev_hash)
+        data = None if problem else _data(entry)
+        if data is None:  # Aegis writes data as an object: this row's hash was recomputed
             report.problems.append(
-                f"entry {expected_seq}: missing (next entry is {entry.seq}): rows were deleted"
+                problem or f"entry {entry.seq}: data is not a JSON object (forged)"
             )
             return hashes
-        recomputed = canonical.entry_hash(
-            seq=entry.seq,
-            event_id=entry.event_id,
-            created_at=entry.created_at,
-            category=entry.category,
-            event_type=entry.event_type,
-            actor=entry.actor,
-            resource=entry.resource,
-            outcome=entry.outcome,
-            data=entry.data,
-            prev_hash=entry.prev_hash,
-        )
-        if recomputed != entry.entry_hash:
-            report.problems.append(f"entry {entry.seq}: contents do not match its hash (modified)")
-            return hashes
-        if entry.prev_hash != prev_hash:
-            report.problems.append(
-                f"entry {entry.seq}: does not link to entry {entry.seq - 1} (reordered or replaced)"
-            )
-            return hashes
-        _check_authorisation(entry, authorised, report)
+        _check_authorisation(entry, data, authorised, report)
         if report.problems:
             return hashes
         if entry.seq in wanted:
@@ -128,15 +113,47 @@ def _walk(
     return hashes
 
 
-def _check_authorisation(entry: AuditEntry, authorised: set[str], report: VerifyReport) -> None:
-    if entry.category != "action":
-        return
+def _link_problem(entry: AuditEntry, expected_seq: int, prev_hash: str) -> str | None:
+    """What is wrong with ``entry``'s place in the chain or its hash, if anything."""
+    if entry.seq < expected_seq:  # rows come in seq order, so only below 1 at the start
+        return (
+            f"entry {entry.seq}: sequence numbers start at 1: a row was inserted before the "
+            "first entry (forged)"
+        )
+    if entry.seq != expected_seq:
+        return f"entry {expected_seq}: missing (next entry is {entry.seq}): rows were deleted"
+    recomputed = canonical.entry_hash(
+        seq=entry.seq,
+        event_id=entry.event_id,
+        created_at=entry.created_at,
+        category=entry.category,
+        event_type=entry.event_type,
+        actor=entry.actor,
+        resource=entry.resource,
+        outcome=entry.outcome,
+        data=entry.data,
+        prev_hash=entry.prev_hash,
+    )
+    if recomputed != entry.entry_hash:
+        return f"entry {entry.seq}: contents do not match its hash (modified)"
+    if entry.prev_hash != prev_hash:
+        return f"entry {entry.seq}: does not link to entry {entry.seq - 1} (reordered or replaced)"
+    return None
+
+
+def _data(entry: AuditEntry) -> dict[str, Any] | None:
+    """The entry's data, or None when it is not a JSON object (every writer stores one)."""
     try:
         data = json.loads(entry.data)
     except ValueError:
-        data = None
-    if not isinstance(data, dict):  # Aegis writes an object: this row's hash was recomputed
-        report.problems.append(f"entry {entry.seq}: data is not a JSON object (forged)")
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_authorisation(
+    entry: AuditEntry, data: dict[str, Any], authorised: set[str], report: VerifyReport
+) -> None:
+    if entry.category != "action":
         return
     action_id = data.get("action_id")
     if entry.event_type in AUTHORISING_EVENTS and action_id:
@@ -164,6 +181,24 @@ def _check_checkpoints(
                 "(the chain was rewritten)"
             )
             return
+
+
+def verification_key(*, path: Path, store: ObjectStore) -> Ed25519PublicKey | None:
+    """The public key checkpoints are checked with; None only while the store holds none.
+
+    Fails closed: once checkpoints exist, a key that is missing (a mistyped path) would
+    silently turn off truncation and rewrite detection, so it raises AuditError naming the
+    setting and the path. A key that exists but cannot be loaded always raises.
+    """
+    if path.exists():
+        return keys.load_public_key(path)
+    signed = len(store.list(PREFIX))
+    if signed:
+        raise AuditError(
+            f"no audit verification key at {path} (AUDIT_VERIFY_KEY_FILE): the audit store "
+            f"holds {signed} signed checkpoint(s) that cannot be checked without it"
+        )
+    return None
 
 
 def verify(

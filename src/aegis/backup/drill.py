@@ -5,8 +5,8 @@ temporary folder, or a new database created on a PostgreSQL server — then chec
 
 * the restore itself passed (every chunk authenticated, every member's SHA-256 and row count);
 * the audit chain in the restored database is intact (``aegis.audit.verify``: a changed,
-  missing or reordered row breaks it) and its entry at the backup's head is the head the
-  manifest recorded;
+  missing or reordered row breaks it), ends at the head the manifest recorded (before the
+  restore's own ``backup.restored``), and its entry there has the hash the manifest recorded;
 * signed audit checkpoints up to that head (when the verification key is present) match the
   restored chain, so a backup whose chain was rewritten end to end is caught too;
 * every table holds the manifest's row count.
@@ -99,6 +99,13 @@ def drill(
             report.manifest = result.manifest
             report.chain_entries = result.chain.entries
             report.problems.extend(f"audit chain: {p}" for p in result.chain.problems)
+            # The restore appended backup.restored right after what the backup held.
+            restored_head = result.audit_seq - 1
+            if restored_head != result.manifest.audit_head.seq:
+                report.problems.append(
+                    f"audit chain: the restored chain ends at entry {restored_head}, the manifest "
+                    f"recorded its head at entry {result.manifest.audit_head.seq}"
+                )
             _check_restored(settings, url, result.manifest, report)
     _record(settings, actor, report)
     return report
@@ -137,21 +144,29 @@ def _check_restored(settings: Settings, url: str, manifest: Manifest, report: Dr
 def _check_checkpoints(
     settings: Settings, conn: Connection, head_seq: int, report: DrillReport
 ) -> None:
-    """Signed checkpoints at or below the backup's head must match the restored entries."""
-    from aegis.audit import keys
+    """Signed checkpoints at or below the backup's head must match the restored entries.
+
+    Without a verification key they are not checked (``report.checkpoints`` None) only while
+    none can be seen: a drill pod that may not read the audit store holds no key either, but a
+    key missing beside checkpoints the drill can list (a mistyped path) fails it."""
     from aegis.audit.checkpoint import read_checkpoints
     from aegis.audit.models import AuditEntry
+    from aegis.audit.verify import verification_key
+    from aegis.storage.errors import StorageError
     from aegis.storage.service import open_store
 
     key_path = settings.effective_audit_verify_key_file
-    if not key_path.exists():
-        return
     try:
-        checkpoints = read_checkpoints(
-            store=open_store(settings.effective_audit_store_url),
-            public_key=keys.load_public_key(key_path),
-        )
-    except AegisError as exc:
+        store = open_store(settings.effective_audit_store_url)
+        public_key = verification_key(path=key_path, store=store)
+        if public_key is None:
+            return
+        checkpoints = read_checkpoints(store=store, public_key=public_key)
+    except StorageError as exc:
+        if key_path.exists():
+            report.problems.append(f"audit checkpoints: {exc.message}")
+        return  # no key, and no access to the audit store: nothing it could check
+    except AegisError as exc:  # a key that does not load, or one missing beside checkpoints
         report.problems.append(f"audit checkpoints: {exc.message}")
         return
     checked = 0

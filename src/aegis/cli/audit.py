@@ -25,7 +25,6 @@ def _progress() -> Progress:
 @app.command("verify")
 def verify() -> None:
     """Walk the chain and the signed checkpoints; exit 0 only when intact."""
-    from aegis.audit import keys
     from aegis.audit import verify as audit_verify
     from aegis.cli.runtime import open_current_database
     from aegis.storage.service import open_store
@@ -33,8 +32,8 @@ def verify() -> None:
     settings, database = open_current_database()
     try:
         key_path = settings.effective_audit_verify_key_file
-        public_key = keys.load_public_key(key_path) if key_path.exists() else None
         store = open_store(settings.effective_audit_store_url)
+        public_key = audit_verify.verification_key(path=key_path, store=store)
         with _progress() as progress, database.unit_of_work() as session:
             task = progress.add_task("verifying audit chain", total=None)
             report = audit_verify.verify(
@@ -47,7 +46,10 @@ def verify() -> None:
         database.dispose()
     if public_key is None:
         typer.echo(
-            f"warning: no audit verification key at {key_path}; checkpoints not checked", err=True
+            f"warning: no audit verification key at {key_path} (AUDIT_VERIFY_KEY_FILE) and no "
+            "signed checkpoints yet: truncation and rewrites are not detectable until the "
+            "first checkpoint",
+            err=True,
         )
     if not report.ok:
         typer.echo(f"FAILED: {report.problems[0]}")
@@ -107,18 +109,24 @@ def export(
 
 
 def _refuse_a_local_folder(to: str) -> None:
-    """``--to`` empty or naming a local folder: one clear line, before anything is read (the
-    store would fail late, renaming the export onto the folder)."""
+    """``--to`` empty or naming a folder (a local one, or any target ending in /): one clear
+    line, before anything is read (the store would fail late, renaming the export onto the
+    folder, or write a file named like the folder)."""
     from pathlib import Path
     from urllib.parse import urlsplit
     from urllib.request import url2pathname
 
+    from aegis.audit.export import split_target
     from aegis.core.errors import AegisError
     from aegis.storage.service import as_store_url, redact_url
 
     example = "e.g. ./audit.jsonl or s3://bucket/audit.jsonl"
     if not to.strip():
         raise AegisError(f"--to is empty: it must name a file, {example}")
+    try:
+        split_target(to)  # a bucket alone, or a folder ending in /
+    except ValueError as exc:
+        raise AegisError(str(exc)) from None
     url = as_store_url(to)
     parts = urlsplit(url)
     if parts.scheme == "file" and Path(url2pathname(parts.path)).is_dir():

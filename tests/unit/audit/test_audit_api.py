@@ -17,6 +17,7 @@ from aegis.backend_app import create_app
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
+from tests.support.audit import forge_tail
 
 
 def test_approver_pages_through_filtered_entries(
@@ -156,3 +157,17 @@ def test_every_event_type_aegis_records_is_a_known_filter() -> None:
                 )
     assert len(recorded) > 20
     assert recorded <= EVENT_TYPES
+
+
+def test_an_entry_whose_data_is_no_object_is_shown_marked_not_a_500(
+    make_settings: Callable[..., Settings], db_url: str, database: Database
+) -> None:
+    # A forged row (its hash recomputed) must not hide the rest of the page, nor be hidden.
+    approver = factories.user(database, "approver")
+    seq = forge_tail(database, category="system", event_type="alert.received", data="[1, 2]")
+    with TestClient(create_app(make_settings(database_url=db_url))) as client:
+        headers = factories.bearer(factories.login(client, approver))
+        response = client.get("/api/v1/audit", params={"type": "system"}, headers=headers)
+    assert response.status_code == 200
+    [item] = [i for i in response.json()["items"] if i["seq"] == seq]
+    assert item["data"] == {} and item["data_not_object"] == "[1, 2]"

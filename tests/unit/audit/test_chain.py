@@ -19,6 +19,7 @@ from aegis.audit import service as audit_service
 from aegis.audit.models import AuditEntry
 from aegis.database.core import Database
 from aegis.storage.service import ObjectStore, open_store
+from tests.support.audit import forge_tail
 from tests.support.races import at_once
 
 
@@ -164,6 +165,25 @@ def test_deleted_row_is_a_visible_hole(database: Database) -> None:
     assert _verify(database).problems[0] == (
         "entry 2: missing (next entry is 3): rows were deleted"
     )
+
+
+@pytest.mark.parametrize("seq", [0, -3])
+def test_a_row_numbered_below_1_is_named_as_such_not_as_a_deletion(
+    database: Database, seq: int
+) -> None:
+    # It was reported as "entry 1: missing (next entry is 0): rows were deleted".
+    _record(database, 3)
+    _sql(
+        database,
+        "INSERT INTO audit_log (seq, event_id, created_at, category, event_type, actor, "
+        "resource, outcome, data, prev_hash, entry_hash) "
+        f"SELECT {seq}, 'forged', created_at, category, event_type, actor, resource, outcome, "
+        "data, prev_hash, entry_hash FROM audit_log WHERE seq = 1",
+    )
+    assert _verify(database).problems == [
+        f"entry {seq}: sequence numbers start at 1: a row was inserted before the first entry "
+        "(forged)"
+    ]
 
 
 def test_reordered_rows_are_caught(database: Database) -> None:
@@ -341,35 +361,20 @@ def test_typed_views_expose_runbook_columns(database: Database) -> None:
     assert tuple(model) == ("m", "0.1", "verified")
 
 
-def _forge_tail(database: Database, *, category: str, event_type: str, data: str) -> int:
-    """Append a row as an attacker with the database would: its hash recomputed, linked."""
-    with database.unit_of_work() as session:
-        seq, prev = audit_service.head(session=session)
-        fields = {
-            "seq": seq + 1,
-            "event_id": str(uuid.uuid4()),
-            "created_at": datetime.now(UTC),
-            "category": category,
-            "event_type": event_type,
-            "actor": "mallory",
-            "resource": "",
-            "outcome": "ok",
-            "data": data,
-            "prev_hash": prev,
-        }
-        session.add(AuditEntry(**fields, entry_hash=canonical.entry_hash(**fields)))  # type: ignore[arg-type]
-    return seq + 1
-
-
+@pytest.mark.parametrize(
+    ("category", "event_type"),
+    [("action", "action.executed"), ("auth", "login.succeeded"), ("system", "alert.received")],
+)
 @pytest.mark.parametrize("data", ["[]", "null", "not json", '"a"'])
 def test_a_forged_entry_whose_data_is_no_object_is_reported_not_raised(
-    database: Database, data: str
+    database: Database, data: str, category: str, event_type: str
 ) -> None:
     """A row appended past the last checkpoint with its hash recomputed is only caught by the
-    next checkpoint; until then the verifier must still finish. An action entry whose data was
-    not a JSON object stopped it with an AttributeError or a JSONDecodeError."""
+    next checkpoint; until then the verifier must still finish and name it. Aegis writes every
+    entry's data as a JSON object, whatever its category: one that is not was forged (only
+    action entries were checked, so such a row in another category passed)."""
     _record(database, 2)
-    seq = _forge_tail(database, category="action", event_type="action.executed", data=data)
+    seq = forge_tail(database, category=category, event_type=event_type, data=data)
     report = _verify(database)
     assert report.problems == [f"entry {seq}: data is not a JSON object (forged)"]
 

@@ -353,3 +353,67 @@ def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
         p.startswith("audit chain") for p in report.problems
     )
     assert any("signed checkpoint" in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+@pytest.mark.parametrize("back", [1, "all"])
+def test_drill_fails_when_the_restored_chain_ends_past_the_manifests_head(
+    settings: Settings, back: int | str
+) -> None:
+    """The manifest's head said entry N (its hash matching), the chain restored went on past
+    it: the entry at N was checked, where the chain ended was not."""
+    result = _backup(settings)
+    path = local_path(result.uri)
+    rows = [
+        json.loads(line) for line in dict(read_members(path))["tables/audit_log.jsonl"].splitlines()
+    ]
+    head = {"seq": 0, "hash": canonical.GENESIS_HASH}
+    if back != "all":
+        row = rows[-1 - int(back)]
+        head = {"seq": row["seq"], "hash": row["entry_hash"]}
+    manifest = json.loads(dict(read_members(path))["manifest.json"])
+    manifest["audit_head"] = head
+    write_members(
+        path,
+        [
+            (n, json.dumps(manifest).encode() if n == "manifest.json" else d)
+            for n, d in read_members(path)
+        ],
+    )
+    report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
+    assert not report.ok
+    assert (
+        f"audit chain: the restored chain ends at entry {len(rows)}, the manifest recorded its "
+        f"head at entry {head['seq']}"
+    ) in report.problems, report.problems
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_drill_fails_when_checkpoints_exist_but_the_verification_key_is_missing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A mistyped AUDIT_VERIFY_KEY_FILE silently skipped the checkpoint check (PASSED, 'not
+    checked') even with signed checkpoints in a store the drill can read."""
+    source = Database(settings.effective_database_url)
+    with source.unit_of_work() as session:
+        write_checkpoint(
+            session=session,
+            store=open_store(settings.effective_audit_store_url),
+            private_key=keys.load_or_create_private_key(settings.effective_audit_signing_key_file),
+        )
+    source.dispose()
+    result = _backup(settings)
+    typo = tmp_path / "audit-signing.pbu"
+    mistyped = settings.model_copy(update={"audit_verify_key_file": typo})
+    report = drill.drill(settings=mistyped, actor=ACTOR, artifact=result.uri)
+    assert not report.ok
+    [problem] = [p for p in report.problems if "AUDIT_VERIFY_KEY_FILE" in p]
+    assert str(typo) in problem and "1 signed checkpoint" in problem
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_drill_without_checkpoints_or_key_passes_unchecked(settings: Settings) -> None:
+    result = _backup(settings)
+    report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
+    assert report.ok, report.problems
+    assert report.checkpoints is None

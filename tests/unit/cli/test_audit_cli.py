@@ -16,6 +16,7 @@ from aegis.core import metrics
 from aegis.core.context import AppContext
 from aegis.database.core import Database
 from aegis.storage.service import open_store
+from tests.support.audit import forge_tail
 
 
 @pytest.fixture
@@ -191,3 +192,70 @@ def test_export_to_a_local_folder_is_a_clear_error(
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "must name a file" in err and "GenericError" not in err, err
     assert list((env / "exports").iterdir()) == []
+
+
+def test_verify_fails_when_checkpoints_exist_but_the_key_is_missing(
+    env: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped key path must not silently turn off truncation and rewrite detection.
+    _events(db_url, 5)
+    assert run(["audit", "checkpoint"]) == 0
+    database = Database(db_url)
+    with database.engine.begin() as conn:  # truncated: only a checkpoint can tell
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
+    database.dispose()
+    typo = env / "data" / "keys" / "audit-signing.pbu"
+    monkeypatch.setenv("AUDIT_VERIFY_KEY_FILE", str(typo))
+    capsys.readouterr()
+    assert run(["audit", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert "intact" not in captured.out
+    assert captured.err.count("\n") == 1
+    assert "AUDIT_VERIFY_KEY_FILE" in captured.err and str(typo) in captured.err
+
+
+def test_verify_without_checkpoints_or_key_warns_and_passes(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A fresh install: nothing signed yet, so nothing the key could check.
+    _events(db_url, 2)
+    assert run(["audit", "verify"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("intact: 2 entries")
+    assert "no signed checkpoints yet" in captured.err
+
+
+def test_export_keeps_an_entry_whose_data_is_no_object_marked(
+    env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _events(db_url, 1)
+    database = Database(db_url)
+    forge_tail(database, category="auth", event_type="login.succeeded", data="not json")
+    database.dispose()
+    _events(db_url, 1)
+    target = env / "audit.jsonl"
+    assert run(["audit", "export", "--to", str(target)]) == 0
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["data_not_object"] for r in records] == [None, "not json", None]
+    assert records[1]["data"] == {}
+    assert capsys.readouterr().out.startswith("exported 3 entries")
+
+
+@pytest.mark.parametrize(
+    "to", ["{env}/newdir/", "newdir/", "file://{env}/newdir/", "s3://bucket/newdir/"]
+)
+def test_export_to_a_path_ending_in_a_slash_is_a_folder_and_refused(
+    env: Path,
+    db_url: str,
+    to: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A trailing slash names a folder, existing or not: it wrote a file named "newdir".
+    _events(db_url, 1)
+    monkeypatch.chdir(env)
+    assert run(["audit", "export", "--to", to.format(env=env)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "ends with /" in err and "must name a file" in err, err
+    assert not (env / "newdir").exists()
