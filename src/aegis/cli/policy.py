@@ -71,17 +71,20 @@ def export(
         max=MAX_SERIAL,
         help="The bundle's serial, signed with it: above every serial exported before.",
     ),
-    out: Path = typer.Option(Path("policies.bundle.tar"), "--out", "-o"),
+    out: str = typer.Option("policies.bundle.tar", "--out", "-o"),
 ) -> None:
     """Write every active policy as a bundle signed with the platform key.
 
     `policy apply` refuses a bundle whose serial is not above the highest it has applied."""
     from aegis.audit import keys
     from aegis.cli.runtime import open_current_database
+    from aegis.core.errors import AegisError
     from aegis.core.files import write_whole
     from aegis.policy import service
     from aegis.policy.bundle import export_bundle, policy_set_digest
 
+    if out.endswith("/"):  # a Path would drop the slash and write a file named like the folder
+        raise AegisError(f"--out {out} ends with /, a folder: it must name the bundle file")
     settings, database = open_current_database()
     try:
         with database.unit_of_work() as session:
@@ -89,7 +92,7 @@ def export(
     finally:
         database.dispose()
     key = keys.load_or_create_private_key(settings.effective_audit_signing_key_file)
-    write_whole(out, export_bundle(policies, key, serial=serial))
+    write_whole(Path(out), export_bundle(policies, key, serial=serial))
     typer.echo(
         f"wrote {out}: serial {serial}, {len(policies)} policies,"
         f" digest {policy_set_digest(policies)}"

@@ -355,6 +355,18 @@ def test_export_needs_a_positive_serial(env: Path, capsys: pytest.CaptureFixture
     assert not (env / "b.tar").exists()
 
 
+def test_export_to_a_folder_is_refused_naming_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --out ending in / names a folder: refused in one line, never a file named like it."""
+    target = env / "bundles"
+    assert run(["policy", "export", "--serial", "1", "--out", f"{target}/"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: --out {target}/ ends with /, a folder: it must name the bundle file\n"
+    )
+    assert not target.exists()
+
+
 def test_replay_reports_decisions_a_candidate_set_would_change(
     env: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
