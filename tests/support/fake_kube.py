@@ -28,7 +28,10 @@ length declared); the answers to ``stalled_methods`` withheld, after the request
 and recorded, until the fake stops (an answer lost on the way back) or, sent as usual then, until
 :meth:`FakeKubeApiServer.release_stalled` (a slow API server: ``stalled`` is set while one waits);
 every request refused with ``busy`` = (429 or 503, seconds), not acted on, its answer saying
-``Retry-After: <seconds>`` (an overloaded API server, or its priority and fairness shedding load).
+``Retry-After: <seconds>`` (an overloaded API server, or its priority and fairness shedding load);
+the answer to one request replaced (``replaced_answers[(method, path)] = (status, body)``, a body
+of bytes sent as text, any other (None too) as JSON), after it was acted on and recorded as usual:
+a proxy's page, an empty or partial object (``{}``), a status of the test's choosing.
 
 After a persisted change a tiny "controller" does synchronously what the deployment and ReplicaSet
 controllers do asynchronously: a changed pod template gets a ReplicaSet (a new one, or the old one
@@ -174,6 +177,7 @@ class FakeKubeApiServer:
         self.stalled_methods: set[str] = set()
         self.stalled = threading.Event()  # set once a stalled request is waiting for its answer
         self.busy: tuple[int, int] | None = None
+        self.replaced_answers: dict[tuple[str, str], tuple[int, Any]] = {}
         self._stopping = threading.Event()
         self._unstalled = threading.Event()  # set by stop() and release_stalled()
         self._version = 0
@@ -766,6 +770,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = exc.code, exc.status()
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             status, payload = 400, _ApiError(400, "BadRequest", f"bad request: {exc}").status()
+        replaced = fake.replaced_answers.get((self.command, parts.path))
+        if replaced is not None:  # acted on as usual (or refused); this is what comes back
+            status, payload = replaced
         fake.requests.append(
             RecordedRequest(self.command, parts.path, query, content_type, body, status, audit_id)
         )
@@ -782,7 +789,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {**payload, "padding": "x" * fake.answer_padding}
         text = isinstance(payload, bytes)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        if status >= 400 and fake.error_body is not None:
+        if status >= 400 and fake.error_body is not None and replaced is None:
             text, data = False, fake.error_body
         self.send_response(status)
         self.send_header("Content-Type", "text/plain" if text else "application/json")

@@ -25,9 +25,16 @@ ACTION_TYPES: tuple[str, ...] = get_args(ActionType)
 BackendName = Literal["kubernetes", "dry-run", "local"]
 BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
 
-# A namespace is a DNS label; a resource name a DNS subdomain (both lower case).
+# As the API server checks them (apimachinery's IsDNS1123Label, IsDNS1123Subdomain): a namespace
+# is a DNS-1123 label, at most 63 characters; a deployment's or a pod's name a DNS-1123 subdomain,
+# labels joined by single dots ("a..b", "a.-b" are not), at most 253 characters in all (with no
+# limit per label). The pydantic fields take _SUBDOMAIN (its regex engine has no look-ahead) with
+# max_length; NAME_PATTERN carries the length too, for a plain ``re`` check of a label value.
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+NAME_MAX_LENGTH = 253
+_SUBDOMAIN = rf"^{_LABEL}(\.{_LABEL})*$"
+NAME_PATTERN = rf"^(?=.{{1,{NAME_MAX_LENGTH}}}$){_LABEL}(\.{_LABEL})*$"
 _PARAMS: dict[str, dict[str, bool]] = {  # action -> {param: required}
     "restart_deployment": {},
     "scale_deployment": {"replicas": True},
@@ -44,7 +51,7 @@ class ExecutorActionRequest(BaseModel):
     action_id: str = Field(min_length=1, max_length=128, pattern=PRINTABLE)
     action: ActionType
     namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=63)
-    name: str = Field(pattern=NAME_PATTERN, max_length=253)
+    name: str = Field(pattern=_SUBDOMAIN, max_length=NAME_MAX_LENGTH)
     params: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str = Field(min_length=1, max_length=200, pattern=PRINTABLE)
     dry_run: bool = False
@@ -121,8 +128,8 @@ class ExecutorLogsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     namespace: str = Field(pattern=NAMESPACE_PATTERN, max_length=63)
-    deployment: str | None = Field(None, pattern=NAME_PATTERN, max_length=253)
-    pod: str | None = Field(None, pattern=NAME_PATTERN, max_length=253)
+    deployment: str | None = Field(None, pattern=_SUBDOMAIN, max_length=NAME_MAX_LENGTH)
+    pod: str | None = Field(None, pattern=_SUBDOMAIN, max_length=NAME_MAX_LENGTH)
     since_s: int = Field(3600, ge=1, le=86400)
     max_lines: int = Field(500, ge=1, le=5000)
     requested_by: str = Field(min_length=1, max_length=256, pattern=PRINTABLE)

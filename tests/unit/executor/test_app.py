@@ -452,6 +452,49 @@ def test_logs_outside_the_allow_list_are_forbidden(executor: ExecutorHarness) ->
     assert not any(r.path.endswith("/log") for r in executor.fake.requests)
 
 
+# Names the API server refuses (apimachinery's IsDNS1123Subdomain: DNS-1123 labels joined by
+# single dots, at most 253 characters), which the pattern of one character class let through.
+NOT_SUBDOMAINS = ["a..b", "a.-b", "a-.b", "web.", "a." + "b" * 252]
+
+
+@pytest.mark.parametrize("action", ["restart_deployment", "delete_pod"])
+@pytest.mark.parametrize("name", NOT_SUBDOMAINS)
+def test_a_name_kubernetes_would_refuse_is_422_before_anything_is_sent(
+    executor: ExecutorHarness, action: str, name: str
+) -> None:
+    before = executor.fake.snapshot()
+    response = executor.post(action_body(action=action, name=name, params={}))
+
+    assert response.status_code == 422
+    error = _error(response.json())
+    assert error["code"] == "invalid_action_request"
+    assert error["message"].startswith("name: ")
+    assert "\n" not in error["message"]
+    assert executor.fake.requests == []
+    _unchanged(executor, before)
+
+
+@pytest.mark.parametrize("target", ["deployment", "pod"])
+@pytest.mark.parametrize("name", NOT_SUBDOMAINS)
+def test_a_log_request_naming_a_name_kubernetes_would_refuse_is_422(
+    executor: ExecutorHarness, target: str, name: str
+) -> None:
+    response = _read_logs(executor, {"namespace": "demo", target: name, "requested_by": "ai"})
+
+    assert response.status_code == 422
+    assert _error(response.json())["message"].startswith(f"{target}: ")
+    assert executor.fake.requests == []
+
+
+@pytest.mark.parametrize("name", ["web", "web-1", "a.b", "9to5.example-app", "x" * 70 + ".y"])
+def test_a_dns_subdomain_is_a_valid_name(executor: ExecutorHarness, name: str) -> None:
+    """A subdomain's parts may be longer than 63 characters: the API server checks only the
+    whole (IsDNS1123Subdomain), so the executor must not refuse what kubectl can act on."""
+    response = executor.post(action_body(action="restart_deployment", name=name, params={}))
+
+    assert response.status_code != 422, response.text
+
+
 @pytest.mark.parametrize(
     ("over", "why"),
     [

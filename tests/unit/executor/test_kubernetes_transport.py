@@ -181,25 +181,14 @@ def test_an_error_answer_nested_past_the_parsers_limit_is_a_failure_with_its_sta
 # --- a 2xx answer that is not what was asked for -------------------------------------------------
 
 
-def _garbled(fake: FakeKubeApiServer, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    """The FAKE answers every ``method`` call 200 with a proxy's page, after acting on it."""
-    handle = fake.handle
-
-    def garbled(
-        verb: str, path: str, query: dict[str, str], content_type: str | None, body: object
-    ) -> tuple[int, object]:
-        status, payload = handle(verb, path, query, content_type, body)
-        return (
-            (200, b"<html>upstream connect error</html>") if verb == method else (status, payload)
-        )
-
-    monkeypatch.setattr(fake, "handle", garbled)
+PROXY_PAGE = (200, b"<html>upstream connect error</html>")
+DEPLOYMENT = "/apis/apps/v1/namespaces/demo/deployments/web"
 
 
 def test_a_read_answered_with_something_that_is_not_the_object_fails_with_one_line(
-    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer, monkeypatch: pytest.MonkeyPatch
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
-    _garbled(fake_kube, monkeypatch, "GET")
+    fake_kube.replaced_answers[("GET", DEPLOYMENT)] = PROXY_PAGE
 
     with pytest.raises(ActionFailed) as caught:
         kube_backend.execute(action_request("scale_deployment", replicas=5))
@@ -213,9 +202,9 @@ def test_a_read_answered_with_something_that_is_not_the_object_fails_with_one_li
 
 
 def test_a_write_answered_with_something_unreadable_keeps_its_audit_ids_and_says_it_may_have_acted(
-    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer, monkeypatch: pytest.MonkeyPatch
+    kube_backend: KubernetesBackend, fake_kube: FakeKubeApiServer
 ) -> None:
-    _garbled(fake_kube, monkeypatch, "PATCH")
+    fake_kube.replaced_answers[("PATCH", f"{DEPLOYMENT}/scale")] = PROXY_PAGE
 
     with pytest.raises(ActionFailed) as caught:
         kube_backend.execute(action_request("scale_deployment", replicas=5))
@@ -231,10 +220,11 @@ def test_a_write_answered_with_something_unreadable_keeps_its_audit_ids_and_says
 
 @pytest.mark.parametrize("target", ["pod", "deployment"])
 def test_a_log_read_answered_with_something_unreadable_is_a_502_not_a_500(
-    executor: ExecutorHarness, monkeypatch: pytest.MonkeyPatch, target: str
+    executor: ExecutorHarness, target: str
 ) -> None:
     executor.fake.add_pod("demo", "web")
-    _garbled(executor.fake, monkeypatch, "GET")
+    read = "/api/v1/namespaces/demo/pods/web" if target == "pod" else DEPLOYMENT
+    executor.fake.replaced_answers[("GET", read)] = PROXY_PAGE
 
     response = executor.post(
         {"namespace": "demo", target: "web", "requested_by": "ai-engine"}, path="/v1/logs"

@@ -70,11 +70,16 @@ class KubeAnswerRefused(AnswerRefused):
 
 class KubeAnswerUnreadable(KubeAnswerRefused):
     """A successful answer that is not the object asked for (a proxy's page, a body that is not
-    JSON or not of that kind): the client cannot read it."""
+    JSON or not of that kind, ``null``), or one without what is read of it (``lacking``: ``"with
+    spec.replicas"``, :mod:`.kube_answers`): the client cannot read it."""
 
-    def __init__(self, status: int, kind: str, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, status: int, kind: str, headers: Mapping[str, str], lacking: str | None = None
+    ) -> None:
         AnswerRefused.__init__(
-            self, f"the kubernetes API answered {status} with something that is not a {kind}"
+            self,
+            f"the kubernetes API answered {status} with something that is not a {kind}"
+            + (f" {lacking}" if lacking else ""),
         )
         self.headers = headers
 
@@ -82,21 +87,27 @@ class KubeAnswerUnreadable(KubeAnswerRefused):
 def _readable(api_client: Any) -> None:
     """Make ``api_client`` raise :class:`KubeAnswerUnreadable` for a 2xx answer it cannot turn
     into the object asked for, instead of the parser's or the model's own error (a JSON, Unicode
-    or pydantic error that no caller expects: a 500, or an action failed without its audit ids).
+    or pydantic error that no caller expects: a 500, or an action failed without its audit ids)
+    or, for JSON ``null``, ``None`` where a model was asked for.
     An error answer (4xx, 5xx) stays the client's ``ApiException``."""
     deserialize = api_client.response_deserialize
 
     def response_deserialize(response_data: Any, response_types_map: Any = None) -> Any:
+        status = response_data.status
+        kind = (response_types_map or {}).get(str(status)) or "object"
+        unreadable: BaseException | None = None
         try:
-            return deserialize(response_data=response_data, response_types_map=response_types_map)
+            answer = deserialize(response_data=response_data, response_types_map=response_types_map)
         except client.ApiException as exc:
             if exc.status:  # an error answer, as the API server sent it
                 raise
-            unreadable: BaseException = exc  # status 0: a content type the client cannot read
+            unreadable = exc  # status 0: a content type the client cannot read
         except (ValueError, TypeError, RecursionError) as exc:
             unreadable = exc
-        status = response_data.status
-        kind = (response_types_map or {}).get(str(status)) or "object"
+        else:
+            if answer.data is not None or not isinstance(getattr(client, kind, None), type):
+                return answer
+            # JSON null where an object was asked for: a model of nothing
         raise KubeAnswerUnreadable(status, kind, response_data.headers) from unreadable
 
     api_client.response_deserialize = response_deserialize

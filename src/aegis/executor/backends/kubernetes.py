@@ -38,6 +38,8 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
+from aegis.executor.backends import kube_answers
+from aegis.executor.backends.kube_answers import deployment_state
 from aegis.executor.backends.kube_transport import (
     MAX_ANSWER_BYTES,
     KubeAnswerRefused,
@@ -77,19 +79,6 @@ DEPLOYMENT_OWN_ANNOTATIONS = frozenset(
 )
 
 
-def deployment_state(deployment: Any) -> dict[str, Any]:
-    annotations = deployment.metadata.annotations or {}
-    template = deployment.spec.template
-    template_annotations = (template.metadata.annotations if template.metadata else None) or {}
-    replicas = deployment.spec.replicas
-    return {
-        "replicas": 1 if replicas is None else replicas,  # the API server's default
-        "revision": parse_revision(annotations.get(REVISION_ANNOTATION)),
-        "restarted_at": template_annotations.get(RESTARTED_AT_ANNOTATION),
-        "images": {c.name: c.image for c in template.spec.containers},
-    }
-
-
 def _write(fn: Callable[..., Any]) -> bool:
     return fn.__name__.startswith(("patch_", "delete_"))
 
@@ -104,9 +93,19 @@ class _Run:
         self.before: dict[str, Any] = {}
         self.dry_run = "All" if request.dry_run else None
 
-    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        shows: kube_answers.Shows,
+        **kwargs: Any,
+    ) -> Any:
+        """``fn``'s answer, which must show what ``shows`` says (:mod:`.kube_answers`)."""
         try:
-            data, _status, headers = fn(*args, _request_timeout=self.backend.timeout, **kwargs)
+            data, status, headers = fn(*args, _request_timeout=self.backend.timeout, **kwargs)
+            if (lacking := shows.lacking(data)) is not None:
+                raise KubeAnswerUnreadable(status, shows.kind, headers, lacking)
         except client.ApiException as exc:
             self._collect(exc.headers)
             raise ActionFailed(f"{what}: {api_error(exc)}") from None
@@ -135,11 +134,12 @@ class _Run:
             self.backend.apps.read_namespaced_deployment_with_http_info,
             r.name,
             r.namespace,
+            shows=kube_answers.DEPLOYMENT,
         )
         self.before = deployment_state(deployment)
         return deployment
 
-    def patch_deployment(self, body: Any) -> Any:
+    def patch_deployment(self, body: Any, answer: kube_answers.Shows) -> Any:
         r = self.request
         return self.call(
             f"patch deployment {r.namespace}/{r.name}",
@@ -147,6 +147,7 @@ class _Run:
             r.name,
             r.namespace,
             body,
+            shows=answer,
             dry_run=self.dry_run,
             field_manager=FIELD_MANAGER,
         )
@@ -162,7 +163,7 @@ def _restart(run: _Run, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # RFC 3339, as kubectl writes it
     body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}}}}
-    return run.before, deployment_state(run.patch_deployment(body))
+    return run.before, deployment_state(run.patch_deployment(body, kube_answers.restarted(stamp)))
 
 
 def _scale(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -170,7 +171,11 @@ def _scale(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     run.read_deployment()
     what = f"deployment {r.namespace}/{r.name} scale"
     scale = run.call(
-        f"read {what}", apps.read_namespaced_deployment_scale_with_http_info, r.name, r.namespace
+        f"read {what}",
+        apps.read_namespaced_deployment_scale_with_http_info,
+        r.name,
+        r.namespace,
+        shows=kube_answers.SCALE,
     )
     run.before["replicas"] = scale.spec.replicas
     patched = run.call(
@@ -179,6 +184,7 @@ def _scale(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
         r.name,
         r.namespace,
         {"spec": {"replicas": r.replicas}},
+        shows=kube_answers.scaled(r.replicas),
         dry_run=run.dry_run,
         field_manager=FIELD_MANAGER,
     )
@@ -192,6 +198,7 @@ def _delete_pod(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]
         core.read_namespaced_pod_with_http_info,
         r.name,
         r.namespace,
+        shows=kube_answers.POD,
     )
     owners = pod.metadata.owner_references or []
     run.before = {
@@ -207,6 +214,7 @@ def _delete_pod(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]
         r.name,
         r.namespace,
         body=options,
+        shows=kube_answers.deleted(pod.metadata.uid),
         dry_run=run.dry_run,
     )
     return run.before, {**run.before, "deleted": True}
@@ -235,7 +243,8 @@ def _rollback(run: _Run, _: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
             # kubectl sends "replace"; "add" does the same and also works on a deployment that
             # has no annotations at all
             {"op": "add", "path": "/metadata/annotations", "value": annotations},
-        ]
+        ],
+        kube_answers.rolled_back(owned[target].spec.template, target),
     )
     return run.before, {**deployment_state(patched), "rollback_to_revision": target}
 
@@ -250,6 +259,7 @@ def _owned_replica_sets(run: _Run, deployment: Any) -> dict[int, Any]:
         run.backend.apps.list_namespaced_replica_set_with_http_info,
         r.namespace,
         label_selector=selector or None,
+        shows=kube_answers.REPLICA_SETS,
     )
     owned: dict[int, Any] = {}
     for rs in listing.items:
