@@ -106,9 +106,9 @@ NO_WORKLOAD = (
 def scope_of(labels: dict[str, str]) -> Scope | None:
     """The workload an alert names, or None when it names none (or not a valid name)."""
     namespace, pod, deployment = (labels.get(k, "") for k in ("namespace", "pod", "deployment"))
-    if not _NAMESPACE.match(namespace) or not (pod or deployment):
+    if not _NAMESPACE.fullmatch(namespace) or not (pod or deployment):
         return None
-    if any(value and not _K8S_NAME.match(value) for value in (pod, deployment)):
+    if any(value and not _K8S_NAME.fullmatch(value) for value in (pod, deployment)):
         return None
     return Scope(namespace, deployment or None, pod or None)
 
