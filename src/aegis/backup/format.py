@@ -55,7 +55,7 @@ def artifact_name(created_at: datetime, backup_id: str, *, encrypted: bool) -> s
 
 def parse_name(key: str) -> datetime | None:
     """The creation time in an artifact's name, or None when ``key`` is not an artifact name."""
-    match = NAME_RE.match(key)
+    match = NAME_RE.fullmatch(key)
     if not match:
         return None
     return datetime.strptime(match["ts"], _TS).replace(tzinfo=UTC)
@@ -283,7 +283,7 @@ def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
         raise BackupCorrupt(f"backup member {name!r} follows the manifest")
     if not member.isreg():
         raise BackupCorrupt(f"backup member {name!r} is not a regular file")
-    if name != MANIFEST and not MEMBER_RE.match(name):
+    if name != MANIFEST and not MEMBER_RE.fullmatch(name):
         raise BackupCorrupt(f"unexpected backup member {name!r}")
     if name in seen:
         raise BackupCorrupt(f"backup member {name!r} appears twice")

@@ -293,7 +293,7 @@ def _insert_all(
                 if read_manifest_member(handle) != manifest:
                     raise BackupCorrupt("the artifact changed while it was being restored")
                 continue
-            match = MEMBER_RE.match(name)
+            match = MEMBER_RE.fullmatch(name)
             entry = manifest.table(match["table"] if match else name)
             _insert_table(
                 conn, entry=entry, handle=handle, member=name, total=total, progress=progress

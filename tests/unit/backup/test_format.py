@@ -161,6 +161,10 @@ def test_spool_and_artifact_files_are_private(tmp_path: Path) -> None:
     [
         ([("../etc/passwd", b"x"), ("manifest.json", _manifest())], "unexpected backup member"),
         ([("/abs.jsonl", b"x"), ("manifest.json", _manifest())], "unexpected backup member"),
+        (  # '$' alone would take the name before a trailing newline: a second "users" member
+            [("tables/users.jsonl\n", b""), ("manifest.json", _manifest())],
+            "unexpected backup member",
+        ),
         ([("manifest.json", _manifest()), ("tables/users.jsonl", b"")], "follows the manifest"),
         ([("tables/users.jsonl", b"{}\n")], "no manifest"),
         ([("tables/users.jsonl", b""), ("manifest.json", _manifest())], "does not list"),
