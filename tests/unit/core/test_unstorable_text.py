@@ -1,0 +1,120 @@
+"""Request fields holding text no database can keep: a NUL character (PostgreSQL's text cannot
+hold one, SQLite's can) and half of a surrogate pair (JSON's ``"\\ud800"``, which Python's
+parser takes). Each field gets the same answer on both databases (docs/security.md, Bad input):
+an identifier, key, digest or hash is 422 ``invalid_request`` naming the field; free text is
+stored with U+FFFD where the character was."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aegis.core.config import Settings
+from aegis.database.core import Database
+from tests.support import factories
+from tests.support.actions import World, world_of
+from tests.support.alerts import WEBHOOK_PATH, alert, payload
+
+UNSTORABLE = {"nul": "a\x00b", "surrogate": "a\ud800b"}
+KEPT = "a\ufffdb"
+
+
+@dataclass
+class Place:
+    world: World
+    admin: dict[str, str]
+    engine: dict[str, str]
+    webhook: dict[str, str]
+    tmp: Path
+
+    def post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        # json.dumps escapes a lone surrogate as "\ud800", as a client's JSON would
+        content = json.dumps(body).encode()
+        answer: httpx.Response = self.world.api.post(
+            url, content=content, headers={**headers, "Content-Type": "application/json"}
+        )
+        return answer
+
+
+@pytest.fixture
+def place(
+    make_settings: Callable[..., Settings], db_url: str, database: Database, tmp_path: Path
+) -> Iterator[Place]:
+    settings = make_settings(database_url=db_url, executor_backend="local")
+    with world_of(settings, database) as world:
+        yield Place(
+            world=world,
+            admin=factories.signed_in(world.api, database, "admin"),
+            engine={"X-API-Key": settings.secret("api_key")},
+            webhook={"Authorization": f"Bearer {settings.secret('alert_webhook_token')}"},
+            tmp=tmp_path,
+        )
+
+
+# -- identifiers, keys, digests, hashes: refused ------------------------------------------------
+
+
+def _login_username(place: Place, value: str) -> httpx.Response:
+    return place.post("/api/v1/auth/login", {"username": value, "password": "x" * 12}, {})
+
+
+REFUSED: dict[str, Callable[[Place, str], httpx.Response]] = {
+    "username": _login_username,
+}
+
+
+@pytest.mark.parametrize("value", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+@pytest.mark.parametrize("field", REFUSED)
+def test_an_identifier_holding_unstorable_text_is_422_naming_it(
+    place: Place, field: str, value: str
+) -> None:
+    sent = REFUSED[field](place, value)
+    assert sent.status_code == 422, sent.text
+    error = sent.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith(f"{field}: ")
+    assert "\n" not in error["message"]
+
+
+# -- free text: kept, with U+FFFD for the character --------------------------------------------
+
+
+def _webhook(field: str) -> Callable[[Place, str], str]:
+    def send(place: Place, value: str) -> str:
+        firing = alert("Unstorable", namespace="demo")
+        body = payload(firing)
+        if field in body:
+            body[field] = value
+        else:
+            firing[field] = value
+        sent = place.post(WEBHOOK_PATH, body, place.webhook)
+        assert sent.status_code == 200, sent.text
+        if field != "fingerprint":
+            return KEPT  # not shown anywhere: what counts is that the alert was taken
+        incident = sent.json()["incidents"][0]
+        detail = place.world.api.get(f"/api/v1/incidents/{incident}", headers=place.admin)
+        return str(detail.json()["alerts"][0]["fingerprint"])
+
+    return send
+
+
+KEPT_AS_TEXT: dict[str, Callable[[Place, str], str]] = {
+    "alert fingerprint": _webhook("fingerprint"),
+    "alert generatorURL": _webhook("generatorURL"),
+    "webhook groupKey": _webhook("groupKey"),
+    "webhook receiver": _webhook("receiver"),
+}
+
+
+@pytest.mark.parametrize("value", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+@pytest.mark.parametrize("field", KEPT_AS_TEXT)
+def test_free_text_holding_unstorable_text_is_kept_with_a_replacement_character(
+    place: Place, field: str, value: str
+) -> None:
+    assert KEPT_AS_TEXT[field](place, value) == KEPT
