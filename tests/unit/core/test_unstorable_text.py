@@ -6,6 +6,7 @@ stored with U+FFFD where the character was."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ import pytest
 from aegis.core.config import Settings
 from aegis.database.core import Database
 from tests.support import factories
-from tests.support.actions import World, world_of
+from tests.support.actions import World, pending_with_hash, world_of
 from tests.support.alerts import WEBHOOK_PATH, alert, payload
 
 UNSTORABLE = {"nul": "a\x00b", "surrogate": "a\ud800b"}
 KEPT = "a\ufffdb"
+_KEYS = itertools.count(1)
 
 
 @dataclass
@@ -40,6 +42,17 @@ class Place:
             url, content=content, headers={**headers, "Content-Type": "application/json"}
         )
         return answer
+
+    def action(self, headers: dict[str, str] | None = None, /, **over: Any) -> httpx.Response:
+        body = {
+            "action": "restart_deployment",
+            "namespace": "demo",
+            "name": "web",
+            "idempotency_key": f"unstorable-{next(_KEYS)}",
+            "reason": "test",
+            **over,
+        }
+        return self.post("/api/v1/actions", body, headers or self.world.operator)
 
 
 @pytest.fixture
@@ -60,11 +73,35 @@ def place(
 # -- identifiers, keys, digests, hashes: refused ------------------------------------------------
 
 
+def _incident_kind(place: Place, value: str) -> httpx.Response:
+    return place.action(place.engine, incident_kind=value)  # only the engine names one
+
+
+def _approval_hash(place: Place, value: str) -> httpx.Response:
+    action_id, good = pending_with_hash(place.world, 2)
+    return place.post(
+        f"/api/v1/actions/{action_id}/approve",
+        {"approval_hash": good[:-1] + value[1], "comment": ""},
+        place.world.approver,
+    )
+
+
 def _login_username(place: Place, value: str) -> httpx.Response:
     return place.post("/api/v1/auth/login", {"username": value, "password": "x" * 12}, {})
 
 
+def _target(field: str) -> Callable[[Place, str], httpx.Response]:
+    return lambda place, value: place.action(**{field: value})
+
+
 REFUSED: dict[str, Callable[[Place, str], httpx.Response]] = {
+    "action": _target("action"),
+    "namespace": _target("namespace"),
+    "name": _target("name"),
+    "idempotency_key": _target("idempotency_key"),
+    "incident_kind": _incident_kind,
+    "model_digest": _target("model_digest"),
+    "approval_hash": _approval_hash,
     "username": _login_username,
 }
 
@@ -83,6 +120,31 @@ def test_an_identifier_holding_unstorable_text_is_422_naming_it(
 
 
 # -- free text: kept, with U+FFFD for the character --------------------------------------------
+
+
+def _reason(place: Place, value: str) -> str:
+    sent = place.action(reason=value)
+    assert sent.status_code == 201, sent.text
+    return str(place.world.action(sent.json()["id"])["reason"])
+
+
+EVENTS = {"approve": "action.approved", "reject": "action.rejected"}
+
+
+def _action_comment(decision: str) -> Callable[[Place, str], str]:
+    def send(place: Place, value: str) -> str:
+        action_id, good = pending_with_hash(place.world, 2)
+        body = {"approval_hash": good} if decision == "approve" else {}
+        sent = place.post(
+            f"/api/v1/actions/{action_id}/{decision}",
+            {**body, "comment": value},
+            place.world.approver,
+        )
+        assert sent.status_code == 200, sent.text
+        (event,) = factories.audit_events(place.world.database, EVENTS[decision])
+        return str(json.loads(event.data)["comment"])
+
+    return send
 
 
 def _webhook(field: str) -> Callable[[Place, str], str]:
@@ -105,6 +167,9 @@ def _webhook(field: str) -> Callable[[Place, str], str]:
 
 
 KEPT_AS_TEXT: dict[str, Callable[[Place, str], str]] = {
+    "action reason": _reason,
+    "action approve comment": _action_comment("approve"),
+    "action reject comment": _action_comment("reject"),
     "alert fingerprint": _webhook("fingerprint"),
     "alert generatorURL": _webhook("generatorURL"),
     "webhook groupKey": _webhook("groupKey"),
