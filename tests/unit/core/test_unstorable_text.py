@@ -147,6 +147,23 @@ def _action_comment(decision: str) -> Callable[[Place, str], str]:
     return send
 
 
+def _drill_note(place: Place, value: str) -> str:
+    sent = place.post("/api/v1/safety/drill", {"note": value}, place.admin)
+    assert sent.status_code == 201, sent.text
+    return str(sent.json()["excerpt"])
+
+
+def _review_note(place: Place, value: str) -> str:
+    flag = place.post("/api/v1/safety/drill", {"note": "drill"}, place.admin).json()
+    sent = place.post(
+        f"/api/v1/safety/flags/{flag['id']}/review",
+        {"verdict": "dismissed", "note": value},
+        place.world.approver,
+    )
+    assert sent.status_code == 200, sent.text
+    return str(sent.json()["review_note"])
+
+
 def _webhook(field: str) -> Callable[[Place, str], str]:
     def send(place: Place, value: str) -> str:
         firing = alert("Unstorable", namespace="demo")
@@ -170,6 +187,8 @@ KEPT_AS_TEXT: dict[str, Callable[[Place, str], str]] = {
     "action reason": _reason,
     "action approve comment": _action_comment("approve"),
     "action reject comment": _action_comment("reject"),
+    "safety drill note": _drill_note,
+    "safety review note": _review_note,
     "alert fingerprint": _webhook("fingerprint"),
     "alert generatorURL": _webhook("generatorURL"),
     "webhook groupKey": _webhook("groupKey"),
