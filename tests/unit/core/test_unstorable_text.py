@@ -21,6 +21,7 @@ from aegis.database.core import Database
 from tests.support import factories
 from tests.support.actions import World, pending_with_hash, world_of
 from tests.support.alerts import WEBHOOK_PATH, alert, payload
+from tests.support.releases import MODEL, Releases
 
 UNSTORABLE = {"nul": "a\x00b", "surrogate": "a\ud800b"}
 KEPT = "a\ufffdb"
@@ -164,6 +165,23 @@ def _review_note(place: Place, value: str) -> str:
     return str(sent.json()["review_note"])
 
 
+def _promotion_comment(decision: str) -> Callable[[Place, str], str]:
+    def send(place: Place, value: str) -> str:
+        Releases.start(place.tmp, place.world.database).push("0.1")
+        models = f"/api/v1/models/{MODEL}/0.1/promotions"
+        asked = place.post(models, {"to": "production"}, place.world.operator).json()
+        sent = place.post(
+            f"/api/v1/models/promotions/{asked['id']}/{decision}",
+            {"comment": value},
+            place.world.approver,
+        )
+        assert sent.status_code == 200, sent.text
+        listed = place.world.api.get("/api/v1/models/promotions", headers=place.admin).json()
+        return str(listed[0]["comment"])
+
+    return send
+
+
 def _webhook(field: str) -> Callable[[Place, str], str]:
     def send(place: Place, value: str) -> str:
         firing = alert("Unstorable", namespace="demo")
@@ -189,6 +207,8 @@ KEPT_AS_TEXT: dict[str, Callable[[Place, str], str]] = {
     "action reject comment": _action_comment("reject"),
     "safety drill note": _drill_note,
     "safety review note": _review_note,
+    "promotion approve comment": _promotion_comment("approve"),
+    "promotion reject comment": _promotion_comment("reject"),
     "alert fingerprint": _webhook("fingerprint"),
     "alert generatorURL": _webhook("generatorURL"),
     "webhook groupKey": _webhook("groupKey"),
