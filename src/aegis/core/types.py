@@ -4,10 +4,11 @@
   is a 422 at the edge, not an overflow in the driver.
 * :data:`PRINTABLE`: the pattern of a name or key (user name, action id, requester) that must
   hold no control character.
-* :data:`StoredText`: text from outside that is stored as received (alert labels and
-  annotations). A NUL character, which PostgreSQL's text cannot hold, and a lone surrogate
-  (JSON's escape of half a pair, which no database text can hold) become U+FFFD, so the rest
-  of the value is kept instead of the whole request being refused. The characters are replaced
+* :data:`StoredText`: free text from outside that is stored as received (alert labels and
+  annotations; the reasons, comments and notes people write). A NUL character, which
+  PostgreSQL's text cannot hold, and a lone surrogate (JSON's escape of half a pair, which no
+  database text can hold) become U+FFFD, so the rest of the value is kept instead of the whole
+  request being refused, alike on both databases. The characters are replaced
   before the field's own checks: a ``max_length`` would otherwise refuse a lone surrogate
   (pydantic's "unable to parse raw data as a unicode string") before the replacement ran.
 """
