@@ -6,22 +6,30 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aegis.audit import canonical
+from aegis.core.types import PRINTABLE, StoredText
+
+# The model that recommended an action, as the engine names it: its signed archive's digest
+# (docs/engine.md), or that of its files.
+MODEL_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+APPROVAL_HASH_PATTERN = r"^[0-9a-f]{64}$"  # SHA-256, as ActionRead.approval_hash shows it
 
 
 class ActionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: str = Field(min_length=1, max_length=64)
-    namespace: str = Field(min_length=1, max_length=63)
-    name: str = Field(min_length=1, max_length=253)
+    # names and keys: a control character is refused here (their exact shapes are the
+    # executor's, checked before anything is stored); free text keeps what can be stored
+    action: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    namespace: str = Field(min_length=1, max_length=63, pattern=PRINTABLE)
+    name: str = Field(min_length=1, max_length=253, pattern=PRINTABLE)
     params: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str = Field(min_length=1, max_length=200)
-    reason: str = Field("", max_length=2000)
+    idempotency_key: str = Field(min_length=1, max_length=200, pattern=PRINTABLE)
+    reason: StoredText = Field("", max_length=2000)
     incident_id: int | None = None
-    incident_kind: str | None = Field(None, max_length=64)
+    incident_kind: str | None = Field(None, max_length=64, pattern=PRINTABLE)
     confidence: float | None = Field(None, ge=0, le=1)
     severity: str | None = Field(None, pattern="^(critical|warning|info)$")
-    model_digest: str | None = Field(None, max_length=128)
+    model_digest: str | None = Field(None, max_length=128, pattern=MODEL_DIGEST_PATTERN)
 
     @field_validator("params")
     @classmethod
@@ -42,14 +50,14 @@ class ActionCreate(BaseModel):
 class ApprovalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    approval_hash: str = Field(min_length=64, max_length=64)
-    comment: str = Field("", max_length=2000)
+    approval_hash: str = Field(min_length=64, max_length=64, pattern=APPROVAL_HASH_PATTERN)
+    comment: StoredText = Field("", max_length=2000)
 
 
 class RejectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    comment: str = Field("", max_length=2000)
+    comment: StoredText = Field("", max_length=2000)
 
 
 class ActionRead(BaseModel):

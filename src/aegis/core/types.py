@@ -4,10 +4,13 @@
   is a 422 at the edge, not an overflow in the driver.
 * :data:`PRINTABLE`: the pattern of a name or key (user name, action id, requester) that must
   hold no control character.
-* :data:`StoredText`: text from outside that is stored as received (alert labels and
-  annotations). A NUL character, which PostgreSQL's text cannot hold, and a lone surrogate
-  (JSON's escape of half a pair, which no database text can hold) become U+FFFD, so the rest
-  of the value is kept instead of the whole request being refused.
+* :data:`StoredText`: free text from outside that is stored as received (alert labels and
+  annotations; the reasons, comments and notes people write). A NUL character, which
+  PostgreSQL's text cannot hold, and a lone surrogate (JSON's escape of half a pair, which no
+  database text can hold) become U+FFFD, so the rest of the value is kept instead of the whole
+  request being refused, alike on both databases. The characters are replaced
+  before the field's own checks: a ``max_length`` would otherwise refuse a lone surrogate
+  (pydantic's "unable to parse raw data as a unicode string") before the replacement ran.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import re
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import AfterValidator
+from pydantic import BeforeValidator
 
 MAX_DB_INT = 2**63 - 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
@@ -27,10 +30,12 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(value: str) -> str:
+def _storable(value: object) -> object:
+    if not isinstance(value, str):  # left to the field's type check
+        return value
     if value.isascii():
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
     return _UNSTORABLE.sub("\ufffd", value)
 
 
-StoredText = Annotated[str, AfterValidator(_storable)]
+StoredText = Annotated[str, BeforeValidator(_storable)]

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aegis.core.types import StoredText
+
 
 class ModelVersionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -28,7 +30,7 @@ class PromotionCreate(BaseModel):
 class PromotionDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    comment: str = Field("", max_length=2000)
+    comment: StoredText = Field("", max_length=2000)
 
 
 class PromotionRead(BaseModel):

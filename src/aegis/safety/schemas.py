@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aegis.core.types import StoredText
+
 Verdict = Literal["confirmed", "dismissed"]
 
 
@@ -33,7 +35,7 @@ class ReviewBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Verdict
-    note: str = Field("", max_length=2000)
+    note: StoredText = Field("", max_length=2000)
 
 
 class DrillFlagCreate(BaseModel):
@@ -41,4 +43,4 @@ class DrillFlagCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field("", max_length=200)
+    note: StoredText = Field("", max_length=200)

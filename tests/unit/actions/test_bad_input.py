@@ -73,3 +73,36 @@ def test_listing_by_each_status_a_request_can_have_is_answered(world: World) -> 
         assert listed.status_code == 200, listed.text
         shown = [a["id"] for a in listed.json()["items"]]
         assert shown == ([approved["id"]] if status == "approved" else [])
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_a_model_digest_of_the_digests_shape_is_recorded(world: World) -> None:
+    sent = world.request(model_digest=DIGEST)
+    assert sent.status_code == 201, sent.text
+    assert world.action(sent.json()["id"])["model_digest"] == DIGEST
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "",
+        "sha256:abc",
+        "sha256:" + "0" * 63,
+        "sha256:" + "0" * 65,
+        "SHA256:" + "0" * 64,
+        "sha256:" + "A" * 64,
+        "md5:" + "0" * 32,
+        "0" * 64,
+        "sha256:" + "0" * 63 + "\n",
+    ],
+)
+def test_a_model_digest_without_the_digests_shape_is_422(world: World, digest: str) -> None:
+    # it is what the audit log shows as the model that recommended the action: sha256:<64 hex>,
+    # as the engine names its model (the signed archive's digest)
+    sent = world.request(model_digest=digest)
+    assert sent.status_code == 422, sent.text
+    error = sent.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith("model_digest: ")
