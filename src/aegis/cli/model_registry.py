@@ -124,10 +124,18 @@ def promote(
 
 def _decide(promotion_id: int, actor: str, comment: str, *, approve: bool) -> None:
     from aegis.auth.errors import UserNotFound
-    from aegis.cli.runtime import audit_refusal, check_actor, prepare_database, require_role
+    from aegis.cli.runtime import (
+        audit_refusal,
+        check_actor,
+        checked_text,
+        prepare_database,
+        require_role,
+    )
     from aegis.core.errors import Forbidden
     from aegis.registry import catalog
+    from aegis.registry.schemas import PromotionDecision
 
+    comment = checked_text("--comment", comment, PromotionDecision, "comment")
     check_actor(actor, "decides")
     settings, database = prepare_database()
     try:

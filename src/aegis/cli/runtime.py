@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -192,10 +193,20 @@ def act_as(
         return name
 
 
-def check_length(option: str, value: str, schema: type[BaseModel], field: str) -> None:
-    """Hold ``value`` to the ``max_length`` the API's ``schema`` gives ``field``: the CLI takes
-    no longer text than the API does (and none that one database backend would refuse)."""
-    limits = [getattr(m, "max_length", None) for m in schema.model_fields[field].metadata]
-    limit = min(n for n in limits if n is not None)
-    if len(value) > limit:
-        raise AegisError(f"{option}: at most {limit} characters")
+def checked_text(option: str, value: str, schema: type[BaseModel], field: str) -> str:
+    """``value`` as the API's ``schema`` takes ``field``: the CLI takes no longer text than the
+    API does, and keeps what no database can hold (a NUL; a byte of argv that is not UTF-8, a lone
+    surrogate to Python) as the API keeps it, so both database backends store the same."""
+    from pydantic import ValidationError, create_model
+
+    info = schema.model_fields[field]
+    definition: dict[str, Any] = {field: (info.annotation, info)}
+    alone = create_model(schema.__name__, **definition)
+    try:
+        checked: str = getattr(alone.model_validate({field: value}), field)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "string_too_long":
+            raise AegisError(f"{option}: at most {error['ctx']['max_length']} characters") from None
+        raise AegisError(f"{option}: {error['msg']}") from None
+    return checked

@@ -58,7 +58,7 @@ def review(
     from aegis.cli.runtime import (
         audit_refusal,
         check_actor,
-        check_length,
+        checked_text,
         prepare_database,
         require_role,
     )
@@ -68,7 +68,7 @@ def review(
 
     if verdict not in service.VERDICTS:
         raise AegisError(f"--verdict: one of {', '.join(service.VERDICTS)}")
-    check_length("--note", note, ReviewBody, "note")
+    note = checked_text("--note", note, ReviewBody, "note")
     check_actor(actor, "reviews")
     settings, database = prepare_database()
     try:

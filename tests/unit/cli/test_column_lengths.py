@@ -45,13 +45,29 @@ def test_a_promotion_comment_past_its_column_is_refused(
     capsys.readouterr()
     argv = ["model", decision, str(request.id), "--actor", approver, "--comment"]
     assert run([*argv, "c" * 2001]) == 1
-    assert _one_line(capsys) == (
-        "error: model_promotions.comment holds at most 2000 characters (2001 given)"
-    )
+    assert _one_line(capsys) == "error: --comment: at most 2000 characters"
     with database.unit_of_work() as session:
         assert catalog.list_promotions(session=session)[0].status == "pending"
     assert factories.audit_events(database, f"model.promotion_{decision}d") == []
     assert run([*argv, "c" * 2000]) == 0
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_promotion_comment_no_database_can_hold_is_kept_as_the_api_keeps_it(
+    env: Path, database: Database, decision: str
+) -> None:
+    """A NUL, or a byte of argv that is not UTF-8 (a lone surrogate to Python), becomes U+FFFD
+    on both databases, as the API's schema makes it, instead of an encoding error on one."""
+    Releases.start(env, database).push("0.1")
+    approver = factories.user(database, "approver")
+    with database.unit_of_work() as session:
+        request = catalog.request_promotion(
+            session=session, name=MODEL, version="0.1", to="production", actor="al"
+        )
+    argv = ["model", decision, str(request.id), "--actor", approver]
+    assert run([*argv, "--comment", "ok\x00by me \udcff"]) == 0
+    with database.unit_of_work() as session:
+        assert catalog.list_promotions(session=session)[0].comment == "ok\ufffdby me \ufffd"
 
 
 def test_a_push_actor_past_its_column_is_refused(

@@ -11,6 +11,7 @@ from aegis.auth.service import create_user
 from aegis.cli.main import run
 from aegis.database.core import Database
 from aegis.safety import service as safety
+from aegis.safety.models import SafetyFlag
 from tests.support import factories
 
 
@@ -107,6 +108,22 @@ def test_a_review_note_longer_than_the_api_allows_is_refused_and_the_flag_stays_
     assert err == "error: --note: at most 2000 characters\n"
     assert factories.audit_events(database, "safety.reviewed") == []
     assert run([*argv, "--note", "n" * 2000]) == 0
+
+
+def test_a_review_note_no_database_can_hold_is_kept_as_the_api_keeps_it(
+    env: Path, database: Database
+) -> None:
+    """A NUL, or a byte of argv that is not UTF-8 (a lone surrogate to Python), becomes U+FFFD,
+    as the API's schema makes it, on both databases."""
+    flag_id = _flag(database)
+    with database.unit_of_work() as session:
+        create_user(
+            session=session, username="rita", password="x" * 16, roles=["approver"], actor="test"
+        )
+    argv = ["safety", "review", str(flag_id), "--verdict", "dismissed", "--actor", "rita"]
+    assert run([*argv, "--note", "seen\x00twice \udcff"]) == 0
+    with database.unit_of_work() as session:
+        assert session.get(SafetyFlag, flag_id).review_note == "seen\ufffdtwice \ufffd"
 
 
 @pytest.mark.parametrize(
