@@ -123,7 +123,8 @@ def test_a_review_note_no_database_can_hold_is_kept_as_the_api_keeps_it(
     argv = ["safety", "review", str(flag_id), "--verdict", "dismissed", "--actor", "rita"]
     assert run([*argv, "--note", "seen\x00twice \udcff"]) == 0
     with database.unit_of_work() as session:
-        assert session.get(SafetyFlag, flag_id).review_note == "seen\ufffdtwice \ufffd"
+        flag = session.get(SafetyFlag, flag_id)
+        assert flag is not None and flag.review_note == "seen\ufffdtwice \ufffd"
 
 
 @pytest.mark.parametrize(
