@@ -111,13 +111,12 @@ def test_a_line_that_is_no_event_is_set_aside_and_recorded(
     assert writer.journal.pending() == 0
 
 
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)  # SQLite stores any text
 def test_an_event_the_database_refuses_is_set_aside_and_the_rest_land(
     database: Database, tmp_path: Path
 ) -> None:
     """PostgreSQL refuses text holding a NUL character. That refusal was taken for the database
     being down: the journal never drained again."""
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite stores any text")
     journal = _journal_while_down(tmp_path, 3)
     lines = journal.read_text(encoding="utf-8").splitlines(keepends=True)
     bad = json.loads(lines[1])
