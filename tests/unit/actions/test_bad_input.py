@@ -41,12 +41,15 @@ def test_params_without_a_canonical_json_form_are_422(world: World, params: str)
     assert "\n" not in error["message"]
 
 
-@pytest.mark.parametrize("incident_id", [0, -1, -(2**63), -(2**70)])
-def test_an_incident_id_below_one_is_one_that_does_not_exist_on_both(
+@pytest.mark.parametrize(
+    "incident_id", [0, -1, -(2**63), -(2**70), 2**31, 3_000_000_000, 2**63 - 1, 2**64]
+)
+def test_an_incident_id_no_incident_can_have_is_refused_the_same_on_both(
     world: World, incident_id: int
 ) -> None:
-    # SQLite could not bind an id below its 64-bit integers (a 500); PostgreSQL refused to
-    # compare it (422 invalid_value): no incident has an id below 1
+    # Below 1: SQLite could not bind an id below its 64-bit integers (a 500), PostgreSQL refused
+    # to compare it (422 invalid_value). Past incidents.id's 32 bits: PostgreSQL refused to
+    # compare it, SQLite found no such incident. No incident has such an id.
     sent = world.request(incident_id=incident_id)
     assert sent.status_code == 422, sent.text
     error = sent.json()["error"]

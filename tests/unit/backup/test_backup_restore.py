@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -340,6 +341,17 @@ def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
     manifest = json.loads(dict(read_members(path))["manifest.json"])
     last = json.loads(dict(read_members(path))["tables/audit_log.jsonl"].splitlines()[-1])
     manifest["audit_head"]["hash"] = last["entry_hash"]  # the forger fixes the manifest too
+    _write_manifest(path, manifest)
+    report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
+    assert not report.ok
+    assert report.chain_entries > 0 and not any(
+        p.startswith("audit chain") for p in report.problems
+    )
+    assert any("signed checkpoint" in p for p in report.problems), report.problems
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Put ``manifest`` in the unencrypted artifact at ``path``, every other member as it was."""
     write_members(
         path,
         [
@@ -347,12 +359,6 @@ def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
             for n, d in read_members(path)
         ],
     )
-    report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
-    assert not report.ok
-    assert report.chain_entries > 0 and not any(
-        p.startswith("audit chain") for p in report.problems
-    )
-    assert any("signed checkpoint" in p for p in report.problems), report.problems
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"])
@@ -373,13 +379,7 @@ def test_drill_fails_when_the_restored_chain_ends_past_the_manifests_head(
         head = {"seq": row["seq"], "hash": row["entry_hash"]}
     manifest = json.loads(dict(read_members(path))["manifest.json"])
     manifest["audit_head"] = head
-    write_members(
-        path,
-        [
-            (n, json.dumps(manifest).encode() if n == "manifest.json" else d)
-            for n, d in read_members(path)
-        ],
-    )
+    _write_manifest(path, manifest)
     report = drill.drill(settings=settings, actor=ACTOR, artifact=result.uri)
     assert not report.ok
     assert (
