@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -43,6 +44,27 @@ def clean_env(**values: str) -> dict[str, str]:
     }
     env.update(values)
     return env
+
+
+def run_on_a_full_disk(
+    argv: list[str], *, limit: int, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as a full disk part way through a write would leave it: no file it writes can
+    grow past ``limit`` bytes, and such a write fails with EFBIG (SIGXFSZ ignored)."""
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=limit_file_size,
+    )
 
 
 @contextmanager

@@ -4,15 +4,13 @@ it names is either whole or as it was before (a full disk, simulated by a file-s
 from __future__ import annotations
 
 import os
-import resource
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from aegis.cli.main import run
+from tests.support.processes import run_on_a_full_disk
 
 ROOT = Path(__file__).resolve().parents[3]
 POLICY = """
@@ -38,11 +36,6 @@ def aegis_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]
     return env
 
 
-def _limit_file_size() -> None:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
-
-
 def test_a_policy_export_that_fails_part_way_leaves_the_old_bundle_whole(
     aegis_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -56,14 +49,11 @@ def test_a_policy_export_that_fails_part_way_leaves_the_old_bundle_whole(
     before = bundle.read_bytes()
     assert len(before) > LIMIT  # the limit cuts the second export short
 
-    result = subprocess.run(
+    result = run_on_a_full_disk(
         [sys.executable, "-m", "aegis", "policy", "export", "--serial", "2", "--out", str(bundle)],
+        limit=LIMIT,
         cwd=tmp_path,
         env={**os.environ, **aegis_env, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=_limit_file_size,
     )
 
     assert result.returncode == 1

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from aegis.cli.main import run
 from aegis.engine import model, scoring, synthetic
 from aegis.engine.errors import ModelFormatError
 from aegis.engine.schemas import Incident
+from tests.support.processes import run_on_a_full_disk
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "model_registry" / "example_multimodal" / "0.1"
@@ -95,11 +94,7 @@ def test_a_write_that_fails_part_way_leaves_the_old_model_whole(model_dir: Path)
     # file's write fails (EFBIG), as a full disk would, after the first has been written
     before = _files(model_dir)
 
-    def limit_file_size() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
-
-    result = subprocess.run(
+    result = run_on_a_full_disk(
         [
             sys.executable,
             str(ROOT / "scripts" / "export_savedmodel.py"),
@@ -108,12 +103,9 @@ def test_a_write_that_fails_part_way_leaves_the_old_model_whole(model_dir: Path)
             "--version",
             "0.2",
         ],
+        limit=8192,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=limit_file_size,
     )
 
     assert result.returncode == 1

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aegis.cli.main import run
+from tests.support.processes import run_on_a_full_disk
 from tests.unit.registry.builders import DATA, write_model
 
 REPO = Path(__file__).resolve().parents[3]
@@ -249,11 +247,6 @@ def test_build_of_an_empty_directory_fails_in_one_line_and_writes_nothing(
 SIGNATURE_LIMIT = 64 * 1024  # below the size of the signature of MANY_FILES
 
 
-def _limit_file_size(limit: int = SIGNATURE_LIMIT) -> None:  # a full disk, part way through
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-
 def test_an_oms_signature_that_fails_part_way_leaves_the_old_one_whole(
     keys: Path, tmp_path: Path
 ) -> None:
@@ -265,14 +258,11 @@ def test_an_oms_signature_that_fails_part_way_leaves_the_old_one_whole(
     assert len(before) > SIGNATURE_LIMIT  # the limit cuts the second signature short
     (model / "f" / "new.bin").write_bytes(b"changed")
 
-    result = subprocess.run(
+    result = run_on_a_full_disk(
         [sys.executable, "-m", "aegis", *sign, "--signature", str(sig)],
+        limit=SIGNATURE_LIMIT,
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=_limit_file_size,
     )
 
     assert result.returncode == 1
@@ -293,14 +283,11 @@ def test_a_blob_signature_that_fails_part_way_leaves_the_old_one_whole(
     sig = tmp_path / "model.tar.gz.sig"
     before = sig.read_bytes()
 
-    result = subprocess.run(
+    result = run_on_a_full_disk(
         [sys.executable, "-m", "aegis", *sign],
+        limit=16,  # below a blob signature's size
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=functools.partial(_limit_file_size, 16),  # below a blob signature's size
     )
 
     assert result.returncode == 1
