@@ -322,11 +322,9 @@ def _rewrite_chain(data: bytes) -> bytes:
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
 
 
-@pytest.mark.parametrize("db_backend", ["sqlite"])
-def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
-    settings: Settings, source_url: str
-) -> None:
-    source = Database(source_url)
+def _checkpoint(settings: Settings, url: str) -> None:
+    """A signed checkpoint of the chain in the database at ``url``, in the audit store."""
+    source = Database(url)
     with source.unit_of_work() as session:
         write_checkpoint(
             session=session,
@@ -334,6 +332,13 @@ def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
             private_key=keys.load_or_create_private_key(settings.effective_audit_signing_key_file),
         )
     source.dispose()
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_drill_catches_a_rewritten_chain_with_the_signed_checkpoints(
+    settings: Settings, source_url: str
+) -> None:
+    _checkpoint(settings, source_url)
     result = _backup(settings)
     assert drill.drill(settings=settings, actor=ACTOR, artifact=result.uri).checkpoints == 1
     path = local_path(result.uri)
@@ -394,14 +399,7 @@ def test_drill_fails_when_checkpoints_exist_but_the_verification_key_is_missing(
 ) -> None:
     """A mistyped AUDIT_VERIFY_KEY_FILE silently skipped the checkpoint check (PASSED, 'not
     checked') even with signed checkpoints in a store the drill can read."""
-    source = Database(settings.effective_database_url)
-    with source.unit_of_work() as session:
-        write_checkpoint(
-            session=session,
-            store=open_store(settings.effective_audit_store_url),
-            private_key=keys.load_or_create_private_key(settings.effective_audit_signing_key_file),
-        )
-    source.dispose()
+    _checkpoint(settings, settings.effective_database_url)
     result = _backup(settings)
     typo = tmp_path / "audit-signing.pbu"
     mistyped = settings.model_copy(update={"audit_verify_key_file": typo})
